@@ -1,0 +1,106 @@
+//! Well-known keys: the names users type into YAML and dashboards.
+//! They are the user-facing contract (`docs/contract.md`); never rename one.
+
+/// API group of every Spotwright kind.
+pub const GROUP: &str = "spotwright.io";
+
+/// Annotation on a Namespace or Pod choosing the capacity a pod runs on.
+pub const CAPACITY_ANNOTATION: &str = "spotwright.io/capacity";
+/// Annotation on a Namespace or Pod restricting pods to one NodePool.
+pub const NODEPOOL_ANNOTATION: &str = "spotwright.io/nodepool";
+/// Annotation on a Pod or Node that makes voluntary disruption skip the node.
+pub const DO_NOT_DISRUPT_ANNOTATION: &str = "spotwright.io/do-not-disrupt";
+
+/// Node label: `spot` or `on-demand`. Also the key of the Spot taint.
+pub const CAPACITY_TYPE_LABEL: &str = "spotwright.io/capacity-type";
+/// Node label: the NodePool that launched the node.
+pub const NODEPOOL_LABEL: &str = "spotwright.io/nodepool";
+pub const INSTANCE_CATEGORY_LABEL: &str = "spotwright.io/instance-category";
+pub const INSTANCE_FAMILY_LABEL: &str = "spotwright.io/instance-family";
+pub const INSTANCE_SIZE_LABEL: &str = "spotwright.io/instance-size";
+pub const INSTANCE_CPU_LABEL: &str = "spotwright.io/instance-cpu";
+pub const INSTANCE_MEMORY_LABEL: &str = "spotwright.io/instance-memory";
+pub const INSTANCE_GENERATION_LABEL: &str = "spotwright.io/instance-generation";
+
+pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const ARCH_LABEL: &str = "kubernetes.io/arch";
+pub const OS_LABEL: &str = "kubernetes.io/os";
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// EKS managed node groups label their capacity with this key.
+pub const EKS_CAPACITY_TYPE_LABEL: &str = "eks.amazonaws.com/capacityType";
+/// The value EKS managed node groups use for on-demand capacity.
+pub const EKS_ON_DEMAND: &str = "ON_DEMAND";
+
+/// Taint on a node that is being replaced or removed: nothing new lands there.
+pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
+
+/// The value of [`CAPACITY_TYPE_LABEL`] on Spot nodes, and of the Spot taint.
+pub const SPOT: &str = "spot";
+/// The value of [`CAPACITY_TYPE_LABEL`] on on-demand nodes.
+pub const ON_DEMAND: &str = "on-demand";
+
+/// The name of Spotwright's second kube-scheduler.
+pub const SCHEDULER_NAME: &str = "spotwright-scheduler";
+/// The scheduler the API server defaults a pod to.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// The namespace Spotwright installs itself into.
+pub const SYSTEM_NAMESPACE: &str = "spotwright-system";
+/// Namespaces the webhook never touches, besides its own.
+pub const KUBERNETES_SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Annotation the kubelet puts on mirror pods of static pods.
+pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// EC2 tag every instance of a cluster carries: `kubernetes.io/cluster/<name>: owned`.
+pub fn cluster_tag_key(cluster_name: &str) -> String {
+    format!("kubernetes.io/cluster/{cluster_name}")
+}
+/// EC2 tag naming the NodePool an instance was launched for.
+pub const NODEPOOL_TAG: &str = "spotwright.io/nodepool";
+/// EC2 tag naming the NodeClaim an instance belongs to.
+pub const NODECLAIM_TAG: &str = "spotwright.io/nodeclaim";
+
+/// Capacity a node runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapacityType {
+    Spot,
+    OnDemand,
+}
+
+impl CapacityType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapacityType::Spot => SPOT,
+            CapacityType::OnDemand => ON_DEMAND,
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            SPOT => Some(CapacityType::Spot),
+            ON_DEMAND => Some(CapacityType::OnDemand),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_type_round_trips_through_its_label_value() {
+        for ct in [CapacityType::Spot, CapacityType::OnDemand] {
+            assert_eq!(CapacityType::parse(ct.as_str()), Some(ct));
+        }
+        assert_eq!(CapacityType::parse("ON_DEMAND"), None);
+    }
+
+    #[test]
+    fn cluster_tag_names_the_cluster() {
+        assert_eq!(cluster_tag_key("spotwright-local"), "kubernetes.io/cluster/spotwright-local");
+    }
+}
