@@ -38,7 +38,9 @@ struct ReviewIn {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestIn {
-    uid: String,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
     kind: GroupVersionKind,
     #[serde(default)]
     namespace: Option<String>,
@@ -48,7 +50,7 @@ struct RequestIn {
     object: Option<Pod>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct GroupVersionKind {
     #[serde(default)]
     group: String,
@@ -94,6 +96,7 @@ pub fn answer(body: &[u8], view: &impl ClusterView, settings: &Settings) -> Resu
         return Err(ReviewError::WrongKind { api_version: review.api_version, kind: review.kind });
     }
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
+    let uid = request.uid.as_deref().ok_or_else(|| ReviewError::Malformed("request.uid is missing".to_owned()))?;
     let gvk = &request.kind;
     if !(gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod") {
         let group = if gvk.group.is_empty() { "core" } else { &gvk.group };
@@ -106,7 +109,7 @@ pub fn answer(body: &[u8], view: &impl ClusterView, settings: &Settings) -> Resu
         let namespace = request.namespace.as_deref().or(pod.metadata.namespace.as_deref()).unwrap_or("default");
         decide(namespace, pod, view, settings)
     };
-    let mut response = ResponseOut { uid: &request.uid, allowed: true, patch_type: None, patch: None, warnings: Vec::new() };
+    let mut response = ResponseOut { uid, allowed: true, patch_type: None, patch: None, warnings: Vec::new() };
     match &decision {
         Decision::Mutated(patch) => {
             let json = serde_json::to_vec(patch).map_err(|e| ReviewError::Malformed(e.to_string()))?;
