@@ -49,7 +49,8 @@ pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 /// The namespace Spotwright installs itself into.
 pub const SYSTEM_NAMESPACE: &str = "spotwright-system";
 /// Namespaces the webhook never touches, besides its own.
-pub const KUBERNETES_SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+pub const KUBERNETES_SYSTEM_NAMESPACES: [&str; 3] =
+    ["kube-system", "kube-public", "kube-node-lease"];
 
 /// Annotation the kubelet puts on mirror pods of static pods.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -101,6 +102,9 @@ mod tests {
 
     #[test]
     fn cluster_tag_names_the_cluster() {
-        assert_eq!(cluster_tag_key("spotwright-local"), "kubernetes.io/cluster/spotwright-local");
+        assert_eq!(
+            cluster_tag_key("spotwright-local"),
+            "kubernetes.io/cluster/spotwright-local"
+        );
     }
 }

@@ -403,7 +403,11 @@ pub struct NodeClaimSpec {
 #[serde(rename_all = "camelCase")]
 pub struct NodeClaimStatus {
     /// `aws:///<zone>/<instance-id>`.
-    #[serde(rename = "providerID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "providerID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provider_id: Option<String>,
     /// EC2 instance type, such as `m6i.large`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,14 +25,20 @@ fn every_crd_is_cluster_scoped_with_descriptions_and_columns() {
         assert_eq!(crd.spec.scope, "Cluster", "{file}");
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        let columns = version.additional_printer_columns.as_ref().map(Vec::len).unwrap_or(0);
+        let columns = version
+            .additional_printer_columns
+            .as_ref()
+            .map(Vec::len)
+            .unwrap_or(0);
         assert!(columns >= 3, "{file} has {columns} printer columns");
         let schema = serde_json::to_value(&version.schema).expect("schema serialises");
         let spec_props = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
         let props = spec_props.as_object().expect("spec has properties");
         for (name, prop) in props {
             assert!(
-                prop.get("description").and_then(|d| d.as_str()).is_some_and(|d| !d.is_empty()),
+                prop.get("description")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| !d.is_empty()),
                 "{file}: spec.{name} has no description"
             );
         }

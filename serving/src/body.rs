@@ -23,7 +23,10 @@ impl BodyError {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes before buffering them.
-pub async fn read_bounded(request: http::Request<Incoming>, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_bounded(
+    request: http::Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -34,7 +37,11 @@ pub async fn read_bounded(request: http::Request<Incoming>, limit: usize) -> Res
     }
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(BodyError::TooLarge { limit })
         }
         Err(err) => Err(BodyError::Read(err.to_string())),
@@ -54,11 +61,16 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
 }
 
 /// A response with the given content type.
-pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+pub fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     response
 }

@@ -31,25 +31,50 @@ impl Readiness {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
-pub async fn serve_health(listener: TcpListener, registry: Registry, readiness: Readiness, shutdown: Shutdown) {
+pub async fn serve_health(
+    listener: TcpListener,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) {
     let handler = move |request: Request<Incoming>| {
         let response = respond(&request, &registry, &readiness, &shutdown);
         async move { response }
     };
-    serve(listener, None, handler, Limits::default(), Shutdown::never()).await
+    serve(
+        listener,
+        None,
+        handler,
+        Limits::default(),
+        Shutdown::never(),
+    )
+    .await
 }
 
-fn respond(request: &Request<Incoming>, registry: &Registry, readiness: &Readiness, shutdown: &Shutdown) -> Response<Full<Bytes>> {
+fn respond(
+    request: &Request<Incoming>,
+    registry: &Registry,
+    readiness: &Readiness,
+    shutdown: &Shutdown,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return body::text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
     }
     match request.uri().path() {
         "/metrics" => metrics(registry),
         "/healthz" => body::text(StatusCode::OK, "ok"),
-        "/readyz" if shutdown.is_triggered() => body::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        "/readyz" if shutdown.is_triggered() => {
+            body::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+        }
         "/readyz" if readiness.is_ready() => body::text(StatusCode::OK, "ready"),
-        "/readyz" => body::text(StatusCode::SERVICE_UNAVAILABLE, "not ready: caches have not synced"),
-        _ => body::text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz or /readyz"),
+        "/readyz" => body::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches have not synced",
+        ),
+        _ => body::text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz or /readyz",
+        ),
     }
 }
 
@@ -58,6 +83,9 @@ fn metrics(registry: &Registry) -> Response<Full<Bytes>> {
     let mut buffer = Vec::with_capacity(4096);
     match encoder.encode(&registry.gather(), &mut buffer) {
         Ok(()) => body::with_type(StatusCode::OK, prometheus::TEXT_FORMAT, Bytes::from(buffer)),
-        Err(err) => body::text(StatusCode::INTERNAL_SERVER_ERROR, format!("metrics encoding failed: {err}")),
+        Err(err) => body::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics encoding failed: {err}"),
+        ),
     }
 }

@@ -49,8 +49,13 @@ impl Default for Limits {
 
 /// Serves `handler` on `listener` until `shutdown`, then drains the open
 /// connections for at most `limits.shutdown_grace`.
-pub async fn serve<H, F>(listener: TcpListener, tls: Option<TlsAcceptor>, handler: H, limits: Limits, shutdown: Shutdown)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    limits: Limits,
+    shutdown: Shutdown,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -79,7 +84,10 @@ where
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(open = connections.len(), "shutdown grace elapsed; closing the remaining connections");
+        tracing::warn!(
+            open = connections.len(),
+            "shutdown grace elapsed; closing the remaining connections"
+        );
         connections.abort_all();
     }
 }
@@ -96,11 +104,13 @@ async fn serve_connection<H, F>(
 {
     match tls {
         None => drive(TokioIo::new(stream), handler, limits, shutdown).await,
-        Some(acceptor) => match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => drive(TokioIo::new(stream), handler, limits, shutdown).await,
-            Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-            Err(_) => tracing::debug!("TLS handshake timed out"),
-        },
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => drive(TokioIo::new(stream), handler, limits, shutdown).await,
+                Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        }
     }
 }
 

@@ -31,7 +31,10 @@ impl Shutdown {
     /// A shutdown that never comes: for listeners that live as long as the process.
     pub fn never() -> Shutdown {
         let (tx, rx) = watch::channel(false);
-        Shutdown { rx, _never: Some(std::sync::Arc::new(tx)) }
+        Shutdown {
+            rx,
+            _never: Some(std::sync::Arc::new(tx)),
+        }
     }
 
     pub fn is_triggered(&self) -> bool {

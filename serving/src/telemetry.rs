@@ -14,7 +14,9 @@ pub enum LogFormat {
 /// Installs the global subscriber. Call once, at start.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (as in tests) keeps the first subscriber; that is fine.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

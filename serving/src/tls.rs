@@ -25,13 +25,20 @@ use crate::shutdown::Shutdown;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("{path} holds no usable PEM private key: {reason}")]
     BadKey { path: PathBuf, reason: String },
     #[error("the key in {key} does not belong to the certificate in {cert}: {reason}")]
-    Mismatch { cert: PathBuf, key: PathBuf, reason: String },
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -72,7 +79,9 @@ struct Loaded {
 
 impl fmt::Debug for ReloadingCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingCert").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("ReloadingCert")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +99,10 @@ impl ReloadingCert {
         let fingerprint = fingerprint(&cert_pem, &key_pem);
         Ok(Arc::new(ReloadingCert {
             files,
-            current: RwLock::new(Loaded { key: Arc::new(key), fingerprint }),
+            current: RwLock::new(Loaded {
+                key: Arc::new(key),
+                fingerprint,
+            }),
         }))
     }
 
@@ -106,8 +118,14 @@ impl ReloadingCert {
         }
         match certified_key(&self.files, &cert_pem, &key_pem) {
             Ok(key) => {
-                let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-                *current = Loaded { key: Arc::new(key), fingerprint };
+                let mut current = self
+                    .current
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                *current = Loaded {
+                    key: Arc::new(key),
+                    fingerprint,
+                };
                 Some(Ok(()))
             }
             Err(err) => Some(Err(err)),
@@ -120,11 +138,18 @@ impl ReloadingCert {
     }
 
     fn read_current(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Polls the files every `interval` until shutdown, reporting each change.
-    pub async fn watch(self: Arc<Self>, interval: Duration, mut shutdown: Shutdown, on_reload: impl Fn(ReloadResult) + Send + 'static) {
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: Shutdown,
+        on_reload: impl Fn(ReloadResult) + Send + 'static,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The files just loaded count as the first tick.
@@ -139,7 +164,10 @@ impl ReloadingCert {
             let this = self.clone();
             let outcome = match tokio::task::spawn_blocking(move || this.reload()).await {
                 Ok(outcome) => outcome,
-                Err(err) => Some(Err(TlsError::Read { path: self.files.cert.clone(), source: std::io::Error::other(err) })),
+                Err(err) => Some(Err(TlsError::Read {
+                    path: self.files.cert.clone(),
+                    source: std::io::Error::other(err),
+                })),
             };
             match outcome {
                 None => {}
@@ -173,7 +201,12 @@ pub fn acceptor(resolver: Arc<dyn ResolvesServerCert>) -> Result<TlsAcceptor, Tl
 }
 
 fn read_pair(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source });
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
     Ok((read(&files.cert)?, read(&files.key)?))
 }
 
@@ -184,21 +217,30 @@ fn fingerprint(cert_pem: &[u8], key_pem: &[u8]) -> u64 {
     hasher.finish()
 }
 
-fn certified_key(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+fn certified_key(
+    files: &TlsFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::NoCertificate { path: files.cert.clone() })?;
+        .map_err(|_| TlsError::NoCertificate {
+            path: files.cert.clone(),
+        })?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: files.cert.clone() });
+        return Err(TlsError::NoCertificate {
+            path: files.cert.clone(),
+        });
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|err| TlsError::BadKey {
         path: files.key.clone(),
         reason: err.to_string(),
     })?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|err| TlsError::BadKey {
-        path: files.key.clone(),
-        reason: err.to_string(),
-    })?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key).map_err(|err| TlsError::BadKey {
+            path: files.key.clone(),
+            reason: err.to_string(),
+        })?;
     let certified = CertifiedKey::new(chain, signing_key);
     certified.keys_match().map_err(|err| TlsError::Mismatch {
         cert: files.cert.clone(),

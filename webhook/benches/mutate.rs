@@ -13,21 +13,35 @@ const REVIEW: &[u8] = include_bytes!("../testdata/review-deployment-pod.json");
 
 fn view() -> StaticView {
     let mut namespaces = BTreeMap::new();
-    namespaces.insert("team-spot".to_owned(), NamespaceFacts { capacity: Some("spot".into()), nodepool: None });
+    namespaces.insert(
+        "team-spot".to_owned(),
+        NamespaceFacts {
+            capacity: Some("spot".into()),
+            nodepool: None,
+        },
+    );
     namespaces.insert("plain".to_owned(), NamespaceFacts::default());
-    StaticView { namespaces, nodepools: BTreeMap::new() }
+    StaticView {
+        namespaces,
+        nodepools: BTreeMap::new(),
+    }
 }
 
 fn benches(c: &mut Criterion) {
     let view = view();
     let settings = Settings::default();
     let review: serde_json::Value = serde_json::from_slice(REVIEW).expect("testdata parses");
-    let pod: Pod = serde_json::from_value(review["request"]["object"].clone()).expect("testdata holds a Pod");
+    let pod: Pod =
+        serde_json::from_value(review["request"]["object"].clone()).expect("testdata holds a Pod");
 
     let mut group = c.benchmark_group("webhook");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("decide/spot", |b| b.iter(|| decide("team-spot", std::hint::black_box(&pod), &view, &settings)));
-    group.bench_function("decide/not-opted-in", |b| b.iter(|| decide("plain", std::hint::black_box(&pod), &view, &settings)));
+    group.bench_function("decide/spot", |b| {
+        b.iter(|| decide("team-spot", std::hint::black_box(&pod), &view, &settings))
+    });
+    group.bench_function("decide/not-opted-in", |b| {
+        b.iter(|| decide("plain", std::hint::black_box(&pod), &view, &settings))
+    });
     group.bench_function("answer/spot-review-bytes", |b| {
         b.iter(|| answer(std::hint::black_box(REVIEW), &view, &settings).expect("answered"))
     });

@@ -16,17 +16,23 @@ use crate::view::CachedView;
 pub fn start(client: Client) -> (CachedView, impl Future<Output = ()>) {
     let (namespaces, namespace_writer) = reflector::store();
     let (nodepools, nodepool_writer) = reflector::store();
-    let namespace_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(namespace_writer)
-        .touched_objects();
+    let namespace_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(namespace_writer)
+    .touched_objects();
     let nodepool_stream = watcher(Api::<NodePool>::all(client), watcher::Config::default())
         .default_backoff()
         .reflect(nodepool_writer)
         .touched_objects();
     tokio::spawn(drain("namespaces", namespace_stream));
     tokio::spawn(drain("nodepools", nodepool_stream));
-    let view = CachedView { namespaces: namespaces.clone(), nodepools: nodepools.clone() };
+    let view = CachedView {
+        namespaces: namespaces.clone(),
+        nodepools: nodepools.clone(),
+    };
     let synced = async move {
         let _ = futures::join!(namespaces.wait_until_ready(), nodepools.wait_until_ready());
     };

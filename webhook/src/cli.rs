@@ -9,10 +9,18 @@ use spotwright_api::keys;
 use spotwright_serving::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "spotwright-webhook", version, about = "Mutating admission webhook that moves opted-in pods onto Spotwright's Spot capacity")]
+#[command(
+    name = "spotwright-webhook",
+    version,
+    about = "Mutating admission webhook that moves opted-in pods onto Spotwright's Spot capacity"
+)]
 pub struct Cli {
     /// Address of the HTTPS listener serving POST /mutate.
-    #[arg(long, env = "SPOTWRIGHT_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
     pub listen: SocketAddr,
     /// PEM certificate chain; re-read when it changes.
     #[arg(long, env = "SPOTWRIGHT_WEBHOOK_TLS_CERT_FILE")]
@@ -21,7 +29,11 @@ pub struct Cli {
     #[arg(long, env = "SPOTWRIGHT_WEBHOOK_TLS_KEY_FILE")]
     pub tls_key_file: PathBuf,
     /// Address of the plain-HTTP listener serving /metrics, /healthz and /readyz.
-    #[arg(long, env = "SPOTWRIGHT_WEBHOOK_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub metrics_listen: SocketAddr,
     /// Scheduler that opted-in pods are handed to; empty turns the injection off.
     #[arg(long, env = "SPOTWRIGHT_WEBHOOK_SCHEDULER_NAME", default_value = keys::SCHEDULER_NAME)]
@@ -33,16 +45,33 @@ pub struct Cli {
     #[arg(long, env = "SPOTWRIGHT_WEBHOOK_MAX_REQUEST_BYTES", default_value_t = 3 * 1024 * 1024)]
     pub max_request_bytes: usize,
     /// Deadline for one request, body read included, in milliseconds.
-    #[arg(long, env = "SPOTWRIGHT_WEBHOOK_REQUEST_TIMEOUT_MS", default_value_t = 1500)]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_WEBHOOK_REQUEST_TIMEOUT_MS",
+        default_value_t = 1500
+    )]
     pub request_timeout_ms: u64,
     /// How often the certificate files are checked for change, in milliseconds.
-    #[arg(long, env = "SPOTWRIGHT_WEBHOOK_CERT_RELOAD_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_WEBHOOK_CERT_RELOAD_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub cert_reload_interval_ms: u64,
     /// How long in-flight requests may take after SIGTERM, in seconds.
-    #[arg(long, env = "SPOTWRIGHT_WEBHOOK_SHUTDOWN_GRACE_SECONDS", default_value_t = 15)]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_WEBHOOK_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 15
+    )]
     pub shutdown_grace_seconds: u64,
     /// Log format.
-    #[arg(long, env = "SPOTWRIGHT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -7,8 +7,8 @@ use prometheus::Registry;
 use spotwright_serving::health::{serve_health, Readiness};
 use spotwright_serving::http::{serve, Limits};
 use spotwright_serving::shutdown::{on_signals, Shutdown};
-use spotwright_serving::tls::{acceptor, ReloadingCert, TlsFiles};
 use spotwright_serving::telemetry;
+use spotwright_serving::tls::{acceptor, ReloadingCert, TlsFiles};
 use spotwright_webhook::cli::Cli;
 use spotwright_webhook::metrics::Metrics;
 use spotwright_webhook::mutate::Settings;
@@ -30,15 +30,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     cli.validate()?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
-    let certificate = ReloadingCert::load(TlsFiles { cert: cli.tls_cert_file.clone(), key: cli.tls_key_file.clone() })
-        .context("loading the serving certificate")?;
+    let certificate = ReloadingCert::load(TlsFiles {
+        cert: cli.tls_cert_file.clone(),
+        key: cli.tls_key_file.clone(),
+    })
+    .context("loading the serving certificate")?;
     let tls = acceptor(certificate.clone()).context("configuring TLS")?;
-    let listener = TcpListener::bind(cli.listen).await.with_context(|| format!("binding --listen {}", cli.listen))?;
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", cli.listen))?;
     let metrics_listener = TcpListener::bind(cli.metrics_listen)
         .await
         .with_context(|| format!("binding --metrics-listen {}", cli.metrics_listen))?;
 
-    let client = kube::Client::try_default().await.context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
     tokio::time::timeout(Duration::from_secs(15), client.apiserver_version())
         .await
         .context("the Kubernetes API server did not answer within 15s")?
@@ -47,7 +54,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
     on_signals(trigger).context("installing signal handlers")?;
     let readiness = Readiness::default();
-    tokio::spawn(serve_health(metrics_listener, registry, readiness.clone(), shutdown.clone()));
+    tokio::spawn(serve_health(
+        metrics_listener,
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    ));
 
     let (view, synced) = spotwright_webhook::cache::start(client);
     let ready = readiness.clone();
@@ -57,17 +69,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ready.set(true);
     });
     let reloads = metrics.cert_reloads.clone();
-    tokio::spawn(certificate.watch(cli.cert_reload_interval(), shutdown.clone(), move |result| {
-        reloads.with_label_values(&[result.as_label()]).inc();
-    }));
+    tokio::spawn(certificate.watch(
+        cli.cert_reload_interval(),
+        shutdown.clone(),
+        move |result| {
+            reloads.with_label_values(&[result.as_label()]).inc();
+        },
+    ));
 
     let webhook = Arc::new(Webhook {
         view,
-        settings: Settings { scheduler_name: cli.scheduler_name(), own_namespace: cli.namespace.clone() },
+        settings: Settings {
+            scheduler_name: cli.scheduler_name(),
+            own_namespace: cli.namespace.clone(),
+        },
         metrics,
         max_request_bytes: cli.max_request_bytes,
     });
-    let limits = Limits { request_timeout: cli.request_timeout(), shutdown_grace: cli.shutdown_grace(), ..Limits::default() };
+    let limits = Limits {
+        request_timeout: cli.request_timeout(),
+        shutdown_grace: cli.shutdown_grace(),
+        ..Limits::default()
+    };
     tracing::info!(listen = %cli.listen, metrics = %cli.metrics_listen, "serving");
     serve(listener, Some(tls), handler(webhook), limits, shutdown).await;
     tracing::info!("drained; exiting");

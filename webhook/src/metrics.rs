@@ -18,7 +18,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let admissions = IntCounterVec::new(
-            Opts::new("spotwright_webhook_admissions_total", "Pod admissions answered, by outcome."),
+            Opts::new(
+                "spotwright_webhook_admissions_total",
+                "Pod admissions answered, by outcome.",
+            ),
             &["outcome"],
         )?;
         let duration = Histogram::with_opts(
@@ -26,10 +29,15 @@ impl Metrics {
                 "spotwright_webhook_admission_duration_seconds",
                 "Time to answer one admission request, body read included.",
             )
-            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
         )?;
         let cert_reloads = IntCounterVec::new(
-            Opts::new("spotwright_webhook_cert_reloads_total", "Serving certificate reloads, by result."),
+            Opts::new(
+                "spotwright_webhook_cert_reloads_total",
+                "Serving certificate reloads, by result.",
+            ),
             &["result"],
         )?;
         let invalid = IntCounterVec::new(
@@ -50,10 +58,19 @@ impl Metrics {
         for result in ["success", "failure"] {
             cert_reloads.with_label_values(&[result]);
         }
-        for reason in ["unknown-capacity", "unknown-nodepool", "nodepool-without-capacity"] {
+        for reason in [
+            "unknown-capacity",
+            "unknown-nodepool",
+            "nodepool-without-capacity",
+        ] {
             invalid.with_label_values(&[reason]);
         }
-        Ok(Metrics { admissions, duration, cert_reloads, invalid })
+        Ok(Metrics {
+            admissions,
+            duration,
+            cert_reloads,
+            invalid,
+        })
     }
 
     pub fn record(&self, decision: &Decision) {

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
+};
 use serde_json::{json, Value};
 use spotwright_api::keys;
 
@@ -115,7 +117,10 @@ impl Invalid {
                 Capacity::VALUES
             ),
             Invalid::UnknownNodePool(name) => {
-                format!("{}: NodePool {name:?} does not exist; pod admitted unchanged", keys::NODEPOOL_ANNOTATION)
+                format!(
+                    "{}: NodePool {name:?} does not exist; pod admitted unchanged",
+                    keys::NODEPOOL_ANNOTATION
+                )
             }
             Invalid::NodePoolWithoutCapacity(name) => format!(
                 "{} is {name:?} but {} is not set; pod admitted unchanged",
@@ -140,7 +145,12 @@ pub enum Decision {
 }
 
 /// Decides for a pod being created in `namespace`.
-pub fn decide(namespace: &str, pod: &Pod, view: &impl ClusterView, settings: &Settings) -> Decision {
+pub fn decide(
+    namespace: &str,
+    pod: &Pod,
+    view: &impl ClusterView,
+    settings: &Settings,
+) -> Decision {
     if let Some(reason) = exclusion(namespace, pod, settings) {
         return Decision::Skipped(reason);
     }
@@ -189,17 +199,32 @@ pub fn decide(namespace: &str, pod: &Pod, view: &impl ClusterView, settings: &Se
 }
 
 fn exclusion(namespace: &str, pod: &Pod, settings: &Settings) -> Option<SkipReason> {
-    if keys::KUBERNETES_SYSTEM_NAMESPACES.contains(&namespace) || namespace == settings.own_namespace {
+    if keys::KUBERNETES_SYSTEM_NAMESPACES.contains(&namespace)
+        || namespace == settings.own_namespace
+    {
         return Some(SkipReason::SystemNamespace);
     }
     let meta = &pod.metadata;
-    if meta.annotations.as_ref().is_some_and(|a| a.contains_key(keys::MIRROR_POD_ANNOTATION)) {
+    if meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(keys::MIRROR_POD_ANNOTATION))
+    {
         return Some(SkipReason::MirrorPod);
     }
-    if meta.owner_references.as_ref().is_some_and(|owners| owners.iter().any(|o| o.kind == "DaemonSet")) {
+    if meta
+        .owner_references
+        .as_ref()
+        .is_some_and(|owners| owners.iter().any(|o| o.kind == "DaemonSet"))
+    {
         return Some(SkipReason::DaemonSetPod);
     }
-    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty())
+    {
         return Some(SkipReason::AlreadyBound);
     }
     None
@@ -210,19 +235,35 @@ fn exclusion(namespace: &str, pod: &Pod, settings: &Settings) -> Option<SkipReas
 /// the pod asked for Spotwright's on-demand nodes: that is the same wish.
 fn pins_on_demand(pod: &Pod, capacity: Capacity) -> bool {
     let own_label_counts = capacity != Capacity::OnDemand;
-    let Some(spec) = pod.spec.as_ref() else { return false };
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
     let selector_pins = spec.node_selector.as_ref().is_some_and(|selector| {
-        (own_label_counts && selector.get(keys::CAPACITY_TYPE_LABEL).is_some_and(|v| v == keys::ON_DEMAND))
-            || selector.get(keys::EKS_CAPACITY_TYPE_LABEL).is_some_and(|v| v == keys::EKS_ON_DEMAND)
+        (own_label_counts
+            && selector
+                .get(keys::CAPACITY_TYPE_LABEL)
+                .is_some_and(|v| v == keys::ON_DEMAND))
+            || selector
+                .get(keys::EKS_CAPACITY_TYPE_LABEL)
+                .is_some_and(|v| v == keys::EKS_ON_DEMAND)
     });
     let expression_pins = |e: &NodeSelectorRequirement| {
-        let all = |want: &str| e.operator == "In" && e.values.as_ref().is_some_and(|v| !v.is_empty() && v.iter().all(|x| x == want));
+        let all = |want: &str| {
+            e.operator == "In"
+                && e.values
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty() && v.iter().all(|x| x == want))
+        };
         (own_label_counts && e.key == keys::CAPACITY_TYPE_LABEL && all(keys::ON_DEMAND))
             || (e.key == keys::EKS_CAPACITY_TYPE_LABEL && all(keys::EKS_ON_DEMAND))
     };
     let terms = required_terms(spec);
     let affinity_pins = !terms.is_empty()
-        && terms.iter().all(|t| t.match_expressions.as_ref().is_some_and(|es| es.iter().any(expression_pins)));
+        && terms.iter().all(|t| {
+            t.match_expressions
+                .as_ref()
+                .is_some_and(|es| es.iter().any(expression_pins))
+        });
     selector_pins || affinity_pins
 }
 
@@ -230,7 +271,10 @@ fn required_terms(spec: &PodSpec) -> &[NodeSelectorTerm] {
     spec.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|r| r.node_selector_terms.as_slice())
         .unwrap_or(&[])
 }
@@ -280,13 +324,21 @@ fn wanted(capacity: Capacity, nodepool: Option<(&str, Vec<Taint>)>) -> Wanted {
             tolerations.push(spot_toleration);
             required.push(requirement(keys::NODEPOOL_LABEL, "Exists", &[]));
         }
-        Capacity::OnDemand => required.push(requirement(keys::CAPACITY_TYPE_LABEL, "In", &[keys::ON_DEMAND])),
+        Capacity::OnDemand => required.push(requirement(
+            keys::CAPACITY_TYPE_LABEL,
+            "In",
+            &[keys::ON_DEMAND],
+        )),
     }
     if let Some((name, taints)) = nodepool {
         required.push(requirement(keys::NODEPOOL_LABEL, "In", &[name]));
         tolerations.extend(taints.iter().map(toleration_for));
     }
-    Wanted { tolerations, required, preferred_spot: capacity == Capacity::SpotPreferred }
+    Wanted {
+        tolerations,
+        required,
+        preferred_spot: capacity == Capacity::SpotPreferred,
+    }
 }
 
 fn toleration_for(taint: &Taint) -> Toleration {
@@ -302,7 +354,8 @@ fn toleration_for(taint: &Taint) -> Toleration {
 
 /// Kubernetes' rule for whether `existing` tolerates the taint `wanted` is for.
 fn tolerates(existing: &Toleration, wanted: &Toleration) -> bool {
-    let effect_ok = existing.effect.as_deref().is_none_or(str::is_empty) || existing.effect == wanted.effect;
+    let effect_ok =
+        existing.effect.as_deref().is_none_or(str::is_empty) || existing.effect == wanted.effect;
     if !effect_ok {
         return false;
     }
@@ -322,7 +375,12 @@ fn to_value<T: serde::Serialize>(item: &T) -> Value {
     serde_json::to_value(item).unwrap_or(Value::Null)
 }
 
-fn patch_for(pod: &Pod, capacity: Capacity, nodepool: Option<(&str, Vec<Taint>)>, settings: &Settings) -> Patch {
+fn patch_for(
+    pod: &Pod,
+    capacity: Capacity,
+    nodepool: Option<(&str, Vec<Taint>)>,
+    settings: &Settings,
+) -> Patch {
     let wanted = wanted(capacity, nodepool);
     let spec_path = Pointer::root().child("spec");
     let mut patch = Vec::new();
@@ -346,7 +404,10 @@ fn add_tolerations(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wante
     let existing = spec.tolerations.as_deref().unwrap_or(&[]);
     let mut missing: Vec<&Toleration> = Vec::new();
     for toleration in wanted {
-        let already = existing.iter().chain(missing.iter().copied()).any(|e| tolerates(e, toleration));
+        let already = existing
+            .iter()
+            .chain(missing.iter().copied())
+            .any(|e| tolerates(e, toleration));
         if !already {
             missing.push(toleration);
         }
@@ -358,7 +419,11 @@ fn add_tolerations(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wante
     if spec.tolerations.is_none() {
         patch.push(Add::new(&path, to_value(&missing)));
     } else {
-        patch.extend(missing.into_iter().map(|t| Add::new(&path.end(), to_value(t))));
+        patch.extend(
+            missing
+                .into_iter()
+                .map(|t| Add::new(&path.end(), to_value(t))),
+        );
     }
 }
 
@@ -370,9 +435,13 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
     let affinity_path = spec_path.child("affinity");
     let node_affinity_path = affinity_path.child("nodeAffinity");
     let required_path = node_affinity_path.child("requiredDuringSchedulingIgnoredDuringExecution");
-    let preferred_path = node_affinity_path.child("preferredDuringSchedulingIgnoredDuringExecution");
+    let preferred_path =
+        node_affinity_path.child("preferredDuringSchedulingIgnoredDuringExecution");
 
-    let node_affinity = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+    let node_affinity = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref());
     let Some(node_affinity) = node_affinity else {
         // Nothing to merge with: add the whole subtree at the first missing level.
         let mut subtree = serde_json::Map::new();
@@ -383,7 +452,10 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
             );
         }
         if wanted.preferred_spot {
-            subtree.insert("preferredDuringSchedulingIgnoredDuringExecution".to_owned(), json!([preferred_term]));
+            subtree.insert(
+                "preferredDuringSchedulingIgnoredDuringExecution".to_owned(),
+                json!([preferred_term]),
+            );
         }
         if spec.affinity.is_none() {
             patch.push(Add::new(&affinity_path, json!({"nodeAffinity": subtree})));
@@ -393,7 +465,10 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
         return;
     };
 
-    match node_affinity.required_during_scheduling_ignored_during_execution.as_ref() {
+    match node_affinity
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()
+    {
         None => patch.push(Add::new(
             &required_path,
             json!({"nodeSelectorTerms": [{"matchExpressions": wanted.required}]}),
@@ -406,8 +481,11 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
             let terms_path = required_path.child("nodeSelectorTerms");
             for (index, term) in required.node_selector_terms.iter().enumerate() {
                 let existing = term.match_expressions.as_deref().unwrap_or(&[]);
-                let missing: Vec<&NodeSelectorRequirement> =
-                    wanted.required.iter().filter(|w| !existing.iter().any(|e| same_requirement(e, w))).collect();
+                let missing: Vec<&NodeSelectorRequirement> = wanted
+                    .required
+                    .iter()
+                    .filter(|w| !existing.iter().any(|e| same_requirement(e, w)))
+                    .collect();
                 if missing.is_empty() {
                     continue;
                 }
@@ -415,7 +493,11 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
                 if term.match_expressions.is_none() {
                     patch.push(Add::new(&expressions_path, to_value(&missing)));
                 } else {
-                    patch.extend(missing.into_iter().map(|m| Add::new(&expressions_path.end(), to_value(m))));
+                    patch.extend(
+                        missing
+                            .into_iter()
+                            .map(|m| Add::new(&expressions_path.end(), to_value(m))),
+                    );
                 }
             }
         }
@@ -423,11 +505,17 @@ fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: 
 
     if wanted.preferred_spot {
         let spot = requirement(keys::CAPACITY_TYPE_LABEL, "In", &[keys::SPOT]);
-        match node_affinity.preferred_during_scheduling_ignored_during_execution.as_ref() {
+        match node_affinity
+            .preferred_during_scheduling_ignored_during_execution
+            .as_ref()
+        {
             None => patch.push(Add::new(&preferred_path, json!([preferred_term]))),
             Some(preferred) => {
                 let present = preferred.iter().any(|p| {
-                    p.preference.match_expressions.as_ref().is_some_and(|es| es.iter().any(|e| same_requirement(e, &spot)))
+                    p.preference
+                        .match_expressions
+                        .as_ref()
+                        .is_some_and(|es| es.iter().any(|e| same_requirement(e, &spot)))
                 });
                 if !present {
                     patch.push(Add::new(&preferred_path.end(), preferred_term));

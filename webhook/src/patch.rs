@@ -52,7 +52,11 @@ pub struct Add {
 
 impl Add {
     pub fn new(path: &Pointer, value: Value) -> Self {
-        Add { op: "add", path: path.0.clone(), value }
+        Add {
+            op: "add",
+            path: path.0.clone(),
+            value,
+        }
     }
 
     pub fn path(&self) -> &str {
@@ -80,15 +84,28 @@ mod tests {
 
     #[test]
     fn builds_paths_from_segments() {
-        let p = Pointer::root().child("metadata").child("annotations").child("spotwright.io/capacity");
+        let p = Pointer::root()
+            .child("metadata")
+            .child("annotations")
+            .child("spotwright.io/capacity");
         assert_eq!(p.as_str(), "/metadata/annotations/spotwright.io~1capacity");
-        assert_eq!(Pointer::root().child("spec").child("tolerations").end().as_str(), "/spec/tolerations/-");
+        assert_eq!(
+            Pointer::root()
+                .child("spec")
+                .child("tolerations")
+                .end()
+                .as_str(),
+            "/spec/tolerations/-"
+        );
         assert_eq!(Pointer::root().child("terms").index(3).as_str(), "/terms/3");
     }
 
     #[test]
     fn serialises_as_rfc6902_add() {
         let op = Add::new(&Pointer::root().child("spec"), serde_json::json!({}));
-        assert_eq!(serde_json::to_value(&op).unwrap(), serde_json::json!({"op": "add", "path": "/spec", "value": {}}));
+        assert_eq!(
+            serde_json::to_value(&op).unwrap(),
+            serde_json::json!({"op": "add", "path": "/spec", "value": {}})
+        );
     }
 }

@@ -90,36 +90,69 @@ pub struct Answer {
 
 /// Answers one AdmissionReview. Every pod is allowed: the webhook only
 /// ever adds scheduling hints, so refusing would be failing closed.
-pub fn answer(body: &[u8], view: &impl ClusterView, settings: &Settings) -> Result<Answer, ReviewError> {
-    let review: ReviewIn = serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+pub fn answer(
+    body: &[u8],
+    view: &impl ClusterView,
+    settings: &Settings,
+) -> Result<Answer, ReviewError> {
+    let review: ReviewIn =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     if review.api_version != API_VERSION || review.kind != KIND {
-        return Err(ReviewError::WrongKind { api_version: review.api_version, kind: review.kind });
+        return Err(ReviewError::WrongKind {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
     }
     let request = review.request.ok_or(ReviewError::MissingRequest)?;
-    let uid = request.uid.as_deref().ok_or_else(|| ReviewError::Malformed("request.uid is missing".to_owned()))?;
+    let uid = request
+        .uid
+        .as_deref()
+        .ok_or_else(|| ReviewError::Malformed("request.uid is missing".to_owned()))?;
     let gvk = &request.kind;
     if !(gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod") {
-        let group = if gvk.group.is_empty() { "core" } else { &gvk.group };
-        return Err(ReviewError::NotAPod(format!("{group}/{}/{}", gvk.version, gvk.kind)));
+        let group = if gvk.group.is_empty() {
+            "core"
+        } else {
+            &gvk.group
+        };
+        return Err(ReviewError::NotAPod(format!(
+            "{group}/{}/{}",
+            gvk.version, gvk.kind
+        )));
     }
     let decision = if request.operation != "CREATE" {
         Decision::Skipped(crate::mutate::SkipReason::NotCreate)
     } else {
         let pod = request.object.as_ref().ok_or(ReviewError::MissingObject)?;
-        let namespace = request.namespace.as_deref().or(pod.metadata.namespace.as_deref()).unwrap_or("default");
+        let namespace = request
+            .namespace
+            .as_deref()
+            .or(pod.metadata.namespace.as_deref())
+            .unwrap_or("default");
         decide(namespace, pod, view, settings)
     };
-    let mut response = ResponseOut { uid, allowed: true, patch_type: None, patch: None, warnings: Vec::new() };
+    let mut response = ResponseOut {
+        uid,
+        allowed: true,
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+    };
     match &decision {
         Decision::Mutated(patch) => {
-            let json = serde_json::to_vec(patch).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+            let json =
+                serde_json::to_vec(patch).map_err(|e| ReviewError::Malformed(e.to_string()))?;
             response.patch_type = Some("JSONPatch");
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
         }
         Decision::Invalid(invalid) => response.warnings.push(invalid.warning()),
         Decision::Skipped(_) | Decision::Unchanged => {}
     }
-    let out = ReviewOut { api_version: API_VERSION, kind: KIND, response };
+    let out = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
     let body = serde_json::to_vec(&out).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     Ok(Answer { body, decision })
 }

@@ -23,7 +23,9 @@ pub struct Webhook<V> {
 }
 
 /// The request handler to pass to [`spotwright_serving::http::serve`].
-pub fn handler<V>(webhook: Arc<Webhook<V>>) -> impl Fn(Request<Incoming>) -> BoxedResponse + Clone + Send + Sync + 'static
+pub fn handler<V>(
+    webhook: Arc<Webhook<V>>,
+) -> impl Fn(Request<Incoming>) -> BoxedResponse + Clone + Send + Sync + 'static
 where
     V: ClusterView + Send + Sync + 'static,
 {
@@ -39,7 +41,10 @@ pub type BoxedResponse = std::pin::Pin<Box<dyn Future<Output = Response<Full<Byt
 impl<V: ClusterView> Webhook<V> {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         if request.uri().path() != "/mutate" {
-            return body::text(StatusCode::NOT_FOUND, "not found: the webhook serves POST /mutate");
+            return body::text(
+                StatusCode::NOT_FOUND,
+                "not found: the webhook serves POST /mutate",
+            );
         }
         if request.method() != Method::POST {
             return body::text(StatusCode::METHOD_NOT_ALLOWED, "/mutate takes POST");
@@ -63,7 +68,9 @@ impl<V: ClusterView> Webhook<V> {
                 }
             },
         };
-        self.metrics.duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
         response
     }
 }

@@ -20,7 +20,9 @@ pub struct CachedView {
 impl ClusterView for CachedView {
     fn namespace(&self, name: &str) -> Option<NamespaceFacts> {
         let namespace = self.namespaces.get(&ObjectRef::new(name))?;
-        Some(NamespaceFacts::from_annotations(namespace.metadata.annotations.as_ref()))
+        Some(NamespaceFacts::from_annotations(
+            namespace.metadata.annotations.as_ref(),
+        ))
     }
 
     fn nodepool_taints(&self, name: &str) -> Option<Vec<Taint>> {

@@ -29,7 +29,13 @@ fn new_ca(name: &str) -> CertificateAuthority {
 }
 
 fn issue(ca: &CertificateAuthority) -> ServingPair {
-    ca.issue_serving(&["localhost".to_owned()], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], YEAR, now()).expect("serving pair")
+    ca.issue_serving(
+        &["localhost".to_owned()],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        YEAR,
+        now(),
+    )
+    .expect("serving pair")
 }
 
 /// A Secret volume's layout: `tls.crt -> ..data/tls.crt`, `..data -> ..<version>`.
@@ -40,11 +46,15 @@ struct SecretVolume {
 
 impl SecretVolume {
     fn new(pair: &ServingPair) -> Self {
-        let volume = SecretVolume { dir: tempfile::tempdir().expect("tempdir"), version: 0 };
+        let volume = SecretVolume {
+            dir: tempfile::tempdir().expect("tempdir"),
+            version: 0,
+        };
         volume.write_version(0, pair);
         std::os::unix::fs::symlink("..0", volume.dir.path().join("..data")).unwrap();
         for file in ["tls.crt", "tls.key"] {
-            std::os::unix::fs::symlink(format!("..data/{file}"), volume.dir.path().join(file)).unwrap();
+            std::os::unix::fs::symlink(format!("..data/{file}"), volume.dir.path().join(file))
+                .unwrap();
         }
         volume
     }
@@ -66,7 +76,10 @@ impl SecretVolume {
     }
 
     fn files(&self) -> TlsFiles {
-        TlsFiles { cert: self.path("tls.crt"), key: self.path("tls.key") }
+        TlsFiles {
+            cert: self.path("tls.crt"),
+            key: self.path("tls.key"),
+        }
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -91,12 +104,31 @@ async fn start(files: TlsFiles, max_request_bytes: usize, limits: Limits) -> Ser
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = Shutdown::new();
     let reloads = metrics.cert_reloads.clone();
-    tokio::spawn(certificate.watch(Duration::from_millis(50), shutdown.clone(), move |result| {
-        reloads.with_label_values(&[result.as_label()]).inc();
-    }));
-    let webhook = Arc::new(Webhook { view: common::view(), settings: Settings::default(), metrics: metrics.clone(), max_request_bytes });
-    let done = tokio::spawn(serve(listener, Some(tls), handler(webhook), limits, shutdown));
-    Server { addr, trigger, done, metrics, registry }
+    tokio::spawn(
+        certificate.watch(Duration::from_millis(50), shutdown.clone(), move |result| {
+            reloads.with_label_values(&[result.as_label()]).inc();
+        }),
+    );
+    let webhook = Arc::new(Webhook {
+        view: common::view(),
+        settings: Settings::default(),
+        metrics: metrics.clone(),
+        max_request_bytes,
+    });
+    let done = tokio::spawn(serve(
+        listener,
+        Some(tls),
+        handler(webhook),
+        limits,
+        shutdown,
+    ));
+    Server {
+        addr,
+        trigger,
+        done,
+        metrics,
+        registry,
+    }
 }
 
 fn client(cas: &[&CertificateAuthority]) -> reqwest::ClientBuilder {
@@ -111,7 +143,8 @@ fn client_trusting(ca_pems: &[String]) -> reqwest::ClientBuilder {
         .tls_info(true)
         .timeout(Duration::from_secs(10));
     for pem in ca_pems {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
     }
     builder
 }
@@ -136,11 +169,21 @@ fn url(server: &Server, path: &str) -> String {
 }
 
 async fn post(client: &reqwest::Client, server: &Server, body: Vec<u8>) -> reqwest::Response {
-    client.post(url(server, "/mutate")).header("content-type", "application/json").body(body).send().await.expect("request sent")
+    client
+        .post(url(server, "/mutate"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request sent")
 }
 
 fn counter(server: &Server, outcome: &str) -> u64 {
-    server.metrics.admissions.with_label_values(&[outcome]).get()
+    server
+        .metrics
+        .admissions
+        .with_label_values(&[outcome])
+        .get()
 }
 
 #[tokio::test]
@@ -155,15 +198,27 @@ async fn admits_over_http1_and_http2() {
         }
         let client = builder.build().unwrap();
         let response = post(&client, &server, review_body("team-spot", "uid-1")).await;
-        assert_eq!(response.version(), if http1 { reqwest::Version::HTTP_11 } else { reqwest::Version::HTTP_2 });
+        assert_eq!(
+            response.version(),
+            if http1 {
+                reqwest::Version::HTTP_11
+            } else {
+                reqwest::Version::HTTP_2
+            }
+        );
         assert_eq!(response.status(), 200);
         let out: Value = response.json().await.unwrap();
         assert_eq!(out["response"]["uid"], "uid-1");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
     }
     assert_eq!(counter(&server, "mutated"), 2);
-    let text = prometheus::TextEncoder::new().encode_to_string(&server.registry.gather()).unwrap();
-    assert!(text.contains("spotwright_webhook_admission_duration_seconds_count 2"), "{text}");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&server.registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("spotwright_webhook_admission_duration_seconds_count 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -177,17 +232,46 @@ async fn bad_input_gets_clear_statuses() {
     let response = post(&client, &server, too_big).await;
     assert_eq!(response.status(), 413);
 
-    for body in [&b"{oops"[..], br#"{"apiVersion":"v1","kind":"Pod"}"#, br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#] {
+    for body in [
+        &b"{oops"[..],
+        br#"{"apiVersion":"v1","kind":"Pod"}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+    ] {
         let response = post(&client, &server, body.to_vec()).await;
         assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
         let text = response.text().await.unwrap();
-        assert_eq!(text.trim_end().lines().count(), 1, "one-line reason: {text:?}");
+        assert_eq!(
+            text.trim_end().lines().count(),
+            1,
+            "one-line reason: {text:?}"
+        );
     }
-    assert_eq!(client.get(url(&server, "/mutate")).send().await.unwrap().status(), 405);
-    assert_eq!(client.post(url(&server, "/elsewhere")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        client
+            .get(url(&server, "/mutate"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        client
+            .post(url(&server, "/elsewhere"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     assert_eq!(counter(&server, "error"), 4);
     // The server is still healthy after all of that.
-    assert_eq!(post(&client, &server, review_body("plain", "ok")).await.status(), 200);
+    assert_eq!(
+        post(&client, &server, review_body("plain", "ok"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(counter(&server, "skipped"), 1);
 }
 
@@ -195,10 +279,14 @@ async fn bad_input_gets_clear_statuses() {
 async fn a_stalled_body_hits_the_request_deadline() {
     let ca = new_ca("test-ca");
     let volume = SecretVolume::new(&issue(&ca));
-    let limits = Limits { request_timeout: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let server = start(volume.files(), 1 << 20, limits).await;
     let client = client(&[&ca]).build().unwrap();
-    let first: Result<bytes::Bytes, std::io::Error> = Ok(bytes::Bytes::from_static(b"{\"apiVersion\":"));
+    let first: Result<bytes::Bytes, std::io::Error> =
+        Ok(bytes::Bytes::from_static(b"{\"apiVersion\":"));
     let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
     let started = std::time::Instant::now();
     let response = client
@@ -209,7 +297,11 @@ async fn a_stalled_body_hits_the_request_deadline() {
         .await
         .expect("the server answers rather than hanging");
     assert_eq!(response.status(), 503);
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 use futures::StreamExt;
@@ -223,25 +315,48 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     // A request whose body arrives slowly is in flight when shutdown begins.
     let body = review_body("team-spot", "slow");
     let (head, tail) = body.split_at(20);
-    let (head, tail) = (bytes::Bytes::copy_from_slice(head), bytes::Bytes::copy_from_slice(tail));
-    let slow = futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(futures::stream::once(async move {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        Ok(tail)
-    }));
+    let (head, tail) = (
+        bytes::Bytes::copy_from_slice(head),
+        bytes::Bytes::copy_from_slice(tail),
+    );
+    let slow = futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(
+        futures::stream::once(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok(tail)
+        }),
+    );
     let in_flight = {
         let client = http1.clone();
         let url = url(&server, "/mutate");
         let len = body.len();
-        tokio::spawn(async move { client.post(url).header("content-length", len).body(reqwest::Body::wrap_stream(slow)).send().await })
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-length", len)
+                .body(reqwest::Body::wrap_stream(slow))
+                .send()
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(150)).await;
     server.trigger.trigger();
-    let response = in_flight.await.unwrap().expect("in-flight request completes");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
     assert_eq!(response.status(), 200);
     let late_url = url(&server, "/mutate");
-    tokio::time::timeout(Duration::from_secs(5), server.done).await.expect("server stops after draining").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.done)
+        .await
+        .expect("server stops after draining")
+        .unwrap();
     let fresh = client(&[&ca]).build().unwrap();
-    assert!(fresh.post(late_url).body(review_body("team-spot", "late")).send().await.is_err());
+    assert!(fresh
+        .post(late_url)
+        .body(review_body("team-spot", "late"))
+        .send()
+        .await
+        .is_err());
 }
 
 fn peer_leaf(response: &reqwest::Response) -> Vec<u8> {
@@ -255,7 +370,9 @@ fn peer_leaf(response: &reqwest::Response) -> Vec<u8> {
 
 fn der_of(pem: &str) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
 }
 
 #[tokio::test]
@@ -279,9 +396,21 @@ async fn certificates_rotate_under_traffic_with_no_failed_request() {
             let mut statuses = Vec::new();
             for i in 0..60 {
                 // Even workers keep one connection alive; odd ones open a new one each time.
-                let client = if worker % 2 == 0 { kept_alive.clone() } else { client_trusting(&both).build().unwrap() };
-                let response = client.post(&url).body(review_body("team-spot", &format!("{worker}-{i}"))).send().await;
-                statuses.push(response.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+                let client = if worker % 2 == 0 {
+                    kept_alive.clone()
+                } else {
+                    client_trusting(&both).build().unwrap()
+                };
+                let response = client
+                    .post(&url)
+                    .body(review_body("team-spot", &format!("{worker}-{i}")))
+                    .send()
+                    .await;
+                statuses.push(
+                    response
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| e.to_string()),
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             statuses
@@ -299,37 +428,96 @@ async fn certificates_rotate_under_traffic_with_no_failed_request() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {total} requests failed: {failures:?}", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {failures:?}",
+        failures.len()
+    );
 
     // A new connection now sees the new certificate, and the reload was counted.
     let only_new = client(&[&new_ca]).build().unwrap();
-    let response = only_new.post(&url).body(review_body("team-spot", "after")).send().await.expect("new CA trusted");
+    let response = only_new
+        .post(&url)
+        .body(review_body("team-spot", "after"))
+        .send()
+        .await
+        .expect("new CA trusted");
     assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
-    assert_eq!(server.metrics.cert_reloads.with_label_values(&["success"]).get(), 1);
+    assert_eq!(
+        server
+            .metrics
+            .cert_reloads
+            .with_label_values(&["success"])
+            .get(),
+        1
+    );
 
     // A broken pair keeps the last good one in service and counts a failure.
-    volume.swap(&ServingPair { cert_pem: "not a certificate".into(), key_pem: second.key_pem.clone() });
+    volume.swap(&ServingPair {
+        cert_pem: "not a certificate".into(),
+        key_pem: second.key_pem.clone(),
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = client(&[&new_ca]).build().unwrap().post(&url).body(review_body("team-spot", "x")).send().await.expect("still served");
+    let response = client(&[&new_ca])
+        .build()
+        .unwrap()
+        .post(&url)
+        .body(review_body("team-spot", "x"))
+        .send()
+        .await
+        .expect("still served");
     assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
-    assert_eq!(server.metrics.cert_reloads.with_label_values(&["failure"]).get(), 1);
+    assert_eq!(
+        server
+            .metrics
+            .cert_reloads
+            .with_label_values(&["failure"])
+            .get(),
+        1
+    );
 
     // A key that does not belong to the certificate is refused the same way.
-    volume.swap(&ServingPair { cert_pem: first.cert_pem.clone(), key_pem: second.key_pem.clone() });
+    volume.swap(&ServingPair {
+        cert_pem: first.cert_pem.clone(),
+        key_pem: second.key_pem.clone(),
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.metrics.cert_reloads.with_label_values(&["failure"]).get(), 2);
-    let response = client(&[&new_ca]).build().unwrap().post(&url).body(review_body("team-spot", "y")).send().await.expect("still served");
+    assert_eq!(
+        server
+            .metrics
+            .cert_reloads
+            .with_label_values(&["failure"])
+            .get(),
+        2
+    );
+    let response = client(&[&new_ca])
+        .build()
+        .unwrap()
+        .post(&url)
+        .body(review_body("team-spot", "y"))
+        .send()
+        .await
+        .expect("still served");
     assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
 }
 
 /// Runs `openssl s_client` with one protocol version; true when the handshake succeeds.
 fn openssl_handshake(addr: SocketAddr, version_flag: &str) -> bool {
     let output = std::process::Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), version_flag, "-cipher", "DEFAULT:@SECLEVEL=0", "-brief"])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            version_flag,
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+            "-brief",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl runs (it is part of the test set-up)");
-    output.status.success() && String::from_utf8_lossy(&output.stderr).contains("CONNECTION ESTABLISHED")
+    output.status.success()
+        && String::from_utf8_lossy(&output.stderr).contains("CONNECTION ESTABLISHED")
 }
 
 #[tokio::test]
@@ -343,5 +531,13 @@ async fn only_tls_1_2_and_1_3_are_offered() {
     })
     .await
     .unwrap();
-    assert_eq!(results, [("-tls1", false), ("-tls1_1", false), ("-tls1_2", true), ("-tls1_3", true)]);
+    assert_eq!(
+        results,
+        [
+            ("-tls1", false),
+            ("-tls1_1", false),
+            ("-tls1_2", true),
+            ("-tls1_3", true)
+        ]
+    );
 }

@@ -54,7 +54,10 @@ fn render_with_kubectl(dir: &Path) -> Option<Vec<Value>> {
     match Command::new(kubectl()).arg("kustomize").arg(dir).output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8(out.stdout).expect("kubectl output is UTF-8");
-            Some(parse_docs(&text, &format!("`kubectl kustomize {}`", dir.display())))
+            Some(parse_docs(
+                &text,
+                &format!("`kubectl kustomize {}`", dir.display()),
+            ))
         }
         Ok(out) => panic!(
             "`{} kustomize {}` failed ({}): {}",
@@ -73,7 +76,11 @@ fn render(name: &'static str) -> Rendered {
     let forced = std::env::var("SPOTWRIGHT_MANIFESTS_RENDERER").ok();
     if forced.as_deref() != Some("files") {
         if let Some(objects) = render_with_kubectl(&dir) {
-            return Rendered { name, via: "kubectl kustomize", objects };
+            return Rendered {
+                name,
+                via: "kubectl kustomize",
+                objects,
+            };
         }
         eprintln!("kubectl not found: rendering {name} with the built-in renderer");
     }
@@ -83,7 +90,11 @@ fn render(name: &'static str) -> Rendered {
         "neither kubectl nor the built-in renderer produced any object from {}",
         dir.display()
     );
-    Rendered { name, via: "built-in renderer", objects }
+    Rendered {
+        name,
+        via: "built-in renderer",
+        objects,
+    }
 }
 
 fn base() -> &'static Rendered {
@@ -142,7 +153,14 @@ fn build(dir: &Path) -> Vec<Value> {
     let k: Value = serde_yaml::from_str(&ktext)
         .unwrap_or_else(|e| panic!("{}: invalid YAML: {e}", kpath.display()));
     let known = [
-        "apiVersion", "kind", "resources", "namespace", "labels", "images", "replicas", "patches",
+        "apiVersion",
+        "kind",
+        "resources",
+        "namespace",
+        "labels",
+        "images",
+        "replicas",
+        "patches",
     ];
     for key in k.as_object().expect("kustomization is a map").keys() {
         assert!(
@@ -169,7 +187,10 @@ fn build(dir: &Path) -> Vec<Value> {
         let text = match (patch.get("patch"), patch.get("path")) {
             (Some(Value::String(s)), _) => s.clone(),
             (_, Some(Value::String(f))) => std::fs::read_to_string(dir.join(f)).unwrap(),
-            _ => panic!("{}: a patch has neither `patch` nor `path`", kpath.display()),
+            _ => panic!(
+                "{}: a patch has neither `patch` nor `path`",
+                kpath.display()
+            ),
         };
         let ops: Value = serde_yaml::from_str(&text).unwrap();
         let ops = ops.as_array().unwrap_or_else(|| {
@@ -189,7 +210,11 @@ fn build(dir: &Path) -> Vec<Value> {
                 }
             }
         }
-        assert!(hit, "{}: patch target {target} matches no object", kpath.display());
+        assert!(
+            hit,
+            "{}: patch target {target} matches no object",
+            kpath.display()
+        );
     }
 
     for r in k["replicas"].as_array().into_iter().flatten() {
@@ -202,14 +227,20 @@ fn build(dir: &Path) -> Vec<Value> {
                 hit = true;
             }
         }
-        assert!(hit, "{}: replicas for unknown workload {name}", kpath.display());
+        assert!(
+            hit,
+            "{}: replicas for unknown workload {name}",
+            kpath.display()
+        );
     }
 
     for img in k["images"].as_array().into_iter().flatten() {
         let name = img["name"].as_str().unwrap();
         for o in objs.iter_mut() {
             for c in containers_mut(o) {
-                let Some(image) = c["image"].as_str() else { continue };
+                let Some(image) = c["image"].as_str() else {
+                    continue;
+                };
                 let (repo, tag) = split_image(image);
                 if repo != name {
                     continue;
@@ -297,7 +328,10 @@ fn target_matches(target: &Value, o: &Value) -> bool {
         && field("name", obj_name(o))
         && field("group", group)
         && field("version", version)
-        && field("namespace", o["metadata"]["namespace"].as_str().unwrap_or(""))
+        && field(
+            "namespace",
+            o["metadata"]["namespace"].as_str().unwrap_or(""),
+        )
 }
 
 /// RFC 6902 add/remove/replace, enough for overlays.
@@ -314,9 +348,12 @@ fn json6902(doc: &mut Value, op: &Value) {
         (Some("add" | "replace"), Value::Object(m)) => {
             m.insert(last, op["value"].clone());
         }
-        (Some("replace"), Value::Array(a)) => a[last.parse::<usize>().unwrap()] = op["value"].clone(),
+        (Some("replace"), Value::Array(a)) => {
+            a[last.parse::<usize>().unwrap()] = op["value"].clone()
+        }
         (Some("remove"), Value::Object(m)) => {
-            m.remove(&last).unwrap_or_else(|| panic!("patch remove {path}: no such field"));
+            m.remove(&last)
+                .unwrap_or_else(|| panic!("patch remove {path}: no such field"));
         }
         (Some("remove"), Value::Array(a)) => {
             a.remove(last.parse().unwrap());
@@ -338,7 +375,11 @@ fn obj_name(o: &Value) -> &str {
 }
 
 fn strs(v: &Value) -> Vec<&str> {
-    v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 fn label(o: &Value) -> String {
@@ -351,7 +392,10 @@ impl Rendered {
             .iter()
             .find(|o| kind(o) == kind_ && obj_name(o) == name)
             .unwrap_or_else(|| {
-                panic!("{}: no {kind_}/{name} in the {} output", self.name, self.via)
+                panic!(
+                    "{}: no {kind_}/{name} in the {} output",
+                    self.name, self.via
+                )
             })
     }
 
@@ -362,7 +406,10 @@ impl Rendered {
     fn webhook(&self) -> &Value {
         let mwc = self.get("MutatingWebhookConfiguration", WEBHOOK);
         let hooks = mwc["webhooks"].as_array().unwrap_or_else(|| {
-            panic!("{}: MutatingWebhookConfiguration/{WEBHOOK} has no webhooks", self.name)
+            panic!(
+                "{}: MutatingWebhookConfiguration/{WEBHOOK} has no webhooks",
+                self.name
+            )
         });
         assert_eq!(
             hooks.len(),
@@ -386,7 +433,10 @@ impl Rendered {
 /// `(kind-of-container, container)` for every init and regular container.
 fn pod_containers(pod_spec: &Value) -> Vec<(&'static str, &Value)> {
     let mut out = Vec::new();
-    for (field, what) in [("initContainers", "initContainer"), ("containers", "container")] {
+    for (field, what) in [
+        ("initContainers", "initContainer"),
+        ("containers", "container"),
+    ] {
         for c in pod_spec[field].as_array().into_iter().flatten() {
             out.push((what, c));
         }
@@ -395,8 +445,12 @@ fn pod_containers(pod_spec: &Value) -> Vec<(&'static str, &Value)> {
 }
 
 fn containers_mut(o: &mut Value) -> Vec<&mut Value> {
-    let Some(spec) = o.pointer_mut("/spec/template/spec") else { return Vec::new() };
-    let Value::Object(spec) = spec else { return Vec::new() };
+    let Some(spec) = o.pointer_mut("/spec/template/spec") else {
+        return Vec::new();
+    };
+    let Value::Object(spec) = spec else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (k, v) in spec.iter_mut() {
         if k == "initContainers" || k == "containers" {
@@ -408,14 +462,22 @@ fn containers_mut(o: &mut Value) -> Vec<&mut Value> {
 
 fn container<'a>(r: &'a Rendered, name: &str) -> &'a Value {
     let spec = &r.deployment()["spec"]["template"]["spec"];
-    let found = pod_containers(spec).into_iter().find(|(_, c)| c["name"] == name);
+    let found = pod_containers(spec)
+        .into_iter()
+        .find(|(_, c)| c["name"] == name);
     found.map(|(_, c)| c).unwrap_or_else(|| {
-        panic!("{}: Deployment/{WEBHOOK} has no container named {name}", r.name)
+        panic!(
+            "{}: Deployment/{WEBHOOK} has no container named {name}",
+            r.name
+        )
     })
 }
 
 fn selector_matches(selector: &Value, labels: &Value) -> bool {
-    let ml = selector["matchLabels"].as_object().cloned().unwrap_or_default();
+    let ml = selector["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     !ml.is_empty() && ml.iter().all(|(k, v)| &labels[k] == v)
 }
 
@@ -432,7 +494,10 @@ fn base_includes_the_three_crds() {
             crd["spec"]["group"], "spotwright.io",
             "CustomResourceDefinition/{name}: group must be spotwright.io"
         );
-        assert_eq!(crd["spec"]["scope"], "Cluster", "CustomResourceDefinition/{name}: kinds are cluster-scoped");
+        assert_eq!(
+            crd["spec"]["scope"], "Cluster",
+            "CustomResourceDefinition/{name}: kinds are cluster-scoped"
+        );
     }
     // Every generated CRD file is listed, so a new kind is not forgotten.
     let crd_dir = manifests_dir().join("base/crds");
@@ -457,9 +522,18 @@ fn objects_are_in_spotwright_system_or_cluster_scoped() {
     for o in &r.objects {
         let ns_field = &o["metadata"]["namespace"];
         if is_cluster_scoped(kind(o)) {
-            assert!(ns_field.is_null(), "{}: cluster-scoped, must not carry a namespace", label(o));
+            assert!(
+                ns_field.is_null(),
+                "{}: cluster-scoped, must not carry a namespace",
+                label(o)
+            );
         } else {
-            assert_eq!(ns_field, NS, "{}: namespaced objects must be in {NS}", label(o));
+            assert_eq!(
+                ns_field,
+                NS,
+                "{}: namespaced objects must be in {NS}",
+                label(o)
+            );
         }
     }
 }
@@ -469,7 +543,8 @@ fn every_object_is_labelled_part_of_spotwright() {
     for r in [base(), local()] {
         for o in &r.objects {
             assert_eq!(
-                o["metadata"]["labels"]["app.kubernetes.io/part-of"], "spotwright",
+                o["metadata"]["labels"]["app.kubernetes.io/part-of"],
+                "spotwright",
                 "{}: {} must carry app.kubernetes.io/part-of=spotwright",
                 r.name,
                 label(o)
@@ -477,7 +552,9 @@ fn every_object_is_labelled_part_of_spotwright() {
         }
         let d = r.deployment();
         assert!(
-            d["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/part-of").is_none(),
+            d["spec"]["selector"]["matchLabels"]
+                .get("app.kubernetes.io/part-of")
+                .is_none(),
             "{}: Deployment/{WEBHOOK}: the part-of label must not enter the (immutable) selector",
             r.name
         );
@@ -491,21 +568,55 @@ fn every_object_is_labelled_part_of_spotwright() {
 fn assert_registration(r: &Rendered) {
     let w = r.webhook();
     let who = format!("{}: MutatingWebhookConfiguration/{WEBHOOK}", r.name);
-    assert_eq!(w["failurePolicy"], "Ignore", "{who}: failurePolicy must be Ignore (a down webhook must not stop pod creation)");
+    assert_eq!(
+        w["failurePolicy"], "Ignore",
+        "{who}: failurePolicy must be Ignore (a down webhook must not stop pod creation)"
+    );
     assert_eq!(w["sideEffects"], "None", "{who}: sideEffects must be None");
     assert_eq!(w["timeoutSeconds"], 2, "{who}: timeoutSeconds must be 2");
-    assert_eq!(w["admissionReviewVersions"], json!(["v1"]), "{who}: admissionReviewVersions must be [v1]");
-    assert_eq!(w["reinvocationPolicy"], "IfNeeded", "{who}: reinvocationPolicy must be IfNeeded");
-    assert_eq!(w["matchPolicy"], "Equivalent", "{who}: matchPolicy must be Equivalent");
+    assert_eq!(
+        w["admissionReviewVersions"],
+        json!(["v1"]),
+        "{who}: admissionReviewVersions must be [v1]"
+    );
+    assert_eq!(
+        w["reinvocationPolicy"], "IfNeeded",
+        "{who}: reinvocationPolicy must be IfNeeded"
+    );
+    assert_eq!(
+        w["matchPolicy"], "Equivalent",
+        "{who}: matchPolicy must be Equivalent"
+    );
 
-    let rules = w["rules"].as_array().unwrap_or_else(|| panic!("{who}: no rules"));
+    let rules = w["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{who}: no rules"));
     assert!(!rules.is_empty(), "{who}: rules must not be empty");
     for rule in rules {
-        assert_eq!(rule["operations"], json!(["CREATE"]), "{who}: rules must be CREATE only, got {rule}");
-        assert_eq!(rule["apiGroups"], json!([""]), "{who}: rules must be the core group only, got {rule}");
-        assert_eq!(rule["apiVersions"], json!(["v1"]), "{who}: rules must be v1 only, got {rule}");
-        assert_eq!(rule["resources"], json!(["pods"]), "{who}: rules must be pods only (no subresources), got {rule}");
-        assert_eq!(rule["scope"], "Namespaced", "{who}: rules must have scope Namespaced, got {rule}");
+        assert_eq!(
+            rule["operations"],
+            json!(["CREATE"]),
+            "{who}: rules must be CREATE only, got {rule}"
+        );
+        assert_eq!(
+            rule["apiGroups"],
+            json!([""]),
+            "{who}: rules must be the core group only, got {rule}"
+        );
+        assert_eq!(
+            rule["apiVersions"],
+            json!(["v1"]),
+            "{who}: rules must be v1 only, got {rule}"
+        );
+        assert_eq!(
+            rule["resources"],
+            json!(["pods"]),
+            "{who}: rules must be pods only (no subresources), got {rule}"
+        );
+        assert_eq!(
+            rule["scope"], "Namespaced",
+            "{who}: rules must have scope Namespaced, got {rule}"
+        );
     }
 
     let sel = &w["namespaceSelector"];
@@ -522,36 +633,68 @@ fn assert_registration(r: &Rendered) {
             "{who}: namespaceSelector must exclude kubernetes.io/metadata.name {ns} (NotIn); excludes {excluded:?}"
         );
     }
-    let by_label = sel["matchExpressions"].as_array().into_iter().flatten().any(|e| {
-        e["key"] == "spotwright.io/webhook" && e["operator"] == "NotIn" && strs(&e["values"]) == ["disabled"]
-    });
-    assert!(by_label, "{who}: namespaceSelector must exclude namespaces labelled spotwright.io/webhook=disabled");
+    let by_label = sel["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| {
+            e["key"] == "spotwright.io/webhook"
+                && e["operator"] == "NotIn"
+                && strs(&e["values"]) == ["disabled"]
+        });
+    assert!(
+        by_label,
+        "{who}: namespaceSelector must exclude namespaces labelled spotwright.io/webhook=disabled"
+    );
     assert!(
         sel.get("matchLabels").is_none(),
         "{who}: namespaceSelector must not require labels (opt-in is by annotation)"
     );
 
-    let conds = w["matchConditions"].as_array().unwrap_or_else(|| panic!("{who}: no matchConditions"));
-    assert!(!conds.is_empty(), "{who}: at least one matchCondition is required as a cheap pre-filter");
-    assert!(conds.len() <= 64, "{who}: at most 64 matchConditions are allowed");
+    let conds = w["matchConditions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{who}: no matchConditions"));
+    assert!(
+        !conds.is_empty(),
+        "{who}: at least one matchCondition is required as a cheap pre-filter"
+    );
+    assert!(
+        conds.len() <= 64,
+        "{who}: at most 64 matchConditions are allowed"
+    );
     let mut names = BTreeSet::new();
     for c in conds {
-        let name = c["name"].as_str().unwrap_or_else(|| panic!("{who}: a matchCondition has no name"));
+        let name = c["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who}: a matchCondition has no name"));
         assert!(
             !name.is_empty() && name.len() <= 63 && names.insert(name),
             "{who}: matchCondition names must be unique, non-empty, <= 63 chars: {name}"
         );
         let expr = c["expression"].as_str().unwrap_or("");
-        assert!(expr.contains("object."), "{who}: matchCondition {name} must test the pod (`object`), got {expr:?}");
-        assert!(!expr.contains("oldObject"), "{who}: matchCondition {name}: CREATE has no oldObject");
+        assert!(
+            expr.contains("object."),
+            "{who}: matchCondition {name} must test the pod (`object`), got {expr:?}"
+        );
+        assert!(
+            !expr.contains("oldObject"),
+            "{who}: matchCondition {name}: CREATE has no oldObject"
+        );
         assert_eq!(
             expr.matches('(').count(),
             expr.matches(')').count(),
             "{who}: matchCondition {name}: unbalanced parentheses in {expr:?}"
         );
     }
-    for wanted in ["exclude-bound-pods", "exclude-daemonset-pods", "exclude-mirror-pods"] {
-        assert!(names.contains(wanted), "{who}: matchCondition {wanted} is missing");
+    for wanted in [
+        "exclude-bound-pods",
+        "exclude-daemonset-pods",
+        "exclude-mirror-pods",
+    ] {
+        assert!(
+            names.contains(wanted),
+            "{who}: matchCondition {wanted} is missing"
+        );
     }
 }
 
@@ -571,7 +714,10 @@ fn webhook_client_config_targets_the_service() {
         json!({"name": WEBHOOK, "namespace": NS, "path": "/mutate", "port": 443}),
         "{who}: clientConfig.service must be {WEBHOOK}.{NS}:443/mutate"
     );
-    assert!(cc.get("url").is_none(), "{who}: the base must use service, not url");
+    assert!(
+        cc.get("url").is_none(),
+        "{who}: the base must use service, not url"
+    );
     assert!(
         cc.get("caBundle").is_none(),
         "{who}: caBundle must be absent so that re-applying the manifests does not wipe the one the certs sidecar set"
@@ -579,15 +725,25 @@ fn webhook_client_config_targets_the_service() {
 
     let svc = r.get("Service", WEBHOOK);
     let ports = svc["spec"]["ports"].as_array().unwrap();
-    let https = ports.iter().find(|p| p["port"] == 443).unwrap_or_else(|| panic!("Service/{WEBHOOK}: no port 443"));
-    assert_eq!(https["targetPort"], "https", "Service/{WEBHOOK}: port 443 must target the container port named https");
+    let https = ports
+        .iter()
+        .find(|p| p["port"] == 443)
+        .unwrap_or_else(|| panic!("Service/{WEBHOOK}: no port 443"));
+    assert_eq!(
+        https["targetPort"], "https",
+        "Service/{WEBHOOK}: port 443 must target the container port named https"
+    );
     assert!(
-        ports.iter().any(|p| p["port"] == 8080 && p["targetPort"] == "metrics"),
+        ports
+            .iter()
+            .any(|p| p["port"] == 8080 && p["targetPort"] == "metrics"),
         "Service/{WEBHOOK}: must expose the metrics port 8080"
     );
     let tpl_labels = &r.deployment()["spec"]["template"]["metadata"]["labels"];
     assert!(
-        svc["spec"]["selector"].as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &tpl_labels[k] == v)),
+        svc["spec"]["selector"]
+            .as_object()
+            .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &tpl_labels[k] == v)),
         "Service/{WEBHOOK}: selector must select the Deployment's pods"
     );
     let wh = container(r, "webhook");
@@ -597,8 +753,16 @@ fn webhook_client_config_targets_the_service() {
         .flatten()
         .map(|p| (p["name"].as_str().unwrap_or(""), &p["containerPort"]))
         .collect();
-    assert_eq!(ports.get("https"), Some(&&json!(8443)), "Deployment/{WEBHOOK}: container webhook needs port https=8443");
-    assert_eq!(ports.get("metrics"), Some(&&json!(8080)), "Deployment/{WEBHOOK}: container webhook needs port metrics=8080");
+    assert_eq!(
+        ports.get("https"),
+        Some(&&json!(8443)),
+        "Deployment/{WEBHOOK}: container webhook needs port https=8443"
+    );
+    assert_eq!(
+        ports.get("metrics"),
+        Some(&&json!(8080)),
+        "Deployment/{WEBHOOK}: container webhook needs port metrics=8080"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -627,39 +791,76 @@ fn deployment_is_highly_available() {
         .collect();
     let tpl_labels = &d["spec"]["template"]["metadata"]["labels"];
     assert!(
-        terms.iter().any(|t| t["topologyKey"] == "kubernetes.io/hostname" && selector_matches(&t["labelSelector"], tpl_labels)),
+        terms
+            .iter()
+            .any(|t| t["topologyKey"] == "kubernetes.io/hostname"
+                && selector_matches(&t["labelSelector"], tpl_labels)),
         "{who}: needs pod anti-affinity on kubernetes.io/hostname selecting its own pods"
     );
     assert!(
-        pod["topologySpreadConstraints"].as_array().into_iter().flatten().any(|t| {
-            t["topologyKey"] == "topology.kubernetes.io/zone" && t["whenUnsatisfiable"] == "ScheduleAnyway"
-        }),
+        pod["topologySpreadConstraints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["topologyKey"] == "topology.kubernetes.io/zone"
+                    && t["whenUnsatisfiable"] == "ScheduleAnyway"
+            }),
         "{who}: needs a ScheduleAnyway topology spread over zones"
     );
-    let avoid_own_nodes = pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    let avoid_own_nodes = pod["affinity"]["nodeAffinity"]
+        ["preferredDuringSchedulingIgnoredDuringExecution"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|p| p["preference"]["matchExpressions"].as_array().into_iter().flatten())
+        .flat_map(|p| {
+            p["preference"]["matchExpressions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .any(|e| e["key"] == "spotwright.io/capacity-type" && e["operator"] == "DoesNotExist");
-    assert!(avoid_own_nodes, "{who}: should prefer nodes without spotwright.io/capacity-type");
+    assert!(
+        avoid_own_nodes,
+        "{who}: should prefer nodes without spotwright.io/capacity-type"
+    );
     assert!(
         pod["tolerations"].as_array().is_none_or(|t| t.is_empty()),
         "{who}: must not tolerate anything (never on Spot nodes)"
     );
-    let prio = pod["priorityClassName"].as_str().unwrap_or_else(|| panic!("{who}: needs a priorityClassName"));
+    let prio = pod["priorityClassName"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{who}: needs a priorityClassName"));
     if !prio.starts_with("system-") {
         r.get("PriorityClass", prio);
     }
-    assert_eq!(pod["terminationGracePeriodSeconds"], 30, "{who}: terminationGracePeriodSeconds must be 30");
-    assert_eq!(pod["serviceAccountName"], WEBHOOK, "{who}: must run as ServiceAccount {WEBHOOK}");
-    assert_eq!(pod["automountServiceAccountToken"], true, "{who}: needs its API token");
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"], 30,
+        "{who}: terminationGracePeriodSeconds must be 30"
+    );
+    assert_eq!(
+        pod["serviceAccountName"], WEBHOOK,
+        "{who}: must run as ServiceAccount {WEBHOOK}"
+    );
+    assert_eq!(
+        pod["automountServiceAccountToken"], true,
+        "{who}: needs its API token"
+    );
     let ann = &d["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!(ann["prometheus.io/scrape"], "true", "{who}: pods must be annotated prometheus.io/scrape");
-    assert_eq!(ann["prometheus.io/port"], "8080", "{who}: pods must be annotated prometheus.io/port=8080");
+    assert_eq!(
+        ann["prometheus.io/scrape"], "true",
+        "{who}: pods must be annotated prometheus.io/scrape"
+    );
+    assert_eq!(
+        ann["prometheus.io/port"], "8080",
+        "{who}: pods must be annotated prometheus.io/port=8080"
+    );
 
     let pdb = r.get("PodDisruptionBudget", WEBHOOK);
-    assert_eq!(pdb["spec"]["minAvailable"], 1, "PodDisruptionBudget/{WEBHOOK}: minAvailable must be 1");
+    assert_eq!(
+        pdb["spec"]["minAvailable"], 1,
+        "PodDisruptionBudget/{WEBHOOK}: minAvailable must be 1"
+    );
     assert!(
         selector_matches(&pdb["spec"]["selector"], tpl_labels),
         "PodDisruptionBudget/{WEBHOOK}: selector must select the Deployment's pods"
@@ -672,76 +873,178 @@ fn every_container_is_hardened() {
     let d = r.deployment();
     let pod = &d["spec"]["template"]["spec"];
     for f in ["hostNetwork", "hostPID", "hostIPC"] {
-        assert!(pod[f] != json!(true), "Deployment/{WEBHOOK}: {f} must not be set");
+        assert!(
+            pod[f] != json!(true),
+            "Deployment/{WEBHOOK}: {f} must not be set"
+        );
     }
     for v in pod["volumes"].as_array().into_iter().flatten() {
-        assert!(v.get("hostPath").is_none(), "Deployment/{WEBHOOK}: volume {} must not be a hostPath", v["name"]);
+        assert!(
+            v.get("hostPath").is_none(),
+            "Deployment/{WEBHOOK}: volume {} must not be a hostPath",
+            v["name"]
+        );
     }
     let containers = pod_containers(pod);
-    assert!(containers.len() >= 3, "Deployment/{WEBHOOK}: expected certs-init, webhook and certs containers");
+    assert!(
+        containers.len() >= 3,
+        "Deployment/{WEBHOOK}: expected certs-init, webhook and certs containers"
+    );
     for (what, c) in containers {
         let who = format!("Deployment/{WEBHOOK} {what} {}", c["name"]);
         let sc = &c["securityContext"];
-        assert_eq!(sc["runAsNonRoot"], true, "{who}: securityContext.runAsNonRoot must be true");
-        assert_eq!(sc["runAsUser"], 65532, "{who}: securityContext.runAsUser must be 65532");
-        assert_eq!(sc["runAsGroup"], 65532, "{who}: securityContext.runAsGroup must be 65532");
-        assert_eq!(sc["readOnlyRootFilesystem"], true, "{who}: securityContext.readOnlyRootFilesystem must be true");
-        assert_eq!(sc["allowPrivilegeEscalation"], false, "{who}: securityContext.allowPrivilegeEscalation must be false");
-        assert!(sc["privileged"] != json!(true), "{who}: must not be privileged");
-        assert!(strs(&sc["capabilities"]["drop"]).contains(&"ALL"), "{who}: capabilities must drop ALL");
+        assert_eq!(
+            sc["runAsNonRoot"], true,
+            "{who}: securityContext.runAsNonRoot must be true"
+        );
+        assert_eq!(
+            sc["runAsUser"], 65532,
+            "{who}: securityContext.runAsUser must be 65532"
+        );
+        assert_eq!(
+            sc["runAsGroup"], 65532,
+            "{who}: securityContext.runAsGroup must be 65532"
+        );
+        assert_eq!(
+            sc["readOnlyRootFilesystem"], true,
+            "{who}: securityContext.readOnlyRootFilesystem must be true"
+        );
+        assert_eq!(
+            sc["allowPrivilegeEscalation"], false,
+            "{who}: securityContext.allowPrivilegeEscalation must be false"
+        );
         assert!(
-            sc["capabilities"]["add"].as_array().is_none_or(|a| a.is_empty()),
+            sc["privileged"] != json!(true),
+            "{who}: must not be privileged"
+        );
+        assert!(
+            strs(&sc["capabilities"]["drop"]).contains(&"ALL"),
+            "{who}: capabilities must drop ALL"
+        );
+        assert!(
+            sc["capabilities"]["add"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()),
             "{who}: must not add capabilities"
         );
-        let seccomp = if sc["seccompProfile"].is_null() { &pod["securityContext"]["seccompProfile"] } else { &sc["seccompProfile"] };
-        assert_eq!(seccomp["type"], "RuntimeDefault", "{who}: seccompProfile must be RuntimeDefault");
+        let seccomp = if sc["seccompProfile"].is_null() {
+            &pod["securityContext"]["seccompProfile"]
+        } else {
+            &sc["seccompProfile"]
+        };
+        assert_eq!(
+            seccomp["type"], "RuntimeDefault",
+            "{who}: seccompProfile must be RuntimeDefault"
+        );
 
         let res = &c["resources"];
-        for (kind_, field) in [("requests", "cpu"), ("requests", "memory"), ("limits", "memory")] {
-            assert!(res[kind_][field].is_string(), "{who}: resources.{kind_}.{field} must be set");
+        for (kind_, field) in [
+            ("requests", "cpu"),
+            ("requests", "memory"),
+            ("limits", "memory"),
+        ] {
+            assert!(
+                res[kind_][field].is_string(),
+                "{who}: resources.{kind_}.{field} must be set"
+            );
         }
         assert!(
-            c["image"].as_str().is_some_and(|i| i.starts_with("ghcr.io/spotwright/spotwright:")),
+            c["image"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("ghcr.io/spotwright/spotwright:")),
             "{who}: must use the ghcr.io/spotwright/spotwright image, got {}",
             c["image"]
         );
-        let pod_ns = c["env"].as_array().into_iter().flatten().find(|e| e["name"] == "POD_NAMESPACE");
+        let pod_ns = c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "POD_NAMESPACE");
         assert!(
             pod_ns.is_some_and(|e| e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
             "{who}: needs env POD_NAMESPACE from the downward API"
         );
         assert!(
-            c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["name"] == "tls" && m["mountPath"] == "/tls"),
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["name"] == "tls" && m["mountPath"] == "/tls"),
             "{who}: must mount the tls volume at /tls"
         );
     }
-    let tls = pod["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == "tls");
+    let tls = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "tls");
     let tls = tls.unwrap_or_else(|| panic!("Deployment/{WEBHOOK}: no volume tls"));
-    assert_eq!(tls["emptyDir"]["medium"], "Memory", "Deployment/{WEBHOOK}: volume tls must be an in-memory emptyDir");
-    assert!(tls["emptyDir"]["sizeLimit"].is_string(), "Deployment/{WEBHOOK}: volume tls needs a sizeLimit");
+    assert_eq!(
+        tls["emptyDir"]["medium"], "Memory",
+        "Deployment/{WEBHOOK}: volume tls must be an in-memory emptyDir"
+    );
+    assert!(
+        tls["emptyDir"]["sizeLimit"].is_string(),
+        "Deployment/{WEBHOOK}: volume tls needs a sizeLimit"
+    );
 }
 
 #[test]
 fn containers_run_the_right_commands() {
     let r = base();
     let cmdline = |c: &Value| -> Vec<String> {
-        strs(&c["command"]).into_iter().chain(strs(&c["args"])).map(str::to_string).collect()
+        strs(&c["command"])
+            .into_iter()
+            .chain(strs(&c["args"]))
+            .map(str::to_string)
+            .collect()
     };
     let init = cmdline(container(r, "certs-init"));
-    assert_eq!(init[..2], ["spotwright-certs", "ensure"], "Deployment/{WEBHOOK} initContainer certs-init: must run `spotwright-certs ensure`");
-    assert!(init.iter().any(|a| a == "--once"), "Deployment/{WEBHOOK} initContainer certs-init: must run with --once");
+    assert_eq!(
+        init[..2],
+        ["spotwright-certs", "ensure"],
+        "Deployment/{WEBHOOK} initContainer certs-init: must run `spotwright-certs ensure`"
+    );
+    assert!(
+        init.iter().any(|a| a == "--once"),
+        "Deployment/{WEBHOOK} initContainer certs-init: must run with --once"
+    );
     let inits = &r.deployment()["spec"]["template"]["spec"]["initContainers"];
     assert!(
         inits.as_array().into_iter().flatten().any(|c| c["name"] == "certs-init"),
         "Deployment/{WEBHOOK}: certs-init must be an initContainer so the webhook starts with a certificate"
     );
 
+    let writes_tls = |args: &[String]| {
+        args.iter().any(|a| a == "--write-dir=/tls")
+            || args
+                .windows(2)
+                .any(|w| w[0] == "--write-dir" && w[1] == "/tls")
+    };
+    assert!(
+        writes_tls(&init),
+        "Deployment/{WEBHOOK} initContainer certs-init: must write the key pair with --write-dir /tls"
+    );
     let side = cmdline(container(r, "certs"));
-    assert_eq!(side[..2], ["spotwright-certs", "ensure"], "Deployment/{WEBHOOK} container certs: must run `spotwright-certs ensure`");
-    assert!(!side.iter().any(|a| a == "--once"), "Deployment/{WEBHOOK} container certs: the sidecar must keep running (no --once)");
+    assert!(
+        writes_tls(&side),
+        "Deployment/{WEBHOOK} container certs: must write the key pair with --write-dir /tls"
+    );
+    assert_eq!(
+        side[..2],
+        ["spotwright-certs", "ensure"],
+        "Deployment/{WEBHOOK} container certs: must run `spotwright-certs ensure`"
+    );
+    assert!(
+        !side.iter().any(|a| a == "--once"),
+        "Deployment/{WEBHOOK} container certs: the sidecar must keep running (no --once)"
+    );
 
     let wh = cmdline(container(r, "webhook"));
-    assert_eq!(wh[0], "spotwright-webhook", "Deployment/{WEBHOOK} container webhook: must run spotwright-webhook");
+    assert_eq!(
+        wh[0], "spotwright-webhook",
+        "Deployment/{WEBHOOK} container webhook: must run spotwright-webhook"
+    );
     for flag in [
         "--listen=0.0.0.0:8443",
         "--tls-cert-file=/tls/tls.crt",
@@ -749,7 +1052,10 @@ fn containers_run_the_right_commands() {
         "--metrics-listen=0.0.0.0:8080",
         "--log-format=json",
     ] {
-        assert!(wh.iter().any(|a| a == flag), "Deployment/{WEBHOOK} container webhook: missing flag {flag}");
+        assert!(
+            wh.iter().any(|a| a == flag),
+            "Deployment/{WEBHOOK} container webhook: missing flag {flag}"
+        );
     }
 }
 
@@ -757,16 +1063,26 @@ fn containers_run_the_right_commands() {
 fn webhook_container_has_probes_on_the_metrics_port() {
     let r = base();
     let c = container(r, "webhook");
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "")] {
+    for (probe, path) in [
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", ""),
+    ] {
         let get = &c[probe]["httpGet"];
-        assert!(get.is_object(), "Deployment/{WEBHOOK} container webhook: {probe} must be an httpGet probe");
+        assert!(
+            get.is_object(),
+            "Deployment/{WEBHOOK} container webhook: {probe} must be an httpGet probe"
+        );
         assert!(
             get["port"] == "metrics" || get["port"] == 8080,
             "Deployment/{WEBHOOK} container webhook: {probe} must use the metrics port, got {}",
             get["port"]
         );
         if !path.is_empty() {
-            assert_eq!(get["path"], path, "Deployment/{WEBHOOK} container webhook: {probe} must GET {path}");
+            assert_eq!(
+                get["path"], path,
+                "Deployment/{WEBHOOK} container webhook: {probe} must GET {path}"
+            );
         }
     }
 }
@@ -776,7 +1092,10 @@ fn webhook_container_has_probes_on_the_metrics_port() {
 // ---------------------------------------------------------------------------
 
 fn roles(r: &Rendered) -> Vec<&Value> {
-    r.objects.iter().filter(|o| ["Role", "ClusterRole"].contains(&kind(o))).collect()
+    r.objects
+        .iter()
+        .filter(|o| ["Role", "ClusterRole"].contains(&kind(o)))
+        .collect()
 }
 
 #[test]
@@ -790,9 +1109,23 @@ fn rbac_has_no_wildcards() {
                     label(role)
                 );
             }
-            assert!(rule.get("nonResourceURLs").is_none(), "{}: must not grant nonResourceURLs", label(role));
-            for verb in ["escalate", "bind", "impersonate", "delete", "deletecollection"] {
-                assert!(!strs(&rule["verbs"]).contains(&verb), "{}: must not grant {verb}", label(role));
+            assert!(
+                rule.get("nonResourceURLs").is_none(),
+                "{}: must not grant nonResourceURLs",
+                label(role)
+            );
+            for verb in [
+                "escalate",
+                "bind",
+                "impersonate",
+                "delete",
+                "deletecollection",
+            ] {
+                assert!(
+                    !strs(&rule["verbs"]).contains(&verb),
+                    "{}: must not grant {verb}",
+                    label(role)
+                );
             }
         }
     }
@@ -809,37 +1142,87 @@ fn secrets_are_namespaced_and_restricted_by_name() {
                 continue;
             }
             let who = format!("{} ({})", label(role), rule);
-            assert_eq!(kind(role), "Role", "{who}: secrets may only be granted by a namespaced Role");
-            assert_eq!(role["metadata"]["namespace"], NS, "{who}: secrets may only be granted in {NS}");
+            assert_eq!(
+                kind(role),
+                "Role",
+                "{who}: secrets may only be granted by a namespaced Role"
+            );
+            assert_eq!(
+                role["metadata"]["namespace"], NS,
+                "{who}: secrets may only be granted in {NS}"
+            );
             let verbs = strs(&rule["verbs"]);
             let names = strs(&rule["resourceNames"]);
             if verbs.contains(&"create") {
-                assert_eq!(verbs, ["create"], "{who}: create (which cannot be limited by name) must be a rule of its own");
+                assert_eq!(
+                    verbs,
+                    ["create"],
+                    "{who}: create (which cannot be limited by name) must be a rule of its own"
+                );
                 can_create = true;
             } else {
-                assert!(!names.is_empty(), "{who}: secrets rules other than create must have resourceNames");
+                assert!(
+                    !names.is_empty(),
+                    "{who}: secrets rules other than create must have resourceNames"
+                );
                 for n in &names {
-                    assert!(SECRETS.contains(n), "{who}: resourceName {n} is not one of the webhook's Secrets");
+                    assert!(
+                        SECRETS.contains(n),
+                        "{who}: resourceName {n} is not one of the webhook's Secrets"
+                    );
+                }
+                for v in &verbs {
+                    assert!(
+                        ["get", "list", "watch", "update", "patch"].contains(v),
+                        "{who}: verb {v} on Secrets is more than the certs containers need"
+                    );
+                }
+                // `spotwright-certs ensure` reads, watches by name and replaces them.
+                for v in ["get", "list", "watch", "update"] {
+                    assert!(
+                        verbs.contains(&v),
+                        "{who}: the certs containers need {v} on their Secrets"
+                    );
                 }
                 can_read.extend(names);
             }
         }
     }
-    assert!(can_create, "Role/spotwright-webhook-certs: the certs containers need to create their Secrets");
-    assert_eq!(can_read, BTreeSet::from(SECRETS), "Role/spotwright-webhook-certs: must reach both Secrets by name");
+    assert!(
+        can_create,
+        "Role/spotwright-webhook-certs: the certs containers need to create their Secrets"
+    );
+    assert_eq!(
+        can_read,
+        BTreeSet::from(SECRETS),
+        "Role/spotwright-webhook-certs: must reach both Secrets by name"
+    );
 }
+
+/// `(apiGroups, resources, verbs, resourceNames)` of one RBAC rule.
+type Rule = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
 
 #[test]
 fn rbac_grants_exactly_what_the_webhook_needs() {
     let r = base();
-    let rules = |role: &Value| -> Vec<(Vec<String>, Vec<String>, Vec<String>, Vec<String>)> {
+    let rules = |role: &Value| -> Vec<Rule> {
         role["rules"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|x| {
-                let s = |f: &str| strs(&x[f]).into_iter().map(str::to_string).collect::<Vec<_>>();
-                (s("apiGroups"), s("resources"), s("verbs"), s("resourceNames"))
+                let s = |f: &str| {
+                    strs(&x[f])
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                };
+                (
+                    s("apiGroups"),
+                    s("resources"),
+                    s("verbs"),
+                    s("resourceNames"),
+                )
             })
             .collect()
     };
@@ -861,19 +1244,28 @@ fn rbac_grants_exactly_what_the_webhook_needs() {
         vec![(
             owned(&["admissionregistration.k8s.io"]),
             owned(&["mutatingwebhookconfigurations"]),
-            owned(&["get", "patch"]),
+            owned(&["get", "list", "watch", "patch"]),
             owned(&[WEBHOOK])
         )],
-        "ClusterRole/spotwright-webhook-certs: must grant only get/patch on MutatingWebhookConfiguration {WEBHOOK}"
+        "ClusterRole/spotwright-webhook-certs: must grant only get/list/watch/patch on MutatingWebhookConfiguration {WEBHOOK} (by name)"
     );
 
     let mut bound = BTreeSet::new();
-    for b in r.all("RoleBinding").into_iter().chain(r.all("ClusterRoleBinding")) {
+    for b in r
+        .all("RoleBinding")
+        .into_iter()
+        .chain(r.all("ClusterRoleBinding"))
+    {
         let role_kind = b["roleRef"]["kind"].as_str().unwrap_or("");
         let role_name = b["roleRef"]["name"].as_str().unwrap_or("");
         r.get(role_kind, role_name);
         if kind(b) == "ClusterRoleBinding" {
-            assert_eq!(role_kind, "ClusterRole", "{}: must bind a ClusterRole", label(b));
+            assert_eq!(
+                role_kind,
+                "ClusterRole",
+                "{}: must bind a ClusterRole",
+                label(b)
+            );
         }
         assert_eq!(
             b["subjects"],
@@ -902,12 +1294,17 @@ fn local_overlay_calls_the_webhook_on_loopback() {
     let r = local();
     let w = r.webhook();
     let who = format!("overlays/local: MutatingWebhookConfiguration/{WEBHOOK}");
-    let url = w["clientConfig"]["url"].as_str().unwrap_or_else(|| panic!("{who}: clientConfig.url must be set"));
+    let url = w["clientConfig"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{who}: clientConfig.url must be set"));
     assert!(
         url.starts_with("https://127.0.0.1:") && url.ends_with("/mutate"),
         "{who}: clientConfig.url must be https://127.0.0.1:<port>/mutate, got {url}"
     );
-    assert!(w["clientConfig"].get("service").is_none(), "{who}: clientConfig must not also have a service");
+    assert!(
+        w["clientConfig"].get("service").is_none(),
+        "{who}: clientConfig must not also have a service"
+    );
     assert_registration(r);
     assert_eq!(
         r.deployment()["spec"]["replicas"], 0,
@@ -930,7 +1327,14 @@ fn fallback_renderer_agrees_with_kubectl() {
             eprintln!("kubectl not found: cannot compare the built-in renderer with it");
             return;
         };
-        let key = |o: &Value| format!("{}/{}/{}", kind(o), o["metadata"]["namespace"].as_str().unwrap_or(""), obj_name(o));
+        let key = |o: &Value| {
+            format!(
+                "{}/{}/{}",
+                kind(o),
+                o["metadata"]["namespace"].as_str().unwrap_or(""),
+                obj_name(o)
+            )
+        };
         let a: BTreeMap<String, Value> = from_kubectl.into_iter().map(|o| (key(&o), o)).collect();
         let b: BTreeMap<String, Value> = build(&dir).into_iter().map(|o| (key(&o), o)).collect();
         assert_eq!(
@@ -956,7 +1360,12 @@ fn diff(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
                 let path = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
-                diff(&path, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                diff(
+                    &path,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {

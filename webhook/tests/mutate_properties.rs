@@ -7,8 +7,18 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use spotwright_webhook::mutate::{Decision, SkipReason};
 
-const NAMESPACES: &[&str] =
-    &["team-spot", "team-pref", "team-od", "team-pool", "pool-only", "plain", "typo", "kube-system", "spotwright-system", "unknown"];
+const NAMESPACES: &[&str] = &[
+    "team-spot",
+    "team-pref",
+    "team-od",
+    "team-pool",
+    "pool-only",
+    "plain",
+    "typo",
+    "kube-system",
+    "spotwright-system",
+    "unknown",
+];
 const CAPACITY_VALUES: &[&str] = &["spot", "spot-preferred", "on-demand", "none", "spto", ""];
 const NODEPOOLS: &[&str] = &["gpu", "general", "missing"];
 const KEYS: &[&str] = &[
@@ -19,10 +29,21 @@ const KEYS: &[&str] = &[
     "eks.amazonaws.com/capacityType",
     "a~b/c",
 ];
-const VALUES: &[&str] = &["spot", "on-demand", "ON_DEMAND", "arm64", "us-east-1a", "gpu"];
+const VALUES: &[&str] = &[
+    "spot",
+    "on-demand",
+    "ON_DEMAND",
+    "arm64",
+    "us-east-1a",
+    "gpu",
+];
 
 fn expression() -> impl Strategy<Value = Value> {
-    (prop::sample::select(KEYS), prop::sample::select(&["In", "NotIn", "Exists", "DoesNotExist"][..]), prop::collection::vec(prop::sample::select(VALUES), 1..3))
+    (
+        prop::sample::select(KEYS),
+        prop::sample::select(&["In", "NotIn", "Exists", "DoesNotExist"][..]),
+        prop::collection::vec(prop::sample::select(VALUES), 1..3),
+    )
         .prop_map(|(key, operator, values)| match operator {
             "Exists" | "DoesNotExist" => json!({"key": key, "operator": operator}),
             _ => json!({"key": key, "operator": operator, "values": values}),
@@ -30,16 +51,23 @@ fn expression() -> impl Strategy<Value = Value> {
 }
 
 fn term() -> impl Strategy<Value = Value> {
-    (prop::option::of(prop::collection::vec(expression(), 0..3)), any::<bool>()).prop_map(|(expressions, fields)| {
-        let mut term = serde_json::Map::new();
-        if let Some(expressions) = expressions {
-            term.insert("matchExpressions".into(), Value::Array(expressions));
-        }
-        if fields || term.is_empty() {
-            term.insert("matchFields".into(), json!([{"key": "metadata.name", "operator": "In", "values": ["n1"]}]));
-        }
-        Value::Object(term)
-    })
+    (
+        prop::option::of(prop::collection::vec(expression(), 0..3)),
+        any::<bool>(),
+    )
+        .prop_map(|(expressions, fields)| {
+            let mut term = serde_json::Map::new();
+            if let Some(expressions) = expressions {
+                term.insert("matchExpressions".into(), Value::Array(expressions));
+            }
+            if fields || term.is_empty() {
+                term.insert(
+                    "matchFields".into(),
+                    json!([{"key": "metadata.name", "operator": "In", "values": ["n1"]}]),
+                );
+            }
+            Value::Object(term)
+        })
 }
 
 fn node_affinity() -> impl Strategy<Value = Option<Value>> {
@@ -51,7 +79,10 @@ fn node_affinity() -> impl Strategy<Value = Option<Value>> {
         affinity.map(|(required, preferred)| {
             let mut node = serde_json::Map::new();
             if let Some(terms) = required {
-                node.insert("requiredDuringSchedulingIgnoredDuringExecution".into(), json!({"nodeSelectorTerms": terms}));
+                node.insert(
+                    "requiredDuringSchedulingIgnoredDuringExecution".into(),
+                    json!({"nodeSelectorTerms": terms}),
+                );
             }
             if let Some(expressions) = preferred {
                 node.insert(
@@ -68,10 +99,14 @@ fn toleration() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(json!({"operator": "Exists"})),
         Just(json!({"key": "spotwright.io/capacity-type", "operator": "Exists"})),
-        Just(json!({"key": "spotwright.io/capacity-type", "operator": "Equal", "value": "spot", "effect": "NoSchedule"})),
+        Just(
+            json!({"key": "spotwright.io/capacity-type", "operator": "Equal", "value": "spot", "effect": "NoSchedule"})
+        ),
         Just(json!({"key": "nvidia.com/gpu", "operator": "Equal", "value": "true"})),
         Just(json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"})),
-        Just(json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})),
+        Just(
+            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+        ),
     ]
 }
 
@@ -116,8 +151,16 @@ prop_compose! {
 }
 
 fn excluded(namespace: &str, pod: &Value) -> bool {
-    ["kube-system", "kube-public", "kube-node-lease", "spotwright-system"].contains(&namespace)
-        || pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some()
+    [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "spotwright-system",
+    ]
+    .contains(&namespace)
+        || pod
+            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .is_some()
         || pod.pointer("/metadata/ownerReferences/0/kind") == Some(&json!("DaemonSet"))
         || pod.pointer("/spec/nodeName").is_some()
 }

@@ -8,7 +8,10 @@ use spotwright_webhook::mutate::{decide, Decision, Invalid, Settings, SkipReason
 
 fn mutated(namespace: &str, pod_value: &Value) -> Value {
     let decision = decide_json(namespace, pod_value);
-    assert!(matches!(decision, Decision::Mutated(_)), "expected a patch, got {decision:?}");
+    assert!(
+        matches!(decision, Decision::Mutated(_)),
+        "expected a patch, got {decision:?}"
+    );
     apply(pod_value, &decision)
 }
 
@@ -25,9 +28,16 @@ fn spot_adds_toleration_required_affinity_and_scheduler() {
     assert!(has_spot_toleration(&after));
     let terms = required_terms(&after);
     assert_eq!(terms.len(), 1);
-    assert!(has_expression(&terms[0], "spotwright.io/capacity-type", "In", &["spot"]));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/capacity-type",
+        "In",
+        &["spot"]
+    ));
     assert_eq!(after["spec"]["schedulerName"], "spotwright-scheduler");
-    assert!(after.pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution").is_none());
+    assert!(after
+        .pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
+        .is_none());
 }
 
 #[test]
@@ -36,15 +46,30 @@ fn spot_preferred_requires_spotwright_nodes_and_prefers_spot() {
     assert!(has_spot_toleration(&after));
     let terms = required_terms(&after);
     assert_eq!(terms.len(), 1);
-    assert!(has_expression(&terms[0], "spotwright.io/nodepool", "Exists", &[]));
-    assert!(!has_expression(&terms[0], "spotwright.io/capacity-type", "In", &["spot"]));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/nodepool",
+        "Exists",
+        &[]
+    ));
+    assert!(!has_expression(
+        &terms[0],
+        "spotwright.io/capacity-type",
+        "In",
+        &["spot"]
+    ));
     let preferred = after
         .pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
         .and_then(Value::as_array)
         .expect("a preferred term");
     assert_eq!(preferred.len(), 1);
     assert_eq!(preferred[0]["weight"], 100);
-    assert!(has_expression(&preferred[0]["preference"], "spotwright.io/capacity-type", "In", &["spot"]));
+    assert!(has_expression(
+        &preferred[0]["preference"],
+        "spotwright.io/capacity-type",
+        "In",
+        &["spot"]
+    ));
 }
 
 #[test]
@@ -52,7 +77,12 @@ fn on_demand_requires_spotwright_on_demand_without_spot_toleration() {
     let after = mutated("team-od", &pod_json("team-od"));
     assert!(!has_spot_toleration(&after));
     let terms = required_terms(&after);
-    assert!(has_expression(&terms[0], "spotwright.io/capacity-type", "In", &["on-demand"]));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/capacity-type",
+        "In",
+        &["on-demand"]
+    ));
     assert_eq!(after["spec"]["schedulerName"], "spotwright-scheduler");
 }
 
@@ -60,21 +90,43 @@ fn on_demand_requires_spotwright_on_demand_without_spot_toleration() {
 fn nodepool_is_required_and_its_taints_tolerated() {
     let after = mutated("team-pool", &pod_json("team-pool"));
     let terms = required_terms(&after);
-    assert!(has_expression(&terms[0], "spotwright.io/capacity-type", "In", &["spot"]));
-    assert!(has_expression(&terms[0], "spotwright.io/nodepool", "In", &["gpu"]));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/capacity-type",
+        "In",
+        &["spot"]
+    ));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/nodepool",
+        "In",
+        &["gpu"]
+    ));
     let tolerations = tolerations(&after);
     assert!(tolerations.contains(&json!({"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"})));
-    assert!(tolerations.contains(&json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})));
+    assert!(tolerations
+        .contains(&json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})));
 }
 
 #[test]
 fn pod_annotations_win_over_the_namespace() {
     let mut pod_value = pod_json("team-spot");
-    pod_value["metadata"]["annotations"] = json!({"spotwright.io/capacity": "on-demand", "spotwright.io/nodepool": "general"});
+    pod_value["metadata"]["annotations"] =
+        json!({"spotwright.io/capacity": "on-demand", "spotwright.io/nodepool": "general"});
     let after = mutated("team-spot", &pod_value);
     let terms = required_terms(&after);
-    assert!(has_expression(&terms[0], "spotwright.io/capacity-type", "In", &["on-demand"]));
-    assert!(has_expression(&terms[0], "spotwright.io/nodepool", "In", &["general"]));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/capacity-type",
+        "In",
+        &["on-demand"]
+    ));
+    assert!(has_expression(
+        &terms[0],
+        "spotwright.io/nodepool",
+        "In",
+        &["general"]
+    ));
     assert!(!has_spot_toleration(&after));
 }
 
@@ -100,20 +152,38 @@ fn no_annotation_changes_nothing() {
 
 #[test]
 fn a_namespace_missing_from_the_cache_is_not_opted_in() {
-    assert_eq!(skipped("brand-new", &pod_json("brand-new")), SkipReason::NamespaceUnknown);
+    assert_eq!(
+        skipped("brand-new", &pod_json("brand-new")),
+        SkipReason::NamespaceUnknown
+    );
 }
 
 #[test]
 fn system_namespaces_and_our_own_are_never_touched() {
-    for namespace in ["kube-system", "kube-public", "kube-node-lease", "spotwright-system"] {
+    for namespace in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "spotwright-system",
+    ] {
         let mut pod_value = pod_json(namespace);
         pod_value["metadata"]["annotations"] = json!({"spotwright.io/capacity": "spot"});
-        assert_eq!(skipped(namespace, &pod_value), SkipReason::SystemNamespace, "{namespace}");
+        assert_eq!(
+            skipped(namespace, &pod_value),
+            SkipReason::SystemNamespace,
+            "{namespace}"
+        );
     }
-    let settings = Settings { own_namespace: "platform".into(), ..Settings::default() };
+    let settings = Settings {
+        own_namespace: "platform".into(),
+        ..Settings::default()
+    };
     let mut pod_value = pod_json("platform");
     pod_value["metadata"]["annotations"] = json!({"spotwright.io/capacity": "spot"});
-    assert_eq!(decide("platform", &pod(&pod_value), &view(), &settings), Decision::Skipped(SkipReason::SystemNamespace));
+    assert_eq!(
+        decide("platform", &pod(&pod_value), &view(), &settings),
+        Decision::Skipped(SkipReason::SystemNamespace)
+    );
 }
 
 #[test]
@@ -126,16 +196,14 @@ fn mirror_pods_are_never_touched() {
 #[test]
 fn daemonset_pods_are_never_touched() {
     let mut pod_value = pod_json("team-spot");
-    pod_value["metadata"]["ownerReferences"] =
-        json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "1", "controller": true}]);
+    pod_value["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "1", "controller": true}]);
     assert_eq!(skipped("team-spot", &pod_value), SkipReason::DaemonSetPod);
 }
 
 #[test]
 fn pods_owned_by_a_replicaset_are_mutated() {
     let mut pod_value = pod_json("team-spot");
-    pod_value["metadata"]["ownerReferences"] =
-        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "1", "controller": true}]);
+    pod_value["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "1", "controller": true}]);
     mutated("team-spot", &pod_value);
 }
 
@@ -148,10 +216,17 @@ fn bound_pods_are_never_touched() {
 
 #[test]
 fn pods_pinned_to_on_demand_by_node_selector_are_left_alone() {
-    for (key, value) in [("spotwright.io/capacity-type", "on-demand"), ("eks.amazonaws.com/capacityType", "ON_DEMAND")] {
+    for (key, value) in [
+        ("spotwright.io/capacity-type", "on-demand"),
+        ("eks.amazonaws.com/capacityType", "ON_DEMAND"),
+    ] {
         let mut pod_value = pod_json("team-spot");
         pod_value["spec"]["nodeSelector"] = json!({key: value});
-        assert_eq!(skipped("team-spot", &pod_value), SkipReason::PinnedOnDemand, "{key}");
+        assert_eq!(
+            skipped("team-spot", &pod_value),
+            SkipReason::PinnedOnDemand,
+            "{key}"
+        );
     }
 }
 
@@ -174,7 +249,12 @@ fn one_unpinned_term_is_enough_to_be_mutated() {
     ]}}});
     let after = mutated("team-spot", &pod_value);
     for term in required_terms(&after) {
-        assert!(has_expression(&term, "spotwright.io/capacity-type", "In", &["spot"]));
+        assert!(has_expression(
+            &term,
+            "spotwright.io/capacity-type",
+            "In",
+            &["spot"]
+        ));
     }
 }
 
@@ -191,7 +271,11 @@ fn on_demand_opt_in_is_not_blocked_by_our_own_on_demand_selector() {
 fn an_unknown_capacity_value_is_admitted_unchanged_with_a_warning() {
     match decide_json("typo", &pod_json("typo")) {
         Decision::Invalid(invalid @ Invalid::UnknownCapacity(_)) => {
-            assert!(invalid.warning().contains("\"spto\""), "{}", invalid.warning());
+            assert!(
+                invalid.warning().contains("\"spto\""),
+                "{}",
+                invalid.warning()
+            );
             assert_eq!(invalid.reason(), "unknown-capacity");
         }
         other => panic!("expected an invalid opt-in, got {other:?}"),
@@ -230,10 +314,16 @@ fn spot_is_anded_into_every_user_term_and_user_expressions_survive() {
     let after = mutated("team-spot", &pod_value);
     let terms = required_terms(&after);
     assert_eq!(terms.len(), 2, "no term added or removed");
-    assert_eq!(terms[0]["matchExpressions"][0], user_terms[0]["matchExpressions"][0]);
+    assert_eq!(
+        terms[0]["matchExpressions"][0],
+        user_terms[0]["matchExpressions"][0]
+    );
     assert_eq!(terms[1]["matchFields"], user_terms[1]["matchFields"]);
     for term in &terms {
-        assert!(has_expression(term, "spotwright.io/capacity-type", "In", &["spot"]), "{term}");
+        assert!(
+            has_expression(term, "spotwright.io/capacity-type", "In", &["spot"]),
+            "{term}"
+        );
     }
 }
 
@@ -251,9 +341,17 @@ fn other_affinity_is_kept_when_node_affinity_is_added() {
 fn existing_tolerations_are_appended_to_never_replaced() {
     let original = pod_json("team-spot");
     let decision = decide_json("team-spot", &original);
-    let Decision::Mutated(ops) = &decision else { panic!("expected a patch") };
-    assert!(ops.iter().any(|op| op.path() == "/spec/tolerations/-"), "appends with /-: {ops:?}");
-    assert!(ops.iter().all(|op| op.path() != "/spec/tolerations"), "never replaces the array");
+    let Decision::Mutated(ops) = &decision else {
+        panic!("expected a patch")
+    };
+    assert!(
+        ops.iter().any(|op| op.path() == "/spec/tolerations/-"),
+        "appends with /-: {ops:?}"
+    );
+    assert!(
+        ops.iter().all(|op| op.path() != "/spec/tolerations"),
+        "never replaces the array"
+    );
     let after = apply(&original, &decision);
     assert_eq!(tolerations(&after)[..2], tolerations(&original)[..]);
 }
@@ -261,10 +359,17 @@ fn existing_tolerations_are_appended_to_never_replaced() {
 #[test]
 fn missing_parents_are_created() {
     let mut pod_value = pod_json("team-pref");
-    pod_value["spec"].as_object_mut().unwrap().remove("tolerations");
+    pod_value["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tolerations");
     let decision = decide_json("team-pref", &pod_value);
-    let Decision::Mutated(ops) = &decision else { panic!("expected a patch") };
-    assert!(ops.iter().any(|op| op.path() == "/spec/tolerations" && op.value().is_array()));
+    let Decision::Mutated(ops) = &decision else {
+        panic!("expected a patch")
+    };
+    assert!(ops
+        .iter()
+        .any(|op| op.path() == "/spec/tolerations" && op.value().is_array()));
     assert!(ops.iter().any(|op| op.path() == "/spec/affinity"));
     let after = apply(&pod_value, &decision);
     assert!(has_spot_toleration(&after));
@@ -282,18 +387,31 @@ fn a_wildcard_toleration_already_tolerates_the_spot_taint() {
 fn a_custom_scheduler_is_kept_and_an_empty_scheduler_name_turns_injection_off() {
     let mut pod_value = pod_json("team-spot");
     pod_value["spec"]["schedulerName"] = json!("volcano");
-    assert_eq!(mutated("team-spot", &pod_value)["spec"]["schedulerName"], "volcano");
+    assert_eq!(
+        mutated("team-spot", &pod_value)["spec"]["schedulerName"],
+        "volcano"
+    );
 
-    let settings = Settings { scheduler_name: None, ..Settings::default() };
+    let settings = Settings {
+        scheduler_name: None,
+        ..Settings::default()
+    };
     let original = pod_json("team-spot");
     let decision = decide("team-spot", &pod(&original), &view(), &settings);
-    assert_eq!(apply(&original, &decision)["spec"]["schedulerName"], "default-scheduler");
+    assert_eq!(
+        apply(&original, &decision)["spec"]["schedulerName"],
+        "default-scheduler"
+    );
 }
 
 #[test]
 fn admitting_a_mutated_pod_again_yields_no_patch() {
     for namespace in ["team-spot", "team-pref", "team-od", "team-pool"] {
         let after = mutated(namespace, &pod_json(namespace));
-        assert_eq!(decide_json(namespace, &after), Decision::Unchanged, "{namespace}");
+        assert_eq!(
+            decide_json(namespace, &after),
+            Decision::Unchanged,
+            "{namespace}"
+        );
     }
 }

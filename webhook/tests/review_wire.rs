@@ -42,9 +42,13 @@ fn a_mutation_carries_the_uid_and_a_standard_base64_json_patch() {
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
     let encoded = response["patch"].as_str().expect("patch is a string");
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).expect("standard padded base64");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("standard padded base64");
     let ops: Value = serde_json::from_slice(&decoded).expect("patch is JSON");
-    assert!(ops.as_array().is_some_and(|ops| !ops.is_empty() && ops.iter().all(|op| op["op"] == "add")));
+    assert!(ops
+        .as_array()
+        .is_some_and(|ops| !ops.is_empty() && ops.iter().all(|op| op["op"] == "add")));
 }
 
 #[test]
@@ -72,7 +76,8 @@ fn updates_are_allowed_untouched() {
 
 #[test]
 fn bad_bodies_get_one_line_reasons() {
-    let cases: Vec<(Vec<u8>, fn(&ReviewError) -> bool)> = vec![
+    type Expectation = fn(&ReviewError) -> bool;
+    let cases: Vec<(Vec<u8>, Expectation)> = vec![
         (b"{not json".to_vec(), |e| matches!(e, ReviewError::Malformed(_))),
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), |e| *e == ReviewError::MissingRequest),
         (br#"{"apiVersion":"v1","kind":"Pod"}"#.to_vec(), |e| matches!(e, ReviewError::WrongKind { .. })),
@@ -92,7 +97,11 @@ fn bad_bodies_get_one_line_reasons() {
     ];
     for (body, expected) in cases {
         let err = answer(&body, &view(), &Settings::default()).expect_err("rejected");
-        assert!(expected(&err), "{} gave {err:?}", String::from_utf8_lossy(&body));
+        assert!(
+            expected(&err),
+            "{} gave {err:?}",
+            String::from_utf8_lossy(&body)
+        );
         assert!(!err.to_string().contains('\n'), "one line: {err}");
     }
 }

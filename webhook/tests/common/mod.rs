@@ -24,19 +24,37 @@ pub fn view() -> StaticView {
     namespaces.insert("pool-only".to_owned(), facts(None, Some("gpu")));
     namespaces.insert("plain".to_owned(), facts(None, None));
     namespaces.insert("typo".to_owned(), facts(Some("spto"), None));
-    for system in ["kube-system", "kube-public", "kube-node-lease", "spotwright-system"] {
+    for system in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "spotwright-system",
+    ] {
         namespaces.insert(system.to_owned(), facts(Some("spot"), None));
     }
     let mut nodepools = BTreeMap::new();
     nodepools.insert(
         "gpu".to_owned(),
         vec![
-            Taint { key: "nvidia.com/gpu".into(), value: Some("true".into()), effect: "NoSchedule".into(), time_added: None },
-            Taint { key: "dedicated".into(), value: None, effect: "NoExecute".into(), time_added: None },
+            Taint {
+                key: "nvidia.com/gpu".into(),
+                value: Some("true".into()),
+                effect: "NoSchedule".into(),
+                time_added: None,
+            },
+            Taint {
+                key: "dedicated".into(),
+                value: None,
+                effect: "NoExecute".into(),
+                time_added: None,
+            },
         ],
     );
     nodepools.insert("general".to_owned(), vec![]);
-    StaticView { namespaces, nodepools }
+    StaticView {
+        namespaces,
+        nodepools,
+    }
 }
 
 /// A pod as the API server hands it to a mutating webhook: defaulted.
@@ -72,7 +90,8 @@ pub fn apply(pod_value: &Value, decision: &Decision) -> Value {
     let mut doc = pod_value.clone();
     if let Decision::Mutated(ops) = decision {
         let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::to_value(ops).expect("patch serialises")).expect("patch is RFC 6902");
+            serde_json::from_value(serde_json::to_value(ops).expect("patch serialises"))
+                .expect("patch is RFC 6902");
         json_patch::patch(&mut doc, &patch).expect("patch applies to the original pod");
     }
     doc
@@ -88,18 +107,28 @@ pub fn required_terms(pod_value: &Value) -> Vec<Value> {
 }
 
 pub fn has_expression(term: &Value, key: &str, operator: &str, values: &[&str]) -> bool {
-    term.get("matchExpressions").and_then(Value::as_array).is_some_and(|expressions| {
-        expressions.iter().any(|e| {
-            let got: Vec<&str> = e.get("values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            e["key"] == key && e["operator"] == operator && got == values
+    term.get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_some_and(|expressions| {
+            expressions.iter().any(|e| {
+                let got: Vec<&str> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                e["key"] == key && e["operator"] == operator && got == values
+            })
         })
-    })
 }
 
 pub const SPOT_TOLERATION: &str = r#"{"effect":"NoSchedule","key":"spotwright.io/capacity-type","operator":"Equal","value":"spot"}"#;
 
 pub fn tolerations(pod_value: &Value) -> Vec<Value> {
-    pod_value.pointer("/spec/tolerations").and_then(Value::as_array).cloned().unwrap_or_default()
+    pod_value
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub fn has_spot_toleration(pod_value: &Value) -> bool {
