@@ -47,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
     let Some(encoded) = out["response"]["patch"].as_str() else { return };
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("standard base64");
     let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("an RFC 6902 patch");
-    let mut review: Value = serde_json::from_slice(data).expect("a body that was answered is JSON");
+    // The typed parse skips unknown fields without checking their escapes, so
+    // a body can be answered yet not be valid JSON as a whole: nothing to replay.
+    let Ok(mut review) = serde_json::from_slice::<Value>(data) else { return };
     // The decision saw the typed Pod, so apply the patch to its round trip.
     let pod: k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(review["request"]["object"].take()).expect("a body that was answered holds a Pod");
