@@ -3,6 +3,7 @@
 
 pub mod conditions;
 pub mod crds;
+pub mod eks;
 pub mod keys;
 pub mod v1alpha1;
 

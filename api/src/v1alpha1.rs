@@ -99,7 +99,7 @@ pub struct NodeSelectorRequirementWithMinValues {
     /// The least number of distinct values of this key a launch must keep open (for diversity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
-    pub min_values: Option<u32>,
+    pub min_values: Option<i32>,
 }
 
 /// Operators of a node-label requirement.

@@ -1,0 +1,89 @@
+//! `spotwright-node-agent`: Nodes for the local cluster's EC2 instances (moto).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, TypeFacts};
+use spotwright_serving::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "spotwright-node-agent", about = "Plays the kubelet and the cloud node lifecycle for the local cluster")]
+struct Cli {
+    /// Instances tagged `kubernetes.io/cluster/<name>: owned` get Nodes.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_NAME", default_value = "spotwright-local")]
+    cluster_name: String,
+    /// How often EC2 is compared with the Nodes, in milliseconds.
+    #[arg(long, env = "SPOTWRIGHT_NODE_AGENT_INTERVAL_MS", default_value_t = 1000)]
+    interval_ms: u64,
+    /// The kubelet version the Nodes report.
+    #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSION", default_value = "v1.36.3")]
+    kubelet_version: String,
+    /// Root volume size in GiB (ephemeral-storage capacity).
+    #[arg(long, default_value_t = spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB)]
+    root_volume_gib: u64,
+    #[arg(long, env = "SPOTWRIGHT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    if let Err(err) = run(cli).await {
+        eprintln!("spotwright-node-agent: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let kube = kube::Client::try_default().await.context("configuring the Kubernetes client")?;
+    let ec2 = aws_sdk_ec2::Client::new(&spotwright_e2e::aws::sdk_config().await);
+    let api: Api<Node> = Api::all(kube);
+    let settings = Settings { kubelet_version: cli.kubelet_version.clone(), root_volume_gib: cli.root_volume_gib };
+    let mut types: HashMap<String, TypeFacts> = HashMap::new();
+    let mut failures = 0u32;
+    tracing::info!(cluster = %cli.cluster_name, "node agent started");
+    loop {
+        match sync(&ec2, &api, &cli.cluster_name, &settings, &mut types).await {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %format!("{err:#}"), failures, "sync failed; retrying");
+            }
+        }
+        let backoff = Duration::from_millis(cli.interval_ms) * 2u32.pow(failures.min(5));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn sync(
+    ec2_client: &aws_sdk_ec2::Client,
+    api: &Api<Node>,
+    cluster: &str,
+    settings: &Settings,
+    types: &mut HashMap<String, TypeFacts>,
+) -> anyhow::Result<()> {
+    let instances = ec2::cluster_instances(ec2_client, cluster).await?;
+    let existing = nodes::managed_nodes(api).await?;
+    let mut plan = node_agent::plan(&instances, types, &existing, settings);
+    if !plan.unknown_types.is_empty() {
+        types.extend(ec2::instance_types(ec2_client, &plan.unknown_types).await?);
+        plan = node_agent::plan(&instances, types, &existing, settings);
+    }
+    for node in &plan.create {
+        nodes::register(api, node).await?;
+        tracing::info!(node = node.metadata.name.as_deref().unwrap_or_default(), "node registered");
+    }
+    for name in &plan.delete {
+        nodes::remove(api, name).await?;
+        tracing::info!(node = %name, "node removed: its instance is gone");
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! What the end-to-end tests share: the local cluster (`e2e/cluster up`),
+//! Spotwright installed from `manifests/overlays/local`, and the programs
+//! run as local processes. Each test binary brings the cluster up once and
+//! leaves it running for the next (`e2e/cluster down` stops it).
+
+pub mod kubectl;
+pub mod process;
+pub mod prometheus;
+pub mod webhook;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The running local cluster, with Spotwright's manifests applied.
+#[derive(Debug)]
+pub struct Env {
+    pub repo: PathBuf,
+    pub state: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    /// Where Cargo put the workspace's binaries.
+    pub bin_dir: PathBuf,
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// Brings the cluster up (idempotent) and installs Spotwright, once per test binary.
+pub fn env() -> &'static Env {
+    ENV.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root");
+        // Test executables live in <target>/debug/deps; the binaries one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let bin_dir = exe.parent().and_then(Path::parent).expect("target dir").to_owned();
+        let node_agent = bin_dir.join("spotwright-node-agent");
+        let output = Command::new(repo.join("e2e/cluster"))
+            .arg("up")
+            .env("SPOTWRIGHT_NODE_AGENT_BIN", &node_agent)
+            .output()
+            .expect("e2e/cluster runs");
+        assert!(output.status.success(), "e2e/cluster up failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        let exports = String::from_utf8_lossy(&output.stdout);
+        let export = |name: &str| {
+            exports
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("e2e/cluster up printed no {name}"))
+                .to_owned()
+        };
+        let kubeconfig = PathBuf::from(export("KUBECONFIG"));
+        let env = Env {
+            state: kubeconfig.parent().expect("state dir").to_owned(),
+            kubectl: PathBuf::from(export("SPOTWRIGHT_KUBECTL")),
+            kubeconfig,
+            repo,
+            bin_dir,
+        };
+        for (key, value) in exports.lines().filter_map(|l| l.strip_prefix("export ")?.split_once('=')) {
+            // Programs started by the tests inherit the cluster's AWS settings.
+            std::env::set_var(key, value);
+        }
+        env.install();
+        env
+    })
+}
+
+impl Env {
+    /// A client for the local cluster; make one per test (it lives on the test's runtime).
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig valid");
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// A workspace binary built by `cargo build --workspace --bins`.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        let path = self.bin_dir.join(name);
+        assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (./test does)", path.display());
+        path
+    }
+
+    /// A scratch folder under the cluster's git-ignored state.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.state.join("e2e").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn install(&self) {
+        // The local variant is what runs here...
+        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-k", "manifests/overlays/local"]);
+        // ...and the base, as users apply it, must be valid on a real API server too.
+        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", "manifests/base"]);
+        self.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/nodepools.spotwright.io", "crd/nodeclasses.spotwright.io", "crd/nodeclaims.spotwright.io"]);
+    }
+}

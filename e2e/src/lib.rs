@@ -1,0 +1,6 @@
+//! The local cluster's node agent, and what Spotwright's end-to-end tests
+//! share: the cluster, the programs run as processes, and AWS clients.
+
+pub mod aws;
+pub mod harness;
+pub mod node_agent;
