@@ -5,6 +5,11 @@ use aws_config::BehaviorVersion;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await
 }

@@ -11,13 +11,24 @@ use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, TypeFacts};
 use spotwright_serving::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "spotwright-node-agent", about = "Plays the kubelet and the cloud node lifecycle for the local cluster")]
+#[command(
+    name = "spotwright-node-agent",
+    about = "Plays the kubelet and the cloud node lifecycle for the local cluster"
+)]
 struct Cli {
     /// Instances tagged `kubernetes.io/cluster/<name>: owned` get Nodes.
-    #[arg(long, env = "SPOTWRIGHT_CLUSTER_NAME", default_value = "spotwright-local")]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_CLUSTER_NAME",
+        default_value = "spotwright-local"
+    )]
     cluster_name: String,
     /// How often EC2 is compared with the Nodes, in milliseconds.
-    #[arg(long, env = "SPOTWRIGHT_NODE_AGENT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_NODE_AGENT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     interval_ms: u64,
     /// The kubelet version the Nodes report.
     #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSION", default_value = "v1.36.3")]
@@ -25,7 +36,12 @@ struct Cli {
     /// Root volume size in GiB (ephemeral-storage capacity).
     #[arg(long, default_value_t = spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB)]
     root_volume_gib: u64,
-    #[arg(long, env = "SPOTWRIGHT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 
@@ -40,10 +56,15 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let kube = kube::Client::try_default().await.context("configuring the Kubernetes client")?;
+    let kube = kube::Client::try_default()
+        .await
+        .context("configuring the Kubernetes client")?;
     let ec2 = aws_sdk_ec2::Client::new(&spotwright_e2e::aws::sdk_config().await);
     let api: Api<Node> = Api::all(kube);
-    let settings = Settings { kubelet_version: cli.kubelet_version.clone(), root_volume_gib: cli.root_volume_gib };
+    let settings = Settings {
+        kubelet_version: cli.kubelet_version.clone(),
+        root_volume_gib: cli.root_volume_gib,
+    };
     let mut types: HashMap<String, TypeFacts> = HashMap::new();
     let mut failures = 0u32;
     tracing::info!(cluster = %cli.cluster_name, "node agent started");
@@ -79,7 +100,10 @@ async fn sync(
     }
     for node in &plan.create {
         nodes::register(api, node).await?;
-        tracing::info!(node = node.metadata.name.as_deref().unwrap_or_default(), "node registered");
+        tracing::info!(
+            node = node.metadata.name.as_deref().unwrap_or_default(),
+            "node registered"
+        );
     }
     for name in &plan.delete {
         nodes::remove(api, name).await?;

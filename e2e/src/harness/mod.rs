@@ -30,17 +30,28 @@ static ENV: OnceLock<Env> = OnceLock::new();
 /// Brings the cluster up (idempotent) and installs Spotwright, once per test binary.
 pub fn env() -> &'static Env {
     ENV.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .canonicalize()
+            .expect("repo root");
         // Test executables live in <target>/debug/deps; the binaries one level up.
         let exe = std::env::current_exe().expect("test executable path");
-        let bin_dir = exe.parent().and_then(Path::parent).expect("target dir").to_owned();
+        let bin_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_owned();
         let node_agent = bin_dir.join("spotwright-node-agent");
         let output = Command::new(repo.join("e2e/cluster"))
             .arg("up")
             .env("SPOTWRIGHT_NODE_AGENT_BIN", &node_agent)
             .output()
             .expect("e2e/cluster runs");
-        assert!(output.status.success(), "e2e/cluster up failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "e2e/cluster up failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let exports = String::from_utf8_lossy(&output.stdout);
         let export = |name: &str| {
             exports
@@ -57,7 +68,10 @@ pub fn env() -> &'static Env {
             repo,
             bin_dir,
         };
-        for (key, value) in exports.lines().filter_map(|l| l.strip_prefix("export ")?.split_once('=')) {
+        for (key, value) in exports
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        {
             // Programs started by the tests inherit the cluster's AWS settings.
             std::env::set_var(key, value);
         }
@@ -70,16 +84,21 @@ impl Env {
     /// A client for the local cluster; make one per test (it lives on the test's runtime).
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("kubeconfig valid");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("kubeconfig valid");
         kube::Client::try_from(config).expect("client")
     }
 
     /// A workspace binary built by `cargo build --workspace --bins`.
     pub fn bin(&self, name: &str) -> PathBuf {
         let path = self.bin_dir.join(name);
-        assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (./test does)", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo build --workspace --bins` first (./test does)",
+            path.display()
+        );
         path
     }
 
@@ -93,9 +112,29 @@ impl Env {
 
     fn install(&self) {
         // The local variant is what runs here...
-        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-k", "manifests/overlays/local"]);
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-k",
+            "manifests/overlays/local",
+        ]);
         // ...and the base, as users apply it, must be valid on a real API server too.
-        self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", "manifests/base"]);
-        self.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd/nodepools.spotwright.io", "crd/nodeclasses.spotwright.io", "crd/nodeclaims.spotwright.io"]);
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-k",
+            "manifests/base",
+        ]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/nodepools.spotwright.io",
+            "crd/nodeclasses.spotwright.io",
+            "crd/nodeclaims.spotwright.io",
+        ]);
     }
 }

@@ -17,8 +17,15 @@ impl Process {
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Process {
         let out = File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = command.stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-        Process { name: name.to_owned(), child: Some(child) }
+        let child = command
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        Process {
+            name: name.to_owned(),
+            child: Some(child),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -35,8 +42,12 @@ impl Process {
 
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -49,7 +60,9 @@ impl Process {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -70,7 +83,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

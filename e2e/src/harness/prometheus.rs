@@ -25,15 +25,24 @@ impl Prometheus {
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
-        let binary = which("prometheus").expect("prometheus is installed (./test installs Debian's package)");
+        let binary = which("prometheus")
+            .expect("prometheus is installed (./test installs Debian's package)");
         let mut command = Command::new(binary);
         command
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"));
         let process = Process::spawn("prometheus", command, &dir.join("prometheus.log"));
         eventually("Prometheus /-/ready", Duration::from_secs(30), || async {
-            get(&format!("http://127.0.0.1:{PROMETHEUS_PORT}/-/ready")).await.is_some_and(|(status, _)| status == 200)
+            get(&format!("http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"))
+                .await
+                .is_some_and(|(status, _)| status == 200)
         })
         .await;
         Prometheus { process }
@@ -49,10 +58,18 @@ impl Prometheus {
             .await
             .ok()?;
         let body: Value = response.json().await.ok()?;
-        body["data"]["result"].get(0)?["value"].get(1)?.as_str()?.parse().ok()
+        body["data"]["result"].get(0)?["value"]
+            .get(1)?
+            .as_str()?
+            .parse()
+            .ok()
     }
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
 }

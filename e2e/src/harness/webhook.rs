@@ -20,31 +20,45 @@ pub struct Webhook {
 impl Webhook {
     /// Issues (or reuses) the serving pair, then starts the webhook and waits for `/readyz`.
     pub async fn start(env: &'static Env, name: &str) -> Webhook {
+        stop_demo_webhook(env);
         let tls_dir = env.scratch(&format!("{name}-tls"));
         ensure_certificate(env, &tls_dir);
         let mut command = Command::new(env.bin("spotwright-webhook"));
         command
             .args(["--listen", &format!("127.0.0.1:{WEBHOOK_PORT}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{WEBHOOK_METRICS_PORT}")])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{WEBHOOK_METRICS_PORT}"),
+            ])
             .arg("--tls-cert-file")
             .arg(tls_dir.join("tls.crt"))
             .arg("--tls-key-file")
             .arg(tls_dir.join("tls.key"))
-            .args(["--cert-reload-interval-ms", "200", "--shutdown-grace-seconds", "5"])
+            .args([
+                "--cert-reload-interval-ms",
+                "200",
+                "--shutdown-grace-seconds",
+                "5",
+            ])
             .env("KUBECONFIG", &env.kubeconfig)
             .env("RUST_LOG", "info");
         let log = env.state.join("e2e").join(format!("{name}-webhook.log"));
         let process = Process::spawn("spotwright-webhook", command, &log);
         let webhook = Webhook { process, tls_dir };
         eventually("the webhook's /readyz", Duration::from_secs(30), || async {
-            get(&format!("http://127.0.0.1:{WEBHOOK_METRICS_PORT}/readyz")).await.is_some_and(|(status, _)| status == 200)
+            get(&format!("http://127.0.0.1:{WEBHOOK_METRICS_PORT}/readyz"))
+                .await
+                .is_some_and(|(status, _)| status == 200)
         })
         .await;
         webhook
     }
 
     pub async fn metrics(&self) -> String {
-        get(&format!("http://127.0.0.1:{WEBHOOK_METRICS_PORT}/metrics")).await.map(|(_, body)| body).unwrap_or_default()
+        get(&format!("http://127.0.0.1:{WEBHOOK_METRICS_PORT}/metrics"))
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     /// A counter's value from `/metrics`, 0 when absent.
@@ -53,34 +67,71 @@ impl Webhook {
     }
 }
 
+/// `./run` leaves a webhook on the registration's port; the tests need it.
+fn stop_demo_webhook(env: &Env) {
+    let pidfile = env.state.join("pids/demo-webhook.pid");
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        let _ = std::fs::remove_file(pidfile);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Re-issues the serving certificate the way a renewal does: the Secret
 /// is replaced and the files in the webhook's folder are swapped.
 pub fn rotate_certificate(env: &Env, tls_dir: &std::path::Path) {
-    env.kubectl_ok(&["-n", "spotwright-system", "delete", "secret", "spotwright-webhook-tls", "--ignore-not-found"]);
+    env.kubectl_ok(&[
+        "-n",
+        "spotwright-system",
+        "delete",
+        "secret",
+        "spotwright-webhook-tls",
+        "--ignore-not-found",
+    ]);
     ensure_certificate(env, tls_dir);
 }
 
 /// The value of `series` (name with labels, exactly as exposed) in Prometheus text.
 pub fn counter_in(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 
 fn ensure_certificate(env: &Env, dir: &std::path::Path) {
     let output = Command::new(env.bin("spotwright-certs"))
-        .args(["ensure", "--once", "--namespace", "spotwright-system", "--ip", "127.0.0.1"])
+        .args([
+            "ensure",
+            "--once",
+            "--namespace",
+            "spotwright-system",
+            "--ip",
+            "127.0.0.1",
+        ])
         .arg("--write-dir")
         .arg(dir)
         .env("KUBECONFIG", &env.kubeconfig)
         .output()
         .expect("spotwright-certs runs");
-    assert!(output.status.success(), "spotwright-certs ensure failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "spotwright-certs ensure failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A plain-HTTP GET on loopback: status and body, `None` when nothing answers.
 pub async fn get(url: &str) -> Option<(u16, String)> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
     let response = client.get(url).send().await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))

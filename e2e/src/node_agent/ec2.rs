@@ -14,31 +14,62 @@ pub enum Ec2Error {
 }
 
 fn call_error<E: std::error::Error>(call: &'static str) -> impl Fn(E) -> Ec2Error {
-    move |err| Ec2Error::Call { call, message: aws_sdk_ec2::error::DisplayErrorContext(err).to_string() }
+    move |err| Ec2Error::Call {
+        call,
+        message: aws_sdk_ec2::error::DisplayErrorContext(err).to_string(),
+    }
 }
 
 /// Every instance tagged `kubernetes.io/cluster/<cluster>: owned`, in any state.
-pub async fn cluster_instances(client: &aws_sdk_ec2::Client, cluster: &str) -> Result<Vec<Instance>, Ec2Error> {
-    let filter = Filter::builder().name(format!("tag:{}", spotwright_api::keys::cluster_tag_key(cluster))).values("owned").build();
-    let mut pages = client.describe_instances().filters(filter).into_paginator().send();
+pub async fn cluster_instances(
+    client: &aws_sdk_ec2::Client,
+    cluster: &str,
+) -> Result<Vec<Instance>, Ec2Error> {
+    let filter = Filter::builder()
+        .name(format!(
+            "tag:{}",
+            spotwright_api::keys::cluster_tag_key(cluster)
+        ))
+        .values("owned")
+        .build();
+    let mut pages = client
+        .describe_instances()
+        .filters(filter)
+        .into_paginator()
+        .send();
     let mut instances = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(call_error("DescribeInstances"))?;
         for reservation in page.reservations() {
             for instance in reservation.instances() {
                 let state = instance.state().and_then(|s| s.name());
-                let (Some(id), Some(instance_type)) = (instance.instance_id(), instance.instance_type()) else { continue };
+                let (Some(id), Some(instance_type)) =
+                    (instance.instance_id(), instance.instance_type())
+                else {
+                    continue;
+                };
                 let tags: BTreeMap<String, String> = instance
                     .tags()
                     .iter()
-                    .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                    .filter_map(|t| {
+                        Some((
+                            t.key()?.to_owned(),
+                            t.value().unwrap_or_default().to_owned(),
+                        ))
+                    })
                     .collect();
                 instances.push(Instance {
                     id: id.to_owned(),
                     instance_type: instance_type.as_str().to_owned(),
-                    zone: instance.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_owned(),
+                    zone: instance
+                        .placement()
+                        .and_then(|p| p.availability_zone())
+                        .unwrap_or_default()
+                        .to_owned(),
                     running: state == Some(&InstanceStateName::Running),
-                    spot: instance.instance_lifecycle().is_some_and(|l| l.as_str() == "spot"),
+                    spot: instance
+                        .instance_lifecycle()
+                        .is_some_and(|l| l.as_str() == "spot"),
                     private_ip: instance.private_ip_address().map(str::to_owned),
                     private_dns_name: instance.private_dns_name().map(str::to_owned),
                     tags,
@@ -50,25 +81,40 @@ pub async fn cluster_instances(client: &aws_sdk_ec2::Client, cluster: &str) -> R
 }
 
 /// Facts of the named instance types, as EC2 reports them.
-pub async fn instance_types(client: &aws_sdk_ec2::Client, names: &[String]) -> Result<HashMap<String, TypeFacts>, Ec2Error> {
+pub async fn instance_types(
+    client: &aws_sdk_ec2::Client,
+    names: &[String],
+) -> Result<HashMap<String, TypeFacts>, Ec2Error> {
     let mut facts = HashMap::new();
     for chunk in names.chunks(100) {
         let mut request = client.describe_instance_types();
         for name in chunk {
             request = request.instance_types(InstanceType::from(name.as_str()));
         }
-        let reply = request.send().await.map_err(call_error("DescribeInstanceTypes"))?;
+        let reply = request
+            .send()
+            .await
+            .map_err(call_error("DescribeInstanceTypes"))?;
         for info in reply.instance_types() {
-            let (Some(name), Some(cpu), Some(memory), Some(network)) =
-                (info.instance_type(), info.v_cpu_info(), info.memory_info(), info.network_info())
-            else {
+            let (Some(name), Some(cpu), Some(memory), Some(network)) = (
+                info.instance_type(),
+                info.v_cpu_info(),
+                info.memory_info(),
+                info.network_info(),
+            ) else {
                 continue;
             };
             let arch = info
                 .processor_info()
                 .map(|p| p.supported_architectures())
                 .and_then(|archs| archs.first())
-                .map(|a| if a.as_str() == "arm64" { "arm64" } else { "amd64" })
+                .map(|a| {
+                    if a.as_str() == "arm64" {
+                        "arm64"
+                    } else {
+                        "amd64"
+                    }
+                })
                 .unwrap_or("amd64");
             let facts_of = InstanceFacts {
                 vcpus: cpu.default_v_cpus().unwrap_or(0).max(0) as u32,
@@ -76,7 +122,13 @@ pub async fn instance_types(client: &aws_sdk_ec2::Client, names: &[String]) -> R
                 max_enis: network.maximum_network_interfaces().unwrap_or(1).max(1) as u32,
                 ipv4_per_eni: network.ipv4_addresses_per_interface().unwrap_or(1).max(1) as u32,
             };
-            facts.insert(name.as_str().to_owned(), TypeFacts { facts: facts_of, arch: arch.to_owned() });
+            facts.insert(
+                name.as_str().to_owned(),
+                TypeFacts {
+                    facts: facts_of,
+                    arch: arch.to_owned(),
+                },
+            );
         }
     }
     Ok(facts)

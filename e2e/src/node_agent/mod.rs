@@ -36,7 +36,10 @@ pub struct Instance {
 impl Instance {
     /// The Node name: the private DNS name, as on EKS, else the instance id.
     pub fn node_name(&self) -> String {
-        self.private_dns_name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| self.id.clone())
+        self.private_dns_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.id.clone())
     }
 
     pub fn provider_id(&self) -> String {
@@ -76,7 +79,12 @@ pub struct Plan {
 }
 
 /// Nodes for running instances that have none; deletion for Nodes whose instance is not running.
-pub fn plan(instances: &[Instance], types: &HashMap<String, TypeFacts>, existing: &[ExistingNode], settings: &Settings) -> Plan {
+pub fn plan(
+    instances: &[Instance],
+    types: &HashMap<String, TypeFacts>,
+    existing: &[ExistingNode],
+    settings: &Settings,
+) -> Plan {
     let mut plan = Plan::default();
     let running: Vec<&Instance> = instances.iter().filter(|i| i.running).collect();
     for instance in &running {
@@ -89,7 +97,9 @@ pub fn plan(instances: &[Instance], types: &HashMap<String, TypeFacts>, existing
         }
     }
     for node in existing {
-        let backed = running.iter().any(|i| Some(i.provider_id()) == node.provider_id && i.node_name() == node.name);
+        let backed = running
+            .iter()
+            .any(|i| Some(i.provider_id()) == node.provider_id && i.node_name() == node.name);
         if !backed {
             plan.delete.push(node.name.clone());
         }
@@ -102,17 +112,30 @@ pub fn plan(instances: &[Instance], types: &HashMap<String, TypeFacts>, existing
 /// The Node a kubelet on this instance would register.
 pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> Node {
     let name = instance.node_name();
-    let capacity_type = if instance.spot { keys::SPOT } else { keys::ON_DEMAND };
-    let region = instance.zone.trim_end_matches(|c: char| c.is_ascii_lowercase()).to_owned();
+    let capacity_type = if instance.spot {
+        keys::SPOT
+    } else {
+        keys::ON_DEMAND
+    };
+    let region = instance
+        .zone
+        .trim_end_matches(|c: char| c.is_ascii_lowercase())
+        .to_owned();
     let mut labels = BTreeMap::from([
         (MANAGED_LABEL.to_owned(), "true".to_owned()),
         (keys::HOSTNAME_LABEL.to_owned(), name.clone()),
-        (keys::INSTANCE_TYPE_LABEL.to_owned(), instance.instance_type.clone()),
+        (
+            keys::INSTANCE_TYPE_LABEL.to_owned(),
+            instance.instance_type.clone(),
+        ),
         (keys::ZONE_LABEL.to_owned(), instance.zone.clone()),
         ("topology.kubernetes.io/region".to_owned(), region),
         (keys::ARCH_LABEL.to_owned(), facts.arch.clone()),
         (keys::OS_LABEL.to_owned(), "linux".to_owned()),
-        (keys::CAPACITY_TYPE_LABEL.to_owned(), capacity_type.to_owned()),
+        (
+            keys::CAPACITY_TYPE_LABEL.to_owned(),
+            capacity_type.to_owned(),
+        ),
         ("type".to_owned(), "kwok".to_owned()),
     ]);
     if let Some(pool) = instance.tags.get(keys::NODEPOOL_TAG) {
@@ -129,23 +152,49 @@ pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> 
         }]
     });
     let to_map = |resources: eks::NodeResources| {
-        resources.quantities().into_iter().map(|(k, v)| (k.to_owned(), Quantity(v))).collect::<BTreeMap<_, _>>()
+        resources
+            .quantities()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Quantity(v)))
+            .collect::<BTreeMap<_, _>>()
     };
-    let mut addresses = vec![NodeAddress { type_: "Hostname".to_owned(), address: name.clone() }];
+    let mut addresses = vec![NodeAddress {
+        type_: "Hostname".to_owned(),
+        address: name.clone(),
+    }];
     if let Some(ip) = &instance.private_ip {
-        addresses.insert(0, NodeAddress { type_: "InternalIP".to_owned(), address: ip.clone() });
+        addresses.insert(
+            0,
+            NodeAddress {
+                type_: "InternalIP".to_owned(),
+                address: ip.clone(),
+            },
+        );
     }
     Node {
         metadata: ObjectMeta {
             name: Some(name),
             labels: Some(labels),
-            annotations: Some(BTreeMap::from([(KWOK_ANNOTATION.to_owned(), "fake".to_owned())])),
+            annotations: Some(BTreeMap::from([(
+                KWOK_ANNOTATION.to_owned(),
+                "fake".to_owned(),
+            )])),
             ..ObjectMeta::default()
         },
-        spec: Some(NodeSpec { provider_id: Some(instance.provider_id()), taints, ..NodeSpec::default() }),
+        spec: Some(NodeSpec {
+            provider_id: Some(instance.provider_id()),
+            taints,
+            ..NodeSpec::default()
+        }),
         status: Some(NodeStatus {
-            capacity: Some(to_map(eks::capacity(&facts.facts, settings.root_volume_gib))),
-            allocatable: Some(to_map(eks::allocatable(&facts.facts, settings.root_volume_gib))),
+            capacity: Some(to_map(eks::capacity(
+                &facts.facts,
+                settings.root_volume_gib,
+            ))),
+            allocatable: Some(to_map(eks::allocatable(
+                &facts.facts,
+                settings.root_volume_gib,
+            ))),
             addresses: Some(addresses),
             node_info: Some(NodeSystemInfo {
                 architecture: facts.arch.clone(),

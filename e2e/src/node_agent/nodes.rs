@@ -8,12 +8,17 @@ use super::{ExistingNode, MANAGED_LABEL};
 
 /// The Nodes this agent made.
 pub async fn managed_nodes(api: &Api<Node>) -> Result<Vec<ExistingNode>, kube::Error> {
-    let list = api.list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true"))).await?;
+    let list = api
+        .list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
+        .await?;
     Ok(list
         .items
         .into_iter()
         .filter_map(|n| {
-            Some(ExistingNode { name: n.metadata.name?, provider_id: n.spec.and_then(|s| s.provider_id) })
+            Some(ExistingNode {
+                name: n.metadata.name?,
+                provider_id: n.spec.and_then(|s| s.provider_id),
+            })
         })
         .collect())
 }
@@ -29,7 +34,8 @@ pub async fn register(api: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
     // Status sent on create is not kept for every field; the kubelet sets it
     // through the status subresource, and so does the agent.
     let status = serde_json::json!({"status": node.status});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(())
 }
 

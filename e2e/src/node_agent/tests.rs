@@ -14,16 +14,33 @@ fn instance(id: &str, running: bool, spot: bool) -> Instance {
 }
 
 fn types() -> HashMap<String, TypeFacts> {
-    let facts = InstanceFacts { vcpus: 2, memory_mib: 8192, max_enis: 3, ipv4_per_eni: 10 };
-    HashMap::from([("m5.large".to_owned(), TypeFacts { facts, arch: "amd64".to_owned() })])
+    let facts = InstanceFacts {
+        vcpus: 2,
+        memory_mib: 8192,
+        max_enis: 3,
+        ipv4_per_eni: 10,
+    };
+    HashMap::from([(
+        "m5.large".to_owned(),
+        TypeFacts {
+            facts,
+            arch: "amd64".to_owned(),
+        },
+    )])
 }
 
 fn settings() -> Settings {
-    Settings { kubelet_version: "v1.36.3".to_owned(), root_volume_gib: 20 }
+    Settings {
+        kubelet_version: "v1.36.3".to_owned(),
+        root_volume_gib: 20,
+    }
 }
 
 fn existing(i: &Instance) -> ExistingNode {
-    ExistingNode { name: i.node_name(), provider_id: Some(i.provider_id()) }
+    ExistingNode {
+        name: i.node_name(),
+        provider_id: Some(i.provider_id()),
+    }
 }
 
 #[test]
@@ -34,12 +51,18 @@ fn a_running_instance_gets_a_node_with_provider_id_labels_and_eks_allocatable() 
     assert_eq!(node.metadata.name.as_deref(), Some("ip-i-1.ec2.internal"));
     let spec = node.spec.as_ref().unwrap();
     assert_eq!(spec.provider_id.as_deref(), Some("aws:///us-east-1a/i-1"));
-    assert_eq!(spec.taints.as_ref().unwrap()[0].key, keys::CAPACITY_TYPE_LABEL);
+    assert_eq!(
+        spec.taints.as_ref().unwrap()[0].key,
+        keys::CAPACITY_TYPE_LABEL
+    );
     let labels = node.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[keys::CAPACITY_TYPE_LABEL], "spot");
     assert_eq!(labels[keys::NODEPOOL_LABEL], "default");
     assert_eq!(labels["topology.kubernetes.io/region"], "us-east-1");
-    assert_eq!(node.metadata.annotations.as_ref().unwrap()[KWOK_ANNOTATION], "fake");
+    assert_eq!(
+        node.metadata.annotations.as_ref().unwrap()[KWOK_ANNOTATION],
+        "fake"
+    );
     let status = node.status.as_ref().unwrap();
     assert_eq!(status.allocatable.as_ref().unwrap()["cpu"].0, "1930m");
     assert_eq!(status.allocatable.as_ref().unwrap()["pods"].0, "29");
@@ -50,7 +73,10 @@ fn a_running_instance_gets_a_node_with_provider_id_labels_and_eks_allocatable() 
 fn on_demand_instances_are_labelled_so_and_untainted() {
     let plan = plan(&[instance("i-2", true, false)], &types(), &[], &settings());
     let node = &plan.create[0];
-    assert_eq!(node.metadata.labels.as_ref().unwrap()[keys::CAPACITY_TYPE_LABEL], "on-demand");
+    assert_eq!(
+        node.metadata.labels.as_ref().unwrap()[keys::CAPACITY_TYPE_LABEL],
+        "on-demand"
+    );
     assert!(node.spec.as_ref().unwrap().taints.is_none());
 }
 
@@ -58,7 +84,12 @@ fn on_demand_instances_are_labelled_so_and_untainted() {
 fn nodes_exist_once_and_go_with_their_instance() {
     let up = instance("i-1", true, true);
     let down = instance("i-2", false, true);
-    let plan = plan(&[up.clone(), down.clone()], &types(), &[existing(&up), existing(&down)], &settings());
+    let plan = plan(
+        &[up.clone(), down.clone()],
+        &types(),
+        &[existing(&up), existing(&down)],
+        &settings(),
+    );
     assert!(plan.create.is_empty());
     assert_eq!(plan.delete, vec![down.node_name()]);
 }

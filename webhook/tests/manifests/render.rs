@@ -20,26 +20,16 @@ pub fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
 }
 
-/// Where ./test puts kubectl when it is not on PATH:
-/// `${SPOTWRIGHT_CACHE:-$HOME/.cache/spotwright}/plane/bin/kubectl`.
-fn cached_kubectl() -> PathBuf {
-    let cache = match std::env::var_os("SPOTWRIGHT_CACHE") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/spotwright"),
-    };
-    cache.join("plane/bin/kubectl")
-}
-
-/// Runs `kubectl kustomize <dir>`, with kubectl from PATH, else from the
-/// ./test cache. Panics (on one line) if neither exists or kubectl fails.
+/// Runs `kubectl kustomize <dir>` with `$SPOTWRIGHT_KUBECTL` (./test points
+/// it at the local cluster's kubectl), else kubectl from PATH. Panics (on one
+/// line) if there is none or it fails.
 fn kustomize(dir: &Path) -> String {
-    let cached = cached_kubectl();
-    let run = |kubectl: &Path| Command::new(kubectl).arg("kustomize").arg(dir).output();
-    let (kubectl, result): (PathBuf, std::io::Result<Output>) = match run(Path::new("kubectl")) {
-        Err(e) if e.kind() == ErrorKind::NotFound => (cached.clone(), run(&cached)),
-        other => ("kubectl".into(), other),
-    };
-    let places = format!("looked on PATH, then at {}", cached.display());
+    let kubectl = std::env::var_os("SPOTWRIGHT_KUBECTL")
+        .filter(|k| !k.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "kubectl".into());
+    let result: std::io::Result<Output> = Command::new(&kubectl).arg("kustomize").arg(dir).output();
+    let places = "from $SPOTWRIGHT_KUBECTL, else PATH";
     match result {
         Ok(out) if out.status.success() => {
             String::from_utf8(out.stdout).expect("kubectl output is UTF-8")
