@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{InstanceMarketOptionsRequest, InstanceType, MarketType, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    InstanceMarketOptionsRequest, InstanceType, MarketType, ResourceType, Tag, TagSpecification,
+};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use spotwright_e2e::harness::env;
@@ -17,7 +19,10 @@ async fn ec2() -> aws_sdk_ec2::Client {
 async fn node_for(api: &Api<Node>, instance_id: &str) -> Option<Node> {
     let nodes = api.list(&Default::default()).await.ok()?;
     nodes.items.into_iter().find(|n| {
-        n.spec.as_ref().and_then(|s| s.provider_id.as_deref()).is_some_and(|p| p.ends_with(&format!("/{instance_id}")))
+        n.spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .is_some_and(|p| p.ends_with(&format!("/{instance_id}")))
     })
 }
 
@@ -34,11 +39,26 @@ async fn a_tagged_spot_instance_becomes_a_ready_node_and_leaves_with_it() {
     let nodes: Api<Node> = Api::all(env.client().await);
     let ec2 = ec2().await;
     let image = ec2.describe_images().send().await.expect("DescribeImages");
-    let image_id = image.images().iter().find_map(|i| i.image_id()).expect("moto ships AMIs").to_owned();
+    let image_id = image
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .expect("moto ships AMIs")
+        .to_owned();
     let tags = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key("kubernetes.io/cluster/spotwright-local").value("owned").build())
-        .tags(Tag::builder().key("spotwright.io/nodepool").value("e2e").build())
+        .tags(
+            Tag::builder()
+                .key("kubernetes.io/cluster/spotwright-local")
+                .value("owned")
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key("spotwright.io/nodepool")
+                .value("e2e")
+                .build(),
+        )
         .build();
     let run = ec2
         .run_instances()
@@ -46,34 +66,67 @@ async fn a_tagged_spot_instance_becomes_a_ready_node_and_leaves_with_it() {
         .instance_type(InstanceType::M5Large)
         .min_count(1)
         .max_count(1)
-        .placement(aws_sdk_ec2::types::Placement::builder().availability_zone("us-east-1b").build())
-        .instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).build())
+        .placement(
+            aws_sdk_ec2::types::Placement::builder()
+                .availability_zone("us-east-1b")
+                .build(),
+        )
+        .instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .build(),
+        )
         .tag_specifications(tags)
         .send()
         .await
         .expect("RunInstances");
-    let instance_id = run.instances()[0].instance_id().expect("instance id").to_owned();
+    let instance_id = run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_owned();
 
-    eventually("a Ready Node for the instance", Duration::from_secs(30), || async {
-        node_for(&nodes, &instance_id).await.is_some_and(|n| ready(&n))
-    })
+    eventually(
+        "a Ready Node for the instance",
+        Duration::from_secs(30),
+        || async {
+            node_for(&nodes, &instance_id)
+                .await
+                .is_some_and(|n| ready(&n))
+        },
+    )
     .await;
     let node = node_for(&nodes, &instance_id).await.expect("node");
     let spec = node.spec.as_ref().expect("spec");
-    assert_eq!(spec.provider_id.as_deref(), Some(format!("aws:///us-east-1b/{instance_id}").as_str()));
+    assert_eq!(
+        spec.provider_id.as_deref(),
+        Some(format!("aws:///us-east-1b/{instance_id}").as_str())
+    );
     let labels = node.metadata.labels.clone().unwrap_or_default();
     assert_eq!(labels["node.kubernetes.io/instance-type"], "m5.large");
     assert_eq!(labels["topology.kubernetes.io/zone"], "us-east-1b");
     assert_eq!(labels["spotwright.io/nodepool"], "e2e");
     assert_eq!(labels["spotwright.io/capacity-type"], "spot");
-    assert!(spec.taints.as_ref().is_some_and(|ts| ts.iter().any(|t| t.key == "spotwright.io/capacity-type")));
-    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).expect("allocatable");
+    assert!(spec
+        .taints
+        .as_ref()
+        .is_some_and(|ts| ts.iter().any(|t| t.key == "spotwright.io/capacity-type")));
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .expect("allocatable");
     assert_eq!(allocatable["cpu"].0, "1930m");
     assert_eq!(allocatable["pods"].0, "29");
 
-    ec2.terminate_instances().instance_ids(&instance_id).send().await.expect("TerminateInstances");
-    eventually("the Node to go with its instance", Duration::from_secs(30), || async {
-        node_for(&nodes, &instance_id).await.is_none()
-    })
+    ec2.terminate_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    eventually(
+        "the Node to go with its instance",
+        Duration::from_secs(30),
+        || async { node_for(&nodes, &instance_id).await.is_none() },
+    )
     .await;
 }
