@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use spotwright_api::keys::SYSTEM_NAMESPACE;
 use time::OffsetDateTime;
 use tracing::info;
@@ -33,14 +33,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line, for clusters.
-    Json,
-    /// Human-readable lines, for terminals.
-    #[default]
-    Text,
-}
+pub use spotwright_serving::telemetry::LogFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser as _;
 use spotwright_certs::cli::{run_ensure, run_generate, Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return flag_error(e),
     };
-    init_logging(cli.log_format);
+    spotwright_serving::telemetry::init(cli.log_format);
     let result = match &cli.command {
         Command::Generate(args) => run_generate(args),
         Command::Ensure(args) => tokio::runtime::Builder::new_multi_thread()
@@ -77,15 +76,4 @@ fn flag_error(e: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
