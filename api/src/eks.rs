@@ -37,7 +37,10 @@ impl NodeResources {
         [
             ("cpu", format!("{}m", self.cpu_millis)),
             ("memory", format!("{}Ki", self.memory_bytes / 1024)),
-            ("ephemeral-storage", format!("{}Ki", self.ephemeral_storage_bytes / 1024)),
+            (
+                "ephemeral-storage",
+                format!("{}Ki", self.ephemeral_storage_bytes / 1024),
+            ),
             ("pods", self.pods.to_string()),
         ]
     }
@@ -92,11 +95,15 @@ pub fn allocatable(facts: &InstanceFacts, root_volume_gib: u64) -> NodeResources
     let eviction_memory = 100 * MIB;
     let eviction_storage = capacity.ephemeral_storage_bytes / 10;
     NodeResources {
-        cpu_millis: capacity.cpu_millis.saturating_sub(kube_reserved_cpu_millis(facts.vcpus)),
+        cpu_millis: capacity
+            .cpu_millis
+            .saturating_sub(kube_reserved_cpu_millis(facts.vcpus)),
         memory_bytes: capacity
             .memory_bytes
             .saturating_sub(kube_reserved_memory_bytes(capacity.pods) + eviction_memory),
-        ephemeral_storage_bytes: capacity.ephemeral_storage_bytes.saturating_sub(GIB + eviction_storage),
+        ephemeral_storage_bytes: capacity
+            .ephemeral_storage_bytes
+            .saturating_sub(GIB + eviction_storage),
         pods: capacity.pods,
     }
 }
@@ -105,14 +112,29 @@ pub fn allocatable(facts: &InstanceFacts, root_volume_gib: u64) -> NodeResources
 mod tests {
     use super::*;
 
-    const M5_LARGE: InstanceFacts = InstanceFacts { vcpus: 2, memory_mib: 8192, max_enis: 3, ipv4_per_eni: 10 };
-    const M5_24XLARGE: InstanceFacts = InstanceFacts { vcpus: 96, memory_mib: 393_216, max_enis: 15, ipv4_per_eni: 50 };
+    const M5_LARGE: InstanceFacts = InstanceFacts {
+        vcpus: 2,
+        memory_mib: 8192,
+        max_enis: 3,
+        ipv4_per_eni: 10,
+    };
+    const M5_24XLARGE: InstanceFacts = InstanceFacts {
+        vcpus: 96,
+        memory_mib: 393_216,
+        max_enis: 15,
+        ipv4_per_eni: 50,
+    };
 
     #[test]
     fn max_pods_match_the_eks_table() {
         assert_eq!(max_pods(&M5_LARGE), 29);
         assert_eq!(max_pods(&M5_24XLARGE), 737);
-        let t3_nano = InstanceFacts { vcpus: 2, memory_mib: 512, max_enis: 2, ipv4_per_eni: 2 };
+        let t3_nano = InstanceFacts {
+            vcpus: 2,
+            memory_mib: 512,
+            max_enis: 2,
+            ipv4_per_eni: 2,
+        };
         assert_eq!(max_pods(&t3_nano), 4);
     }
 
@@ -139,7 +161,12 @@ mod tests {
     fn allocatable_never_exceeds_capacity() {
         for vcpus in [1, 2, 4, 16, 192] {
             for memory_mib in [512, 4096, 786_432] {
-                let facts = InstanceFacts { vcpus, memory_mib, max_enis: 4, ipv4_per_eni: 15 };
+                let facts = InstanceFacts {
+                    vcpus,
+                    memory_mib,
+                    max_enis: 4,
+                    ipv4_per_eni: 15,
+                };
                 let (c, a) = (capacity(&facts, 20), allocatable(&facts, 20));
                 assert!(a.cpu_millis <= c.cpu_millis && a.memory_bytes <= c.memory_bytes);
                 assert!(a.ephemeral_storage_bytes <= c.ephemeral_storage_bytes && a.pods == c.pods);

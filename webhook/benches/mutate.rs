@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use k8s_openapi::api::core::v1::Pod;
 use spotwright_webhook::mutate::{decide, NamespaceFacts, Settings};
+use spotwright_webhook::pod::PodView;
 use spotwright_webhook::review::answer;
 use spotwright_webhook::view::StaticView;
 
@@ -31,7 +31,7 @@ fn benches(c: &mut Criterion) {
     let view = view();
     let settings = Settings::default();
     let review: serde_json::Value = serde_json::from_slice(REVIEW).expect("testdata parses");
-    let pod: Pod =
+    let pod: PodView =
         serde_json::from_value(review["request"]["object"].clone()).expect("testdata holds a Pod");
 
     let mut group = c.benchmark_group("webhook");

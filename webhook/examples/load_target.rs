@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use prometheus::core::Metric;
 use prometheus::Registry;
 use spotwright_serving::http::{serve, Limits};
 use spotwright_serving::shutdown::{on_signals, Shutdown};
@@ -20,6 +21,7 @@ use spotwright_webhook::view::StaticView;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    spotwright_serving::telemetry::init(spotwright_serving::telemetry::LogFormat::Text);
     let args: Vec<String> = std::env::args().collect();
     let [_, listen, cert, key] = args.as_slice() else {
         anyhow::bail!("usage: load_target <listen> <cert> <key>");
@@ -66,5 +68,20 @@ async fn main() -> anyhow::Result<()> {
         .map(|o| webhook.metrics.admissions.with_label_values(&[o]).get())
         .sum();
     eprintln!("answered {answered} admissions");
+    // Server-side time per admission (body read to response), from the histogram's buckets.
+    let histogram = webhook.metrics.duration.metric();
+    let buckets = histogram.get_histogram().get_bucket();
+    let total = histogram.get_histogram().get_sample_count().max(1) as f64;
+    for quantile in [0.5, 0.99, 0.999] {
+        let bound = buckets
+            .iter()
+            .find(|b| b.cumulative_count() as f64 >= quantile * total)
+            .map(|b| b.upper_bound() * 1e6);
+        eprintln!(
+            "server-side p{}: <= {} us",
+            quantile * 100.0,
+            bound.map_or("inf".to_owned(), |b| format!("{b:.0}"))
+        );
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod metrics;
 pub mod mutate;
 pub mod patch;
+pub mod pod;
 pub mod review;
 pub mod server;
 pub mod view;

@@ -30,7 +30,8 @@ impl Metrics {
                 "Time to answer one admission request, body read included.",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                0.05, 0.1, 0.25, 1.0,
             ]),
         )?;
         let cert_reloads = IntCounterVec::new(

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
 use serde_json::{json, Value};
 use spotwright_api::keys;
 
 use crate::patch::{Add, Patch, Pointer};
+use crate::pod::{PodView, SpecView};
 
 /// What the webhook is configured with.
 #[derive(Clone, Debug)]
@@ -147,7 +146,7 @@ pub enum Decision {
 /// Decides for a pod being created in `namespace`.
 pub fn decide(
     namespace: &str,
-    pod: &Pod,
+    pod: &PodView,
     view: &impl ClusterView,
     settings: &Settings,
 ) -> Decision {
@@ -198,7 +197,7 @@ pub fn decide(
     }
 }
 
-fn exclusion(namespace: &str, pod: &Pod, settings: &Settings) -> Option<SkipReason> {
+fn exclusion(namespace: &str, pod: &PodView, settings: &Settings) -> Option<SkipReason> {
     if keys::KUBERNETES_SYSTEM_NAMESPACES.contains(&namespace)
         || namespace == settings.own_namespace
     {
@@ -233,7 +232,7 @@ fn exclusion(namespace: &str, pod: &Pod, settings: &Settings) -> Option<SkipReas
 /// A pod pinned to on-demand capacity by its own node selector or required
 /// affinity stays where it is. Our own on-demand label does not count when
 /// the pod asked for Spotwright's on-demand nodes: that is the same wish.
-fn pins_on_demand(pod: &Pod, capacity: Capacity) -> bool {
+fn pins_on_demand(pod: &PodView, capacity: Capacity) -> bool {
     let own_label_counts = capacity != Capacity::OnDemand;
     let Some(spec) = pod.spec.as_ref() else {
         return false;
@@ -267,7 +266,7 @@ fn pins_on_demand(pod: &Pod, capacity: Capacity) -> bool {
     selector_pins || affinity_pins
 }
 
-fn required_terms(spec: &PodSpec) -> &[NodeSelectorTerm] {
+fn required_terms(spec: &SpecView) -> &[NodeSelectorTerm] {
     spec.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
@@ -376,7 +375,7 @@ fn to_value<T: serde::Serialize>(item: &T) -> Value {
 }
 
 fn patch_for(
-    pod: &Pod,
+    pod: &PodView,
     capacity: Capacity,
     nodepool: Option<(&str, Vec<Taint>)>,
     settings: &Settings,
@@ -384,7 +383,7 @@ fn patch_for(
     let wanted = wanted(capacity, nodepool);
     let spec_path = Pointer::root().child("spec");
     let mut patch = Vec::new();
-    let empty = PodSpec::default();
+    let empty = SpecView::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
     if pod.spec.is_none() {
         patch.push(Add::new(&spec_path, json!({})));
@@ -400,7 +399,7 @@ fn patch_for(
     patch
 }
 
-fn add_tolerations(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: &[Toleration]) {
+fn add_tolerations(patch: &mut Patch, spec_path: &Pointer, spec: &SpecView, wanted: &[Toleration]) {
     let existing = spec.tolerations.as_deref().unwrap_or(&[]);
     let mut missing: Vec<&Toleration> = Vec::new();
     for toleration in wanted {
@@ -427,7 +426,7 @@ fn add_tolerations(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wante
     }
 }
 
-fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &PodSpec, wanted: &Wanted) {
+fn add_affinity(patch: &mut Patch, spec_path: &Pointer, spec: &SpecView, wanted: &Wanted) {
     let preferred_term = json!({
         "weight": 100,
         "preference": {"matchExpressions": [requirement(keys::CAPACITY_TYPE_LABEL, "In", &[keys::SPOT])]},

@@ -2,10 +2,10 @@
 //! bytes to response bytes, around [`crate::mutate::decide`].
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::mutate::{decide, ClusterView, Decision, Settings};
+use crate::pod::PodView;
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
@@ -47,7 +47,7 @@ struct RequestIn {
     #[serde(default)]
     operation: String,
     #[serde(default)]
-    object: Option<Pod>,
+    object: Option<PodView>,
 }
 
 #[derive(Default, Deserialize)]

@@ -91,7 +91,7 @@ fn bad_bodies_get_one_line_reasons() {
             |e| *e == ReviewError::MissingObject,
         ),
         (
-            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":"nope"}}}}"#.to_vec(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"tolerations":"nope"}}}}"#.to_vec(),
             |e| matches!(e, ReviewError::Malformed(_)),
         ),
     ];

@@ -71,7 +71,11 @@ impl Webhook {
 fn stop_demo_webhook(env: &Env) {
     let pidfile = env.state.join("pids/demo-webhook.pid");
     if let Ok(line) = std::fs::read_to_string(&pidfile) {
-        let pid = line.split_whitespace().next().unwrap_or_default().to_owned();
+        let pid = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let _ = Command::new("kill").arg(pid).status();
         let _ = std::fs::remove_file(pidfile);
         std::thread::sleep(Duration::from_millis(500));

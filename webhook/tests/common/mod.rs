@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use k8s_openapi::api::core::v1::Taint;
 use serde_json::{json, Value};
 use spotwright_webhook::mutate::{decide, Decision, NamespaceFacts, Settings};
+use spotwright_webhook::pod::PodView;
 use spotwright_webhook::view::StaticView;
 
 /// Namespaces: `team-spot` (spot), `team-pref` (spot-preferred), `team-od`
@@ -77,7 +78,7 @@ pub fn pod_json(namespace: &str) -> Value {
     })
 }
 
-pub fn pod(value: &Value) -> Pod {
+pub fn pod(value: &Value) -> PodView {
     serde_json::from_value(value.clone()).expect("test pod is a valid Pod")
 }
 
