@@ -30,10 +30,11 @@ static ENV: OnceLock<Env> = OnceLock::new();
 /// Brings the cluster up (idempotent) and installs Spotwright, once per test binary.
 pub fn env() -> &'static Env {
     ENV.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .canonicalize()
-            .expect("repo root");
+        // Cargo sets CARGO_MANIFEST_DIR when it runs a test; the compile-time
+        // value can name another clone that shares the target folder.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let repo = manifest_dir.join("..").canonicalize().expect("repo root");
         // Test executables live in <target>/debug/deps; the binaries one level up.
         let exe = std::env::current_exe().expect("test executable path");
         let bin_dir = exe
