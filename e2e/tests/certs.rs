@@ -6,21 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
+use spotwright_e2e::harness::webhook::ensure_command;
 use spotwright_e2e::harness::{env, Env};
 
 fn ensure(env: &Env, dir: &Path) -> std::process::Child {
-    Command::new(env.bin("spotwright-certs"))
-        .args([
-            "ensure",
-            "--once",
-            "--namespace",
-            "spotwright-system",
-            "--ip",
-            "127.0.0.1",
-        ])
-        .arg("--write-dir")
-        .arg(dir)
-        .env("KUBECONFIG", &env.kubeconfig)
+    ensure_command(env, dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

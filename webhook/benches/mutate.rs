@@ -1,10 +1,8 @@
 //! The pure mutation path, without network: decide on a parsed pod, and the
 //! whole request-bytes to response-bytes path for a realistic Deployment pod.
 
-use std::collections::BTreeMap;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use spotwright_webhook::mutate::{decide, NamespaceFacts, Settings};
+use spotwright_webhook::mutate::{decide, Settings};
 use spotwright_webhook::pod::PodView;
 use spotwright_webhook::review::answer;
 use spotwright_webhook::view::StaticView;
@@ -12,19 +10,7 @@ use spotwright_webhook::view::StaticView;
 const REVIEW: &[u8] = include_bytes!("../testdata/review-deployment-pod.json");
 
 fn view() -> StaticView {
-    let mut namespaces = BTreeMap::new();
-    namespaces.insert(
-        "team-spot".to_owned(),
-        NamespaceFacts {
-            capacity: Some("spot".into()),
-            nodepool: None,
-        },
-    );
-    namespaces.insert("plain".to_owned(), NamespaceFacts::default());
-    StaticView {
-        namespaces,
-        nodepools: BTreeMap::new(),
-    }
+    StaticView::with_capacities(&[("team-spot", Some("spot")), ("plain", None)])
 }
 
 fn benches(c: &mut Criterion) {

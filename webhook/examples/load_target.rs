@@ -5,7 +5,6 @@
 //! `load_target <listen> <cert> <key>`; namespaces `team-spot` (spot) and
 //! `plain` (not opted in).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,7 +14,7 @@ use spotwright_serving::http::{serve, Limits};
 use spotwright_serving::shutdown::{on_signals, Shutdown};
 use spotwright_serving::tls::{acceptor, ReloadingCert, TlsFiles};
 use spotwright_webhook::metrics::Metrics;
-use spotwright_webhook::mutate::{NamespaceFacts, Settings};
+use spotwright_webhook::mutate::Settings;
 use spotwright_webhook::server::{handler, Webhook};
 use spotwright_webhook::view::StaticView;
 
@@ -34,21 +33,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let mut namespaces = BTreeMap::new();
-    namespaces.insert(
-        "team-spot".to_owned(),
-        NamespaceFacts {
-            capacity: Some("spot".into()),
-            nodepool: None,
-        },
-    );
-    namespaces.insert("plain".to_owned(), NamespaceFacts::default());
     let registry = Registry::new();
     let webhook = Arc::new(Webhook {
-        view: StaticView {
-            namespaces,
-            nodepools: BTreeMap::new(),
-        },
+        view: StaticView::with_capacities(&[("team-spot", Some("spot")), ("plain", None)]),
         settings: Settings::default(),
         metrics: Metrics::register(&registry)?,
         max_request_bytes: 3 * 1024 * 1024,

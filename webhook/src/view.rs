@@ -38,6 +38,26 @@ pub struct StaticView {
     pub nodepools: BTreeMap<String, Vec<Taint>>,
 }
 
+impl StaticView {
+    /// Namespaces with the given `spotwright.io/capacity` values (`None`: not opted in), no NodePools.
+    pub fn with_capacities(capacities: &[(&str, Option<&str>)]) -> Self {
+        let namespaces = capacities
+            .iter()
+            .map(|(name, capacity)| {
+                let facts = NamespaceFacts {
+                    capacity: capacity.map(str::to_owned),
+                    nodepool: None,
+                };
+                ((*name).to_owned(), facts)
+            })
+            .collect();
+        StaticView {
+            namespaces,
+            nodepools: BTreeMap::new(),
+        }
+    }
+}
+
 impl ClusterView for StaticView {
     fn namespace(&self, name: &str) -> Option<NamespaceFacts> {
         self.namespaces.get(name).cloned()

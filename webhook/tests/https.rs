@@ -368,6 +368,27 @@ fn peer_leaf(response: &reqwest::Response) -> Vec<u8> {
         .expect("TLS info")
 }
 
+/// The leaf certificate a new connection trusting only `ca` is served.
+async fn served_leaf(ca: &CertificateAuthority, url: &str) -> Vec<u8> {
+    let response = client(&[ca])
+        .build()
+        .unwrap()
+        .post(url)
+        .body(review_body("team-spot", "probe"))
+        .send()
+        .await
+        .expect("served");
+    peer_leaf(&response)
+}
+
+fn reloads(server: &Server, result: &str) -> u64 {
+    server
+        .metrics
+        .cert_reloads
+        .with_label_values(&[result])
+        .get()
+}
+
 fn der_of(pem: &str) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
@@ -435,22 +456,8 @@ async fn certificates_rotate_under_traffic_with_no_failed_request() {
     );
 
     // A new connection now sees the new certificate, and the reload was counted.
-    let only_new = client(&[&new_ca]).build().unwrap();
-    let response = only_new
-        .post(&url)
-        .body(review_body("team-spot", "after"))
-        .send()
-        .await
-        .expect("new CA trusted");
-    assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
-    assert_eq!(
-        server
-            .metrics
-            .cert_reloads
-            .with_label_values(&["success"])
-            .get(),
-        1
-    );
+    assert_eq!(served_leaf(&new_ca, &url).await, der_of(&second.cert_pem));
+    assert_eq!(reloads(&server, "success"), 1);
 
     // A broken pair keeps the last good one in service and counts a failure.
     volume.swap(&ServingPair {
@@ -458,23 +465,8 @@ async fn certificates_rotate_under_traffic_with_no_failed_request() {
         key_pem: second.key_pem.clone(),
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = client(&[&new_ca])
-        .build()
-        .unwrap()
-        .post(&url)
-        .body(review_body("team-spot", "x"))
-        .send()
-        .await
-        .expect("still served");
-    assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
-    assert_eq!(
-        server
-            .metrics
-            .cert_reloads
-            .with_label_values(&["failure"])
-            .get(),
-        1
-    );
+    assert_eq!(served_leaf(&new_ca, &url).await, der_of(&second.cert_pem));
+    assert_eq!(reloads(&server, "failure"), 1);
 
     // A key that does not belong to the certificate is refused the same way.
     volume.swap(&ServingPair {
@@ -482,23 +474,8 @@ async fn certificates_rotate_under_traffic_with_no_failed_request() {
         key_pem: second.key_pem.clone(),
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        server
-            .metrics
-            .cert_reloads
-            .with_label_values(&["failure"])
-            .get(),
-        2
-    );
-    let response = client(&[&new_ca])
-        .build()
-        .unwrap()
-        .post(&url)
-        .body(review_body("team-spot", "y"))
-        .send()
-        .await
-        .expect("still served");
-    assert_eq!(peer_leaf(&response), der_of(&second.cert_pem));
+    assert_eq!(reloads(&server, "failure"), 2);
+    assert_eq!(served_leaf(&new_ca, &url).await, der_of(&second.cert_pem));
 }
 
 /// Runs `openssl s_client` with one protocol version; true when the handshake succeeds.

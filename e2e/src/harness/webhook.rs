@@ -109,8 +109,10 @@ pub fn counter_in(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn ensure_certificate(env: &Env, dir: &std::path::Path) {
-    let output = Command::new(env.bin("spotwright-certs"))
+/// `spotwright-certs ensure --once` for the local registration, writing the pair into `dir`.
+pub fn ensure_command(env: &Env, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env.bin("spotwright-certs"));
+    command
         .args([
             "ensure",
             "--once",
@@ -121,7 +123,12 @@ fn ensure_certificate(env: &Env, dir: &std::path::Path) {
         ])
         .arg("--write-dir")
         .arg(dir)
-        .env("KUBECONFIG", &env.kubeconfig)
+        .env("KUBECONFIG", &env.kubeconfig);
+    command
+}
+
+fn ensure_certificate(env: &Env, dir: &std::path::Path) {
+    let output = ensure_command(env, dir)
         .output()
         .expect("spotwright-certs runs");
     assert!(
