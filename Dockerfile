@@ -5,7 +5,7 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir /out \
- && cp target/release/spotwright-webhook target/release/spotwright-certs /out/
+ && cp target/release/spotwright-webhook target/release/spotwright-certs target/release/spotwright-extender /out/
 
 # distroless: no shell, no package manager; `nonroot` is uid/gid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot

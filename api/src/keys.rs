@@ -88,6 +88,16 @@ impl CapacityType {
     }
 }
 
+/// Label (`"true"`) on the `events.k8s.io/v1` Events that record a Spot
+/// interruption; `node.kubernetes.io/instance-type` and
+/// `topology.kubernetes.io/zone` labels on the same Event name the pool.
+/// See [`crate::interruption`].
+pub const INTERRUPTION_LABEL: &str = "spotwright.io/interruption";
+/// The `reason` of an interruption Event.
+pub const INTERRUPTION_REASON: &str = "SpotInterrupted";
+/// The `action` of an interruption Event.
+pub const INTERRUPTION_ACTION: &str = "Interrupt";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! run as local processes. Each test binary brings the cluster up once and
 //! leaves it running for the next (`e2e/cluster down` stops it).
 
+pub mod extender;
 pub mod kubectl;
 pub mod process;
 pub mod prometheus;

@@ -1,13 +1,15 @@
 //! Deployment/spotwright-webhook and its PodDisruptionBudget: availability,
-//! hardening, and what each container runs.
+//! hardening, and what each container runs. The availability and hardening
+//! rules are helpers the extender and scheduler tests (and the tree-wide
+//! hardening test in main.rs) apply to their Deployments too.
 
 use serde_json::{json, Value};
 
-use crate::render::{base, container, items, pod_containers, strs};
+use crate::render::{base, container, items, pod_containers, strs, Rendered};
 use crate::WEBHOOK;
 
 /// A non-empty `matchLabels` selector that `labels` satisfies.
-fn selector_matches(selector: &Value, labels: &Value) -> bool {
+pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
     let ml = selector["matchLabels"]
         .as_object()
         .cloned()
@@ -16,7 +18,7 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
 }
 
 /// `command` followed by `args`.
-fn cmdline(c: &Value) -> Vec<String> {
+pub fn cmdline(c: &Value) -> Vec<String> {
     strs(&c["command"])
         .into_iter()
         .chain(strs(&c["args"]))
@@ -26,9 +28,21 @@ fn cmdline(c: &Value) -> Vec<String> {
 
 #[test]
 fn deployment_is_highly_available() {
-    let r = base();
-    let d = r.deployment();
-    let who = format!("Deployment/{WEBHOOK}");
+    assert_highly_available(base(), WEBHOOK, WEBHOOK, Some("8080"));
+}
+
+/// Deployment `name` of `r` and its PodDisruptionBudget (of the same name):
+/// 2 replicas spread over nodes and zones, off Spotwright's own and Spot
+/// nodes, a priority class, ServiceAccount `service_account` with its token,
+/// 30s of grace, and (if `prometheus_port` is given) Prometheus annotations.
+pub fn assert_highly_available(
+    r: &Rendered,
+    name: &str,
+    service_account: &str,
+    prometheus_port: Option<&str>,
+) {
+    let d = r.get("Deployment", name);
+    let who = format!("Deployment/{name}");
     assert_eq!(d["spec"]["replicas"], 2, "{who}: must run 2 replicas");
     let pod = &d["spec"]["template"]["spec"];
     let anti = &pod["affinity"]["podAntiAffinity"];
@@ -76,51 +90,109 @@ fn deployment_is_highly_available() {
         "{who}: terminationGracePeriodSeconds must be 30"
     );
     assert_eq!(
-        pod["serviceAccountName"], WEBHOOK,
-        "{who}: must run as ServiceAccount {WEBHOOK}"
+        pod["serviceAccountName"], service_account,
+        "{who}: must run as ServiceAccount {service_account}"
     );
     assert_eq!(
         pod["automountServiceAccountToken"], true,
         "{who}: needs its API token"
     );
-    let ann = &d["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!(
-        ann["prometheus.io/scrape"], "true",
-        "{who}: pods must be annotated prometheus.io/scrape"
-    );
-    assert_eq!(
-        ann["prometheus.io/port"], "8080",
-        "{who}: pods must be annotated prometheus.io/port=8080"
-    );
+    if let Some(port) = prometheus_port {
+        let ann = &d["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(
+            ann["prometheus.io/scrape"], "true",
+            "{who}: pods must be annotated prometheus.io/scrape"
+        );
+        assert_eq!(
+            ann["prometheus.io/port"], port,
+            "{who}: pods must be annotated prometheus.io/port={port}"
+        );
+    }
 
-    let pdb = r.get("PodDisruptionBudget", WEBHOOK);
+    let pdb = r.get("PodDisruptionBudget", name);
     assert_eq!(
         pdb["spec"]["minAvailable"], 1,
-        "PodDisruptionBudget/{WEBHOOK}: minAvailable must be 1"
+        "PodDisruptionBudget/{name}: minAvailable must be 1"
     );
     assert!(
         selector_matches(&pdb["spec"]["selector"], tpl_labels),
-        "PodDisruptionBudget/{WEBHOOK}: selector must select the Deployment's pods"
+        "PodDisruptionBudget/{name}: selector must select the Deployment's pods"
     );
+}
+
+/// No host namespaces and no hostPath volumes in pod spec `pod` of `who`.
+pub fn assert_pod_hardened(who: &str, pod: &Value) {
+    for f in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[f] != json!(true), "{who}: {f} must not be set");
+    }
+    for v in items(&pod["volumes"]) {
+        assert!(
+            v.get("hostPath").is_none(),
+            "{who}: volume {} must not be a hostPath",
+            v["name"]
+        );
+    }
+}
+
+/// Container `c` of pod spec `pod` runs as 65532, non-root, read-only,
+/// without privileges or capabilities, under RuntimeDefault seccomp, with
+/// CPU and memory requests and a memory limit.
+pub fn assert_container_hardened(who: &str, pod: &Value, c: &Value) {
+    let sc = &c["securityContext"];
+    for (field, want) in [
+        ("runAsNonRoot", json!(true)),
+        ("runAsUser", json!(65532)),
+        ("runAsGroup", json!(65532)),
+        ("readOnlyRootFilesystem", json!(true)),
+        ("allowPrivilegeEscalation", json!(false)),
+    ] {
+        assert_eq!(
+            sc[field], want,
+            "{who}: securityContext.{field} must be {want}"
+        );
+    }
+    assert!(
+        sc["privileged"] != json!(true),
+        "{who}: must not be privileged"
+    );
+    assert!(
+        strs(&sc["capabilities"]["drop"]).contains(&"ALL"),
+        "{who}: capabilities must drop ALL"
+    );
+    assert!(
+        sc["capabilities"]["add"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{who}: must not add capabilities"
+    );
+    let seccomp = if sc["seccompProfile"].is_null() {
+        &pod["securityContext"]["seccompProfile"]
+    } else {
+        &sc["seccompProfile"]
+    };
+    assert_eq!(
+        seccomp["type"], "RuntimeDefault",
+        "{who}: seccompProfile must be RuntimeDefault"
+    );
+
+    let res = &c["resources"];
+    for (kind_, field) in [
+        ("requests", "cpu"),
+        ("requests", "memory"),
+        ("limits", "memory"),
+    ] {
+        assert!(
+            res[kind_][field].is_string(),
+            "{who}: resources.{kind_}.{field} must be set"
+        );
+    }
 }
 
 #[test]
 fn every_container_is_hardened() {
     let d = base().deployment();
     let pod = &d["spec"]["template"]["spec"];
-    for f in ["hostNetwork", "hostPID", "hostIPC"] {
-        assert!(
-            pod[f] != json!(true),
-            "Deployment/{WEBHOOK}: {f} must not be set"
-        );
-    }
-    for v in items(&pod["volumes"]) {
-        assert!(
-            v.get("hostPath").is_none(),
-            "Deployment/{WEBHOOK}: volume {} must not be a hostPath",
-            v["name"]
-        );
-    }
+    assert_pod_hardened(&format!("Deployment/{WEBHOOK}"), pod);
     let containers = pod_containers(pod);
     assert!(
         containers.len() >= 3,
@@ -128,54 +200,7 @@ fn every_container_is_hardened() {
     );
     for (what, c) in containers {
         let who = format!("Deployment/{WEBHOOK} {what} {}", c["name"]);
-        let sc = &c["securityContext"];
-        for (field, want) in [
-            ("runAsNonRoot", json!(true)),
-            ("runAsUser", json!(65532)),
-            ("runAsGroup", json!(65532)),
-            ("readOnlyRootFilesystem", json!(true)),
-            ("allowPrivilegeEscalation", json!(false)),
-        ] {
-            assert_eq!(
-                sc[field], want,
-                "{who}: securityContext.{field} must be {want}"
-            );
-        }
-        assert!(
-            sc["privileged"] != json!(true),
-            "{who}: must not be privileged"
-        );
-        assert!(
-            strs(&sc["capabilities"]["drop"]).contains(&"ALL"),
-            "{who}: capabilities must drop ALL"
-        );
-        assert!(
-            sc["capabilities"]["add"]
-                .as_array()
-                .is_none_or(|a| a.is_empty()),
-            "{who}: must not add capabilities"
-        );
-        let seccomp = if sc["seccompProfile"].is_null() {
-            &pod["securityContext"]["seccompProfile"]
-        } else {
-            &sc["seccompProfile"]
-        };
-        assert_eq!(
-            seccomp["type"], "RuntimeDefault",
-            "{who}: seccompProfile must be RuntimeDefault"
-        );
-
-        let res = &c["resources"];
-        for (kind_, field) in [
-            ("requests", "cpu"),
-            ("requests", "memory"),
-            ("limits", "memory"),
-        ] {
-            assert!(
-                res[kind_][field].is_string(),
-                "{who}: resources.{kind_}.{field} must be set"
-            );
-        }
+        assert_container_hardened(&who, pod, c);
         assert!(
             c["image"]
                 .as_str()

@@ -8,21 +8,39 @@
 //!   (CRDs, namespacing, labels);
 //! - `registration`: the MutatingWebhookConfiguration, its Service and the
 //!   local overlay;
-//! - `deployment`: the Deployment, its PodDisruptionBudget and containers;
+//! - `deployment`: the webhook's Deployment, its PodDisruptionBudget and
+//!   containers, and the availability and hardening rules every Deployment
+//!   shares;
 //! - `rbac`: Roles, ClusterRoles and their bindings;
+//! - `extender`: the scheduler extender's Deployment, Service, PDB,
+//!   NetworkPolicy and RBAC;
+//! - `scheduler`: spotwright-scheduler (a second kube-scheduler), its
+//!   KubeSchedulerConfiguration, Deployment and RBAC;
 //! - `render`: rendering and the accessors the others share.
 //!
 //! Uses std, serde_yaml and serde_json only, not the webhook library.
 
 mod deployment;
+mod extender;
 mod rbac;
 mod registration;
 mod render;
+mod scheduler;
 
-use render::{base, kind, label, local, manifests_dir, obj_name, parse_docs};
+use render::{base, kind, label, local, manifests_dir, obj_name, parse_docs, pod_specs};
 
 pub const NS: &str = "spotwright-system";
 pub const WEBHOOK: &str = "spotwright-webhook";
+pub const EXTENDER: &str = "spotwright-extender";
+pub const SCHEDULER: &str = "spotwright-scheduler";
+/// Every ServiceAccount of the base, one per component; each binding's name
+/// starts with the name of the one it binds.
+pub const SERVICE_ACCOUNTS: [&str; 3] = [WEBHOOK, EXTENDER, SCHEDULER];
+/// The RoleBinding of spotwright-scheduler to the built-in Role
+/// kube-system/extension-apiserver-authentication-reader: the one object
+/// that must live in kube-system (a RoleBinding is only effective in its
+/// Role's namespace).
+pub const AUTH_READER_BINDING: &str = "spotwright-scheduler-authentication-reader";
 pub const CRDS: [&str; 3] = [
     "nodepools.spotwright.io",
     "nodeclasses.spotwright.io",
@@ -86,6 +104,13 @@ fn objects_are_in_spotwright_system_or_cluster_scoped() {
                 "{}: cluster-scoped, must not carry a namespace",
                 label(o)
             );
+        } else if kind(o) == "RoleBinding" && obj_name(o) == AUTH_READER_BINDING {
+            assert_eq!(
+                ns_field,
+                "kube-system",
+                "{}: must be in kube-system, the namespace of the Role it binds (the kustomization's `namespace:` must not move it)",
+                label(o)
+            );
         } else {
             assert_eq!(
                 ns_field,
@@ -117,5 +142,40 @@ fn every_object_is_labelled_part_of_spotwright() {
             "{}: Deployment/{WEBHOOK}: the part-of label must not enter the (immutable) selector",
             r.name
         );
+        for d in r.all("Deployment") {
+            assert!(
+                d["spec"]["selector"]["matchLabels"]
+                    .get("app.kubernetes.io/part-of")
+                    .is_none(),
+                "{}: {}: the part-of label must not enter the (immutable) selector",
+                r.name,
+                label(d)
+            );
+        }
+    }
+}
+
+/// Every container of every workload in the base (not only the webhook's)
+/// follows the hardening rules of `deployment::assert_container_hardened`.
+#[test]
+fn every_container_in_base_is_hardened() {
+    let r = base();
+    let specs = pod_specs(r);
+    for name in [WEBHOOK, EXTENDER, SCHEDULER] {
+        assert!(
+            specs
+                .iter()
+                .any(|(o, _)| label(o) == format!("Deployment/{name}")),
+            "base: Deployment/{name} is missing"
+        );
+    }
+    for (o, pod) in specs {
+        let who = label(o);
+        deployment::assert_pod_hardened(&who, pod);
+        let containers = render::pod_containers(pod);
+        assert!(!containers.is_empty(), "{who}: has no containers");
+        for (what, c) in containers {
+            deployment::assert_container_hardened(&format!("{who} {what} {}", c["name"]), pod, c);
+        }
     }
 }

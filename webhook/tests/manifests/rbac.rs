@@ -1,14 +1,84 @@
 //! RBAC: the webhook's Roles and ClusterRoles grant exactly what it needs,
 //! Secrets only by name in spotwright-system, and every role is bound to its
-//! ServiceAccount only.
+//! ServiceAccount only. (The extender's and the scheduler's exact rules are
+//! in `extender` and `scheduler`, with the helpers below.)
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 use crate::render::{base, items, kind, label, obj_name, strs, Rendered};
-use crate::{NS, WEBHOOK};
+use crate::{NS, SERVICE_ACCOUNTS, WEBHOOK};
 
 const SECRETS: [&str; 2] = ["spotwright-webhook-tls", "spotwright-webhook-ca"];
+
+/// The built-in roles a binding of the base may refer to (they are not in
+/// the base): what the default kube-scheduler is bound to.
+pub const BUILT_IN_ROLES: [(&str, &str); 3] = [
+    ("ClusterRole", "system:kube-scheduler"),
+    ("ClusterRole", "system:volume-scheduler"),
+    ("Role", "extension-apiserver-authentication-reader"),
+];
+
+/// One permission, `(apiGroup, resource, verb, resourceName)`, with "" as
+/// the resourceName of a rule without resourceNames.
+pub type Grant = (String, String, String, String);
+
+/// Every permission `role` grants, one [`Grant`] per combination, so that
+/// two roles that say the same in differently split rules compare equal.
+pub fn grants(role: &Value) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for rule in items(&role["rules"]) {
+        let mut names = strs(&rule["resourceNames"]);
+        if names.is_empty() {
+            names.push("");
+        }
+        for g in strs(&rule["apiGroups"]) {
+            for res in strs(&rule["resources"]) {
+                for v in strs(&rule["verbs"]) {
+                    for n in &names {
+                        out.insert((g.into(), res.into(), v.into(), n.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`Grant`]s from `(apiGroup, resource, verb, resourceName)` literals
+/// (apiGroup "" for the core group, resourceName "" for any).
+pub fn grant_set(v: &[(&str, &str, &str, &str)]) -> BTreeSet<Grant> {
+    v.iter()
+        .map(|(g, r, verb, n)| {
+            (
+                g.to_string(),
+                r.to_string(),
+                verb.to_string(),
+                n.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(binding kind, binding namespace, role kind, role name)` of every
+/// binding of `r` with ServiceAccount `NS/sa` among its subjects.
+pub fn bindings_of(r: &Rendered, sa: &str) -> BTreeSet<(String, String, String, String)> {
+    let me = json!({"kind": "ServiceAccount", "name": sa, "namespace": NS});
+    r.objects
+        .iter()
+        .filter(|b| ["RoleBinding", "ClusterRoleBinding"].contains(&kind(b)))
+        .filter(|b| items(&b["subjects"]).any(|s| *s == me))
+        .map(|b| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (
+                kind(b).to_string(),
+                s(&b["metadata"]["namespace"]),
+                s(&b["roleRef"]["kind"]),
+                s(&b["roleRef"]["name"]),
+            )
+        })
+        .collect()
+}
 
 /// `(apiGroups, resources, verbs, resourceNames)` of one RBAC rule.
 type Rule = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
@@ -166,6 +236,26 @@ fn rbac_grants_exactly_what_the_webhook_needs() {
         "ClusterRole/spotwright-webhook-certs: must grant only get/list/watch/patch on MutatingWebhookConfiguration {WEBHOOK} (by name)"
     );
 
+    assert_bindings(r);
+    r.get("ServiceAccount", WEBHOOK);
+}
+
+/// The ServiceAccount a binding is for: the one whose name its own name
+/// starts with (`spotwright-webhook-certs` → `spotwright-webhook`).
+fn owner(binding: &str) -> &'static str {
+    SERVICE_ACCOUNTS
+        .iter()
+        .filter(|sa| binding == **sa || binding.starts_with(&format!("{sa}-")))
+        .max_by_key(|sa| sa.len())
+        .unwrap_or_else(|| {
+            panic!("binding {binding}: its name must start with the name of the ServiceAccount it binds ({SERVICE_ACCOUNTS:?})")
+        })
+}
+
+/// Every binding binds one component's ServiceAccount (and nothing else) to
+/// a role of the base or one of [`BUILT_IN_ROLES`]; every role of the base
+/// is bound.
+fn assert_bindings(r: &Rendered) {
     let mut bound = BTreeSet::new();
     for b in r
         .all("RoleBinding")
@@ -174,7 +264,9 @@ fn rbac_grants_exactly_what_the_webhook_needs() {
     {
         let role_kind = b["roleRef"]["kind"].as_str().unwrap_or("");
         let role_name = b["roleRef"]["name"].as_str().unwrap_or("");
-        r.get(role_kind, role_name);
+        if !BUILT_IN_ROLES.contains(&(role_kind, role_name)) {
+            r.get(role_kind, role_name);
+        }
         if kind(b) == "ClusterRoleBinding" {
             assert_eq!(
                 role_kind,
@@ -183,12 +275,14 @@ fn rbac_grants_exactly_what_the_webhook_needs() {
                 label(b)
             );
         }
+        let sa = owner(obj_name(b));
         assert_eq!(
             b["subjects"],
-            json!([{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": NS}]),
-            "{}: must bind only ServiceAccount {NS}/{WEBHOOK}",
+            json!([{"kind": "ServiceAccount", "name": sa, "namespace": NS}]),
+            "{}: must bind only ServiceAccount {NS}/{sa}",
             label(b)
         );
+        r.get("ServiceAccount", sa);
         bound.insert((role_kind.to_string(), role_name.to_string()));
     }
     for role in roles(r) {
@@ -198,5 +292,4 @@ fn rbac_grants_exactly_what_the_webhook_needs() {
             label(role)
         );
     }
-    r.get("ServiceAccount", WEBHOOK);
 }

@@ -154,6 +154,41 @@ impl Rendered {
     pub fn deployment(&self) -> &Value {
         self.get("Deployment", WEBHOOK)
     }
+
+    /// The ConfigMap `name`'s `data[key]`, parsed as one YAML document.
+    pub fn config_map_yaml(&self, name: &str, key: &str) -> Value {
+        let cm = self.get("ConfigMap", name);
+        let text = cm["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: ConfigMap/{name} has no data key {key}", self.name));
+        let mut docs = parse_docs(text, &format!("{}: ConfigMap/{name} data.{key}", self.name));
+        assert_eq!(
+            docs.len(),
+            1,
+            "{}: ConfigMap/{name} data.{key} must hold exactly one YAML document",
+            self.name
+        );
+        docs.remove(0)
+    }
+}
+
+/// `(workload, pod spec)` for every object of the rendering that carries a
+/// pod template (or is a Pod).
+pub fn pod_specs(r: &Rendered) -> Vec<(&Value, &Value)> {
+    r.objects
+        .iter()
+        .filter_map(|o| {
+            let spec = match kind(o) {
+                "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                    &o["spec"]["template"]["spec"]
+                }
+                "CronJob" => &o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+                "Pod" => &o["spec"],
+                _ => return None,
+            };
+            Some((o, spec))
+        })
+        .collect()
 }
 
 /// `(kind-of-container, container)` for every init and regular container.
@@ -170,13 +205,18 @@ pub fn pod_containers(pod_spec: &Value) -> Vec<(&'static str, &Value)> {
 
 /// The Deployment's init or regular container called `name`.
 pub fn container<'a>(r: &'a Rendered, name: &str) -> &'a Value {
-    let spec = &r.deployment()["spec"]["template"]["spec"];
+    container_of(r, WEBHOOK, name)
+}
+
+/// Deployment `deployment`'s init or regular container called `name`.
+pub fn container_of<'a>(r: &'a Rendered, deployment: &str, name: &str) -> &'a Value {
+    let spec = &r.get("Deployment", deployment)["spec"]["template"]["spec"];
     let found = pod_containers(spec)
         .into_iter()
         .find(|(_, c)| c["name"] == name);
     found.map(|(_, c)| c).unwrap_or_else(|| {
         panic!(
-            "{}: Deployment/{WEBHOOK} has no container named {name}",
+            "{}: Deployment/{deployment} has no container named {name}",
             r.name
         )
     })

@@ -1,0 +1,264 @@
+//! From request bytes to reply bytes, for both verbs: parse the
+//! `ExtenderArgs`, read the index once, run the pure decision
+//! ([`crate::filter`], [`crate::score`]), write the reply.
+//!
+//! With `NodeNames` (`nodeCacheCapable: true`) every node fact comes from
+//! the index; with full `Nodes` the request's Node objects are used and the
+//! index adds the bound pods and the NodeClaims.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::value::RawValue;
+
+use crate::facts::{pod_requests, InitContainer, NodeFacts, Resources};
+use crate::filter::{self, Reason};
+use crate::index::{Index, NodeView};
+use crate::score::{self, Candidate, Weights};
+use crate::wire::{
+    node_names, priorities_json, ExtenderArgs, FilterResult, NameStyle, NodeNames, PodView,
+    RequirementsView,
+};
+
+/// How the extender decides; from flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub weights: Weights,
+    /// How far back interruption records count.
+    pub interruption_window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            weights: Weights::default(),
+            interruption_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a request cannot be answered (HTTP 400). Messages are one line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("malformed ExtenderArgs: {0}")]
+    Malformed(String),
+    #[error("ExtenderArgs has no Pod")]
+    MissingPod,
+    #[error("ExtenderArgs has neither NodeNames nor Nodes")]
+    NoNodes,
+    #[error("malformed NodeNames: {0}")]
+    BadNodeNames(String),
+    #[error("malformed Pod: {0}")]
+    BadPod(String),
+    #[error("malformed Nodes.items[{index}]: {reason}")]
+    BadNode { index: usize, reason: String },
+}
+
+/// A filter reply and what it decided.
+#[derive(Debug)]
+pub struct FilterAnswer {
+    pub body: Vec<u8>,
+    /// Rejections per reason, indexed by [`Reason::index`].
+    pub rejected: [u64; 6],
+    pub passed: usize,
+}
+
+/// The nodes of one request.
+enum Nodes<'a> {
+    Names(NodeNames<'a>),
+    /// Raw items and the facts read from them.
+    Full(Vec<(&'a RawValue, NodeFacts)>),
+}
+
+struct Parsed<'a> {
+    pod: &'a RawValue,
+    nodes: Nodes<'a>,
+}
+
+fn one_line(message: String) -> String {
+    if message.contains('\n') {
+        message.replace('\n', " ")
+    } else {
+        message
+    }
+}
+
+fn parse(body: &[u8]) -> Result<Parsed<'_>, RequestError> {
+    // serde would also read a struct from an array of its fields.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(RequestError::Malformed(
+            "expected a JSON object (ExtenderArgs)".to_owned(),
+        ));
+    }
+    let args: ExtenderArgs = serde_json::from_slice(body)
+        .map_err(|e| RequestError::Malformed(one_line(e.to_string())))?;
+    let pod = args
+        .pod
+        .filter(|raw| raw.get().trim_start().starts_with('{'))
+        .ok_or(RequestError::MissingPod)?;
+    let nodes = match (args.node_names, args.nodes) {
+        (Some(names), _) => Nodes::Names(
+            node_names(names).map_err(|e| RequestError::BadNodeNames(one_line(e.to_string())))?,
+        ),
+        (None, Some(list)) => {
+            let items = list.items.unwrap_or_default();
+            let mut full = Vec::with_capacity(items.len());
+            for (index, raw) in items.into_iter().enumerate() {
+                let node: Node =
+                    serde_json::from_str(raw.get()).map_err(|e| RequestError::BadNode {
+                        index,
+                        reason: one_line(e.to_string()),
+                    })?;
+                let facts = NodeFacts::from_node(&node);
+                if facts.name.is_empty() {
+                    return Err(RequestError::BadNode {
+                        index,
+                        reason: "no metadata.name".to_owned(),
+                    });
+                }
+                full.push((raw, facts));
+            }
+            Nodes::Full(full)
+        }
+        (None, None) => return Err(RequestError::NoNodes),
+    };
+    Ok(Parsed { pod, nodes })
+}
+
+fn messages<'a, T>(
+    list: &[(T, Reason)],
+    name: impl Fn(&T) -> &'a str,
+) -> Vec<(&'a str, &'static str)> {
+    list.iter().map(|(n, r)| (name(n), r.message())).collect()
+}
+
+fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Quantity>> {
+    resources.as_ref().and_then(|r| r.requests.as_ref())
+}
+
+/// Answers `POST /filter`.
+pub fn filter(body: &[u8], index: &Index) -> Result<FilterAnswer, RequestError> {
+    let parsed = parse(body)?;
+    let read = index.read();
+    let answer = match &parsed.nodes {
+        Nodes::Names(requested) => {
+            let names = requested.strs();
+            let out = filter::partition(names.iter().map(|name| (*name, read.node(name).verdict)));
+            drop(read);
+            let passed = out.passed.len();
+            FilterAnswer {
+                body: FilterResult {
+                    style: requested.style(),
+                    failed_nodes: messages(&out.failed, |n| *n),
+                    failed_and_unresolvable_nodes: messages(&out.unresolvable, |n| *n),
+                    nodes: None,
+                    node_names: Some(out.passed),
+                    error: "",
+                }
+                .to_json(),
+                rejected: out.counts,
+                passed,
+            }
+        }
+        Nodes::Full(nodes) => {
+            let out =
+                filter::partition(nodes.iter().map(|(raw, facts)| {
+                    ((*raw, facts.name.as_str()), read.node_with(facts).verdict)
+                }));
+            drop(read);
+            FilterAnswer {
+                body: FilterResult {
+                    style: NameStyle::Escaped,
+                    nodes: Some(out.passed.iter().map(|(raw, _)| *raw).collect()),
+                    node_names: None,
+                    failed_nodes: messages(&out.failed, |(_, n)| *n),
+                    failed_and_unresolvable_nodes: messages(&out.unresolvable, |(_, n)| *n),
+                    error: "",
+                }
+                .to_json(),
+                rejected: out.counts,
+                passed: out.passed.len(),
+            }
+        }
+    };
+    Ok(answer)
+}
+
+/// What the pod of a request asks of a node.
+pub fn pod_demand(pod: &RawValue) -> Result<Resources, RequestError> {
+    let pod: PodView = serde_json::from_str(pod.get())
+        .map_err(|e| RequestError::BadPod(one_line(e.to_string())))?;
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(Resources {
+            pods: 1,
+            ..Resources::default()
+        });
+    };
+    pod_requests(
+        spec.containers
+            .iter()
+            .flatten()
+            .map(|c| requests(&c.resources)),
+        spec.init_containers
+            .iter()
+            .flatten()
+            .map(|c| InitContainer {
+                requests: requests(&c.resources),
+                sidecar: c.restart_policy.as_deref() == Some("Always"),
+            }),
+        requests(&spec.resources),
+        spec.overhead.as_ref(),
+    )
+    .map_err(|e| RequestError::BadPod(e.to_string()))
+}
+
+/// Answers `POST /prioritize`; `now` is Unix seconds.
+pub fn prioritize(
+    body: &[u8],
+    index: &Index,
+    settings: &Settings,
+    now: i64,
+) -> Result<Vec<u8>, RequestError> {
+    let parsed = parse(body)?;
+    let pod = pod_demand(parsed.pod)?;
+    let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
+    let read = index.read();
+    let pools = read.interruptions_since(now.saturating_sub(window));
+    let candidate = |view: NodeView| {
+        Candidate::new(
+            view.basis.as_ref(),
+            view.requested,
+            pools.get(view.pool),
+            now,
+        )
+    };
+    let reply = match &parsed.nodes {
+        Nodes::Names(requested) => {
+            let names = requested.strs();
+            let scores = score::prioritize(
+                &settings.weights,
+                &pod,
+                names.iter().map(|name| candidate(read.node(name))),
+            );
+            drop(read);
+            priorities_json(names.iter().copied().zip(scores), requested.style())
+        }
+        Nodes::Full(nodes) => {
+            let scores = score::prioritize(
+                &settings.weights,
+                &pod,
+                nodes
+                    .iter()
+                    .map(|(_, facts)| candidate(read.node_with(facts))),
+            );
+            drop(read);
+            priorities_json(
+                nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
+                NameStyle::Escaped,
+            )
+        }
+    };
+    Ok(reply)
+}

@@ -1,0 +1,168 @@
+//! The extender's Prometheus metrics. The scheduler has no per-extender
+//! latency metric, so the extender measures itself.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::filter::Reason;
+use crate::index::Sizes;
+
+/// The two verbs, as the `verb` label spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Filter,
+    Prioritize,
+}
+
+impl Verb {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Verb::Filter => "filter",
+            Verb::Prioritize => "prioritize",
+        }
+    }
+}
+
+/// The `outcome` label of `spotwright_extender_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered with 200.
+    Ok,
+    /// The body was refused (400, 413).
+    BadRequest,
+    /// The body could not be read (the connection failed mid-body).
+    Error,
+}
+
+impl Outcome {
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub filtered: IntCounterVec,
+    pub cert_reloads: IntCounterVec,
+    pub cache_objects: IntGaugeVec,
+}
+
+/// Histogram buckets, from 10 µs: a call over a few thousand nodes takes
+/// hundreds of microseconds, and the scheduler gives up at its httpTimeout.
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "spotwright_extender_requests_total",
+                "Scheduler extender calls answered, by verb and outcome.",
+            ),
+            &["verb", "outcome"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "spotwright_extender_request_duration_seconds",
+                "Time to answer one extender call, body read included.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["verb"],
+        )?;
+        let filtered = IntCounterVec::new(
+            Opts::new(
+                "spotwright_extender_filtered_nodes_total",
+                "Nodes the filter rejected, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let cert_reloads = IntCounterVec::new(
+            Opts::new(
+                "spotwright_extender_cert_reloads_total",
+                "Serving certificate reloads, by result (TLS only).",
+            ),
+            &["result"],
+        )?;
+        let cache_objects = IntGaugeVec::new(
+            Opts::new(
+                "spotwright_extender_cache_objects",
+                "Objects in the watch-fed index, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(filtered.clone()))?;
+        registry.register(Box::new(cert_reloads.clone()))?;
+        registry.register(Box::new(cache_objects.clone()))?;
+        // Every series exists from the start, so rates and alerts see zeros.
+        for verb in [Verb::Filter, Verb::Prioritize] {
+            duration.with_label_values(&[verb.as_label()]);
+            for outcome in [Outcome::Ok, Outcome::BadRequest, Outcome::Error] {
+                requests.with_label_values(&[verb.as_label(), outcome.as_label()]);
+            }
+        }
+        for reason in Reason::ALL {
+            filtered.with_label_values(&[reason.label()]);
+        }
+        for result in ["success", "failure"] {
+            cert_reloads.with_label_values(&[result]);
+        }
+        let metrics = Metrics {
+            requests,
+            duration,
+            filtered,
+            cert_reloads,
+            cache_objects,
+        };
+        metrics.record_sizes(Sizes::default());
+        Ok(metrics)
+    }
+
+    pub fn record(&self, verb: Verb, outcome: Outcome, seconds: f64) {
+        self.requests
+            .with_label_values(&[verb.as_label(), outcome.as_label()])
+            .inc();
+        self.duration
+            .with_label_values(&[verb.as_label()])
+            .observe(seconds);
+    }
+
+    pub fn record_rejections(&self, counts: &[u64; 6]) {
+        for reason in Reason::ALL {
+            let count = counts[reason.index()];
+            if count > 0 {
+                self.filtered
+                    .with_label_values(&[reason.label()])
+                    .inc_by(count);
+            }
+        }
+    }
+
+    pub fn record_sizes(&self, sizes: Sizes) {
+        for (kind, n) in [
+            ("nodes", sizes.nodes),
+            ("pods", sizes.pods),
+            ("nodeclaims", sizes.nodeclaims),
+            ("interruptions", sizes.interruptions),
+        ] {
+            self.cache_objects
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Calls answered for `verb` with `outcome`.
+    pub fn count(&self, verb: Verb, outcome: Outcome) -> u64 {
+        self.requests
+            .with_label_values(&[verb.as_label(), outcome.as_label()])
+            .get()
+    }
+}
