@@ -107,17 +107,19 @@ pub fn required_terms(pod_value: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Whether the term has `key operator values`; values compare as a set, as Kubernetes does.
 pub fn has_expression(term: &Value, key: &str, operator: &str, values: &[&str]) -> bool {
+    let wanted: std::collections::BTreeSet<&str> = values.iter().copied().collect();
     term.get("matchExpressions")
         .and_then(Value::as_array)
         .is_some_and(|expressions| {
             expressions.iter().any(|e| {
-                let got: Vec<&str> = e
+                let got: std::collections::BTreeSet<&str> = e
                     .get("values")
                     .and_then(Value::as_array)
                     .map(|v| v.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                e["key"] == key && e["operator"] == operator && got == values
+                e["key"] == key && e["operator"] == operator && got == wanted
             })
         })
 }
