@@ -5,6 +5,7 @@ pub mod body;
 pub mod health;
 pub mod http;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 pub mod tls;
 

@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -7,13 +6,13 @@ use prometheus::Registry;
 use spotwright_serving::health::{serve_health, Readiness};
 use spotwright_serving::http::{serve, Limits};
 use spotwright_serving::shutdown::{on_signals, Shutdown};
+use spotwright_serving::startup;
 use spotwright_serving::telemetry;
 use spotwright_serving::tls::{acceptor, ReloadingCert, TlsFiles};
 use spotwright_webhook::cli::Cli;
 use spotwright_webhook::metrics::Metrics;
 use spotwright_webhook::mutate::Settings;
 use spotwright_webhook::server::{handler, Webhook};
-use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() {
@@ -36,20 +35,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })
     .context("loading the serving certificate")?;
     let tls = acceptor(certificate.clone()).context("configuring TLS")?;
-    let listener = TcpListener::bind(cli.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", cli.listen))?;
-    let metrics_listener = TcpListener::bind(cli.metrics_listen)
-        .await
-        .with_context(|| format!("binding --metrics-listen {}", cli.metrics_listen))?;
-
-    let client = kube::Client::try_default()
-        .await
-        .context("configuring the Kubernetes client (KUBECONFIG or in-cluster)")?;
-    tokio::time::timeout(Duration::from_secs(15), client.apiserver_version())
-        .await
-        .context("the Kubernetes API server did not answer within 15s")?
-        .context("the Kubernetes API server is unreachable")?;
+    let listener = startup::bind("listen", cli.listen).await?;
+    let metrics_listener = startup::bind("metrics-listen", cli.metrics_listen).await?;
+    let client = startup::kube_client().await?;
 
     let (trigger, shutdown) = Shutdown::new();
     on_signals(trigger).context("installing signal handlers")?;
