@@ -205,7 +205,19 @@ async fn pods_land_where_the_score_prefers_and_never_on_drifted_or_disrupted_nod
     let env = env();
     let client = env.client().await;
     let _webhook = Webhook::start(env, "extender-placement").await;
-    let _extender = Extender::start(env, "placement").await;
+    // Packing alone decides here, so that its preference is wider than what
+    // the stock plugins (which spread: least-allocated) add on top.
+    let packing_only = [
+        "--weight-packing",
+        "1",
+        "--weight-price",
+        "0",
+        "--weight-interruption",
+        "0",
+        "--weight-age",
+        "0",
+    ];
+    let _extender = Extender::start_with(env, "placement", &packing_only).await;
     let pool = pool(env, &client).await;
     settle().await;
     let [a, b, c] = &pool.nodes;

@@ -18,8 +18,14 @@ pub struct Extender {
 impl Extender {
     /// Starts the extender and waits until its caches have synced (`/readyz`).
     pub async fn start(env: &'static Env, name: &str) -> Extender {
+        Self::start_with(env, name, &[]).await
+    }
+
+    /// Starts the extender with extra flags (such as scoring weights).
+    pub async fn start_with(env: &'static Env, name: &str, flags: &[&str]) -> Extender {
         let mut command = Command::new(env.bin("spotwright-extender"));
         command
+            .args(flags)
             .args(["--listen", &format!("127.0.0.1:{EXTENDER_PORT}")])
             .args([
                 "--metrics-listen",
