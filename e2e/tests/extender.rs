@@ -14,6 +14,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::prometheus::Prometheus;
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
 use spotwright_e2e::harness::{env, Env};
+use spotwright_e2e::node_agent::nodes::register;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -67,15 +68,10 @@ async fn pool(env: &Env, client: &Client) -> Pool {
                 }
             },
             "spec": {"taints": [taint, {"key": "spotwright.io/capacity-type", "value": "spot", "effect": "NoSchedule"}]},
+            "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "29"}, "capacity": {"cpu": "2", "memory": "8Gi", "pods": "29"}},
         }))
         .unwrap();
-        api.create(&PostParams::default(), &manifest)
-            .await
-            .expect("node created");
-        let status = json!({"status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "29"}, "capacity": {"cpu": "2", "memory": "8Gi", "pods": "29"}}});
-        api.patch_status(node, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .expect("node status");
+        register(&api, &manifest).await.expect("node registered");
     }
     eventually(
         "the pool's nodes to be Ready",
@@ -101,11 +97,20 @@ async fn pool(env: &Env, client: &Client) -> Pool {
     }
 }
 
+/// Ready, and the node lifecycle controller has lifted the `not-ready` taint
+/// it puts on every new Node (it lags the condition).
 fn is_ready(node: &Node) -> bool {
-    node.status
+    let ready = node
+        .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let lifecycle_taint = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key.starts_with("node.kubernetes.io/")));
+    ready && !lifecycle_taint
 }
 
 async fn fill(client: &Client, namespace: &str, node: &str, cpu: &str, memory: &str) {
@@ -199,6 +204,34 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
+/// The pod the scheduler would send for `schedule`, for asking the extender directly.
+fn probe_pod(pool: &Pool) -> serde_json::Value {
+    json!({
+        "metadata": {"name": "probe", "namespace": pool.namespace},
+        "spec": {"schedulerName": "spotwright-scheduler", "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}}}]}
+    })
+}
+
+async fn wait_until_filtered_out(
+    extender: &Extender,
+    probe: &serde_json::Value,
+    names: &[&str],
+    node: &str,
+) {
+    eventually(
+        &format!("the extender to filter out {node}"),
+        Duration::from_secs(30),
+        || async move {
+            extender
+                .filter(probe, names)
+                .await
+                .is_some_and(|passed| !passed.iter().any(|n| n == node) && !passed.is_empty())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn pods_land_where_the_score_prefers_and_never_on_drifted_or_disrupted_nodes() {
     let _turn = SERIAL.lock().await;
@@ -217,21 +250,38 @@ async fn pods_land_where_the_score_prefers_and_never_on_drifted_or_disrupted_nod
         "--weight-age",
         "0",
     ];
-    let _extender = Extender::start_with(env, "placement", &packing_only).await;
+    let extender = Extender::start_with(env, "placement", &packing_only).await;
     let pool = pool(env, &client).await;
-    settle().await;
     let [a, b, c] = &pool.nodes;
+    let names = [a.as_str(), b.as_str(), c.as_str()];
+    let probe = probe_pod(&pool);
 
+    // The scheduler asks the extender only once the pod exists, so the
+    // extender's watches must have seen the fill first: wait for its ranking.
+    let extender = &extender;
+    let probe = &probe;
+    eventually(
+        "the extender to rank b > a > c by fill",
+        Duration::from_secs(30),
+        || async move {
+            let scores = extender.prioritize(probe, &names).await.unwrap_or_default();
+            let score = |n: &str| scores.iter().find(|(h, _)| h == n).map(|(_, s)| *s);
+            matches!((score(a), score(b), score(c)), (Some(sa), Some(sb), Some(sc)) if sb > sa && sa > sc)
+        },
+    )
+    .await;
     // Packing: the fullest node that still fits wins.
+    let first = schedule(&client, &pool, "first").await;
     assert_eq!(
-        &schedule(&client, &pool, "first").await,
+        &first,
         b,
-        "most-allocated node preferred"
+        "most-allocated node preferred; extender metrics:\n{}",
+        extender.metrics().await
     );
 
     // A drifted node (its NodeClaim says so) gets nothing new, though it is the fullest.
     drift(&client, &pool, b).await;
-    settle().await;
+    wait_until_filtered_out(extender, probe, &names, b).await;
     assert_eq!(
         &schedule(&client, &pool, "second").await,
         a,
@@ -245,7 +295,7 @@ async fn pods_land_where_the_score_prefers_and_never_on_drifted_or_disrupted_nod
         a,
         "spotwright.io/disrupted=true:NoSchedule",
     ]);
-    settle().await;
+    wait_until_filtered_out(extender, probe, &names, a).await;
     assert_eq!(
         &schedule(&client, &pool, "third").await,
         c,

@@ -102,9 +102,15 @@ impl Extender {
                 );
                 answer.body
             }),
-            Verb::Prioritize => {
-                answer::prioritize(bytes, &self.index, &self.settings, self.clock.now())
-            }
+            Verb::Prioritize => answer::prioritize(
+                bytes,
+                &self.index,
+                &self.settings,
+                self.clock.now(),
+            )
+            .inspect(
+                |reply| tracing::debug!(scores = %String::from_utf8_lossy(reply), "prioritized"),
+            ),
         };
         match result {
             Ok(reply) => (Outcome::Ok, body::json(StatusCode::OK, reply)),

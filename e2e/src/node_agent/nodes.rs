@@ -31,8 +31,10 @@ pub async fn register(api: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(err) => return Err(err),
     }
-    // Status sent on create is not kept for every field; the kubelet sets it
-    // through the status subresource, and so does the agent.
+    // The Node is created with its status, as the kubelet registers it: KWOK
+    // fills an allocatable it finds empty with its own figures (1k CPUs).
+    // Not every status field is kept on create, so the kubelet then writes
+    // status through the subresource, and so does the agent.
     let status = serde_json::json!({"status": node.status});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
