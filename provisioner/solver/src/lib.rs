@@ -1,0 +1,3 @@
+//! The provisioner's scheduling simulation as a pure function.
+
+pub mod model;

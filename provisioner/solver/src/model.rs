@@ -1,0 +1,180 @@
+//! Plain data the provisioner's decisions work on. The Kubernetes and AWS
+//! adapters fill these in; the solver, the launch planner and the removal
+//! rules read them and never do I/O.
+
+use std::collections::BTreeMap;
+
+pub use spotwright_api::keys::CapacityType;
+
+/// Requested or available resources, in base units. Extended resources
+/// (`nvidia.com/gpu`, ...) are kept sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub ephemeral_bytes: u64,
+    pub pods: u64,
+    pub extended: Vec<(String, u64)>,
+}
+
+/// One node-selector requirement, as in a NodePool, a pod's required node
+/// affinity, or a NodeClaim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: Operator,
+    pub values: Vec<String>,
+    /// NodePools only: keep at least this many distinct values in a launch.
+    pub min_values: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    Gt,
+    Lt,
+}
+
+/// `OR` over terms, each an `AND` of requirements (a pod's
+/// `requiredDuringSchedulingIgnoredDuringExecution`). Empty: no constraint.
+pub type NodeSelectorTerms = Vec<Vec<Requirement>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Toleration {
+    /// `None` with `Exists` tolerates every key.
+    pub key: Option<String>,
+    /// `true` for `Exists`, `false` for `Equal`.
+    pub exists: bool,
+    pub value: Option<String>,
+    /// `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+/// `matchLabels` and `matchExpressions` of a label selector, as requirements
+/// (`In`, `NotIn`, `Exists`, `DoesNotExist`) over pod labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSelector {
+    pub requirements: Vec<Requirement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpreadConstraint {
+    /// `topology.kubernetes.io/zone` or `kubernetes.io/hostname`; other keys
+    /// are reported as unsupported.
+    pub topology_key: String,
+    pub max_skew: u32,
+    /// `whenUnsatisfiable: DoNotSchedule` (a `ScheduleAnyway` constraint is a preference).
+    pub hard: bool,
+    pub selector: LabelSelector,
+}
+
+/// A pod that could not be scheduled, as the solver needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingPod {
+    /// `namespace/name`.
+    pub key: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub requests: Resources,
+    pub node_selector: BTreeMap<String, String>,
+    pub required_affinity: NodeSelectorTerms,
+    pub tolerations: Vec<Toleration>,
+    pub topology_spread: Vec<SpreadConstraint>,
+    /// Required pod anti-affinity on `kubernetes.io/hostname`: no two pods
+    /// matching any of these selectors (in the pod's namespace) on one node.
+    pub hostname_anti_affinity: Vec<LabelSelector>,
+}
+
+/// What a DaemonSet puts on every node it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSetFacts {
+    pub name: String,
+    pub requests: Resources,
+    pub node_selector: BTreeMap<String, String>,
+    pub required_affinity: NodeSelectorTerms,
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A pod already running (or bound), for spread and anti-affinity counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedPod {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A node that exists, or a NodeClaim in flight whose instance type is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingNode {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub allocatable: Resources,
+    /// Requests of the pods already bound to it (DaemonSet pods included).
+    pub requested: Resources,
+    pub pods: Vec<PlacedPod>,
+    /// A NodeClaim that has not registered a Node yet.
+    pub in_flight: bool,
+    /// Being disrupted or deleted: takes no new pods.
+    pub unavailable: bool,
+}
+
+/// A NodePool as the solver needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodePoolFacts {
+    pub name: String,
+    pub weight: i32,
+    pub requirements: Vec<Requirement>,
+    /// Labels every node of the pool carries (template labels plus
+    /// `spotwright.io/nodepool`).
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    /// Limits on the sum of the pool's nodes' capacity; `None`: unlimited.
+    pub limit_cpu_millis: Option<u64>,
+    pub limit_memory_bytes: Option<u64>,
+    /// Capacity of the pool's nodes and NodeClaims now.
+    pub used_cpu_millis: u64,
+    pub used_memory_bytes: u64,
+}
+
+/// Where and how an instance type can be bought.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offering {
+    pub zone: String,
+    pub capacity_type: CapacityType,
+    /// $/hour.
+    pub price: f64,
+    /// `false` while a capacity error has marked it unavailable.
+    pub available: bool,
+}
+
+/// An EC2 instance type with the labels a node of it carries and what it
+/// offers to pods.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceType {
+    pub name: String,
+    /// `node.kubernetes.io/instance-type`, `kubernetes.io/arch`,
+    /// `kubernetes.io/os` and the `spotwright.io/instance-*` labels.
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    /// Capacity minus kube-reserved, system-reserved and eviction threshold
+    /// (`spotwright_api::eks`); DaemonSets are not subtracted here.
+    pub allocatable: Resources,
+    pub offerings: Vec<Offering>,
+}

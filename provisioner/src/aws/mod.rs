@@ -1,0 +1,1 @@
+//! EC2, SSM and Pricing adapters.

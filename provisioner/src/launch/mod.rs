@@ -1,0 +1,1 @@
+//! Launch planning: CreateFleet overrides, unavailable offerings.

@@ -1,0 +1,4 @@
+//! Spotwright's controllers: provisioning, registration, removal.
+
+pub mod aws;
+pub mod launch;

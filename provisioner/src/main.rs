@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("spotwright-provisioner: not wired yet");
+    std::process::exit(2);
+}
