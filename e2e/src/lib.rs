@@ -2,5 +2,6 @@
 //! share: the cluster, the programs run as processes, and AWS clients.
 
 pub mod aws;
+pub mod fault;
 pub mod harness;
 pub mod node_agent;

@@ -1,4 +1,216 @@
-fn main() {
-    eprintln!("spotwright-provisioner: not wired yet");
-    std::process::exit(2);
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use kube::runtime::events::{Recorder, Reporter};
+use prometheus::Registry;
+use spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB;
+use spotwright_provisioner::aws::catalog::fetch_instance_types;
+use spotwright_provisioner::aws::fleet::ClusterSettings;
+use spotwright_provisioner::aws::pricing::{fetch_on_demand_prices, pricing_client};
+use spotwright_provisioner::cli::Cli;
+use spotwright_provisioner::controllers::orphans::{self, Ec2Instances, OrphanSettings};
+use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
+use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
+use spotwright_provisioner::controllers::termination::{self, TerminationSettings};
+use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
+use spotwright_provisioner::metrics::Metrics;
+use spotwright_provisioner::nodeclass;
+use spotwright_provisioner::provisioning::ec2::Ec2Launcher;
+use spotwright_provisioner::provisioning::stores::Stores;
+use spotwright_provisioner::provisioning::{self, Settings};
+use spotwright_serving::health::{serve_health, Readiness};
+use spotwright_serving::shutdown::{on_signals, Shutdown};
+use spotwright_serving::{startup, telemetry};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    if let Err(err) = run(cli).await {
+        tracing::error!("{err:#}");
+        eprintln!("spotwright-provisioner: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    cli.validate().map_err(anyhow::Error::msg)?;
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).context("registering metrics")?;
+    let metrics_listener = startup::bind("metrics-listen", cli.metrics_listen).await?;
+    let client = startup::kube_client().await?;
+    let (trigger, mut shutdown) = Shutdown::new();
+    on_signals(trigger).context("installing signal handlers")?;
+    let readiness = Readiness::default();
+    tokio::spawn(serve_health(
+        metrics_listener,
+        registry,
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+
+    let aws = spotwright_provisioner::aws::config::sdk_config().await;
+    let region = aws
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "us-east-1".into());
+    let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let launcher = Arc::new(Ec2Launcher::new(
+        ec2.clone(),
+        ClusterSettings {
+            name: cli.cluster_name.clone(),
+            endpoint: cli.cluster_endpoint.clone(),
+            certificate_authority: cli.cluster_ca_bundle.clone(),
+            service_cidr: None,
+        },
+    ));
+    // The first catalog is fetched before anything else: without it no pod can be placed.
+    let pricing = cli.pricing_api.then(|| pricing_client(&aws));
+    let mut on_demand = on_demand_prices(pricing.as_ref(), &region).await;
+    let types = fetch_instance_types(&ec2, &on_demand, DEFAULT_ROOT_VOLUME_GIB)
+        .await
+        .context("reading instance types from EC2 (DescribeInstanceTypes)")?;
+    tracing::info!(
+        instance_types = types.len(),
+        on_demand_prices = on_demand.len(),
+        region,
+        "catalog loaded"
+    );
+    launcher.set_instance_types(types);
+    readiness.set(true);
+
+    let work = {
+        let (client, launcher, cli_refresh) =
+            (client.clone(), launcher.clone(), cli.catalog_refresh);
+        let pricing_refresh = cli.pricing_refresh;
+        let settings = Settings {
+            scheduler_name: cli.scheduler_name.clone(),
+            batch_idle: cli.batch_idle_duration,
+            batch_max: cli.batch_max_duration,
+            resync: Duration::from_secs(15),
+            launch_concurrency: 8,
+        };
+        let nodeclass_settings = nodeclass::Settings {
+            refresh: cli.nodeclass_refresh,
+            eks_ami_ssm_prefix: cli.eks_ami_ssm_prefix.clone(),
+        };
+        let ssm = aws_sdk_ssm::Client::new(&aws);
+        let registration_timeout = cli.registration_timeout;
+        let orphan_grace = cli.orphan_grace;
+        let instances = Arc::new(Ec2Instances {
+            ec2: ec2.clone(),
+            cluster_name: cli.cluster_name.clone(),
+        });
+        async move {
+            tracing::info!("leading: starting the controllers");
+            tokio::spawn(nodeclass::run(
+                nodeclass::Clients {
+                    kube: client.clone(),
+                    ec2: ec2.clone(),
+                    ssm,
+                },
+                nodeclass_settings,
+            ));
+            tokio::spawn(registration::run(
+                client.clone(),
+                RegistrationSettings {
+                    registration_timeout,
+                    claim_selector: None,
+                },
+            ));
+            tokio::spawn(removal::run(
+                client.clone(),
+                RemovalSettings {
+                    claim_selector: None,
+                    ..RemovalSettings::default()
+                },
+            ));
+            tokio::spawn(termination::run(
+                client.clone(),
+                TerminationSettings::default(),
+                instances.clone(),
+            ));
+            tokio::spawn(orphans::run(
+                client.clone(),
+                OrphanSettings {
+                    grace_period: orphan_grace,
+                    ..OrphanSettings::default()
+                },
+                instances,
+            ));
+            let catalog = launcher.clone();
+            tokio::spawn(async move {
+                let mut last_pricing = tokio::time::Instant::now();
+                loop {
+                    tokio::time::sleep(cli_refresh).await;
+                    if last_pricing.elapsed() >= pricing_refresh {
+                        on_demand = on_demand_prices(pricing.as_ref(), &region).await;
+                        last_pricing = tokio::time::Instant::now();
+                    }
+                    match fetch_instance_types(catalog.ec2(), &on_demand, DEFAULT_ROOT_VOLUME_GIB)
+                        .await
+                    {
+                        Ok(types) => catalog.set_instance_types(types),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "catalog refresh failed; keeping the last one")
+                        }
+                    }
+                }
+            });
+            let stores = Stores::start(&client);
+            stores.ready().await;
+            tracing::info!("caches synced; provisioning");
+            let recorder = Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "spotwright-provisioner".into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            );
+            provisioning::run(provisioning::pass::Context {
+                client,
+                stores,
+                launcher,
+                metrics,
+                recorder,
+                settings,
+            })
+            .await;
+        }
+    };
+    if cli.leader_elect {
+        let leader = LeaderSettings::new(cli.leader_election_namespace.clone());
+        tokio::select! {
+            result = run_as_leader(client, leader, work) => {
+                result.context("leader election")?;
+            }
+            _ = shutdown.wait() => tracing::info!("shutting down"),
+        }
+    } else {
+        tokio::select! {
+            _ = work => {}
+            _ = shutdown.wait() => tracing::info!("shutting down"),
+        }
+    }
+    Ok(())
+}
+
+/// On-demand prices from the Pricing API, or none (the bundled snapshot then prices everything).
+async fn on_demand_prices(
+    client: Option<&aws_sdk_pricing::Client>,
+    region: &str,
+) -> HashMap<String, f64> {
+    let Some(client) = client else {
+        return HashMap::new();
+    };
+    match fetch_on_demand_prices(client, region).await {
+        Ok(prices) => prices,
+        Err(err) => {
+            tracing::warn!(error = %err, "Pricing API unavailable; using the bundled price snapshot");
+            HashMap::new()
+        }
+    }
 }

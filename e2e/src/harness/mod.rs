@@ -7,6 +7,7 @@ pub mod extender;
 pub mod kubectl;
 pub mod process;
 pub mod prometheus;
+pub mod provisioner;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,188 @@
-//! The provisioner's scheduling simulation as a pure function.
+//! The provisioner's scheduling simulation as a pure function: pending pods,
+//! existing nodes, NodePools, DaemonSets and instance types in; a placement,
+//! the cheapest new nodes and a reason for every pod left out. See
+//! `docs/solver.md` for the algorithm.
 
+mod catalog;
+mod classes;
+mod daemonsets;
 pub mod model;
+mod offerings;
+mod packing;
+mod plan;
+mod pods;
+mod reasons;
+mod repack;
+mod requirements;
+mod resources;
+mod taints;
+mod topology;
+pub mod workload;
+
+use model::{
+    CapacityType, DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, PendingPod,
+    Requirement, Resources,
+};
+
+/// Everything one solve looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub pods: &'a [PendingPod],
+    /// Existing nodes and in-flight NodeClaims.
+    pub nodes: &'a [ExistingNode],
+    pub nodepools: &'a [NodePoolFacts],
+    pub daemonsets: &'a [DaemonSetFacts],
+    pub instance_types: &'a [InstanceType],
+}
+
+/// Where every pod goes. Each input pod is in exactly one of the three.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// `(pod key, node name)`.
+    pub to_existing: Vec<(String, String)>,
+    pub new_nodes: Vec<NewNode>,
+    /// `(pod key, human reason)`.
+    pub unschedulable: Vec<(String, String)>,
+}
+
+/// A node to launch: the NodeClaim's content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNode {
+    pub nodepool: String,
+    /// Pod keys.
+    pub pods: Vec<String>,
+    /// The pods' requests plus the DaemonSet overhead of the cheapest type.
+    pub requests: Resources,
+    /// Every compatible type that fits, cheapest first (by cheapest
+    /// available offering in the allowed zones and capacity types).
+    pub instance_types: Vec<String>,
+    pub zones: Vec<String>,
+    /// Spot first.
+    pub capacity_types: Vec<CapacityType>,
+    /// Pool requirements ∧ pod constraints ∧ instance type, zone and
+    /// capacity type `In` the lists above (`minValues` carried from the pool).
+    pub requirements: Vec<Requirement>,
+    /// $/h of the cheapest offering chosen (Spot when any is left).
+    pub price: f64,
+}
+
+/// Places `input.pods`. Pure and deterministic: the same input gives the same plan.
+pub fn solve(input: &Input) -> Plan {
+    let names = resources::ResourceNames::collect(
+        input
+            .pods
+            .iter()
+            .map(|p| &p.requests)
+            .chain(input.daemonsets.iter().map(|d| &d.requests))
+            .chain(
+                input
+                    .nodes
+                    .iter()
+                    .flat_map(|n| [&n.allocatable, &n.requested]),
+            )
+            .chain(
+                input
+                    .instance_types
+                    .iter()
+                    .flat_map(|t| [&t.capacity, &t.allocatable]),
+            ),
+    );
+    let mut zones = offerings::Zones::default();
+    let mut offered: Vec<&str> = input
+        .instance_types
+        .iter()
+        .flat_map(|t| t.offerings.iter().map(|o| o.zone.as_str()))
+        .collect();
+    offered.sort_unstable();
+    offered.dedup();
+    for zone in offered {
+        zones.intern(zone);
+    }
+    let node_zones: Vec<Option<usize>> = input
+        .nodes
+        .iter()
+        .map(|n| classes::node_zone(n, &mut zones))
+        .collect();
+    let catalogs: Vec<catalog::PoolCatalog> = input
+        .nodepools
+        .iter()
+        .enumerate()
+        .map(|(i, pool)| {
+            catalog::build(
+                i,
+                pool,
+                input.instance_types,
+                input.daemonsets,
+                &zones,
+                &names,
+            )
+        })
+        .collect();
+    let class_context = classes::ClassContext {
+        catalogs: &catalogs,
+        nodepools: input.nodepools,
+        instance_types: input.instance_types,
+        nodes: input.nodes,
+        zones: &zones,
+        node_zones: &node_zones,
+    };
+    let classes = classes::group(input.pods, &class_context);
+    let mut interned = pods::intern_selectors(input.pods);
+    let pod_facts = pods::facts(input.pods, &classes.of_pod, &mut interned, &names);
+
+    let mut zone_counts = topology::ZoneCounts::new(interned.selectors.len(), zones.names.len());
+    let existing = input
+        .nodes
+        .iter()
+        .zip(&node_zones)
+        .map(|(node, zone)| {
+            let mut state = packing::existing_state(node, *zone, &names);
+            for matches in pods::existing_matches(node, &interned.selectors) {
+                state.count_resident(&matches);
+                if let Some(z) = zone {
+                    zone_counts.add(&matches, *z);
+                }
+            }
+            state
+        })
+        .collect();
+
+    let mut packer = packing::Packer::new(
+        input,
+        &catalogs,
+        &classes,
+        &pod_facts,
+        existing,
+        zone_counts,
+    );
+    let placement = packer.run();
+    let plan_context = plan::PlanContext {
+        input,
+        catalogs: &catalogs,
+        pods: &pod_facts,
+        names: &names,
+        zones: &zones,
+    };
+    Plan {
+        to_existing: placement
+            .to_existing
+            .iter()
+            .map(|(pod, node)| {
+                (
+                    input.pods[*pod].key.clone(),
+                    input.nodes[*node].name.clone(),
+                )
+            })
+            .collect(),
+        new_nodes: placement
+            .open
+            .iter()
+            .map(|n| plan::new_node(n, &plan_context))
+            .collect(),
+        unschedulable: placement
+            .unplaced
+            .iter()
+            .map(|pod| (input.pods[*pod].key.clone(), packer.explain(*pod)))
+            .collect(),
+    }
+}

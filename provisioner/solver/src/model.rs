@@ -8,7 +8,7 @@ pub use spotwright_api::keys::CapacityType;
 
 /// Requested or available resources, in base units. Extended resources
 /// (`nvidia.com/gpu`, ...) are kept sorted by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Resources {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
@@ -19,7 +19,7 @@ pub struct Resources {
 
 /// One node-selector requirement, as in a NodePool, a pod's required node
 /// affinity, or a NodeClaim.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Requirement {
     pub key: String,
     pub operator: Operator,
@@ -28,7 +28,7 @@ pub struct Requirement {
     pub min_values: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operator {
     In,
     NotIn,
@@ -42,7 +42,7 @@ pub enum Operator {
 /// `requiredDuringSchedulingIgnoredDuringExecution`). Empty: no constraint.
 pub type NodeSelectorTerms = Vec<Vec<Requirement>>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaintEffect {
     NoSchedule,
     PreferNoSchedule,
@@ -56,7 +56,7 @@ pub struct Taint {
     pub effect: TaintEffect,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Toleration {
     /// `None` with `Exists` tolerates every key.
     pub key: Option<String>,
@@ -69,7 +69,7 @@ pub struct Toleration {
 
 /// `matchLabels` and `matchExpressions` of a label selector, as requirements
 /// (`In`, `NotIn`, `Exists`, `DoesNotExist`) over pod labels.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LabelSelector {
     pub requirements: Vec<Requirement>,
 }

@@ -22,6 +22,7 @@
 
 mod deployment;
 mod extender;
+mod provisioner;
 mod rbac;
 mod registration;
 mod render;
@@ -33,9 +34,10 @@ pub const NS: &str = "spotwright-system";
 pub const WEBHOOK: &str = "spotwright-webhook";
 pub const EXTENDER: &str = "spotwright-extender";
 pub const SCHEDULER: &str = "spotwright-scheduler";
+pub const PROVISIONER: &str = "spotwright-provisioner";
 /// Every ServiceAccount of the base, one per component; each binding's name
 /// starts with the name of the one it binds.
-pub const SERVICE_ACCOUNTS: [&str; 3] = [WEBHOOK, EXTENDER, SCHEDULER];
+pub const SERVICE_ACCOUNTS: [&str; 4] = [WEBHOOK, EXTENDER, SCHEDULER, PROVISIONER];
 /// The RoleBinding of spotwright-scheduler to the built-in Role
 /// kube-system/extension-apiserver-authentication-reader: the one object
 /// that must live in kube-system (a RoleBinding is only effective in its
@@ -161,7 +163,7 @@ fn every_object_is_labelled_part_of_spotwright() {
 fn every_container_in_base_is_hardened() {
     let r = base();
     let specs = pod_specs(r);
-    for name in [WEBHOOK, EXTENDER, SCHEDULER] {
+    for name in [WEBHOOK, EXTENDER, SCHEDULER, PROVISIONER] {
         assert!(
             specs
                 .iter()

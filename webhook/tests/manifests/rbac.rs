@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 use crate::render::{base, items, kind, label, obj_name, strs, Rendered};
-use crate::{NS, SERVICE_ACCOUNTS, WEBHOOK};
+use crate::{NS, PROVISIONER, SERVICE_ACCOUNTS, WEBHOOK};
 
 const SECRETS: [&str; 2] = ["spotwright-webhook-tls", "spotwright-webhook-ca"];
 
@@ -125,16 +125,23 @@ fn rbac_has_no_wildcards() {
                 "{}: must not grant nonResourceURLs",
                 label(role)
             );
-            for verb in [
-                "escalate",
-                "bind",
-                "impersonate",
-                "delete",
-                "deletecollection",
-            ] {
+            for verb in ["escalate", "bind", "impersonate", "deletecollection"] {
                 assert!(
                     !strs(&rule["verbs"]).contains(&verb),
                     "{}: must not grant {verb}",
+                    label(role)
+                );
+            }
+            // Only the provisioner deletes, and only what it launched: the
+            // Node of a terminated instance and its NodeClaim.
+            if strs(&rule["verbs"]).contains(&"delete") {
+                let deletes_own = label(role) == format!("ClusterRole/{PROVISIONER}")
+                    && strs(&rule["resources"])
+                        .iter()
+                        .all(|r| ["nodes", "nodeclaims"].contains(r));
+                assert!(
+                    deletes_own,
+                    "{}: must not grant delete on {rule}",
                     label(role)
                 );
             }

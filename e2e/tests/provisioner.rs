@@ -1,0 +1,439 @@
+//! The provisioner on the real control plane and moto: pending pods become
+//! Spot nodes (through CreateFleet, registered by the node agent), the
+//! nodes go when the pods go, a kill -9 mid-launch leaks nothing, and a
+//! capacity error on the cheapest types still places every pod.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client};
+use serde_json::json;
+use spotwright_api::NodeClaim;
+use spotwright_e2e::harness::process::eventually;
+use spotwright_e2e::harness::provisioner::{
+    ec2, ensure_network, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+};
+use spotwright_e2e::harness::webhook::Webhook;
+use spotwright_e2e::harness::{env, Env};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MOTO: &str = "http://127.0.0.1:15000";
+const MIN_TYPES: usize = 5;
+const CPU_LIMIT: u64 = 200;
+
+fn suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xffff_ffff)
+}
+
+/// A NodeClass on the test network and a Spot-only NodePool that removes
+/// empty nodes at once, with `minValues` on instance types and a CPU limit.
+async fn pool(env: &Env, id: &str) -> String {
+    ensure_network(&kubernetes_minor(env)).await;
+    let name = format!("e2e-prov-{id}");
+    let class = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": name},
+        "spec": {
+            "amiSelector": {"alias": "eks@latest"},
+            "subnetSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}],
+            "securityGroupSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}]
+        }
+    });
+    let nodepool = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"name": name},
+                "requirements": [
+                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m", "r"]},
+                    {"key": "node.kubernetes.io/instance-type", "operator": "Exists", "minValues": MIN_TYPES}
+                ]
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"},
+            "limits": {"cpu": CPU_LIMIT.to_string()}
+        }
+    });
+    for object in [class, nodepool] {
+        env.kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&object.to_string()),
+        );
+    }
+    let namespace = format!("prov-{id}");
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "annotations": {
+        "spotwright.io/capacity": "spot", "spotwright.io/nodepool": name}}});
+    env.kubectl_with_input(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ns.to_string()),
+    );
+    name
+}
+
+fn kubernetes_minor(env: &Env) -> String {
+    let out = env.kubectl(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let server = &version["serverVersion"];
+    format!(
+        "{}.{}",
+        server["major"].as_str().unwrap_or("1"),
+        server["minor"]
+            .as_str()
+            .unwrap_or("36")
+            .trim_end_matches('+')
+    )
+}
+
+/// Deployments of `replicas` pods each, one per size.
+fn deploy(env: &Env, namespace: &str, sizes: &[(&str, &str, &str)], replicas: u32) {
+    for (name, cpu, memory) in sizes {
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
+                    "name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}}
+        });
+        env.kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment.to_string()),
+        );
+    }
+}
+
+fn scale(env: &Env, namespace: &str, sizes: &[(&str, &str, &str)], replicas: u32) {
+    for (name, _, _) in sizes {
+        env.kubectl_ok(&[
+            "scale",
+            "-n",
+            namespace,
+            &format!("deployment/{name}"),
+            &format!("--replicas={replicas}"),
+        ]);
+    }
+}
+
+async fn pool_nodes(client: &Client, pool: &str) -> Vec<Node> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("spotwright.io/nodepool={pool}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+async fn pool_claims(client: &Client, pool: &str) -> Vec<NodeClaim> {
+    Api::<NodeClaim>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("spotwright.io/nodepool={pool}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Running (or pending) instances launched for `pool`, by instance id, with their NodeClaim tag.
+async fn pool_instances(pool: &str) -> BTreeMap<String, String> {
+    let ec2 = ec2().await;
+    let out = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:spotwright.io/nodepool")
+                .values(pool)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            let claim = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("spotwright.io/nodeclaim"))?
+                .value()?
+                .to_owned();
+            Some((i.instance_id()?.to_owned(), claim))
+        })
+        .collect()
+}
+
+async fn running_pods(client: &Client, namespace: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
+}
+
+fn cpu_millis(node: &Node) -> u64 {
+    node.status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("cpu"))
+        .and_then(|q| spotwright_api::quantity::milli_value(&q.0).ok())
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(0)
+}
+
+/// Every pool node is a Spot node the node agent registered for a moto instance.
+fn assert_spot_agent_node(node: &Node) {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("spotwright.io/capacity-type")
+            .map(String::as_str),
+        Some("spot"),
+        "{labels:?}"
+    );
+    assert_eq!(
+        labels
+            .get("e2e.spotwright.io/node-agent")
+            .map(String::as_str),
+        Some("true"),
+        "{labels:?}"
+    );
+    let provider = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.provider_id.as_deref())
+        .unwrap_or_default();
+    assert!(provider.starts_with("aws:///us-east-1"), "{provider}");
+}
+
+async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
+    env.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    eventually(
+        &format!("{pool}'s nodes and claims to go"),
+        Duration::from_secs(120),
+        || async {
+            pool_claims(client, pool).await.is_empty() && pool_instances(pool).await.is_empty()
+        },
+    )
+    .await;
+    env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
+    env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
+}
+
+#[tokio::test]
+async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-forty").await;
+    let id = suffix();
+    let pool = pool(env, &id).await;
+    let namespace = format!("prov-{id}");
+    let provisioner = Provisioner::start(env, "forty", MOTO, &[]).await;
+    let sizes = [
+        ("small", "250m", "512Mi"),
+        ("medium", "500m", "1Gi"),
+        ("large", "1", "2Gi"),
+        ("xlarge", "2", "4Gi"),
+    ];
+    deploy(env, &namespace, &sizes, 10);
+
+    let mut peak_cpu = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let cpu: u64 = pool_nodes(&client, &pool)
+            .await
+            .iter()
+            .map(cpu_millis)
+            .sum();
+        peak_cpu = peak_cpu.max(cpu);
+        let running = running_pods(&client, &namespace).await.len();
+        if running == 40 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {running}/40 pods Running after 180s; see {}/e2e/forty-provisioner.log",
+            env.state.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        peak_cpu <= CPU_LIMIT * 1000,
+        "the NodePool's cpu limit was exceeded: {peak_cpu}m"
+    );
+
+    for pod in running_pods(&client, &namespace).await {
+        let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+        let node = Api::<Node>::all(client.clone())
+            .get(&node_name)
+            .await
+            .expect("pod's node");
+        assert_spot_agent_node(&node);
+        assert_eq!(
+            node.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("spotwright.io/nodepool")),
+            Some(&pool)
+        );
+    }
+    // Each CreateFleet named at least minValues instance types.
+    let fleets = ec2()
+        .await
+        .describe_fleets()
+        .send()
+        .await
+        .expect("DescribeFleets");
+    let mut ours = 0;
+    for fleet in fleets.fleets() {
+        let claim_tag = fleet
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("spotwright.io/nodepool") && t.value() == Some(pool.as_str()));
+        if !claim_tag {
+            continue;
+        }
+        ours += 1;
+        let types: BTreeSet<String> = fleet
+            .launch_template_configs()
+            .iter()
+            .flat_map(|c| c.overrides())
+            .filter_map(|o| o.instance_type().map(|t| t.as_str().to_owned()))
+            .collect();
+        assert!(types.len() >= MIN_TYPES, "a fleet named only {types:?}");
+    }
+    assert!(
+        ours >= 1,
+        "no CreateFleet request tagged for {pool} in DescribeFleets"
+    );
+    let metrics = provisioner.metrics().await;
+    assert!(
+        metrics.contains("spotwright_provisioner_nodeclaims_created_total{capacity_type=\"spot\""),
+        "{metrics}"
+    );
+
+    // Scaling to 0 removes every node the pods caused.
+    scale(env, &namespace, &sizes, 0);
+    eventually(
+        "every node of the pool to go",
+        Duration::from_secs(120),
+        || async {
+            pool_nodes(&client, &pool).await.is_empty()
+                && pool_claims(&client, &pool).await.is_empty()
+                && pool_instances(&pool).await.is_empty()
+        },
+    )
+    .await;
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+/// Instances, NodeClaims and Nodes of `pool` agree one to one.
+async fn one_to_one(client: &Client, pool: &str) -> Result<usize, String> {
+    let instances = pool_instances(pool).await;
+    let claims: BTreeSet<String> = pool_claims(client, pool)
+        .await
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    let tagged: Vec<&String> = instances.values().collect();
+    let distinct: BTreeSet<&String> = tagged.iter().copied().collect();
+    if distinct.len() != tagged.len() {
+        return Err(format!("two instances for one NodeClaim: {instances:?}"));
+    }
+    let tagged: BTreeSet<String> = distinct.into_iter().cloned().collect();
+    if tagged != claims {
+        return Err(format!("instances {tagged:?} vs NodeClaims {claims:?}"));
+    }
+    let nodes = pool_nodes(client, pool).await;
+    let providers: BTreeSet<String> = nodes
+        .iter()
+        .filter_map(|n| n.spec.as_ref()?.provider_id.clone())
+        .collect();
+    if providers.len() != nodes.len() || nodes.len() != instances.len() {
+        return Err(format!(
+            "{} nodes ({} distinct providerIDs) for {} instances",
+            nodes.len(),
+            providers.len(),
+            instances.len()
+        ));
+    }
+    Ok(instances.len())
+}
+
+fn random_below(bound: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos.wrapping_mul(2_654_435_761)) % bound.max(1)
+}
+
+#[tokio::test]
+async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-crash").await;
+    let id = suffix();
+    let pool = pool(env, &id).await;
+    let namespace = format!("prov-{id}");
+    const TRIALS: usize = 20;
+    let mut kill_points = Vec::new();
+    for trial in 0..TRIALS {
+        let mut provisioner = Provisioner::start(env, &format!("crash-{trial}"), MOTO, &[]).await;
+        // One pod per node (hostname anti-affinity), so every trial launches.
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("crash-{trial}"), "namespace": namespace, "labels": {"app": "crash"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "crash"}}}]}}}
+        });
+        env.kubectl_with_input(&["apply", "-f", "-"], Some(&pod.to_string()));
+        // The batch closes after 1 s; the launch follows within about a second.
+        let wait = 800 + random_below(1500);
+        kill_points.push(wait);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        provisioner.kill9();
+        let _restarted =
+            Provisioner::start(env, &format!("crash-{trial}-restarted"), MOTO, &[]).await;
+        let want = trial + 1;
+        eventually(
+            &format!("trial {trial}: {want} pods Running"),
+            Duration::from_secs(120),
+            || async { running_pods(&client, &namespace).await.len() == want },
+        )
+        .await;
+        let mut last = Err(String::new());
+        for _ in 0..60 {
+            last = one_to_one(&client, &pool).await;
+            if last.as_ref().is_ok_and(|n| *n == want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(
+            last,
+            Ok(want),
+            "trial {trial} (killed {wait} ms after the pod): instances, claims and nodes disagree"
+        );
+    }
+    eprintln!("kill points (ms after pod creation): {kill_points:?}");
+    let _provisioner = Provisioner::start(env, "crash-cleanup", MOTO, &[]).await;
+    cleanup(env, &client, &pool, &namespace).await;
+}

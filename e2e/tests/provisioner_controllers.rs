@@ -1,0 +1,666 @@
+//! The provisioner's registration, termination and removal controllers, and
+//! its leader election, against the real control plane. EC2 is replaced by
+//! a fake that records terminations; nodes are KWOK nodes made by the test.
+//! Each test's controllers only watch NodeClaims carrying the test's own
+//! label, so claims of other tests are never touched.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use spotwright_api::NodeClaim;
+use spotwright_e2e::harness::env;
+use spotwright_e2e::harness::process::eventually;
+use spotwright_e2e::node_agent::nodes::register;
+use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
+use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
+use spotwright_provisioner::controllers::termination::{
+    self, InstanceInfo, Instances, InstancesError, TerminationSettings, TERMINATION_FINALIZER,
+};
+use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Label on every NodeClaim a test makes; its controllers select on it.
+const TEST_LABEL: &str = "e2e.spotwright.io/controllers";
+
+/// EC2 stand-in: records what was terminated.
+#[derive(Default)]
+struct FakeInstances {
+    terminated: Mutex<Vec<String>>,
+}
+
+impl FakeInstances {
+    fn terminated(&self) -> Vec<String> {
+        self.terminated
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Instances for FakeInstances {
+    async fn terminate(&self, ids: &[String]) -> Result<(), InstancesError> {
+        if let Ok(mut terminated) = self.terminated.lock() {
+            terminated.extend_from_slice(ids);
+        }
+        Ok(())
+    }
+
+    async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, InstancesError> {
+        Ok(Vec::new())
+    }
+}
+
+fn suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xffff_ffff)
+}
+
+fn instance_of(id: &str) -> String {
+    format!("i-0e2e{id}")
+}
+
+fn provider_id_of(id: &str) -> String {
+    format!("aws:///us-east-1a/{}", instance_of(id))
+}
+
+/// A Ready KWOK node with the test's providerID.
+async fn kwok_node(client: &Client, name: &str, id: &str, extra_labels: serde_json::Value) -> Node {
+    let mut labels = json!({"kubernetes.io/hostname": name, "type": "kwok", "user-label": "kept"});
+    if let (Some(labels), Some(extra)) = (labels.as_object_mut(), extra_labels.as_object()) {
+        labels.extend(extra.clone());
+    }
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": labels},
+        "spec": {"providerID": provider_id_of(id), "taints": [{"key": "user-taint", "effect": "NoSchedule"}]},
+        "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "29"}, "capacity": {"cpu": "2", "memory": "8Gi", "pods": "29"}},
+    }))
+    .expect("node manifest");
+    let api: Api<Node> = Api::all(client.clone());
+    register(&api, &node).await.expect("node registered");
+    eventually("the node to be Ready", Duration::from_secs(30), || async {
+        api.get_opt(name).await.ok().flatten().is_some_and(|n| {
+            n.status
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+    })
+    .await;
+    api.get(name).await.expect("node")
+}
+
+/// A launched NodeClaim of `pool` for instance `id`; `status` is merged in.
+async fn launched_claim(
+    client: &Client,
+    name: &str,
+    pool: &str,
+    id: &str,
+    status: serde_json::Value,
+) -> NodeClaim {
+    let api: Api<NodeClaim> = Api::all(client.clone());
+    let claim: NodeClaim = serde_json::from_value(json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+        "metadata": {"name": name, "labels": {"spotwright.io/nodepool": pool, TEST_LABEL: id}},
+        "spec": {
+            "nodeClassRef": {"name": "default"},
+            "requirements": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}],
+            "taints": [{"key": "e2e.spotwright.io/dedicated", "value": id, "effect": "NoSchedule"}],
+            "startupTaints": [{"key": "e2e.spotwright.io/agent-not-ready", "effect": "NoExecute"}]
+        }
+    }))
+    .expect("claim manifest");
+    api.create(&PostParams::default(), &claim)
+        .await
+        .expect("claim created");
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut body = json!({
+        "providerID": provider_id_of(id), "instanceType": "m5.large", "zone": "us-east-1a", "capacityType": "spot",
+        "conditions": [{"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now}]
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), status.as_object()) {
+        body.extend(extra.clone());
+    }
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": body})),
+    )
+    .await
+    .expect("claim status")
+}
+
+fn condition(claim: &NodeClaim, type_: &str) -> Option<String> {
+    claim
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+fn selector(id: &str) -> Option<String> {
+    Some(format!("{TEST_LABEL}={id}"))
+}
+
+async fn cleanup(client: &Client, claim: &str, node: &str) {
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let _ = claims
+        .patch(
+            claim,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    let _ = claims.delete(claim, &DeleteParams::default()).await;
+    let _ = Api::<Node>::all(client.clone())
+        .delete(node, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn registration_labels_and_taints_the_node_and_records_conditions() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = suffix();
+    let (claim_name, node_name) = (format!("e2e-reg-{id}"), format!("e2e-reg-{id}"));
+    launched_claim(&client, &claim_name, "e2e-reg", &id, json!({})).await;
+    kwok_node(&client, &node_name, &id, json!({})).await;
+
+    let settings = RegistrationSettings {
+        claim_selector: selector(&id),
+        ..RegistrationSettings::default()
+    };
+    let controller = tokio::spawn(registration::run(client.clone(), settings));
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    eventually(
+        "the claim to be Registered, not yet Initialized",
+        Duration::from_secs(30),
+        || async {
+            claims.get(&claim_name).await.ok().is_some_and(|c| {
+                condition(&c, "Registered").as_deref() == Some("True")
+                    && condition(&c, "Initialized").as_deref() == Some("False")
+                    && c.status.as_ref().and_then(|s| s.node_name.as_deref())
+                        == Some(node_name.as_str())
+            })
+        },
+    )
+    .await;
+    let node = nodes.get(&node_name).await.expect("node");
+    let labels = node.labels();
+    for (key, value) in [
+        ("spotwright.io/nodepool", "e2e-reg"),
+        ("spotwright.io/capacity-type", "spot"),
+        ("node.kubernetes.io/instance-type", "m5.large"),
+        ("topology.kubernetes.io/zone", "us-east-1a"),
+        ("kubernetes.io/arch", "amd64"),
+        ("user-label", "kept"),
+    ] {
+        assert_eq!(
+            labels.get(key).map(String::as_str),
+            Some(value),
+            "label {key}"
+        );
+    }
+    let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    let keys: Vec<&str> = taints.iter().map(|t| t.key.as_str()).collect();
+    for key in [
+        "user-taint",
+        "e2e.spotwright.io/dedicated",
+        "e2e.spotwright.io/agent-not-ready",
+    ] {
+        assert!(keys.contains(&key), "taint {key} in {keys:?}");
+    }
+
+    // The agent the startup taint waits for is done: the claim is initialized,
+    // and the startup taint does not come back.
+    let kept: Vec<_> = taints
+        .into_iter()
+        .filter(|t| t.key != "e2e.spotwright.io/agent-not-ready")
+        .collect();
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"taints": kept}})),
+        )
+        .await
+        .expect("startup taint removed");
+    eventually(
+        "the claim to be Initialized",
+        Duration::from_secs(30),
+        || async {
+            claims
+                .get(&claim_name)
+                .await
+                .ok()
+                .is_some_and(|c| condition(&c, "Initialized").as_deref() == Some("True"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let node = nodes.get(&node_name).await.expect("node");
+    let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    assert!(!taints
+        .iter()
+        .any(|t| t.key == "e2e.spotwright.io/agent-not-ready"));
+
+    let reasons = event_reasons(&client, &claim_name).await;
+    for reason in ["Registered", "Initialized"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} event in {reasons:?}"
+        );
+    }
+
+    controller.abort();
+    cleanup(&client, &claim_name, &node_name).await;
+}
+
+/// The reasons of the Events about a cluster-scoped object (kept in `default`).
+async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let list = events.list(&Default::default()).await.expect("events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = suffix();
+    let claim_name = format!("e2e-late-{id}");
+    launched_claim(&client, &claim_name, "e2e-late", &id, json!({})).await;
+    let settings = RegistrationSettings {
+        registration_timeout: Duration::from_secs(3),
+        claim_selector: selector(&id),
+    };
+    let controller = tokio::spawn(registration::run(client.clone(), settings));
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        matches!(claims.get_opt(&claim_name).await, Ok(Some(_))),
+        "deleted before the timeout"
+    );
+    eventually(
+        "the unregistered claim to be deleted",
+        Duration::from_secs(45),
+        || async { matches!(claims.get_opt(&claim_name).await, Ok(None)) },
+    )
+    .await;
+    let reasons = event_reasons(&client, &claim_name).await;
+    assert!(
+        reasons.iter().any(|r| r == "RegistrationTimedOut"),
+        "{reasons:?}"
+    );
+    controller.abort();
+}
+
+#[tokio::test]
+async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = suffix();
+    let (claim_name, node_name, namespace) = (
+        format!("e2e-term-{id}"),
+        format!("e2e-term-{id}"),
+        format!("e2e-term-{id}"),
+    );
+    kwok_node(&client, &node_name, &id, json!({})).await;
+    launched_claim(
+        &client,
+        &claim_name,
+        "e2e-term",
+        &id,
+        json!({"nodeName": node_name}),
+    )
+    .await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
+        )
+        .await
+        .expect("namespace");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "nodeName": node_name,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]
+        }
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
+    let daemon: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "agent", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "00000000-0000-0000-0000-000000000001"}]},
+        "spec": {
+            "nodeName": node_name,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]
+        }
+    }))
+    .expect("daemon pod");
+    pods.create(&PostParams::default(), &daemon)
+        .await
+        .expect("daemon pod created");
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+    }))
+    .expect("pdb");
+    pdbs.create(&PostParams::default(), &pdb)
+        .await
+        .expect("pdb created");
+    eventually(
+        "the pod to run and the PDB to count it",
+        Duration::from_secs(30),
+        || async {
+            let running = pods
+                .get("web")
+                .await
+                .ok()
+                .and_then(|p| p.status?.phase)
+                .is_some_and(|phase| phase == "Running");
+            let counted = pdbs
+                .get("web")
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .is_some_and(|s| s.current_healthy == Some(1) && s.disruptions_allowed == Some(0));
+            running && counted
+        },
+    )
+    .await;
+
+    let instances = Arc::new(FakeInstances::default());
+    let settings = TerminationSettings {
+        claim_selector: selector(&id),
+        drain_poll: Duration::from_millis(500),
+        eviction_backoff: Duration::from_secs(1),
+    };
+    let controller = tokio::spawn(termination::run(
+        client.clone(),
+        settings,
+        instances.clone(),
+    ));
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    eventually(
+        "the termination finalizer on the claim",
+        Duration::from_secs(30),
+        || async {
+            claims
+                .get(&claim_name)
+                .await
+                .ok()
+                .is_some_and(|c| c.finalizers().iter().any(|f| f == TERMINATION_FINALIZER))
+        },
+    )
+    .await;
+    claims
+        .delete(&claim_name, &DeleteParams::default())
+        .await
+        .expect("claim deleted");
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(
+        "the node to be tainted disrupted and cordoned",
+        Duration::from_secs(30),
+        || async {
+            nodes
+                .get(&node_name)
+                .await
+                .ok()
+                .and_then(|n| n.spec)
+                .is_some_and(|s| {
+                    s.unschedulable == Some(true)
+                        && s.taints
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|t| t.key == "spotwright.io/disrupted" && t.effect == "NoSchedule")
+                })
+        },
+    )
+    .await;
+    // The budget refuses: the pod stays and nothing is terminated.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let web = pods.get("web").await.expect("pod still there");
+    assert!(
+        web.metadata.deletion_timestamp.is_none(),
+        "evicted despite the PDB"
+    );
+    assert!(
+        instances.terminated().is_empty(),
+        "terminated before the drain"
+    );
+    let claim = claims
+        .get(&claim_name)
+        .await
+        .expect("claim held by its finalizer");
+    assert_eq!(condition(&claim, "Disrupting").as_deref(), Some("True"));
+
+    // The budget allows it now: drained, terminated, gone.
+    pdbs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"minAvailable": 0}})),
+    )
+    .await
+    .expect("pdb relaxed");
+    eventually("the claim to be gone", Duration::from_secs(60), || async {
+        matches!(claims.get_opt(&claim_name).await, Ok(None))
+    })
+    .await;
+    assert!(matches!(
+        pods.get_opt("web").await,
+        Ok(None)
+            | Ok(Some(Pod {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    deletion_timestamp: Some(_),
+                    ..
+                },
+                ..
+            }))
+    ));
+    assert!(
+        matches!(nodes.get_opt(&node_name).await, Ok(None)),
+        "node deleted"
+    );
+    assert_eq!(instances.terminated(), vec![instance_of(&id)]);
+
+    controller.abort();
+    let _ = namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await;
+    cleanup(&client, &claim_name, &node_name).await;
+}
+
+#[tokio::test]
+async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
+    let _serial = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let id = suffix();
+    let pool = format!("e2e-rm-{id}");
+    let nodepool = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
+        "spec": {
+            "template": {"spec": {"nodeClassRef": {"name": "default"}}},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "2s"}
+        }
+    });
+    env.kubectl_with_input(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&nodepool.to_string()),
+    );
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let initialized = |node: &str| {
+        json!({"nodeName": node, "conditions": [
+            {"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now},
+            {"type": "Registered", "status": "True", "reason": "NodeRegistered", "message": "", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "reason": "NodeInitialized", "message": "", "lastTransitionTime": now}
+        ]})
+    };
+    // Two empty nodes: one plain, one marked do-not-disrupt.
+    let (empty, kept) = (format!("{pool}-empty"), format!("{pool}-kept"));
+    let kept_id = format!("{id}1");
+    kwok_node(&client, &empty, &id, json!({})).await;
+    kwok_node(&client, &kept, &kept_id, json!({})).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            &kept,
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"annotations": {"spotwright.io/do-not-disrupt": "true"}}}),
+            ),
+        )
+        .await
+        .expect("annotated");
+    launched_claim(&client, &empty, &pool, &id, initialized(&empty)).await;
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let kept_claim: NodeClaim = serde_json::from_value(json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+        "metadata": {"name": kept, "labels": {"spotwright.io/nodepool": pool, TEST_LABEL: id}},
+        "spec": {"nodeClassRef": {"name": "default"}}
+    }))
+    .expect("claim");
+    claims
+        .create(&PostParams::default(), &kept_claim)
+        .await
+        .expect("kept claim");
+    let mut status = initialized(&kept);
+    status["providerID"] = json!(provider_id_of(&kept_id));
+    claims
+        .patch_status(
+            &kept,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await
+        .expect("kept status");
+
+    let settings = RemovalSettings {
+        sweep_interval: Duration::from_millis(500),
+        claim_selector: selector(&id),
+    };
+    let controller = tokio::spawn(removal::run(client.clone(), settings));
+    eventually(
+        "the empty node's claim to be deleted",
+        Duration::from_secs(30),
+        || async { matches!(claims.get_opt(&empty).await, Ok(None)) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        matches!(claims.get_opt(&kept).await, Ok(Some(_))),
+        "do-not-disrupt node removed"
+    );
+
+    controller.abort();
+    cleanup(&client, &empty, &empty).await;
+    cleanup(&client, &kept, &kept).await;
+    env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+}
+
+#[tokio::test]
+async fn only_one_elector_leads_and_the_other_takes_over_when_it_stops() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = suffix();
+    let settings = |who: &str| LeaderSettings {
+        namespace: "default".to_owned(),
+        lease_name: format!("e2e-lease-{id}"),
+        identity: format!("{who}-{id}"),
+        lease_duration: Duration::from_secs(4),
+        renew_interval: Duration::from_secs(1),
+        retry_interval: Duration::from_millis(300),
+    };
+    let leading = Arc::new(Mutex::new(Vec::<String>::new()));
+    let elector = |who: &'static str| {
+        let (client, settings, leading) = (client.clone(), settings(who), leading.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            run_as_leader(client, settings, async move {
+                if let Ok(mut l) = leading.lock() {
+                    l.push(who.to_owned());
+                }
+                let _ = stop_rx.await;
+            })
+            .await
+        });
+        (task, stop_tx)
+    };
+    let (a, stop_a) = elector("a");
+    let (b, stop_b) = elector("b");
+    let leaders = || leading.lock().map(|l| l.clone()).unwrap_or_default();
+    eventually("a leader", Duration::from_secs(10), || async {
+        !leaders().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let first = leaders();
+    assert_eq!(first.len(), 1, "two leaders at once: {first:?}");
+
+    // The leader steps down cleanly: the other takes over at once.
+    let (first_task, second_task, second_stop) = if first[0] == "a" {
+        let _ = stop_a.send(());
+        (a, b, stop_b)
+    } else {
+        let _ = stop_b.send(());
+        (b, a, stop_a)
+    };
+    let finished = first_task.await.expect("elector task");
+    assert!(
+        finished.is_ok(),
+        "stepping down is not a loss: {finished:?}"
+    );
+    eventually(
+        "the other elector to lead",
+        Duration::from_secs(10),
+        || async { leaders().len() == 2 },
+    )
+    .await;
+    let both = leaders();
+    assert_ne!(both[0], both[1]);
+
+    // A third elector waits while the second leads; when the second crashes
+    // (no release), the third takes over after the lease expires.
+    let (third, stop_third) = elector("c");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(leaders().len(), 2, "took a live lease");
+    second_task.abort();
+    drop(second_stop);
+    eventually(
+        "the third elector to lead after expiry",
+        Duration::from_secs(15),
+        || async { leaders().len() == 3 },
+    )
+    .await;
+    let _ = stop_third.send(());
+    let _ = third.await;
+    let _ = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "default")
+        .delete(&format!("e2e-lease-{id}"), &DeleteParams::default())
+        .await;
+}

@@ -1,0 +1,164 @@
+//! Pods grouped by node constraints (node selector, required affinity,
+//! tolerations). Compatibility with every pool's offerings and every existing
+//! node is worked out once per group, not once per pod.
+
+use std::collections::{BTreeMap, HashMap};
+
+use spotwright_api::keys::ZONE_LABEL;
+
+use crate::catalog::PoolCatalog;
+use crate::model::{
+    ExistingNode, InstanceType, NodePoolFacts, NodeSelectorTerms, PendingPod, Toleration,
+};
+use crate::offerings::{
+    slot_capacity_type, slot_zone, slots, zones_of, CandidateLabels, SlotMask, Zones,
+};
+use crate::requirements::node_constraints_match;
+use crate::taints::{describe, first_blocking_taint};
+
+/// Whether pods of one class may go to one pool, and on which offerings.
+#[derive(Debug)]
+pub(crate) enum ClassPool {
+    /// Why not, for the unschedulable reason.
+    Refused(String),
+    /// Allowed slots per pool type (same order as the catalog); 0: refused.
+    Allowed(Vec<SlotMask>),
+}
+
+#[derive(Debug)]
+pub(crate) struct PodClass {
+    /// One entry per pool catalog.
+    pub pools: Vec<ClassPool>,
+    /// One entry per existing node: may pods of this class go there at all.
+    pub existing: Vec<bool>,
+    /// Zones a pod of this class could land in: the domains its zone
+    /// topology spread is measured over.
+    pub eligible_zones: u64,
+    /// Per pool: every slot any type allows this class (0 when refused), a
+    /// one-word test before filtering a node's types.
+    pub pool_slots: Vec<SlotMask>,
+}
+
+type ClassKey<'a> = (
+    &'a BTreeMap<String, String>,
+    &'a NodeSelectorTerms,
+    &'a [Toleration],
+);
+
+pub(crate) struct Classes {
+    pub list: Vec<PodClass>,
+    /// Class of each input pod.
+    pub of_pod: Vec<usize>,
+}
+
+pub(crate) struct ClassContext<'a, 'i> {
+    pub catalogs: &'i [PoolCatalog],
+    pub nodepools: &'a [NodePoolFacts],
+    pub instance_types: &'a [InstanceType],
+    pub nodes: &'a [ExistingNode],
+    pub zones: &'i Zones,
+    pub node_zones: &'i [Option<usize>],
+}
+
+pub(crate) fn group<'a>(pods: &'a [PendingPod], cx: &ClassContext<'a, '_>) -> Classes {
+    let mut index: HashMap<ClassKey<'a>, usize> = HashMap::new();
+    let mut list = Vec::new();
+    let mut of_pod = Vec::with_capacity(pods.len());
+    for pod in pods {
+        let key: ClassKey<'a> = (&pod.node_selector, &pod.required_affinity, &pod.tolerations);
+        let class = *index.entry(key).or_insert_with(|| {
+            list.push(build(
+                &pod.node_selector,
+                &pod.required_affinity,
+                &pod.tolerations,
+                cx,
+            ));
+            list.len() - 1
+        });
+        of_pod.push(class);
+    }
+    Classes { list, of_pod }
+}
+
+fn build<'a>(
+    node_selector: &'a BTreeMap<String, String>,
+    terms: &'a NodeSelectorTerms,
+    tolerations: &'a [Toleration],
+    cx: &ClassContext<'a, '_>,
+) -> PodClass {
+    let mut eligible_zones = 0u64;
+    let pools: Vec<ClassPool> = cx
+        .catalogs
+        .iter()
+        .map(|catalog| {
+            let pool = &cx.nodepools[catalog.nodepool];
+            if let Some(reason) = &catalog.unusable {
+                return ClassPool::Refused(reason.clone());
+            }
+            if let Some(taint) = first_blocking_taint(tolerations, &pool.taints) {
+                return ClassPool::Refused(format!("pool {} has taint {}", pool.name, describe(taint)));
+            }
+            let masks: Vec<SlotMask> = catalog
+                .types
+                .iter()
+                .map(|t| {
+                    let labels = &cx.instance_types[t.instance_type].labels;
+                    slots(t.slots)
+                        .filter(|s| {
+                            let candidate = CandidateLabels {
+                                pool: &catalog.labels,
+                                instance_type: labels,
+                                zone: &cx.zones.names[slot_zone(*s)],
+                                capacity_type: slot_capacity_type(*s),
+                            };
+                            node_constraints_match(node_selector, terms, &candidate)
+                        })
+                        .fold(0, |mask, s| mask | (1 << s))
+                })
+                .collect();
+            let union = masks.iter().fold(0, |acc, m| acc | m);
+            if union == 0 {
+                return ClassPool::Refused(format!(
+                    "pool {}: its requirements and instance types do not meet the pod's node selector/affinity",
+                    pool.name
+                ));
+            }
+            eligible_zones |= zones_of(union);
+            ClassPool::Allowed(masks)
+        })
+        .collect();
+    let existing = cx
+        .nodes
+        .iter()
+        .zip(cx.node_zones)
+        .map(|(node, zone)| {
+            let ok = !node.unavailable
+                && first_blocking_taint(tolerations, &node.taints).is_none()
+                && node_constraints_match(node_selector, terms, &node.labels);
+            if ok {
+                if let Some(z) = zone {
+                    eligible_zones |= 1 << z;
+                }
+            }
+            ok
+        })
+        .collect();
+    let pool_slots = pools
+        .iter()
+        .map(|p| match p {
+            ClassPool::Allowed(masks) => masks.iter().fold(0, |acc, m| acc | m),
+            ClassPool::Refused(_) => 0,
+        })
+        .collect();
+    PodClass {
+        pools,
+        existing,
+        eligible_zones,
+        pool_slots,
+    }
+}
+
+/// The zone of an existing node, interned.
+pub(crate) fn node_zone(node: &ExistingNode, zones: &mut Zones) -> Option<usize> {
+    node.labels.get(ZONE_LABEL).and_then(|z| zones.intern(z))
+}

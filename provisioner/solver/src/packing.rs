@@ -1,0 +1,570 @@
+//! First-fit decreasing over existing nodes, the nodes opened in this solve,
+//! then new nodes from the pools in weight order. A new node keeps every
+//! instance type (and offering) that still fits all of its pods.
+
+use crate::catalog::PoolCatalog;
+use crate::classes::{ClassPool, Classes};
+use crate::model::{ExistingNode, NodePoolFacts};
+use crate::offerings::{zone_slots, zones_of, SlotMask};
+use crate::pods::PodFacts;
+use crate::resources::{Res, CPU, MEMORY};
+use crate::topology::{NodeTally, ZoneCounts};
+use crate::Input;
+
+pub(crate) struct ExistingState {
+    pub allocatable: Res,
+    pub requested: Res,
+    pub zone: Option<usize>,
+    pub tally: NodeTally,
+}
+
+/// A node opened in this solve.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenNode {
+    pub catalog: usize,
+    pub pods: Vec<usize>,
+    /// Sum of the pods' requests (no DaemonSets: those are per type).
+    pub requests: Res,
+    /// (pool type index, allowed slots), cheapest type first.
+    pub types: Vec<(u32, SlotMask)>,
+    /// Per-dimension maximum of what the remaining types leave for pods:
+    /// a cheap first test before filtering types.
+    pub upper: Res,
+    /// Pinned zone, once a pod that spreads by zone (or is counted by such
+    /// a spread) is on it.
+    pub zone: Option<usize>,
+    pub tally: NodeTally,
+    /// Largest capacity among the remaining types, held against the pool's limits.
+    pub reserved: (u64, u64),
+    /// Cpu and memory left in the cheapest remaining type: the quick test
+    /// for a pod that would ride for free.
+    pub free: (u64, u64),
+    /// Union of the remaining types' slots.
+    pub slots: SlotMask,
+}
+
+/// What is left of a pool's limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    pub cpu: Option<u64>,
+    pub memory: Option<u64>,
+}
+
+impl Budget {
+    pub(crate) fn admits(&self, cpu: u64, memory: u64) -> bool {
+        self.cpu.is_none_or(|b| cpu <= b) && self.memory.is_none_or(|b| memory <= b)
+    }
+
+    pub(crate) fn take(&mut self, cpu: u64, memory: u64) {
+        self.cpu = self.cpu.map(|b| b.saturating_sub(cpu));
+        self.memory = self.memory.map(|b| b.saturating_sub(memory));
+    }
+
+    pub(crate) fn give_back(&mut self, cpu: u64, memory: u64) {
+        self.cpu = self.cpu.map(|b| b.saturating_add(cpu));
+        self.memory = self.memory.map(|b| b.saturating_add(memory));
+    }
+}
+
+pub(crate) struct Placement {
+    pub to_existing: Vec<(usize, usize)>,
+    pub open: Vec<OpenNode>,
+    /// Pods no node could take; the reason is worked out afterwards.
+    pub unplaced: Vec<usize>,
+}
+
+/// The result of trying one pod on one node, before committing.
+pub(crate) struct Fit {
+    pub types: Vec<(u32, SlotMask)>,
+    pub zone: Option<usize>,
+}
+
+pub(crate) struct Packer<'s> {
+    pub input: &'s Input<'s>,
+    pub catalogs: &'s [PoolCatalog],
+    /// Catalog indices, heaviest pool first, ties by name.
+    pub pool_order: Vec<usize>,
+    pub classes: &'s Classes,
+    pub pods: &'s [PodFacts],
+    pub existing: Vec<ExistingState>,
+    pub zone_counts: ZoneCounts,
+    pub budgets: Vec<Budget>,
+    pub open: Vec<OpenNode>,
+    /// Open nodes that may still take the smallest pod, in opening order.
+    pub active: Vec<usize>,
+    pub smallest_pod: Res,
+    /// Per catalog, a node with no pods and every type, cloned (not rebuilt)
+    /// for each new node of a pool without limits.
+    pub templates: Vec<Option<OpenNode>>,
+}
+
+impl<'s> Packer<'s> {
+    pub fn new(
+        input: &'s Input<'s>,
+        catalogs: &'s [PoolCatalog],
+        classes: &'s Classes,
+        pods: &'s [PodFacts],
+        existing: Vec<ExistingState>,
+        zone_counts: ZoneCounts,
+    ) -> Self {
+        let nodepools: &[NodePoolFacts] = input.nodepools;
+        let mut pool_order: Vec<usize> = (0..catalogs.len()).collect();
+        pool_order.sort_by(|a, b| {
+            let (pa, pb) = (
+                &nodepools[catalogs[*a].nodepool],
+                &nodepools[catalogs[*b].nodepool],
+            );
+            pb.weight
+                .cmp(&pa.weight)
+                .then_with(|| pa.name.cmp(&pb.name))
+        });
+        let budgets = catalogs
+            .iter()
+            .map(|c| {
+                let pool = &nodepools[c.nodepool];
+                Budget {
+                    cpu: pool
+                        .limit_cpu_millis
+                        .map(|l| l.saturating_sub(pool.used_cpu_millis)),
+                    memory: pool
+                        .limit_memory_bytes
+                        .map(|l| l.saturating_sub(pool.used_memory_bytes)),
+                }
+            })
+            .collect();
+        let mut smallest_pod = pods.first().map(|p| p.requests.clone()).unwrap_or_default();
+        for pod in pods {
+            for i in 0..4 {
+                smallest_pod.base[i] = smallest_pod.base[i].min(pod.requests.base[i]);
+            }
+            for (a, b) in smallest_pod.ext.iter_mut().zip(&pod.requests.ext) {
+                *a = (*a).min(*b);
+            }
+        }
+        Packer {
+            input,
+            catalogs,
+            pool_order,
+            classes,
+            pods,
+            existing,
+            zone_counts,
+            budgets,
+            open: Vec::new(),
+            active: Vec::new(),
+            smallest_pod,
+            templates: Vec::new(),
+        }
+        .with_templates()
+    }
+
+    fn with_templates(mut self) -> Self {
+        self.templates = (0..self.catalogs.len())
+            .map(|c| self.build_empty_node(c, false))
+            .collect();
+        self
+    }
+
+    pub fn run(&mut self) -> Placement {
+        let mut order: Vec<usize> = (0..self.pods.len()).collect();
+        // First-fit decreasing by (cpu, memory), as Karpenter sorts.
+        order.sort_by(|a, b| {
+            let (ra, rb) = (&self.pods[*a].requests.base, &self.pods[*b].requests.base);
+            rb[CPU].cmp(&ra[CPU]).then(rb[MEMORY].cmp(&ra[MEMORY]))
+        });
+        let mut to_existing = Vec::new();
+        let mut unplaced = Vec::new();
+        for pod in order {
+            if self.pods[pod].unsupported.is_some() {
+                unplaced.push(pod);
+                continue;
+            }
+            if let Some(node) = self.best_existing(pod) {
+                self.commit_existing(pod, node);
+                to_existing.push((pod, node));
+                continue;
+            }
+            if self.place_on_open(pod) {
+                continue;
+            }
+            if !self.open_new(pod) {
+                unplaced.push(pod);
+            }
+        }
+        self.repack();
+        let open = std::mem::take(&mut self.open)
+            .into_iter()
+            .filter(|n| !n.pods.is_empty())
+            .collect();
+        Placement {
+            to_existing,
+            open,
+            unplaced,
+        }
+    }
+
+    /// The existing node the pod fits on that ends fullest.
+    fn best_existing(&self, pod: usize) -> Option<usize> {
+        let facts = &self.pods[pod];
+        let class = &self.classes.list[facts.class];
+        let mut best: Option<(f64, usize)> = None;
+        for (i, node) in self.existing.iter().enumerate() {
+            if !class.existing[i] || !node.requested.fits_with(&facts.requests, &node.allocatable) {
+                continue;
+            }
+            if !node.tally.anti_affinity_allows(&facts.matches, &facts.anti)
+                || !node.tally.hostname_spread_allows(&facts.hostname_spread)
+            {
+                continue;
+            }
+            if facts.needs_zone {
+                match node.zone {
+                    Some(z)
+                        if self
+                            .zone_counts
+                            .allows(&facts.zone_spread, class.eligible_zones, z) => {}
+                    _ => continue,
+                }
+            }
+            let mut after = node.requested.clone();
+            after.add_assign(&facts.requests);
+            let fullness = after.fullness(&node.allocatable);
+            if best.is_none_or(|(f, _)| fullness > f) {
+                best = Some((fullness, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    fn commit_existing(&mut self, pod: usize, node: usize) {
+        let facts = &self.pods[pod];
+        let state = &mut self.existing[node];
+        state.requested.add_assign(&facts.requests);
+        state.tally.add_pod(&facts.matches, &facts.anti);
+        if let Some(z) = state.zone {
+            self.zone_counts.add(&facts.matches, z);
+        }
+    }
+
+    /// Among the nodes opened in this solve: first one whose current
+    /// cheapest type still has room for the pod (it rides for free), else
+    /// the first that can grow to take it.
+    fn place_on_open(&mut self, pod: usize) -> bool {
+        let free_ride = (0..self.active.len()).find_map(|position| {
+            let node = &self.open[self.active[position]];
+            if !self.fits_cheapest(node, pod) {
+                return None;
+            }
+            let fit = self.try_fit(node, pod)?;
+            let keeps_cheapest = fit.types.first().map(|t| t.0) == node.types.first().map(|t| t.0);
+            keeps_cheapest.then_some((position, fit))
+        });
+        if let Some((position, fit)) = free_ride {
+            self.commit_at(position, pod, fit);
+            return true;
+        }
+        let grown = (0..self.active.len()).find_map(|position| {
+            self.try_fit(&self.open[self.active[position]], pod)
+                .map(|fit| (position, fit))
+        });
+        let Some((position, fit)) = grown else {
+            return false;
+        };
+        // Growing costs the step to a dearer type; a node of its own may be cheaper.
+        let node = &self.open[self.active[position]];
+        let pool = &self.catalogs[node.catalog];
+        let before = node
+            .types
+            .first()
+            .map_or(0.0, |(t, _)| pool.types[*t as usize].cheapest);
+        let after = fit
+            .types
+            .first()
+            .map_or(f64::INFINITY, |(t, _)| pool.types[*t as usize].cheapest);
+        if self
+            .cheapest_new_node(pod)
+            .is_some_and(|alone| alone < after - before)
+            && self.open_new(pod)
+        {
+            return true;
+        }
+        self.commit_at(position, pod, fit);
+        true
+    }
+
+    /// Price of the cheapest type of the first pool (by weight) that could
+    /// take the pod alone; limits and zones are left to `open_new`.
+    fn cheapest_new_node(&self, pod: usize) -> Option<f64> {
+        let facts = &self.pods[pod];
+        self.pool_order.iter().find_map(|catalog| {
+            let ClassPool::Allowed(masks) = &self.classes.list[facts.class].pools[*catalog] else {
+                return None;
+            };
+            let pool = &self.catalogs[*catalog];
+            if pool.unusable.is_some() {
+                return None;
+            }
+            pool.types
+                .iter()
+                .zip(masks)
+                .find(|(t, mask)| **mask != 0 && facts.requests.fits_in(&t.for_pods))
+                .map(|(t, _)| t.cheapest)
+        })
+    }
+
+    fn commit_at(&mut self, position: usize, pod: usize, fit: Fit) {
+        let node = self.active[position];
+        self.commit_open(node, pod, fit);
+        if !self.open[node]
+            .requests
+            .fits_with(&self.smallest_pod, &self.open[node].upper)
+        {
+            self.active.remove(position);
+        }
+    }
+
+    /// Cheap test: the pod fits what the node's cheapest remaining type
+    /// leaves, with no constraint against it. `try_fit` confirms.
+    pub(crate) fn fits_cheapest(&self, node: &OpenNode, pod: usize) -> bool {
+        let facts = &self.pods[pod];
+        if node.free.0 < facts.requests.base[CPU] || node.free.1 < facts.requests.base[MEMORY] {
+            return false;
+        }
+        let Some((cheapest, mask)) = node.types.first() else {
+            return false;
+        };
+        let ClassPool::Allowed(masks) = &self.classes.list[facts.class].pools[node.catalog] else {
+            return false;
+        };
+        mask & masks[*cheapest as usize] != 0
+            && node.requests.fits_with(
+                &facts.requests,
+                &self.catalogs[node.catalog].types[*cheapest as usize].for_pods,
+            )
+            && node.tally.anti_affinity_allows(&facts.matches, &facts.anti)
+            && node.tally.hostname_spread_allows(&facts.hostname_spread)
+            && (!facts.needs_zone || node.zone.is_some())
+    }
+
+    fn open_new(&mut self, pod: usize) -> bool {
+        for position in 0..self.pool_order.len() {
+            let catalog = self.pool_order[position];
+            let Some(empty) = self.empty_node(catalog, true) else {
+                continue;
+            };
+            if let Some(fit) = self.try_fit(&empty, pod) {
+                let index = self.open.len();
+                self.open.push(empty);
+                self.commit_open(index, pod, fit);
+                if self.open[index]
+                    .requests
+                    .fits_with(&self.smallest_pod, &self.open[index].upper)
+                {
+                    self.active.push(index);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A node of this pool with no pods yet: every type the pool's limits
+    /// still admit (or every type, when `within_limits` is false).
+    pub(crate) fn empty_node(&self, catalog: usize, within_limits: bool) -> Option<OpenNode> {
+        let budget = self.budgets[catalog];
+        if !within_limits || (budget.cpu.is_none() && budget.memory.is_none()) {
+            if let Some(Some(template)) = self.templates.get(catalog) {
+                return Some(template.clone());
+            }
+        }
+        self.build_empty_node(catalog, within_limits)
+    }
+
+    fn build_empty_node(&self, catalog: usize, within_limits: bool) -> Option<OpenNode> {
+        let budget = self.budgets[catalog];
+        let pool = &self.catalogs[catalog];
+        if pool.unusable.is_some() {
+            return None;
+        }
+        let types: Vec<(u32, SlotMask)> = pool
+            .types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !within_limits || budget.admits(t.capacity_cpu, t.capacity_memory))
+            .map(|(i, t)| (i as u32, t.slots))
+            .collect();
+        if types.is_empty() {
+            return None;
+        }
+        let zero = self.catalogs[catalog].types[0].for_pods.clone();
+        let mut node = OpenNode {
+            catalog,
+            pods: Vec::new(),
+            requests: Res {
+                base: [0; 4],
+                ext: vec![0; zero.ext.len()],
+            },
+            types,
+            upper: Res {
+                base: [0; 4],
+                ext: vec![0; zero.ext.len()],
+            },
+            zone: None,
+            tally: NodeTally::default(),
+            reserved: (0, 0),
+            free: (0, 0),
+            slots: 0,
+        };
+        node.upper = self.upper_of(catalog, &node.types);
+        node.slots = node.types.iter().fold(0, |acc, (_, m)| acc | m);
+        Some(node)
+    }
+
+    pub(crate) fn upper_of(&self, catalog: usize, types: &[(u32, SlotMask)]) -> Res {
+        let pool = &self.catalogs[catalog];
+        let mut upper = pool.types[types[0].0 as usize].for_pods.clone();
+        for (t, _) in &types[1..] {
+            upper.max_assign(&pool.types[*t as usize].for_pods);
+        }
+        upper
+    }
+
+    /// Whether `pod` can join `node`, and the node's types and zone if it does.
+    pub(crate) fn try_fit(&self, node: &OpenNode, pod: usize) -> Option<Fit> {
+        let facts = &self.pods[pod];
+        let class = &self.classes.list[facts.class];
+        let ClassPool::Allowed(masks) = &class.pools[node.catalog] else {
+            return None;
+        };
+        if node.slots & class.pool_slots[node.catalog] == 0
+            || !node.requests.fits_with(&facts.requests, &node.upper)
+            || !node.tally.anti_affinity_allows(&facts.matches, &facts.anti)
+            || !node.tally.hostname_spread_allows(&facts.hostname_spread)
+        {
+            return None;
+        }
+        let mut restrict = SlotMask::MAX;
+        if facts.needs_zone {
+            if let Some(z) = node.zone {
+                if !self
+                    .zone_counts
+                    .allows(&facts.zone_spread, class.eligible_zones, z)
+                {
+                    return None;
+                }
+                restrict = zone_slots(z);
+            }
+        }
+        let catalog = &self.catalogs[node.catalog];
+        let mut after = node.requests.clone();
+        after.add_assign(&facts.requests);
+        let mut types: Vec<(u32, SlotMask)> = node
+            .types
+            .iter()
+            .filter_map(|(t, mask)| {
+                let allowed = mask & masks[*t as usize] & restrict;
+                (allowed != 0 && after.fits_in(&catalog.types[*t as usize].for_pods))
+                    .then_some((*t, allowed))
+            })
+            .collect();
+        if types.is_empty() {
+            return None;
+        }
+        let mut zone = node.zone;
+        if facts.needs_zone && zone.is_none() {
+            let chosen = self.choose_zone(facts, class.eligible_zones, node.catalog, &types)?;
+            types.retain_mut(|(_, mask)| {
+                *mask &= zone_slots(chosen);
+                *mask != 0
+            });
+            zone = Some(chosen);
+        }
+        if catalog
+            .min_values_shortfall(&types, self.input.instance_types)
+            .is_some()
+        {
+            return None;
+        }
+        Some(Fit { types, zone })
+    }
+
+    /// The zone for a node that gets pinned: within every zone spread's
+    /// maxSkew, least loaded, then cheapest.
+    fn choose_zone(
+        &self,
+        facts: &PodFacts,
+        eligible: u64,
+        catalog: usize,
+        types: &[(u32, SlotMask)],
+    ) -> Option<usize> {
+        let union = types.iter().fold(0, |acc, (_, m)| acc | m);
+        let zones = zones_of(union);
+        let pool = &self.catalogs[catalog];
+        let mut best: Option<(u32, f64, usize)> = None;
+        for z in (0..64).filter(|z| zones & (1 << z) != 0) {
+            if !self.zone_counts.allows(&facts.zone_spread, eligible, z) {
+                continue;
+            }
+            let load = self.zone_counts.load(&facts.zone_spread, z);
+            let price = types
+                .iter()
+                .filter_map(|(t, m)| pool.types[*t as usize].cheapest_in(m & zone_slots(z)))
+                .min_by(f64::total_cmp)
+                .unwrap_or(f64::INFINITY);
+            let better = match best {
+                None => true,
+                Some((l, p, _)) => load < l || (load == l && price < p),
+            };
+            if better {
+                best = Some((load, price, z));
+            }
+        }
+        best.map(|(_, _, z)| z)
+    }
+
+    pub(crate) fn commit_open(&mut self, index: usize, pod: usize, fit: Fit) {
+        let facts = &self.pods[pod];
+        let catalog = self.open[index].catalog;
+        let upper = self.upper_of(catalog, &fit.types);
+        let pool = &self.catalogs[catalog];
+        let reserved = fit.types.iter().fold((0, 0), |(c, m), (t, _)| {
+            let t = &pool.types[*t as usize];
+            (c.max(t.capacity_cpu), m.max(t.capacity_memory))
+        });
+        let node = &mut self.open[index];
+        let budget = &mut self.budgets[catalog];
+        budget.give_back(node.reserved.0, node.reserved.1);
+        budget.take(reserved.0, reserved.1);
+        node.reserved = reserved;
+        node.slots = fit.types.iter().fold(0, |acc, (_, m)| acc | m);
+        node.types = fit.types;
+        node.upper = upper;
+        node.zone = fit.zone;
+        node.requests.add_assign(&facts.requests);
+        node.tally.add_pod(&facts.matches, &facts.anti);
+        node.pods.push(pod);
+        if let Some(z) = node.zone {
+            self.zone_counts.add(&facts.matches, z);
+        }
+        self.open[index].free = self.slack_of(index);
+    }
+}
+
+pub(crate) fn existing_state(
+    node: &ExistingNode,
+    zone: Option<usize>,
+    names: &crate::resources::ResourceNames,
+) -> ExistingState {
+    ExistingState {
+        allocatable: names.dense(&node.allocatable),
+        requested: names.dense(&node.requested),
+        zone,
+        tally: NodeTally::default(),
+    }
+}
+
+impl ExistingState {
+    pub fn count_resident(&mut self, matches: &[crate::topology::SelectorId]) {
+        self.tally.add_pod(matches, &[]);
+    }
+}

@@ -1,0 +1,128 @@
+//! What the packing loop needs to know about each pending pod, computed once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use spotwright_api::keys::{HOSTNAME_LABEL, ZONE_LABEL};
+
+use crate::model::{ExistingNode, PendingPod};
+use crate::resources::{Res, ResourceNames};
+use crate::topology::{SelectorId, Selectors};
+
+#[derive(Debug)]
+pub(crate) struct PodFacts {
+    pub class: usize,
+    pub requests: Res,
+    /// Selectors (spread or anti-affinity, of any pod) this pod matches.
+    pub matches: Vec<SelectorId>,
+    pub anti: Vec<SelectorId>,
+    /// Hard zone spread: `(selector, maxSkew)`.
+    pub zone_spread: Vec<(SelectorId, u32)>,
+    /// Hard hostname spread: `(selector, maxSkew)`.
+    pub hostname_spread: Vec<(SelectorId, u32)>,
+    /// Must land on a node whose zone is fixed: it spreads by zone, or a
+    /// zone spread counts it.
+    pub needs_zone: bool,
+    /// A hard constraint the solver cannot honour.
+    pub unsupported: Option<String>,
+}
+
+/// Selectors of every spread constraint and anti-affinity term in the batch.
+pub(crate) struct Interned<'a> {
+    pub selectors: Selectors<'a>,
+    pub zone_counted: Vec<bool>,
+}
+
+pub(crate) fn intern_selectors(pods: &[PendingPod]) -> Interned<'_> {
+    let mut selectors = Selectors::default();
+    let mut zone_selectors = Vec::new();
+    for pod in pods {
+        for spread in pod.topology_spread.iter().filter(|s| s.hard) {
+            let id = selectors.intern(&pod.namespace, &spread.selector);
+            if spread.topology_key == ZONE_LABEL {
+                zone_selectors.push(id);
+            }
+        }
+        for selector in &pod.hostname_anti_affinity {
+            selectors.intern(&pod.namespace, selector);
+        }
+    }
+    let mut zone_counted = vec![false; selectors.len()];
+    for id in zone_selectors {
+        zone_counted[id as usize] = true;
+    }
+    Interned {
+        selectors,
+        zone_counted,
+    }
+}
+
+pub(crate) fn facts(
+    pods: &[PendingPod],
+    classes: &[usize],
+    interned: &mut Interned<'_>,
+    names: &ResourceNames,
+) -> Vec<PodFacts> {
+    let mut match_cache: HashMap<(&str, &BTreeMap<String, String>), Vec<SelectorId>> =
+        HashMap::new();
+    let selectors = &interned.selectors;
+    pods.iter()
+        .zip(classes)
+        .map(|(pod, class)| {
+            let matches = match_cache
+                .entry((pod.namespace.as_str(), &pod.labels))
+                .or_insert_with(|| selectors.matching(&pod.namespace, &pod.labels))
+                .clone();
+            let mut facts = PodFacts {
+                class: *class,
+                requests: names.pod_requests(&pod.requests),
+                anti: Vec::new(),
+                zone_spread: Vec::new(),
+                hostname_spread: Vec::new(),
+                needs_zone: matches.iter().any(|s| interned.zone_counted[*s as usize]),
+                matches,
+                unsupported: None,
+            };
+            for spread in pod.topology_spread.iter().filter(|s| s.hard) {
+                let id = selectors_lookup(selectors, &pod.namespace, &spread.selector);
+                match spread.topology_key.as_str() {
+                    ZONE_LABEL => {
+                        facts.zone_spread.push((id, spread.max_skew));
+                        facts.needs_zone = true;
+                    }
+                    HOSTNAME_LABEL => facts.hostname_spread.push((id, spread.max_skew)),
+                    other => {
+                        facts.unsupported =
+                            Some(format!("topology spread on unsupported key {other}"));
+                    }
+                }
+            }
+            facts.anti = pod
+                .hostname_anti_affinity
+                .iter()
+                .map(|s| selectors_lookup(selectors, &pod.namespace, s))
+                .collect();
+            facts
+        })
+        .collect()
+}
+
+fn selectors_lookup(
+    selectors: &Selectors<'_>,
+    namespace: &str,
+    selector: &crate::model::LabelSelector,
+) -> SelectorId {
+    selectors
+        .find(namespace, selector)
+        .unwrap_or(SelectorId::MAX)
+}
+
+/// Selectors each existing node's pods match, for its starting tally.
+pub(crate) fn existing_matches(
+    node: &ExistingNode,
+    selectors: &Selectors<'_>,
+) -> Vec<Vec<SelectorId>> {
+    node.pods
+        .iter()
+        .map(|p| selectors.matching(&p.namespace, &p.labels))
+        .collect()
+}

@@ -1,0 +1,569 @@
+//! Property tests: random small clusters, checked against the plan's
+//! invariants by code written independently of the solver.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::*;
+use proptest::prelude::*;
+use spotwright_solver::model::*;
+use spotwright_solver::{solve, Input, Plan};
+
+const ZONES: [&str; 3] = ["a", "b", "c"];
+const MIB: u64 = 1 << 20;
+
+/// SplitMix64 driven by the proptest seed.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Debug)]
+struct World {
+    pods: Vec<PendingPod>,
+    nodes: Vec<ExistingNode>,
+    pools: Vec<NodePoolFacts>,
+    daemonsets: Vec<DaemonSetFacts>,
+    types: Vec<InstanceType>,
+}
+
+fn all_tolerated() -> Toleration {
+    Toleration {
+        key: None,
+        exists: true,
+        value: None,
+        effect: None,
+    }
+}
+
+fn world(seed: u64, max_pods: u64) -> World {
+    let mut d = Draws(seed);
+    let types: Vec<InstanceType> = (0..1 + d.below(6))
+        .map(|i| {
+            let cpus = [1, 2, 4, 8, 16][d.below(5) as usize];
+            let arch = if d.chance(30) { "arm64" } else { "amd64" };
+            let mut t = itype(
+                &format!("t{i}"),
+                cpus,
+                arch,
+                &ZONES,
+                0.05 + d.below(10) as f64 / 100.0,
+            );
+            t.allocatable.cpu_millis -= 100;
+            t.allocatable.pods = 4 + d.below(30);
+            t.capacity.pods = t.allocatable.pods;
+            for o in &mut t.offerings {
+                o.available = d.chance(80);
+                o.price *= 1.0 + d.below(5) as f64 / 10.0;
+            }
+            t
+        })
+        .collect();
+    let pools: Vec<NodePoolFacts> = (0..1 + d.below(3))
+        .map(|i| {
+            let mut p = pool(&format!("p{i}"));
+            p.weight = d.below(3) as i32;
+            if d.chance(30) {
+                p.taints = vec![taint("team", &format!("p{i}"), TaintEffect::NoSchedule)];
+            }
+            if d.chance(30) {
+                let zones: Vec<&str> = ZONES.iter().copied().filter(|_| d.chance(60)).collect();
+                p.requirements.push(req(ZONE, Operator::In, &zones));
+            }
+            if d.chance(20) {
+                p.requirements
+                    .push(req(CAPACITY_TYPE, Operator::In, &["on-demand"]));
+            }
+            if d.chance(20) {
+                p.requirements.push(req(INSTANCE_CPU, Operator::Gt, &["1"]));
+            }
+            if d.chance(25) {
+                let mut m = req(INSTANCE_TYPE, Operator::Exists, &[]);
+                m.min_values = Some(1 + d.below(3) as u32);
+                p.requirements.push(m);
+            }
+            if d.chance(40) {
+                p.limit_cpu_millis = Some(4_000 + d.below(40_000));
+                p.used_cpu_millis = d.below(3_000);
+            }
+            if d.chance(20) {
+                p.limit_memory_bytes = Some((8 + d.below(64)) * GIB);
+                p.used_memory_bytes = d.below(4) * GIB;
+            }
+            p
+        })
+        .collect();
+    let daemonsets: Vec<DaemonSetFacts> = (0..d.below(3))
+        .map(|i| DaemonSetFacts {
+            name: format!("ds{i}"),
+            requests: Resources {
+                cpu_millis: 50 + d.below(150),
+                memory_bytes: 64 * MIB,
+                ..Resources::default()
+            },
+            node_selector: if d.chance(40) {
+                labels(&[(ARCH, "arm64")])
+            } else {
+                BTreeMap::new()
+            },
+            required_affinity: vec![],
+            tolerations: if d.chance(50) {
+                vec![all_tolerated()]
+            } else {
+                vec![]
+            },
+        })
+        .collect();
+    let nodes: Vec<ExistingNode> = (0..d.below(4))
+        .map(|i| {
+            let mut n = node(
+                &format!("n{i}"),
+                ZONES[d.below(3) as usize],
+                2_000 + d.below(6_000),
+                0,
+            );
+            n.requested.cpu_millis = d.below(n.allocatable.cpu_millis);
+            n.requested.pods = d.below(3);
+            n.unavailable = d.chance(20);
+            if d.chance(20) {
+                n.taints = vec![taint("team", "x", TaintEffect::NoSchedule)];
+            }
+            n.pods = vec![PlacedPod {
+                namespace: "ns".into(),
+                labels: labels(&[("app", "existing")]),
+            }];
+            n
+        })
+        .collect();
+    let pods = (0..d.below(max_pods + 1))
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 50 + d.below(3_000), 0);
+            p.requests.memory_bytes = (64 + d.below(4_000)) * MIB;
+            p.labels = labels(&[("app", "plain")]);
+            let group = d.below(2);
+            match d.below(6) {
+                1 => {
+                    let app = format!("zs{group}");
+                    p.labels = labels(&[("app", &app)]);
+                    p.topology_spread = vec![spread(ZONE, 1 + group as u32, &app)];
+                    p.tolerations = vec![all_tolerated()];
+                }
+                2 => {
+                    let app = format!("hs{group}");
+                    p.labels = labels(&[("app", &app)]);
+                    p.topology_spread = vec![spread(HOSTNAME, 1 + group as u32, &app)];
+                }
+                3 => {
+                    let app = format!("aa{group}");
+                    p.labels = labels(&[("app", &app)]);
+                    p.hostname_anti_affinity = vec![selector("app", &app)];
+                }
+                4 => p.node_selector = labels(&[(ZONE, ZONES[d.below(3) as usize])]),
+                5 => p.tolerations = vec![tolerate("team")],
+                _ => {}
+            }
+            p
+        })
+        .collect();
+    World {
+        pods,
+        nodes,
+        pools,
+        daemonsets,
+        types,
+    }
+}
+
+fn tolerated(tolerations: &[Toleration], taints: &[Taint]) -> bool {
+    taints.iter().all(|t| {
+        t.effect == TaintEffect::PreferNoSchedule
+            || tolerations.iter().any(|o| match &o.key {
+                None => o.exists,
+                Some(k) => *k == t.key && (o.exists || o.value == t.value),
+            })
+    })
+}
+
+fn overhead(w: &World, pool: &NodePoolFacts, t: &InstanceType) -> (u64, u64, u64) {
+    w.daemonsets
+        .iter()
+        .filter(|ds| tolerated(&ds.tolerations, &pool.taints))
+        .filter(|ds| {
+            ds.node_selector
+                .iter()
+                .all(|(k, v)| t.labels.get(k) == Some(v))
+        })
+        .fold((0, 0, 0), |(c, m, n), ds| {
+            (
+                c + ds.requests.cpu_millis,
+                m + ds.requests.memory_bytes,
+                n + 1,
+            )
+        })
+}
+
+fn pool_allows(pool: &NodePoolFacts, t: &InstanceType, o: &Offering) -> bool {
+    pool.requirements.iter().all(|r| match r.key.as_str() {
+        ZONE => r.values.contains(&o.zone),
+        CAPACITY_TYPE => r.values.iter().any(|v| v == o.capacity_type.as_str()),
+        INSTANCE_CPU => {
+            t.labels[INSTANCE_CPU].parse::<i64>().unwrap() > r.values[0].parse::<i64>().unwrap()
+        }
+        _ => true,
+    })
+}
+
+/// Zones a pod that tolerates everything and selects nothing could land in.
+fn domains(w: &World) -> Vec<String> {
+    let mut zones: Vec<String> = Vec::new();
+    for pool in &w.pools {
+        let usable: Vec<(&InstanceType, Vec<&Offering>)> = w
+            .types
+            .iter()
+            .filter(|t| {
+                let (c, m, n) = overhead(w, pool, t);
+                c <= t.allocatable.cpu_millis
+                    && m <= t.allocatable.memory_bytes
+                    && n <= t.allocatable.pods
+            })
+            .map(|t| {
+                (
+                    t,
+                    t.offerings
+                        .iter()
+                        .filter(|o| o.available && pool_allows(pool, t, o))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, o)| !o.is_empty())
+            .collect();
+        let min_types = pool
+            .requirements
+            .iter()
+            .filter_map(|r| r.min_values)
+            .max()
+            .unwrap_or(0) as usize;
+        if usable.len() < min_types.max(1) {
+            continue;
+        }
+        zones.extend(
+            usable
+                .iter()
+                .flat_map(|(_, os)| os.iter().map(|o| o.zone.clone())),
+        );
+    }
+    zones.extend(
+        w.nodes
+            .iter()
+            .filter(|n| !n.unavailable)
+            .map(|n| n.labels[ZONE].clone()),
+    );
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+fn check(w: &World, plan: &Plan) -> Result<(), String> {
+    let pods: HashMap<&str, &PendingPod> = w.pods.iter().map(|p| (p.key.as_str(), p)).collect();
+    // Every pod exactly once.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for key in plan
+        .to_existing
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(
+            plan.new_nodes
+                .iter()
+                .flat_map(|n| n.pods.iter().map(String::as_str)),
+        )
+        .chain(plan.unschedulable.iter().map(|(k, _)| k.as_str()))
+    {
+        *seen.entry(key).or_default() += 1;
+    }
+    if seen.len() != w.pods.len()
+        || seen.values().any(|n| *n != 1)
+        || !w.pods.iter().all(|p| seen.contains_key(p.key.as_str()))
+    {
+        return Err(format!("pods not accounted exactly once: {seen:?}"));
+    }
+    if plan
+        .unschedulable
+        .iter()
+        .any(|(_, reason)| reason.is_empty())
+    {
+        return Err("unschedulable without a reason".into());
+    }
+    // Every node's pods, by node id, for the topology checks.
+    let mut members: Vec<(Option<String>, Vec<&PendingPod>)> = Vec::new();
+    for n in &w.nodes {
+        let placed: Vec<&PendingPod> = plan
+            .to_existing
+            .iter()
+            .filter(|(_, node)| *node == n.name)
+            .map(|(k, _)| pods[k.as_str()])
+            .collect();
+        if !placed.is_empty() && n.unavailable {
+            return Err(format!("pod placed on unavailable node {}", n.name));
+        }
+        let cpu: u64 =
+            n.requested.cpu_millis + placed.iter().map(|p| p.requests.cpu_millis).sum::<u64>();
+        let mem: u64 =
+            n.requested.memory_bytes + placed.iter().map(|p| p.requests.memory_bytes).sum::<u64>();
+        let count = n.requested.pods + placed.len() as u64;
+        if cpu > n.allocatable.cpu_millis
+            || mem > n.allocatable.memory_bytes
+            || count > n.allocatable.pods
+        {
+            return Err(format!("existing node {} over allocatable", n.name));
+        }
+        if placed.iter().any(|p| !tolerated(&p.tolerations, &n.taints)) {
+            return Err(format!("untolerated taint on {}", n.name));
+        }
+        members.push((n.labels.get(ZONE).cloned(), placed));
+    }
+    let mut planned: HashMap<&str, (u64, u64)> = HashMap::new();
+    for node in &plan.new_nodes {
+        let pool = w
+            .pools
+            .iter()
+            .find(|p| p.name == node.nodepool)
+            .ok_or("unknown pool")?;
+        let placed: Vec<&PendingPod> = node.pods.iter().map(|k| pods[k.as_str()]).collect();
+        let cpu: u64 = placed.iter().map(|p| p.requests.cpu_millis).sum();
+        let mem: u64 = placed.iter().map(|p| p.requests.memory_bytes).sum();
+        if node.instance_types.is_empty() || node.zones.is_empty() || !node.price.is_finite() {
+            return Err(format!("empty new node {node:?}"));
+        }
+        let mut max_capacity = (0, 0);
+        for name in &node.instance_types {
+            let t = w
+                .types
+                .iter()
+                .find(|t| t.name == *name)
+                .ok_or("unknown type")?;
+            let (oc, om, on) = overhead(w, pool, t);
+            if cpu + oc > t.allocatable.cpu_millis
+                || mem + om > t.allocatable.memory_bytes
+                || placed.len() as u64 + on > t.allocatable.pods
+            {
+                return Err(format!(
+                    "{} over allocatable with overhead on {name}: {node:?}",
+                    node.nodepool
+                ));
+            }
+            let offered = t.offerings.iter().any(|o| {
+                o.available
+                    && node.zones.contains(&o.zone)
+                    && node.capacity_types.contains(&o.capacity_type)
+                    && pool_allows(pool, t, o)
+            });
+            if !offered {
+                return Err(format!("{name} has no allowed offering on {node:?}"));
+            }
+            if placed.iter().any(|p| {
+                p.node_selector
+                    .get(ZONE)
+                    .is_some_and(|z| !node.zones.contains(z))
+            }) {
+                return Err("zone node selector ignored".into());
+            }
+            max_capacity = (
+                max_capacity.0.max(t.capacity.cpu_millis),
+                max_capacity.1.max(t.capacity.memory_bytes),
+            );
+        }
+        if placed
+            .iter()
+            .any(|p| !tolerated(&p.tolerations, &pool.taints))
+        {
+            return Err(format!("pool {} taint not tolerated", pool.name));
+        }
+        for r in pool.requirements.iter().filter(|r| r.min_values.is_some()) {
+            if node.instance_types.len() < r.min_values.unwrap_or(0) as usize {
+                return Err(format!("minValues broken: {node:?}"));
+            }
+        }
+        let entry = planned.entry(pool.name.as_str()).or_default();
+        entry.0 += max_capacity.0;
+        entry.1 += max_capacity.1;
+        let pinned = (node.zones.len() == 1).then(|| node.zones[0].clone());
+        if placed
+            .iter()
+            .any(|p| p.topology_spread.iter().any(|s| s.topology_key == ZONE))
+            && pinned.is_none()
+        {
+            return Err("zone-spread pod on an unpinned node".into());
+        }
+        members.push((pinned, placed));
+    }
+    for pool in &w.pools {
+        let (cpu, mem) = planned.get(pool.name.as_str()).copied().unwrap_or_default();
+        if pool
+            .limit_cpu_millis
+            .is_some_and(|l| pool.used_cpu_millis + cpu > l && cpu > 0)
+            || pool
+                .limit_memory_bytes
+                .is_some_and(|l| pool.used_memory_bytes + mem > l && mem > 0)
+        {
+            return Err(format!("pool {} limit exceeded", pool.name));
+        }
+    }
+    // Hostname spread and anti-affinity, per node.
+    for (_, placed) in &members {
+        for group in 0..2 {
+            let app = |prefix: &str| format!("{prefix}{group}");
+            let count = |name: &str| {
+                placed
+                    .iter()
+                    .filter(|p| p.labels.get("app").map(String::as_str) == Some(name))
+                    .count()
+            };
+            if count(&app("aa")) > 1 {
+                return Err("anti-affinity broken".into());
+            }
+            if count(&app("hs")) > 1 + group as usize {
+                return Err("hostname spread broken".into());
+            }
+        }
+    }
+    // Zone spread over the domains.
+    let zones = domains(w);
+    for group in 0..2u32 {
+        let app = format!("zs{group}");
+        let mut per_zone: BTreeMap<&str, u32> = zones.iter().map(|z| (z.as_str(), 0)).collect();
+        for (zone, placed) in &members {
+            let n = placed
+                .iter()
+                .filter(|p| p.labels.get("app") == Some(&app))
+                .count() as u32;
+            if n > 0 {
+                let zone = zone.as_deref().ok_or("zone-spread pod without a zone")?;
+                *per_zone
+                    .get_mut(zone)
+                    .ok_or(format!("zone {zone} outside domains {zones:?}"))? += n;
+            }
+        }
+        let (max, min) = (
+            per_zone.values().max().copied().unwrap_or(0),
+            per_zone.values().min().copied().unwrap_or(0),
+        );
+        if max > min + 1 + group {
+            return Err(format!("zone skew broken for {app}: {per_zone:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn run(w: &World) -> Plan {
+    solve(&Input {
+        pods: &w.pods,
+        nodes: &w.nodes,
+        nodepools: &w.pools,
+        daemonsets: &w.daemonsets,
+        instance_types: &w.types,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_keep_every_invariant(seed in any::<u64>()) {
+        let w = world(seed, 40);
+        let plan = run(&w);
+        if let Err(problem) = check(&w, &plan) {
+            prop_assert!(false, "seed {seed}: {problem}\n{plan:#?}");
+        }
+    }
+
+    #[test]
+    fn solving_is_deterministic(seed in any::<u64>()) {
+        let w = world(seed, 25);
+        prop_assert_eq!(run(&w), run(&w));
+    }
+}
+
+#[test]
+fn the_checker_catches_a_broken_plan() {
+    let w = (0..).map(|seed| world(seed, 40)).find(|w| {
+        let plan = run(w);
+        plan.new_nodes.iter().any(|n| n.pods.len() > 1)
+    });
+    let w = w.expect("some seed packs two pods");
+    let mut plan = run(&w);
+    assert_eq!(check(&w, &plan), Ok(()));
+    let node = plan
+        .new_nodes
+        .iter_mut()
+        .find(|n| n.pods.len() > 1)
+        .unwrap();
+    let dropped = node.pods.pop().unwrap();
+    assert!(
+        check(&w, &plan).is_err(),
+        "dropping {dropped} must be caught"
+    );
+}
+
+#[test]
+fn the_generator_exercises_every_rule() {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for seed in 0..300 {
+        let w = world(seed, 40);
+        let plan = run(&w);
+        let pods: HashMap<&str, &PendingPod> = w.pods.iter().map(|p| (p.key.as_str(), p)).collect();
+        *seen.entry("to existing").or_default() += plan.to_existing.len();
+        *seen.entry("new nodes").or_default() += plan.new_nodes.len();
+        for n in &plan.new_nodes {
+            let app = |prefix: &str| {
+                n.pods
+                    .iter()
+                    .filter(|k| pods[k.as_str()].labels["app"].starts_with(prefix))
+                    .count()
+            };
+            *seen.entry("zone spread placed").or_default() += app("zs");
+            *seen.entry("anti-affinity placed").or_default() += app("aa");
+            *seen.entry("hostname spread placed").or_default() += app("hs");
+        }
+        for (_, reason) in &plan.unschedulable {
+            let kind = if reason.contains("limit") {
+                "limit"
+            } else if reason.contains("taint") {
+                "taint"
+            } else if reason.contains("minValues") {
+                "minValues"
+            } else {
+                "other"
+            };
+            *seen.entry(kind).or_default() += 1;
+        }
+    }
+    for kind in [
+        "to existing",
+        "new nodes",
+        "zone spread placed",
+        "anti-affinity placed",
+        "hostname spread placed",
+        "limit",
+        "taint",
+        "minValues",
+    ] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} never happens: {seen:?}"
+        );
+    }
+}

@@ -1,0 +1,611 @@
+//! One test per solver rule, through the public API.
+
+mod common;
+
+use common::*;
+use spotwright_solver::model::*;
+use spotwright_solver::{solve, Input, Plan};
+
+struct Case {
+    pods: Vec<PendingPod>,
+    nodes: Vec<ExistingNode>,
+    pools: Vec<NodePoolFacts>,
+    daemonsets: Vec<DaemonSetFacts>,
+    types: Vec<InstanceType>,
+}
+
+impl Case {
+    fn new(types: Vec<InstanceType>) -> Self {
+        Case {
+            pods: vec![],
+            nodes: vec![],
+            pools: vec![pool("default")],
+            daemonsets: vec![],
+            types,
+        }
+    }
+
+    fn solve(&self) -> Plan {
+        solve(&Input {
+            pods: &self.pods,
+            nodes: &self.nodes,
+            nodepools: &self.pools,
+            daemonsets: &self.daemonsets,
+            instance_types: &self.types,
+        })
+    }
+}
+
+fn sizes(zones: &[&str]) -> Vec<InstanceType> {
+    [1, 2, 4, 8, 16]
+        .iter()
+        .map(|c| itype(&format!("m{c}"), *c, "amd64", zones, 0.1))
+        .collect()
+}
+
+fn reason(plan: &Plan, pod: &str) -> String {
+    plan.unschedulable
+        .iter()
+        .find(|(k, _)| k == pod)
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn pods_share_a_node_of_the_cheapest_fitting_type_unless_a_new_node_is_cheaper() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pods = (0..3).map(|i| pod(&format!("p{i}"), 1000, 1)).collect();
+    let plan = case.solve();
+    // m2 (two pods) + m1 (0.3) beats growing to an m4 (0.4).
+    assert_eq!(plan.new_nodes.len(), 2, "{plan:?}");
+    let shared = &plan.new_nodes[0];
+    assert_eq!(shared.pods.len(), 2);
+    assert_eq!(
+        shared.instance_types,
+        vec!["m2", "m4", "m8", "m16"],
+        "every type that fits, cheapest first"
+    );
+    assert!(
+        (shared.price - 0.2).abs() < 1e-9,
+        "spot m2: {}",
+        shared.price
+    );
+    assert!(shared.requirements.contains(&req(
+        INSTANCE_TYPE,
+        Operator::In,
+        &["m2", "m4", "m8", "m16"]
+    )));
+    let total: f64 = plan.new_nodes.iter().map(|n| n.price).sum();
+    assert!((total - 0.3).abs() < 1e-9);
+}
+
+#[test]
+fn gt_and_lt_on_instance_cpu_restrict_types() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut p = pod("p", 100, 0);
+    p.required_affinity = vec![vec![
+        req(INSTANCE_CPU, Operator::Gt, &["2"]),
+        req(INSTANCE_CPU, Operator::Lt, &["16"]),
+    ]];
+    case.pods = vec![p];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes[0].instance_types, vec!["m4", "m8"]);
+}
+
+#[test]
+fn affinity_terms_are_ored_and_node_selector_is_anded() {
+    let mut types = sizes(&["a"]);
+    types.push(itype("g4", 4, "arm64", &["a"], 0.05));
+    let mut case = Case::new(types);
+    let mut p = pod("p", 100, 0);
+    p.required_affinity = vec![
+        vec![req(INSTANCE_CPU, Operator::In, &["16"])],
+        vec![req(ARCH, Operator::In, &["arm64"])],
+    ];
+    p.node_selector = labels(&[(ARCH, "arm64")]);
+    case.pods = vec![p];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes[0].instance_types, vec!["g4"]);
+    assert!(plan.new_nodes[0]
+        .requirements
+        .contains(&req(ARCH, Operator::In, &["arm64"])));
+}
+
+#[test]
+fn untolerated_pool_taint_is_the_reason() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pools[0].taints = vec![taint("team", "x", TaintEffect::NoSchedule)];
+    case.pods = vec![pod("plain", 100, 0), {
+        let mut p = pod("tolerant", 100, 0);
+        p.tolerations = vec![tolerate("team")];
+        p
+    }];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 1);
+    assert_eq!(plan.new_nodes[0].pods, vec!["ns/tolerant"]);
+    assert!(
+        reason(&plan, "ns/plain").contains("pool default has taint team=x:NoSchedule"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn prefer_no_schedule_does_not_block() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pools[0].taints = vec![taint("soft", "x", TaintEffect::PreferNoSchedule)];
+    case.pods = vec![pod("p", 100, 0)];
+    assert_eq!(case.solve().new_nodes.len(), 1);
+}
+
+#[test]
+fn daemonset_overhead_is_counted_per_type_with_its_own_selector_and_tolerations() {
+    let mut types = vec![
+        itype("amd2", 2, "amd64", &["a"], 0.1),
+        itype("arm2", 2, "arm64", &["a"], 0.1),
+    ];
+    types.push(itype("arm4", 4, "arm64", &["a"], 0.1));
+    let mut case = Case::new(types);
+    case.pools[0].taints = vec![taint("pool", "p", TaintEffect::NoSchedule)];
+    let ds = |name: &str, cpu: u64, arch: Option<&str>, tolerates: bool| DaemonSetFacts {
+        name: name.into(),
+        requests: res(cpu, 0),
+        node_selector: arch.map(|a| labels(&[(ARCH, a)])).unwrap_or_default(),
+        required_affinity: vec![],
+        tolerations: if tolerates {
+            vec![tolerate("pool")]
+        } else {
+            vec![]
+        },
+    };
+    case.daemonsets = vec![
+        ds("everywhere", 200, None, true),
+        ds("arm-agent", 500, Some("arm64"), true),
+        ds("does-not-tolerate", 1000, None, false),
+    ];
+    let mut p = pod("p", 1500, 0);
+    p.tolerations = vec![tolerate("pool")];
+    case.pods = vec![p];
+    let plan = case.solve();
+    let node = &plan.new_nodes[0];
+    // amd2: 1500 + 200 fits 2000; arm2: 1500 + 700 does not; arm4 does.
+    assert_eq!(node.instance_types, vec!["amd2", "arm4"]);
+    assert_eq!(
+        node.requests.cpu_millis, 1700,
+        "pod plus the cheapest type's DaemonSets"
+    );
+    assert_eq!(node.requests.pods, 2);
+}
+
+#[test]
+fn nodepool_limits_are_never_exceeded_and_are_the_reason() {
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    case.pools[0].limit_cpu_millis = Some(10_000);
+    case.pools[0].used_cpu_millis = 2_000;
+    case.pods = (0..3).map(|i| pod(&format!("p{i}"), 3000, 1)).collect();
+    let plan = case.solve();
+    assert_eq!(
+        plan.new_nodes.len(),
+        2,
+        "2 used + 4 + 4 = 10; a third node would breach"
+    );
+    assert_eq!(plan.unschedulable.len(), 1);
+    assert!(
+        plan.unschedulable[0]
+            .1
+            .contains("exceeds NodePool default's cpu limit"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn heavier_pool_first_then_name() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pools = vec![pool("b"), pool("a"), {
+        let mut heavy = pool("z-heavy");
+        heavy.weight = 10;
+        heavy.taints = vec![taint("heavy", "1", TaintEffect::NoSchedule)];
+        heavy
+    }];
+    // Larger, so it is placed first and opens the heavy pool's node.
+    let mut tolerant = pod("tolerant", 200, 0);
+    tolerant.tolerations = vec![tolerate("heavy")];
+    case.pods = vec![pod("plain", 100, 0), tolerant];
+    let plan = case.solve();
+    let pool_of = |key: &str| {
+        plan.new_nodes
+            .iter()
+            .find(|n| n.pods.iter().any(|p| p == key))
+            .map(|n| n.nodepool.clone())
+    };
+    assert_eq!(pool_of("ns/tolerant").as_deref(), Some("z-heavy"));
+    assert_eq!(
+        pool_of("ns/plain").as_deref(),
+        Some("a"),
+        "equal weight: by name"
+    );
+}
+
+#[test]
+fn min_values_stops_a_node_from_growing_and_explains_the_impossible() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut minimum = req(INSTANCE_TYPE, Operator::Exists, &[]);
+    minimum.min_values = Some(3);
+    case.pools[0].requirements = vec![minimum.clone()];
+    // 3 types fit a 3-cpu node (m4, m8, m16); 5 cpu leaves only 2.
+    case.pods = vec![pod("a", 3000, 0), pod("b", 2000, 0), pod("huge", 9000, 0)];
+    let plan = case.solve();
+    for node in &plan.new_nodes {
+        assert!(node.instance_types.len() >= 3, "{node:?}");
+        let carried = node
+            .requirements
+            .iter()
+            .find(|r| r.key == INSTANCE_TYPE && r.operator == Operator::In);
+        assert_eq!(carried.and_then(|r| r.min_values), Some(3));
+    }
+    assert_eq!(plan.new_nodes.len(), 2, "a and b may not share: {plan:?}");
+    assert!(reason(&plan, "ns/huge").contains("minValues 3"), "{plan:?}");
+}
+
+#[test]
+fn hard_zone_spread_pins_each_node_to_one_zone_within_max_skew() {
+    let mut case = Case::new(sizes(&["a", "b", "c"]));
+    case.pods = (0..6)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 100, 0);
+            p.labels = labels(&[("app", "web")]);
+            p.topology_spread = vec![spread(ZONE, 1, "web")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    let mut per_zone = std::collections::BTreeMap::new();
+    for node in &plan.new_nodes {
+        assert_eq!(node.zones.len(), 1);
+        *per_zone.entry(node.zones[0].clone()).or_insert(0) += node.pods.len();
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+}
+
+#[test]
+fn zone_spread_counts_pods_already_running() {
+    let mut case = Case::new(sizes(&["a", "b"]));
+    let mut busy = node("busy", "a", 0, 0);
+    busy.pods = vec![
+        PlacedPod {
+            namespace: "ns".into(),
+            labels: labels(&[("app", "web")])
+        };
+        2
+    ];
+    case.nodes = vec![busy];
+    case.pods = (0..2)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 100, 0);
+            p.labels = labels(&[("app", "web")]);
+            p.topology_spread = vec![spread(ZONE, 1, "web")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert!(
+        plan.new_nodes.iter().all(|n| n.zones == vec!["b"]),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn hard_hostname_spread_puts_max_skew_per_node() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pods = (0..4)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 100, 0);
+            p.labels = labels(&[("app", "web")]);
+            p.topology_spread = vec![spread(HOSTNAME, 2, "web")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 2);
+    assert!(plan.new_nodes.iter().all(|n| n.pods.len() == 2));
+}
+
+#[test]
+fn hostname_anti_affinity_separates_pods_and_avoids_existing_matches() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut occupied = node("occupied", "a", 16_000, 0);
+    occupied.pods = vec![PlacedPod {
+        namespace: "ns".into(),
+        labels: labels(&[("app", "db")]),
+    }];
+    case.nodes = vec![occupied, node("free", "a", 16_000, 0)];
+    case.pods = (0..3)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 100, 0);
+            p.labels = labels(&[("app", "db")]);
+            p.hostname_anti_affinity = vec![selector("app", "db")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert_eq!(plan.to_existing.len(), 1);
+    assert_eq!(plan.to_existing[0].1, "free");
+    assert_eq!(plan.new_nodes.len(), 2);
+    assert!(plan.new_nodes.iter().all(|n| n.pods.len() == 1));
+}
+
+#[test]
+fn existing_nodes_first_fullest_first_unavailable_and_tainted_skipped() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut gone = node("gone", "a", 16_000, 15_000);
+    gone.unavailable = true;
+    let mut tainted = node("tainted", "a", 16_000, 15_000);
+    tainted.taints = vec![taint(
+        "spotwright.io/disrupted",
+        "x",
+        TaintEffect::NoSchedule,
+    )];
+    case.nodes = vec![
+        node("roomy", "a", 16_000, 0),
+        node("almost-full", "a", 4_000, 3_000),
+        gone,
+        tainted,
+    ];
+    case.pods = vec![pod("p", 500, 0)];
+    let plan = case.solve();
+    assert_eq!(
+        plan.to_existing,
+        vec![("ns/p".to_string(), "almost-full".to_string())]
+    );
+    assert!(plan.new_nodes.is_empty());
+}
+
+#[test]
+fn unavailable_offerings_are_not_used() {
+    let mut t = itype("m2", 2, "amd64", &["a", "b"], 0.1);
+    for o in &mut t.offerings {
+        o.available = !(o.capacity_type == CapacityType::Spot);
+    }
+    t.offerings[3].available = false; // on-demand in b
+    let mut case = Case::new(vec![t]);
+    case.pods = vec![pod("p", 100, 0)];
+    let plan = case.solve();
+    let node = &plan.new_nodes[0];
+    assert_eq!(node.capacity_types, vec![CapacityType::OnDemand]);
+    assert_eq!(node.zones, vec!["a"]);
+    assert!((node.price - 0.4).abs() < 1e-9);
+}
+
+#[test]
+fn spot_before_on_demand_even_when_on_demand_is_cheaper() {
+    let mut t = itype("m2", 2, "amd64", &["a"], 0.1);
+    t.offerings[0].price = 0.5; // spot
+    t.offerings[1].price = 0.3; // on-demand
+    let mut case = Case::new(vec![t]);
+    case.pods = vec![pod("p", 100, 0)];
+    let plan = case.solve();
+    assert_eq!(
+        plan.new_nodes[0].capacity_types,
+        vec![CapacityType::Spot, CapacityType::OnDemand]
+    );
+    assert!((plan.new_nodes[0].price - 0.5).abs() < 1e-9);
+    case.pools[0].requirements = vec![req(CAPACITY_TYPE, Operator::In, &["on-demand"])];
+    let plan = case.solve();
+    assert_eq!(
+        plan.new_nodes[0].capacity_types,
+        vec![CapacityType::OnDemand]
+    );
+    assert!((plan.new_nodes[0].price - 0.3).abs() < 1e-9);
+}
+
+#[test]
+fn extended_resources_select_the_types_that_have_them() {
+    let mut gpu = itype("gpu4", 4, "amd64", &["a"], 1.0);
+    gpu.allocatable.extended = vec![("nvidia.com/gpu".into(), 1)];
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1), gpu]);
+    let mut p = pod("trainer", 100, 0);
+    p.requests.extended = vec![("nvidia.com/gpu".into(), 1)];
+    case.pods = vec![p.clone(), {
+        let mut q = p;
+        q.key = "ns/trainer2".into();
+        q
+    }];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 2, "one gpu per node");
+    assert!(plan
+        .new_nodes
+        .iter()
+        .all(|n| n.instance_types == vec!["gpu4"]));
+}
+
+#[test]
+fn unsupported_topology_key_and_oversized_pods_get_reasons() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut odd = pod("odd", 100, 0);
+    odd.topology_spread = vec![spread("example.com/rack", 1, "x")];
+    case.pods = vec![odd, pod("huge", 64_000, 0)];
+    let plan = case.solve();
+    assert!(reason(&plan, "ns/odd").contains("unsupported key example.com/rack"));
+    assert!(
+        reason(&plan, "ns/huge").contains("no instance type has room"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn slack_on_small_nodes_is_filled_before_big_nodes_grow() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut pods: Vec<PendingPod> = (0..2)
+        .map(|i| {
+            let mut p = pod(&format!("lonely{i}"), 2500, 0);
+            p.labels = labels(&[("app", "lonely")]);
+            p.hostname_anti_affinity = vec![selector("app", "lonely")];
+            p
+        })
+        .collect();
+    pods.extend((0..3).map(|i| pod(&format!("filler{i}"), 1000, 0)));
+    case.pods = pods;
+    let plan = case.solve();
+    // Two m4 (2.5 + 1.5 slack each) take a filler each; the third is
+    // cheaper on its own m1 (0.1) than growing an m4 to an m8 (+0.4).
+    assert_eq!(plan.new_nodes.len(), 3, "{plan:?}");
+    let total: f64 = plan.new_nodes.iter().map(|n| n.price).sum();
+    assert!((total - 0.9).abs() < 1e-9, "{total}");
+}
+
+#[test]
+fn karpenter_benchmark_workload_is_fully_placed_with_one_nginx_per_node() {
+    use spotwright_solver::workload::{cost_lower_bound, karpenter_benchmark};
+    let workload = karpenter_benchmark(2_000);
+    let classes = |prefix: &str| {
+        workload
+            .pods
+            .iter()
+            .filter(|p| p.labels.keys().any(|k| k.starts_with(prefix)))
+            .count()
+    };
+    assert_eq!(
+        workload
+            .pods
+            .iter()
+            .filter(|p| !p.hostname_anti_affinity.is_empty())
+            .count(),
+        400
+    );
+    assert_eq!(
+        workload
+            .pods
+            .iter()
+            .filter(|p| !p.topology_spread.is_empty())
+            .count(),
+        800
+    );
+    assert_eq!(classes("my-affininity"), 400);
+    let plan = solve(&workload.input());
+    assert!(
+        plan.unschedulable.is_empty(),
+        "{:?}",
+        plan.unschedulable.first()
+    );
+    assert_eq!(
+        plan.new_nodes.iter().map(|n| n.pods.len()).sum::<usize>(),
+        2_000
+    );
+    assert!(
+        plan.new_nodes.len() >= 400,
+        "one node per nginx pod at least"
+    );
+    for node in &plan.new_nodes {
+        let nginx = node
+            .pods
+            .iter()
+            .filter(|k| {
+                workload
+                    .pods
+                    .iter()
+                    .any(|p| &p.key == *k && p.labels.contains_key("app"))
+            })
+            .count();
+        assert!(nginx <= 1);
+        let counted = node.pods.iter().any(|k| {
+            workload
+                .pods
+                .iter()
+                .any(|p| &p.key == k && p.labels.contains_key("my-label"))
+        });
+        if counted {
+            assert_eq!(
+                node.zones.len(),
+                1,
+                "my-label pods are counted by zone spreads, so their node is pinned"
+            );
+        }
+    }
+    let cost: f64 = plan.new_nodes.iter().map(|n| n.price).sum();
+    let bound = cost_lower_bound(&workload.pods, &workload.instance_types);
+    assert!(
+        cost >= bound && cost < 1.5 * bound,
+        "cost {cost} vs bound {bound}"
+    );
+}
+
+#[test]
+fn in_flight_node_claims_take_pods_like_nodes() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut claim = node("claim-1", "a", 4_000, 0);
+    claim.in_flight = true;
+    case.nodes = vec![claim];
+    case.pods = vec![pod("p", 1000, 0)];
+    let plan = case.solve();
+    assert_eq!(
+        plan.to_existing,
+        vec![("ns/p".to_string(), "claim-1".to_string())]
+    );
+}
+
+#[test]
+fn no_execute_taints_block_too() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pools[0].taints = vec![taint("dedicated", "x", TaintEffect::NoExecute)];
+    case.pods = vec![pod("p", 100, 0)];
+    let plan = case.solve();
+    assert!(
+        reason(&plan, "ns/p").contains("dedicated=x:NoExecute"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn pod_slots_are_a_resource() {
+    let mut t = itype("m16", 16, "amd64", &["a"], 0.1);
+    t.allocatable.pods = 3;
+    let mut case = Case::new(vec![t]);
+    case.daemonsets = vec![DaemonSetFacts {
+        name: "agent".into(),
+        requests: res(10, 0),
+        node_selector: Default::default(),
+        required_affinity: vec![],
+        tolerations: vec![],
+    }];
+    case.pods = (0..5).map(|i| pod(&format!("p{i}"), 100, 0)).collect();
+    let plan = case.solve();
+    // 3 slots minus the DaemonSet pod: two pods per node.
+    assert_eq!(
+        plan.new_nodes
+            .iter()
+            .map(|n| n.pods.len())
+            .collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+}
+
+#[test]
+fn soft_spread_constraints_do_not_constrain() {
+    let mut case = Case::new(sizes(&["a", "b"]));
+    case.pods = (0..4)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 100, 0);
+            p.labels = labels(&[("app", "web")]);
+            p.topology_spread = vec![SpreadConstraint {
+                hard: false,
+                ..spread(HOSTNAME, 1, "web")
+            }];
+            p
+        })
+        .collect();
+    assert_eq!(case.solve().new_nodes.len(), 1);
+}
+
+#[test]
+fn memory_limit_is_named_when_memory_is_what_blocks() {
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    case.pools[0].limit_memory_bytes = Some(4 * GIB);
+    case.pods = vec![pod("p", 100, 0)];
+    let plan = case.solve();
+    assert!(
+        reason(&plan, "ns/p").contains("exceeds NodePool default's memory limit"),
+        "{plan:?}"
+    );
+}

@@ -1,0 +1,123 @@
+//! Flags (each also read from the environment).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use spotwright_api::duration::parse_go_duration;
+use spotwright_serving::telemetry::LogFormat;
+
+fn duration(value: &str) -> Result<Duration, String> {
+    parse_go_duration(value).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spotwright-provisioner",
+    version,
+    about = "Spotwright's controllers: launches right-sized, diversified Spot nodes for pending pods, registers them and removes empty ones"
+)]
+pub struct Cli {
+    /// The EKS cluster's name: instances are tagged kubernetes.io/cluster/<name>=owned and only those are ever terminated.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// The API server URL written into node user data (EKS nodeadm); empty in tests.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_ENDPOINT", default_value = "")]
+    pub cluster_endpoint: String,
+    /// Base64 cluster CA written into node user data.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_CA_BUNDLE", default_value = "")]
+    pub cluster_ca_bundle: String,
+    /// Address of the plain-HTTP listener serving /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_PROVISIONER_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Run only while holding the Lease (turn off only for a single local process).
+    #[arg(long, env = "SPOTWRIGHT_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "spotwright-system")]
+    pub leader_election_namespace: String,
+    /// The scheduler whose unschedulable pods are Spotwright's.
+    #[arg(long, env = "SPOTWRIGHT_SCHEDULER_NAME", default_value = spotwright_api::keys::SCHEDULER_NAME)]
+    pub scheduler_name: String,
+    /// A batch of pending pods closes after this long without a new one.
+    #[arg(long, env = "SPOTWRIGHT_BATCH_IDLE_DURATION", default_value = "1s", value_parser = duration)]
+    pub batch_idle_duration: Duration,
+    /// A batch closes this long after its first pod at the latest.
+    #[arg(long, env = "SPOTWRIGHT_BATCH_MAX_DURATION", default_value = "10s", value_parser = duration)]
+    pub batch_max_duration: Duration,
+    /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
+    #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
+    pub registration_timeout: Duration,
+    /// Cluster-tagged instances without a NodeClaim older than this are terminated.
+    #[arg(long, env = "SPOTWRIGHT_ORPHAN_GRACE", default_value = "2m", value_parser = duration)]
+    pub orphan_grace: Duration,
+    /// SSM prefix of the EKS-optimized AMI parameters (`alias: eks@latest`).
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_EKS_AMI_SSM_PREFIX",
+        default_value = "/aws/service/eks/optimized-ami"
+    )]
+    pub eks_ami_ssm_prefix: String,
+    /// How often NodeClasses are resolved again (AMIs from SSM, subnets, security groups).
+    #[arg(long, env = "SPOTWRIGHT_NODECLASS_REFRESH", default_value = "1m", value_parser = duration)]
+    pub nodeclass_refresh: Duration,
+    /// How often instance types, offerings and Spot prices are read again.
+    #[arg(long, env = "SPOTWRIGHT_CATALOG_REFRESH", default_value = "10m", value_parser = duration)]
+    pub catalog_refresh: Duration,
+    /// Read on-demand prices from the AWS Pricing API (else the bundled snapshot only).
+    #[arg(long, env = "SPOTWRIGHT_PRICING_API", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pricing_api: bool,
+    /// How often on-demand prices are read from the Pricing API.
+    #[arg(long, env = "SPOTWRIGHT_PRICING_REFRESH", default_value = "12h", value_parser = duration)]
+    pub pricing_refresh: Duration,
+    /// Log format: `json` in cluster (the manifests set it), `text` on a terminal.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster_name.trim().is_empty() {
+            return Err("--cluster-name must not be empty".into());
+        }
+        if self.batch_idle_duration.is_zero() || self.batch_max_duration < self.batch_idle_duration
+        {
+            return Err(
+                "--batch-idle-duration must be > 0 and not above --batch-max-duration".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_bad_durations() {
+        let cli = Cli::try_parse_from(["p", "--cluster-name", "c"]).unwrap();
+        assert_eq!(cli.batch_idle_duration, Duration::from_secs(1));
+        assert_eq!(cli.batch_max_duration, Duration::from_secs(10));
+        assert_eq!(cli.registration_timeout, Duration::from_secs(900));
+        assert!(cli.leader_elect);
+        assert!(cli.validate().is_ok());
+        assert!(
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "soon"])
+                .is_err()
+        );
+        let inverted =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "20s"])
+                .unwrap();
+        assert!(inverted.validate().is_err());
+    }
+}

@@ -1,0 +1,4 @@
+pub mod orphans;
+pub mod registration;
+pub mod removal;
+pub mod termination;

@@ -1,0 +1,34 @@
+//! Kubernetes objects into the solver's plain data (`spotwright_solver::model`).
+//! Conversions are pure; anything unreadable is an error that names the
+//! object and the field, so a bad pod is reported rather than guessed at.
+
+mod daemonset;
+mod node;
+mod nodepool;
+mod pod;
+mod selectors;
+
+pub use daemonset::daemonset_facts;
+pub use node::{existing_node, in_flight_node, node_capacity, resources};
+pub use nodepool::{nodepool_facts, requirement, taint};
+pub use pod::{is_daemon_or_mirror, is_provisionable, pending_pod, placed_pod, pod_requests};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error("{object}: {field}: {reason}")]
+    Unreadable {
+        object: String,
+        field: String,
+        reason: String,
+    },
+}
+
+impl FactsError {
+    pub(crate) fn unreadable(object: &str, field: &str, reason: impl std::fmt::Display) -> Self {
+        FactsError::Unreadable {
+            object: object.to_owned(),
+            field: field.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}

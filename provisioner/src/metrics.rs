@@ -1,0 +1,86 @@
+//! The provisioner's Prometheus metrics.
+
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub pending_pods: IntGauge,
+    pub batch_duration: Histogram,
+    pub solve_duration: Histogram,
+    pub nodeclaims_created: IntCounterVec,
+    pub launch_failures: IntCounterVec,
+    pub nodes_terminated: IntCounterVec,
+    pub unschedulable_pods: IntCounterVec,
+    pub fleet_cost: Gauge,
+}
+
+const SOLVE_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0];
+
+impl Metrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Metrics {
+            pending_pods: IntGauge::with_opts(Opts::new(
+                "spotwright_provisioner_pending_pods",
+                "Unschedulable pods that are Spotwright's to place, at the last look.",
+            ))?,
+            batch_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "spotwright_provisioner_batch_duration_seconds",
+                    "From the first pending pod of a batch to its close.",
+                )
+                .buckets(BATCH_BUCKETS.to_vec()),
+            )?,
+            solve_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "spotwright_provisioner_solve_duration_seconds",
+                    "Time of one scheduling simulation (the solver alone).",
+                )
+                .buckets(SOLVE_BUCKETS.to_vec()),
+            )?,
+            nodeclaims_created: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_nodeclaims_created_total",
+                    "NodeClaims launched, by NodePool, capacity type and instance type.",
+                ),
+                &["nodepool", "capacity_type", "instance_type"],
+            )?,
+            launch_failures: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_launch_failures_total",
+                    "Failed launch attempts, by reason (EC2 error code or internal cause).",
+                ),
+                &["reason"],
+            )?,
+            nodes_terminated: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_nodes_terminated_total",
+                    "Instances terminated, by reason (empty, registration_timeout, orphan, deleted).",
+                ),
+                &["reason"],
+            )?,
+            unschedulable_pods: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_unschedulable_pods_total",
+                    "Pods a solve could give no node, by NodePool-independent reason class.",
+                ),
+                &["reason"],
+            )?,
+            fleet_cost: Gauge::with_opts(Opts::new(
+                "spotwright_provisioner_fleet_cost_dollars_per_hour",
+                "Estimated $/h of the instances behind Spotwright's NodeClaims (Spot prices where known).",
+            ))?,
+        };
+        registry.register(Box::new(metrics.pending_pods.clone()))?;
+        registry.register(Box::new(metrics.batch_duration.clone()))?;
+        registry.register(Box::new(metrics.solve_duration.clone()))?;
+        registry.register(Box::new(metrics.nodeclaims_created.clone()))?;
+        registry.register(Box::new(metrics.launch_failures.clone()))?;
+        registry.register(Box::new(metrics.nodes_terminated.clone()))?;
+        registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
+        registry.register(Box::new(metrics.fleet_cost.clone()))?;
+        Ok(metrics)
+    }
+}

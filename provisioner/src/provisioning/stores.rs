@@ -1,0 +1,103 @@
+//! Watch-fed caches of what a solve reads. Pod events wake the batcher.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use spotwright_api::keys;
+use spotwright_api::{NodeClaim, NodeClass, NodePool};
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct Stores {
+    pub pods: Store<Pod>,
+    pub nodes: Store<Node>,
+    pub claims: Store<NodeClaim>,
+    pub nodepools: Store<NodePool>,
+    pub nodeclasses: Store<NodeClass>,
+    pub daemonsets: Store<DaemonSet>,
+    pub namespaces: Store<Namespace>,
+    /// Notified on every change of a Pod, Node or NodeClaim.
+    pub changed: Arc<Notify>,
+}
+
+impl Stores {
+    /// Starts the watches; `ready()` resolves once each has listed.
+    pub fn start(client: &Client) -> Stores {
+        let changed = Arc::new(Notify::new());
+        Stores {
+            pods: watch(Api::all(client.clone()), Some(changed.clone())),
+            nodes: watch(Api::all(client.clone()), Some(changed.clone())),
+            claims: watch(Api::all(client.clone()), Some(changed.clone())),
+            nodepools: watch(Api::all(client.clone()), Some(changed.clone())),
+            nodeclasses: watch(Api::all(client.clone()), None),
+            daemonsets: watch(Api::all(client.clone()), None),
+            namespaces: watch(Api::all(client.clone()), None),
+            changed,
+        }
+    }
+
+    pub async fn ready(&self) {
+        let _ = futures::join!(
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.claims.wait_until_ready(),
+            self.nodepools.wait_until_ready(),
+            self.nodeclasses.wait_until_ready(),
+            self.daemonsets.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+        );
+    }
+
+    /// Namespaces that opted in with `spotwright.io/capacity`.
+    pub fn opted_in(&self) -> BTreeSet<String> {
+        self.namespaces
+            .state()
+            .iter()
+            .filter(|ns| {
+                ns.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(keys::CAPACITY_ANNOTATION))
+            })
+            .filter_map(|ns| ns.metadata.name.clone())
+            .collect()
+    }
+}
+
+fn watch<K>(api: Api<K>, changed: Option<Arc<Notify>>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    if let Some(changed) = &changed {
+                        changed.notify_one();
+                    }
+                }
+                Err(err) => tracing::warn!(kind, error = %err, "watch failed; retrying"),
+            }
+        }
+    });
+    reader
+}
