@@ -13,7 +13,7 @@ use serde_json::json;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
-    ec2, ensure_network, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+    ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
 use spotwright_e2e::harness::webhook::Webhook;
 use spotwright_e2e::harness::{env, Env};
@@ -435,5 +435,71 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
     }
     eprintln!("kill points (ms after pod creation): {kill_points:?}");
     let _provisioner = Provisioner::start(env, "crash-cleanup", MOTO, &[]).await;
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+/// The `n` cheapest amd64 `.large` types of categories c, m and r by the
+/// Spot price model the provisioner uses against moto: where a one-core
+/// pod's node goes first.
+fn cheapest_large_types(n: usize) -> Vec<String> {
+    use spotwright_api::keys::CapacityType;
+    use spotwright_api::prices::{InstanceTypeName, PriceCatalog};
+    let catalog = PriceCatalog::embedded().expect("price snapshot");
+    let mut priced: Vec<(f64, String)> = catalog
+        .on_demand_prices()
+        .filter(|(name, _)| {
+            let parsed = InstanceTypeName::parse(name);
+            let graviton = parsed.family[parsed.category.len()..].contains('g');
+            parsed.size == "large" && ["c", "m", "r"].contains(&parsed.category) && !graviton
+        })
+        .filter_map(|(name, _)| Some((catalog.price(name, CapacityType::Spot)?, name.to_owned())))
+        .collect();
+    priced.sort_by(|a, b| a.0.total_cmp(&b.0));
+    priced.into_iter().take(n).map(|(_, name)| name).collect()
+}
+
+#[tokio::test]
+async fn capacity_errors_on_the_cheapest_types_still_place_every_pod() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-ice").await;
+    let id = suffix();
+    let pool = pool(env, &id).await;
+    let namespace = format!("prov-{id}");
+    let faulted = cheapest_large_types(20);
+    let proxy = FaultProxy::start(env, &faulted).await;
+    let _provisioner = Provisioner::start(env, "ice", &FaultProxy::url(), &[]).await;
+    // Four one-core pods, one per node: four launches that each start with the faulted types.
+    for i in 0..4 {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("ice-{i}"), "namespace": namespace, "labels": {"app": "ice"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "ice"}}}]}}}
+        });
+        env.kubectl_with_input(&["apply", "-f", "-"], Some(&pod.to_string()));
+    }
+    eventually(
+        "all 4 pods Running despite capacity errors",
+        Duration::from_secs(180),
+        || async { running_pods(&client, &namespace).await.len() == 4 },
+    )
+    .await;
+    let (calls, faults) = proxy.calls().await;
+    assert!(faults >= 1, "the cheapest types were never asked for ({calls} CreateFleet calls): the test proves nothing");
+    for claim in pool_claims(&client, &pool).await {
+        let launched = claim
+            .status
+            .and_then(|s| s.instance_type)
+            .unwrap_or_default();
+        assert!(
+            !faulted.contains(&launched),
+            "launched {launched}, which had no capacity"
+        );
+    }
+    eprintln!("CreateFleet calls {calls}, overrides faulted {faults}; faulted types {faulted:?}");
     cleanup(env, &client, &pool, &namespace).await;
 }

@@ -174,3 +174,47 @@ pub async fn ensure_network(kubernetes_minor: &str) {
         .await
         .expect("PutParameter");
 }
+
+pub const FAULT_PROXY_PORT: u16 = 15001;
+
+/// `spotwright-fault-proxy` in front of moto: CreateFleet overrides of the
+/// listed instance types fail with InsufficientInstanceCapacity.
+pub struct FaultProxy {
+    pub process: Process,
+}
+
+impl FaultProxy {
+    pub async fn start(env: &'static Env, insufficient_capacity: &[String]) -> FaultProxy {
+        let mut command = Command::new(env.bin("spotwright-fault-proxy"));
+        command
+            .args(["--listen", &format!("127.0.0.1:{FAULT_PROXY_PORT}")])
+            .args(["--upstream", "http://127.0.0.1:15000"])
+            .args(["--insufficient-capacity", &insufficient_capacity.join(",")]);
+        let log = env.state.join("e2e").join("fault-proxy.log");
+        let process = Process::spawn("spotwright-fault-proxy", command, &log);
+        eventually("the fault proxy", Duration::from_secs(20), || async {
+            get(&format!("{}/_fault/calls", Self::url()))
+                .await
+                .is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+        FaultProxy { process }
+    }
+
+    pub fn url() -> String {
+        format!("http://127.0.0.1:{FAULT_PROXY_PORT}")
+    }
+
+    /// `(CreateFleet calls, overrides faulted)` so far.
+    pub async fn calls(&self) -> (u64, u64) {
+        let body = get(&format!("{}/_fault/calls", Self::url()))
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (
+            value["create_fleet_calls"].as_u64().unwrap_or(0),
+            value["faults_injected"].as_u64().unwrap_or(0),
+        )
+    }
+}
