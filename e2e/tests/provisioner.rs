@@ -15,7 +15,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
-use spotwright_e2e::harness::webhook::Webhook;
+use spotwright_e2e::harness::webhook::{counter_in, Webhook};
 use spotwright_e2e::harness::{env, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -338,6 +338,12 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
         },
     )
     .await;
+    let metrics = provisioner.metrics().await;
+    let terminated = counter_in(
+        &metrics,
+        "spotwright_provisioner_nodes_terminated_total{reason=\"nodeclaim_deleted\"}",
+    );
+    assert!(terminated >= 1.0, "terminations are counted: {terminated}");
     cleanup(env, &client, &pool, &namespace).await;
 }
 

@@ -16,7 +16,7 @@ use spotwright_provisioner::controllers::registration::{self, RegistrationSettin
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
 use spotwright_provisioner::controllers::termination::{self, TerminationSettings};
 use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
-use spotwright_provisioner::metrics::Metrics;
+use spotwright_provisioner::metrics::{CountedInstances, Metrics};
 use spotwright_provisioner::nodeclass;
 use spotwright_provisioner::provisioning::ec2::Ec2Launcher;
 use spotwright_provisioner::provisioning::stores::Stores;
@@ -100,10 +100,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let ssm = aws_sdk_ssm::Client::new(&aws);
         let registration_timeout = cli.registration_timeout;
         let orphan_grace = cli.orphan_grace;
-        let instances = Arc::new(Ec2Instances {
+        let ec2_instances = || Ec2Instances {
             ec2: ec2.clone(),
             cluster_name: cli.cluster_name.clone(),
-        });
+        };
+        let drained = Arc::new(CountedInstances::new(
+            ec2_instances(),
+            &metrics,
+            "nodeclaim_deleted",
+        ));
+        let orphaned = Arc::new(CountedInstances::new(ec2_instances(), &metrics, "orphan"));
         async move {
             tracing::info!("leading: starting the controllers");
             tokio::spawn(nodeclass::run(
@@ -131,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::spawn(termination::run(
                 client.clone(),
                 TerminationSettings::default(),
-                instances.clone(),
+                drained,
             ));
             tokio::spawn(orphans::run(
                 client.clone(),
@@ -139,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     grace_period: orphan_grace,
                     ..OrphanSettings::default()
                 },
-                instances,
+                orphaned,
             ));
             let catalog = launcher.clone();
             tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! The provisioner's Prometheus metrics.
 
+use crate::controllers::termination::{InstanceInfo, Instances, InstancesError};
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
@@ -57,7 +58,7 @@ impl Metrics {
             nodes_terminated: IntCounterVec::new(
                 Opts::new(
                     "spotwright_provisioner_nodes_terminated_total",
-                    "Instances terminated, by reason (empty, registration_timeout, orphan, deleted).",
+                    "Instances terminated, by reason: `nodeclaim_deleted` (drained after its NodeClaim was deleted: empty, registration timeout, user) or `orphan` (no NodeClaim).",
                 ),
                 &["reason"],
             )?,
@@ -82,5 +83,33 @@ impl Metrics {
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
         Ok(metrics)
+    }
+}
+
+/// An [`Instances`] that counts what it terminates, under one `reason`.
+pub struct CountedInstances<I> {
+    pub inner: I,
+    pub terminated: prometheus::IntCounter,
+}
+
+impl<I> CountedInstances<I> {
+    pub fn new(inner: I, metrics: &Metrics, reason: &str) -> Self {
+        CountedInstances {
+            inner,
+            terminated: metrics.nodes_terminated.with_label_values(&[reason]),
+        }
+    }
+}
+
+impl<I: Instances> Instances for CountedInstances<I> {
+    async fn terminate(&self, ids: &[String]) -> Result<(), InstancesError> {
+        self.inner.terminate(ids).await?;
+        self.terminated
+            .inc_by(u64::try_from(ids.len()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, InstancesError> {
+        self.inner.list_cluster_instances().await
     }
 }
