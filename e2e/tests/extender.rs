@@ -13,7 +13,7 @@ use spotwright_e2e::harness::extender::{Extender, EXTENDER_METRICS_PORT};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::prometheus::Prometheus;
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
-use spotwright_e2e::harness::{env, Env};
+use spotwright_e2e::harness::{env, unique_suffix, Env};
 use spotwright_e2e::node_agent::nodes::register;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -24,18 +24,10 @@ struct Pool {
     nodes: [String; 3],
 }
 
-fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:x}", nanos % 0xffff_ffff)
-}
-
 /// A NodePool with an isolation taint, an opted-in namespace for it, and
 /// three Ready KWOK nodes: `a` half full, `b` three quarters full, `c` empty.
 async fn pool(env: &Env, client: &Client) -> Pool {
-    let id = suffix();
+    let id = unique_suffix();
     let name = format!("e2e-ext-{id}");
     let taint = json!({"key": "e2e.spotwright.io/isolated", "value": id, "effect": "NoSchedule"});
     let nodepool = json!({

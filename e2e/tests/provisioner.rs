@@ -16,21 +16,13 @@ use spotwright_e2e::harness::provisioner::{
     ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
-use spotwright_e2e::harness::{env, Env};
+use spotwright_e2e::harness::{env, unique_suffix, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MOTO: &str = "http://127.0.0.1:15000";
 const MIN_TYPES: usize = 5;
 const CPU_LIMIT: u64 = 200;
-
-fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:x}", nanos % 0xffff_ffff)
-}
 
 /// A NodeClass on the test network and a Spot-only NodePool that removes
 /// empty nodes at once, with `minValues` on instance types and a CPU limit.
@@ -239,7 +231,7 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
     let env = env();
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-forty").await;
-    let id = suffix();
+    let id = unique_suffix();
     let pool = pool(env, &id).await;
     let namespace = format!("prov-{id}");
     let provisioner = Provisioner::start(env, "forty", MOTO, &[]).await;
@@ -394,7 +386,7 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
     let env = env();
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-crash").await;
-    let id = suffix();
+    let id = unique_suffix();
     let pool = pool(env, &id).await;
     let namespace = format!("prov-{id}");
     const TRIALS: usize = 20;
@@ -470,7 +462,7 @@ async fn capacity_errors_on_the_cheapest_types_still_place_every_pod() {
     let env = env();
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-ice").await;
-    let id = suffix();
+    let id = unique_suffix();
     let pool = pool(env, &id).await;
     let namespace = format!("prov-{id}");
     let faulted = cheapest_large_types(20);

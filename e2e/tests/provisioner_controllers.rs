@@ -13,8 +13,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::NodeClaim;
-use spotwright_e2e::harness::env;
 use spotwright_e2e::harness::process::eventually;
+use spotwright_e2e::harness::{env, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
@@ -54,14 +54,6 @@ impl Instances for FakeInstances {
     async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, InstancesError> {
         Ok(Vec::new())
     }
-}
-
-fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:x}", nanos % 0xffff_ffff)
 }
 
 fn instance_of(id: &str) -> String {
@@ -170,7 +162,7 @@ async fn cleanup(client: &Client, claim: &str, node: &str) {
 async fn registration_labels_and_taints_the_node_and_records_conditions() {
     let _serial = SERIAL.lock().await;
     let client = env().client().await;
-    let id = suffix();
+    let id = unique_suffix();
     let (claim_name, node_name) = (format!("e2e-reg-{id}"), format!("e2e-reg-{id}"));
     launched_claim(&client, &claim_name, "e2e-reg", &id, json!({})).await;
     kwok_node(&client, &node_name, &id, json!({})).await;
@@ -283,7 +275,7 @@ async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
 async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
     let _serial = SERIAL.lock().await;
     let client = env().client().await;
-    let id = suffix();
+    let id = unique_suffix();
     let claim_name = format!("e2e-late-{id}");
     launched_claim(&client, &claim_name, "e2e-late", &id, json!({})).await;
     let settings = RegistrationSettings {
@@ -315,7 +307,7 @@ async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
 async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
     let _serial = SERIAL.lock().await;
     let client = env().client().await;
-    let id = suffix();
+    let id = unique_suffix();
     let (claim_name, node_name, namespace) = (
         format!("e2e-term-{id}"),
         format!("e2e-term-{id}"),
@@ -501,7 +493,7 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
     let _serial = SERIAL.lock().await;
     let env = env();
     let client = env.client().await;
-    let id = suffix();
+    let id = unique_suffix();
     let pool = format!("e2e-rm-{id}");
     let nodepool = json!({
         "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
@@ -588,7 +580,7 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
 async fn only_one_elector_leads_and_the_other_takes_over_when_it_stops() {
     let _serial = SERIAL.lock().await;
     let client = env().client().await;
-    let id = suffix();
+    let id = unique_suffix();
     let settings = |who: &str| LeaderSettings {
         namespace: "default".to_owned(),
         lease_name: format!("e2e-lease-{id}"),

@@ -29,6 +29,16 @@ pub struct Env {
 
 static ENV: OnceLock<Env> = OnceLock::new();
 
+/// A short hex suffix that keeps one test run's object names apart from
+/// another's on the long-lived local cluster.
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos % 0xffff_ffff)
+}
+
 /// Brings the cluster up (idempotent) and installs Spotwright, once per test binary.
 pub fn env() -> &'static Env {
     ENV.get_or_init(|| {

@@ -11,13 +11,6 @@ use crate::resources::{Res, CPU, MEMORY};
 use crate::topology::{NodeTally, ZoneCounts};
 use crate::Input;
 
-fn node_overhead() -> f64 {
-    std::env::var("SW_OVERHEAD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 pub(crate) struct ExistingState {
     pub allocatable: Res,
     pub requested: Res,
@@ -199,6 +192,7 @@ impl<'s> Packer<'s> {
             }
         }
         self.repack();
+        self.merge_nodes();
         let open = std::mem::take(&mut self.open)
             .into_iter()
             .filter(|n| !n.pods.is_empty())
@@ -290,7 +284,7 @@ impl<'s> Packer<'s> {
             .map_or(f64::INFINITY, |(t, _)| pool.types[*t as usize].cheapest);
         if self
             .cheapest_new_node(pod)
-            .is_some_and(|alone| alone + node_overhead() < after - before)
+            .is_some_and(|alone| alone < after - before)
             && self.open_new(pod)
         {
             return true;

@@ -86,7 +86,7 @@ impl Packer<'_> {
         )
     }
 
-    fn remove_from_open(&mut self, index: usize, pod: usize) {
+    pub(crate) fn remove_from_open(&mut self, index: usize, pod: usize) {
         let facts = &self.pods[pod];
         let node = &mut self.open[index];
         node.pods.retain(|p| *p != pod);
@@ -103,7 +103,7 @@ impl Packer<'_> {
     /// Recompute a node's types after pods left: every type its remaining
     /// pods allow and fit, no larger than the capacity it already holds
     /// against the pool's limits (so limits and minValues stay met).
-    fn refit(&mut self, index: usize) {
+    pub(crate) fn refit(&mut self, index: usize) {
         let node = &self.open[index];
         let catalog = node.catalog;
         if node.pods.is_empty() {

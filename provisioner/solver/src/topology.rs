@@ -144,6 +144,18 @@ impl ZoneCounts {
         }
     }
 
+    pub fn remove(&mut self, matches: &[SelectorId], zone: usize) {
+        for s in matches {
+            if let Some(c) = self
+                .counts
+                .get_mut(*s as usize)
+                .and_then(|z| z.get_mut(zone))
+            {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
     pub fn count(&self, selector: SelectorId, zone: usize) -> u32 {
         self.counts
             .get(selector as usize)

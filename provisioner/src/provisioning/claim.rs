@@ -17,6 +17,17 @@ use spotwright_solver::NewNode;
 
 use crate::controllers::termination::TERMINATION_FINALIZER;
 
+/// The NodePool a claim belongs to (its `spotwright.io/nodepool` label).
+pub fn nodepool_of(claim: &NodeClaim) -> String {
+    claim
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::NODEPOOL_LABEL))
+        .cloned()
+        .unwrap_or_default()
+}
+
 pub fn api_requirement(r: &Requirement) -> NodeSelectorRequirementWithMinValues {
     NodeSelectorRequirementWithMinValues {
         key: r.key.clone(),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodeClass};
 use spotwright_solver::model::InstanceType;
 
+use super::claim::nodepool_of;
 use super::{LaunchFailure, Launched, Launcher};
 use crate::aws::catalog::Catalog;
 use crate::aws::fleet::{
@@ -185,13 +185,7 @@ impl Launcher for Ec2Launcher {
             .as_ref()
             .map(|s| s.subnets.clone())
             .unwrap_or_default();
-        let nodepool = claim
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(keys::NODEPOOL_LABEL))
-            .cloned()
-            .unwrap_or_default();
+        let nodepool = nodepool_of(claim);
         let mut templates: HashMap<String, fleet::LaunchTemplateRef> = HashMap::new();
         let mut last_errors: Vec<OverrideError> = Vec::new();
         for attempt in 0..ATTEMPTS {

@@ -14,6 +14,7 @@ use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_solver::{solve, Input, NewNode};
 
+use super::claim::nodepool_of;
 use super::claim::{claim_name, new_claim};
 use super::snapshot::{self, Objects};
 use super::stores::Stores;
@@ -292,13 +293,7 @@ async fn launch_claim<L: Launcher>(
     why: Option<String>,
 ) {
     let name = claim.metadata.name.clone().unwrap_or_default();
-    let pool = claim
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(keys::NODEPOOL_LABEL))
-        .cloned()
-        .unwrap_or_default();
+    let pool = nodepool_of(claim);
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     match ctx.launcher.launch(claim, class).await {
         Ok(launched) => {
