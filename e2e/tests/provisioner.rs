@@ -283,6 +283,26 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
             Some(&pool)
         );
     }
+    // The NodePool's status reports its nodes, and that it can launch.
+    let pools: Api<spotwright_api::NodePool> = Api::all(client.clone());
+    eventually(
+        "the NodePool's status to count its nodes",
+        Duration::from_secs(30),
+        || async {
+            pools
+                .get(&pool)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .is_some_and(|s| {
+                    s.nodes.unwrap_or(0) >= 1
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+        },
+    )
+    .await;
     // Each CreateFleet named at least minValues instance types.
     let fleets = ec2()
         .await

@@ -66,7 +66,7 @@ fn main() {
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut used_by_size = Vec::new();
-    for (size, runs) in [(2_000usize, 7usize), (10_000, 5)] {
+    for (size, runs) in [(500usize, 11usize), (2_000, 7), (10_000, 5)] {
         let workload = real_mix::workload(size);
         let input = workload.input();
         let mut times: Vec<Duration> = Vec::with_capacity(runs);

@@ -5,6 +5,7 @@ use crate::classes::ClassPool;
 use crate::offerings::SlotMask;
 use crate::packing::{Fit, OpenNode, Packer};
 use crate::resources::{CPU, MEMORY};
+use crate::topology::SelectorId;
 
 /// What one more node costs beyond its instance price, in $/h, when
 /// deciding whether to fold a node into another: DaemonSet pods, its IPs,
@@ -44,21 +45,26 @@ impl Packer<'_> {
         for n in &order {
             alive[*n] = true;
         }
+        let mut lacking = Lacking::count(self, &order);
         for &source in &order {
-            if !alive[source] {
+            let pods = self.pods_to_move(source);
+            if pods
+                .first()
+                .is_none_or(|p| !lacking.may_move(self, source, *p))
+            {
                 continue;
             }
-            if let Some(target) = self.best_target(source, &order, &alive) {
-                if self.fold(source, target) {
-                    alive[source] = false;
-                    continue;
-                }
-            }
-            if self.scatter(source, &order, &alive) {
+            let moves = self
+                .best_target(source, &pods, &order, &alive)
+                .and_then(|target| self.fold(source, target, &pods))
+                .or_else(|| self.scatter(source, &pods, &order, &alive));
+            if let Some(moves) = moves {
+                lacking.dissolve(self, source, moves);
                 alive[source] = false;
             }
         }
     }
+
     /// Per pool type, the slots every pod of the node allows (0: refused).
     fn allowed_masks(&self, node: &OpenNode) -> Vec<SlotMask> {
         let pool = &self.catalogs[node.catalog];
@@ -82,7 +88,13 @@ impl Packer<'_> {
     /// The node that would take all of `source`'s pods for the smallest
     /// price increase, within the overhead rule (cheap estimate; `fold`
     /// checks for real).
-    fn best_target(&self, source: usize, order: &[usize], alive: &[bool]) -> Option<usize> {
+    fn best_target(
+        &self,
+        source: usize,
+        pods: &[usize],
+        order: &[usize],
+        alive: &[bool],
+    ) -> Option<usize> {
         let from = &self.open[source];
         let masks = self.allowed_masks(from);
         let pool = &self.catalogs[from.catalog];
@@ -100,7 +112,7 @@ impl Packer<'_> {
             {
                 continue;
             }
-            let compatible = from.pods.iter().all(|p| {
+            let compatible = pods.iter().all(|p| {
                 let facts = &self.pods[*p];
                 to.tally.anti_affinity_allows(&facts.matches, &facts.anti)
                     && to.tally.hostname_spread_allows(&facts.hostname_spread)
@@ -154,13 +166,18 @@ impl Packer<'_> {
     /// price plus `NODE_OVERHEAD_PER_HOUR` (for a node no single node can
     /// absorb, such as one that grew to the largest type). Tried on copies
     /// of the touched nodes first; nothing changes unless every pod moves.
-    fn scatter(&mut self, source: usize, order: &[usize], alive: &[bool]) -> bool {
-        let pods = self.pods_to_move(source);
+    fn scatter(
+        &mut self,
+        source: usize,
+        pods: &[usize],
+        order: &[usize],
+        alive: &[bool],
+    ) -> Option<Vec<(usize, usize, Fit)>> {
         let zone = self.open[source].zone;
         let catalog = self.open[source].catalog;
         let allowance = self.node_price(&self.open[source]) + NODE_OVERHEAD_PER_HOUR;
         if let Some(z) = zone {
-            for p in &pods {
+            for p in pods {
                 self.zone_counts.remove(&self.pods[*p].matches, z);
             }
         }
@@ -168,7 +185,7 @@ impl Packer<'_> {
         let mut moves: Vec<(usize, usize, Fit)> = Vec::with_capacity(pods.len());
         let mut rise = 0.0;
         let mut ok = true;
-        for &p in &pods {
+        for &p in pods {
             let facts = &self.pods[p];
             let class = &self.classes.list[facts.class];
             let ClassPool::Allowed(masks) = &class.pools[catalog] else {
@@ -246,39 +263,42 @@ impl Packer<'_> {
             }
         }
         if !ok {
-            if let Some(z) = zone {
-                for p in &pods {
-                    self.zone_counts.add(&self.pods[*p].matches, z);
-                }
+            self.restore_zone_counts(source, pods);
+            return None;
+        }
+        Some(moves)
+    }
+
+    fn restore_zone_counts(&mut self, source: usize, pods: &[usize]) {
+        if let Some(z) = self.open[source].zone {
+            for p in pods {
+                self.zone_counts.add(&self.pods[*p].matches, z);
             }
-            return false;
         }
-        for (p, target, fit) in moves {
-            self.remove_from_open(source, p);
-            self.commit_open(target, p, fit);
-        }
-        self.refit(source);
-        true
     }
 
     /// Move every pod of `source` onto `target` if each passes `try_fit` in
     /// turn (largest first) and the price rule holds; otherwise change nothing.
-    fn fold(&mut self, source: usize, target: usize) -> bool {
-        let pods = self.pods_to_move(source);
+    fn fold(
+        &mut self,
+        source: usize,
+        target: usize,
+        pods: &[usize],
+    ) -> Option<Vec<(usize, usize, Fit)>> {
         // The pods stay in the same zone (or are counted by no zone
         // spread): take them out of the counts so the checks see the zone
         // without them, and put them back if the fold is refused.
         let zone = self.open[source].zone;
         if let Some(z) = zone {
-            for p in &pods {
+            for p in pods {
                 self.zone_counts.remove(&self.pods[*p].matches, z);
             }
         }
         let before = self.node_price(&self.open[source]) + self.node_price(&self.open[target]);
         let mut trial = self.open[target].clone();
-        let mut fits: Vec<Fit> = Vec::with_capacity(pods.len());
+        let mut fits: Vec<(usize, usize, Fit)> = Vec::with_capacity(pods.len());
         let mut ok = true;
-        for p in &pods {
+        for p in pods {
             let Some(fit) = self.try_fit(&trial, *p) else {
                 ok = false;
                 break;
@@ -289,22 +309,81 @@ impl Packer<'_> {
             trial.zone = fit.zone;
             trial.requests.add_assign(&facts.requests);
             trial.tally.add_pod(&facts.matches, &facts.anti);
-            fits.push(fit);
+            fits.push((*p, target, fit));
         }
         ok = ok && self.node_price(&trial) <= before + NODE_OVERHEAD_PER_HOUR + PRICE_EPSILON;
         if !ok {
-            if let Some(z) = zone {
-                for p in &pods {
-                    self.zone_counts.add(&self.pods[*p].matches, z);
+            self.restore_zone_counts(source, pods);
+            return None;
+        }
+        Some(fits)
+    }
+}
+
+/// Per selector that some pod holds as anti-affinity, how many live nodes
+/// have no pod it matches: a pod holding it can only move to one of those.
+/// The number only falls while merging (a node dies, or gains such a pod),
+/// so a source whose most constrained pod has nowhere to go is skipped in
+/// O(1) instead of scanning every node.
+struct Lacking {
+    selectors: Vec<SelectorId>,
+    nodes: Vec<usize>,
+}
+
+impl Lacking {
+    fn count(packer: &Packer, order: &[usize]) -> Self {
+        let mut selectors: Vec<SelectorId> = packer
+            .pods
+            .iter()
+            .flat_map(|p| p.anti.iter().copied())
+            .collect();
+        selectors.sort_unstable();
+        selectors.dedup();
+        let nodes = selectors
+            .iter()
+            .map(|s| {
+                order
+                    .iter()
+                    .filter(|n| packer.open[**n].tally.count(*s) == 0)
+                    .count()
+            })
+            .collect();
+        Lacking { selectors, nodes }
+    }
+
+    fn index(&self, selector: SelectorId) -> Option<usize> {
+        self.selectors.binary_search(&selector).ok()
+    }
+
+    /// Some other node may take `pod` as far as its anti-affinity goes.
+    fn may_move(&self, packer: &Packer, source: usize, pod: usize) -> bool {
+        let tally = &packer.open[source].tally;
+        packer.pods[pod].anti.iter().all(|s| {
+            self.index(*s).is_none_or(|i| {
+                let own = usize::from(tally.count(*s) == 0);
+                self.nodes[i] > own
+            })
+        })
+    }
+
+    /// Carry out the moves, keep the counts, and retire `source`.
+    fn dissolve(&mut self, packer: &mut Packer, source: usize, moves: Vec<(usize, usize, Fit)>) {
+        for (i, s) in self.selectors.iter().enumerate() {
+            if packer.open[source].tally.count(*s) == 0 {
+                self.nodes[i] = self.nodes[i].saturating_sub(1);
+            }
+        }
+        for (pod, target, fit) in moves {
+            for s in &packer.pods[pod].matches {
+                if let Some(i) = self.index(*s) {
+                    if packer.open[target].tally.count(*s) == 0 {
+                        self.nodes[i] = self.nodes[i].saturating_sub(1);
+                    }
                 }
             }
-            return false;
+            packer.remove_from_open(source, pod);
+            packer.commit_open(target, pod, fit);
         }
-        for (p, fit) in pods.into_iter().zip(fits) {
-            self.remove_from_open(source, p);
-            self.commit_open(target, p, fit);
-        }
-        self.refit(source);
-        true
+        packer.refit(source);
     }
 }

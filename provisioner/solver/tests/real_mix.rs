@@ -24,7 +24,12 @@ fn the_facts_csv_is_real_and_priced() {
         .find(|(name, _, _)| name == "m5.large")
         .expect("m5.large is in the CSV");
     assert_eq!(
-        (m5.1.vcpus, m5.1.memory_mib, m5.1.max_enis, m5.1.ipv4_per_eni),
+        (
+            m5.1.vcpus,
+            m5.1.memory_mib,
+            m5.1.max_enis,
+            m5.1.ipv4_per_eni
+        ),
         (2, 8192, 3, 10)
     );
     assert_eq!(m5.2, "amd64");
@@ -61,8 +66,16 @@ fn a_realistic_mix_is_placed_within_allocatable_and_near_the_bound() {
         .iter()
         .map(|t| (t.name.as_str(), t))
         .collect();
-    let ds_cpu: u64 = workload.daemonsets.iter().map(|d| d.requests.cpu_millis).sum();
-    let ds_mem: u64 = workload.daemonsets.iter().map(|d| d.requests.memory_bytes).sum();
+    let ds_cpu: u64 = workload
+        .daemonsets
+        .iter()
+        .map(|d| d.requests.cpu_millis)
+        .sum();
+    let ds_mem: u64 = workload
+        .daemonsets
+        .iter()
+        .map(|d| d.requests.memory_bytes)
+        .sum();
     let mut seen = BTreeSet::new();
     let mut web_per_zone: BTreeMap<&str, usize> = BTreeMap::new();
     for node in &plan.new_nodes {
@@ -72,7 +85,11 @@ fn a_realistic_mix_is_placed_within_allocatable_and_near_the_bound() {
             "minValues 10: {:?}",
             node.instance_types
         );
-        let cpu: u64 = node.pods.iter().map(|k| pods[k.as_str()].requests.cpu_millis).sum();
+        let cpu: u64 = node
+            .pods
+            .iter()
+            .map(|k| pods[k.as_str()].requests.cpu_millis)
+            .sum();
         let mem: u64 = node
             .pods
             .iter()

@@ -9,6 +9,7 @@
 pub mod claim;
 pub mod ec2;
 pub mod pass;
+mod pool_status;
 pub mod snapshot;
 pub mod stores;
 

@@ -16,6 +16,7 @@ use spotwright_solver::{solve, Input, NewNode};
 
 use super::claim::nodepool_of;
 use super::claim::{claim_name, new_claim};
+use super::pool_status;
 use super::snapshot::{self, Objects};
 use super::stores::Stores;
 use super::{Launched, Launcher};
@@ -139,6 +140,19 @@ pub async fn pass<L: Launcher>(ctx: &Context<L>) -> Result<(), PassError> {
         .set(fleet_cost(&claims_r, &instance_types));
     for (object, err) in &problem.unreadable {
         tracing::warn!(object, error = %err, "left out of the solve");
+    }
+    let pools_api: Api<NodePool> = Api::all(ctx.client.clone());
+    for pool in &pools_r {
+        let name = pool.metadata.name.as_deref().unwrap_or_default();
+        let usage = problem.usage.get(name).copied().unwrap_or_default();
+        let not_ready = problem
+            .skipped_pools
+            .iter()
+            .find(|(p, _)| p == name)
+            .map(|(_, why)| why.as_str());
+        if let Some(status) = pool_status::desired(pool, usage, not_ready) {
+            pool_status::write(&pools_api, pool, &status).await;
+        }
     }
     if problem.pods.is_empty() {
         return Ok(());

@@ -39,6 +39,15 @@ pub struct Problem {
     pub unreadable: Vec<(String, FactsError)>,
     /// NodePools left out, with why (their NodeClass is missing or unresolved).
     pub skipped_pools: Vec<(String, String)>,
+    /// Per NodePool: its nodes and in-flight claims, and their capacity.
+    pub usage: HashMap<String, PoolUsage>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub nodes: u64,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
 }
 
 pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
@@ -74,7 +83,7 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         .iter()
         .filter_map(|n| n.metadata.name.as_deref())
         .collect();
-    let mut used: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut used: HashMap<String, PoolUsage> = HashMap::new();
     for node in objects.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let on_node = pods_by_node
@@ -85,8 +94,9 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
             let capacity = facts::node_capacity(node);
             let slot = used.entry(pool.clone()).or_default();
-            slot.0 += capacity.cpu_millis;
-            slot.1 += capacity.memory_bytes;
+            slot.nodes += 1;
+            slot.cpu_millis += capacity.cpu_millis;
+            slot.memory_bytes += capacity.memory_bytes;
         }
         problem.nodes.push(existing);
     }
@@ -112,8 +122,9 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             .and_then(|l| l.get(keys::NODEPOOL_LABEL))
         {
             let slot = used.entry(pool.clone()).or_default();
-            slot.0 += instance_type.capacity.cpu_millis;
-            slot.1 += instance_type.capacity.memory_bytes;
+            slot.nodes += 1;
+            slot.cpu_millis += instance_type.capacity.cpu_millis;
+            slot.memory_bytes += instance_type.capacity.memory_bytes;
         }
         problem.nodes.push(facts::in_flight_node(
             claim,
@@ -151,8 +162,8 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             ));
             continue;
         }
-        let (cpu, memory) = used.get(&name).copied().unwrap_or_default();
-        match facts::nodepool_facts(pool, cpu, memory) {
+        let usage = used.get(&name).copied().unwrap_or_default();
+        match facts::nodepool_facts(pool, usage.cpu_millis, usage.memory_bytes) {
             Ok(mut facts) => {
                 // Launches can only go where the NodeClass has subnets.
                 facts.requirements.push(Requirement {
@@ -166,6 +177,7 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             Err(err) => problem.unreadable.push((name, err)),
         }
     }
+    problem.usage = used;
     problem
 }
 
