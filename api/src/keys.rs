@@ -33,6 +33,14 @@ pub const EKS_CAPACITY_TYPE_LABEL: &str = "eks.amazonaws.com/capacityType";
 /// The value EKS managed node groups use for on-demand capacity.
 pub const EKS_ON_DEMAND: &str = "ON_DEMAND";
 
+/// Annotation on a NodeClaim: the hash of its NodePool's `spec.template`
+/// (requirements excluded) when the claim was made. A different hash now
+/// means the claim has drifted (`NodePoolDrift`).
+pub const NODEPOOL_HASH_ANNOTATION: &str = "spotwright.io/nodepool-hash";
+/// Annotation on a NodeClaim: the hash of its NodeClass's `spec` when the
+/// claim was made (`NodeClassDrift` when it differs).
+pub const NODECLASS_HASH_ANNOTATION: &str = "spotwright.io/nodeclass-hash";
+
 /// Taint on a node that is being replaced or removed: nothing new lands there.
 pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
 

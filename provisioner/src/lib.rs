@@ -5,6 +5,7 @@ pub mod batch;
 pub mod cli;
 pub mod controllers;
 pub mod facts;
+pub mod hashing;
 pub mod launch;
 pub mod leader;
 pub mod metrics;

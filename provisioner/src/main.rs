@@ -11,6 +11,7 @@ use spotwright_provisioner::aws::catalog::fetch_instance_types;
 use spotwright_provisioner::aws::fleet::ClusterSettings;
 use spotwright_provisioner::aws::pricing::{fetch_on_demand_prices, pricing_client};
 use spotwright_provisioner::cli::Cli;
+use spotwright_provisioner::controllers::drift::{self, DriftSettings};
 use spotwright_provisioner::controllers::orphans::{self, Ec2Instances, OrphanSettings};
 use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
@@ -127,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     claim_selector: None,
                 },
             ));
+            tokio::spawn(drift::run(client.clone(), DriftSettings::default()));
             tokio::spawn(removal::run(
                 client.clone(),
                 RemovalSettings {

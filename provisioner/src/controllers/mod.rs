@@ -1,3 +1,4 @@
+pub mod drift;
 pub mod orphans;
 pub mod registration;
 pub mod removal;

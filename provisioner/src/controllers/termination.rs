@@ -499,6 +499,13 @@ async fn mark_disrupting(client: &Client, claim: &NodeClaim) -> Result<(), kube:
         "metadata": {"name": name, "resourceVersion": claim.resource_version()},
         "status": {"conditions": conditions},
     });
+    // Server-side apply drops what this manager applied before and leaves
+    // out now: registration applied nodeName with the same manager, so it
+    // must be applied again here or the claim would lose it.
+    let mut patch = patch;
+    if let Some(node_name) = claim.status.as_ref().and_then(|s| s.node_name.as_deref()) {
+        patch["status"]["nodeName"] = json!(node_name);
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Api::<NodeClaim>::all(client.clone())
         .patch_status(&name, &params, &Patch::Apply(&patch))

@@ -11,7 +11,7 @@ use spotwright_api::keys;
 use spotwright_api::v1alpha1::{
     NodeClaimSpec, NodeClassReference, NodeSelectorRequirementWithMinValues, RequirementOperator,
 };
-use spotwright_api::{NodeClaim, NodePool};
+use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::{Operator, Requirement};
 use spotwright_solver::NewNode;
 
@@ -67,7 +67,9 @@ pub fn claim_name(nodepool: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-pub fn new_claim(name: &str, pool: &NodePool, node: &NewNode) -> NodeClaim {
+/// The claim records the hashes of `pool`'s template and `class`'s spec
+/// (drift detection compares them later).
+pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode) -> NodeClaim {
     let template = &pool.spec.template;
     let mut labels = template.metadata.labels.clone();
     labels.insert(keys::NODEPOOL_LABEL.to_owned(), node.nodepool.clone());
@@ -102,6 +104,7 @@ pub fn new_claim(name: &str, pool: &NodePool, node: &NewNode) -> NodeClaim {
         finalizers: Some(vec![TERMINATION_FINALIZER.to_owned()]),
         ..ObjectMeta::default()
     };
+    crate::controllers::drift::annotate_hashes(&mut claim, pool, class);
     claim
 }
 

@@ -235,7 +235,7 @@ async fn launch_new<L: Launcher>(
         return Ok(());
     };
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
-    let claim = new_claim(&claim_name(&node.nodepool), pool, node);
+    let claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
     let created = api
         .create(&PostParams::default(), &claim)
         .await

@@ -15,6 +15,7 @@ use spotwright_api::v1alpha1::{BlockDeviceMapping, NodeClassSpec};
 
 use super::userdata::{self, ClusterSettings, NodeBootstrap};
 use crate::aws::ami::ResolvedImage;
+use crate::hashing::{fnv1a, FNV_OFFSET};
 
 use crate::aws::error::{sdk_error, SdkCallError};
 
@@ -44,16 +45,6 @@ pub struct LaunchTemplateRef {
     pub image_id: String,
 }
 
-/// 64-bit FNV-1a: stable across Rust versions and processes, unlike the
-/// standard hasher, which is what a persistent name needs.
-fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 impl LaunchTemplateSpec {
     /// The template of a NodeClass for one of its resolved images: user
     /// data rendered from the cluster settings, the node's labels and
@@ -80,7 +71,7 @@ impl LaunchTemplateSpec {
 
     /// `spotwright/<cluster>/<16 hex digits>`.
     pub fn name(&self) -> String {
-        let mut hash = 0xcbf2_9ce4_8422_2325;
+        let mut hash = FNV_OFFSET;
         let mut field = |text: &str| {
             hash = fnv1a(text.as_bytes(), hash);
             // A separator no field contains, so ("ab","c") != ("a","bc").
