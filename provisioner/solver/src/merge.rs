@@ -1,5 +1,6 @@
-//! Third pass, for node count: fold whole nodes into other nodes when the
-//! merged node costs no more than the two apart plus one node's overhead.
+//! Third pass, for node count: dissolve whole nodes into the others (all
+//! pods onto one node, or spread over several) when that raises the price
+//! by no more than the node's own price plus `NODE_OVERHEAD_PER_HOUR`.
 
 use crate::classes::ClassPool;
 use crate::offerings::SlotMask;
@@ -100,7 +101,8 @@ impl Packer<'_> {
         let pool = &self.catalogs[from.catalog];
         let source_price = self.node_price(from);
         let mut best: Option<(f64, usize)> = None;
-        for &target in order {
+        // Largest first: they are the likeliest to have room for free.
+        for &target in order.iter().rev() {
             if target == source || !alive[target] {
                 continue;
             }
@@ -120,14 +122,17 @@ impl Packer<'_> {
             if !compatible {
                 continue;
             }
-            let mut merged = to.requests.clone();
-            merged.add_assign(&from.requests);
+            // Types are sorted by price: stop at the first one too dear.
+            let limit = self.node_price(to) + source_price + NODE_OVERHEAD_PER_HOUR + PRICE_EPSILON;
             let Some(price) = to
                 .types
                 .iter()
+                .take_while(|(t, _)| pool.types[*t as usize].cheapest <= limit)
                 .find(|(t, mask)| {
                     mask & masks[*t as usize] != 0
-                        && merged.fits_in(&pool.types[*t as usize].for_pods)
+                        && to
+                            .requests
+                            .fits_with(&from.requests, &pool.types[*t as usize].for_pods)
                 })
                 .map(|(t, _)| pool.types[*t as usize].cheapest)
             else {
@@ -139,6 +144,10 @@ impl Packer<'_> {
             }
             if best.is_none_or(|(g, _)| growth < g - PRICE_EPSILON) {
                 best = Some((growth, target));
+                if growth <= PRICE_EPSILON {
+                    // Nothing grows less than not at all.
+                    break;
+                }
             }
         }
         best.map(|(_, t)| t)
@@ -193,7 +202,8 @@ impl Packer<'_> {
                 break;
             };
             let mut best: Option<(f64, usize)> = None;
-            for &target in order {
+            // Largest first, as in `best_target`.
+            for &target in order.iter().rev() {
                 if target == source || !alive[target] {
                     continue;
                 }
@@ -210,14 +220,16 @@ impl Packer<'_> {
                     continue;
                 }
                 let pool = &self.catalogs[catalog];
-                let mut merged = node.requests.clone();
-                merged.add_assign(&facts.requests);
+                let limit = self.node_price(node) + allowance - rise + PRICE_EPSILON;
                 let Some(price) = node
                     .types
                     .iter()
+                    .take_while(|(t, _)| pool.types[*t as usize].cheapest <= limit)
                     .find(|(t, mask)| {
                         mask & masks[*t as usize] != 0
-                            && merged.fits_in(&pool.types[*t as usize].for_pods)
+                            && node
+                                .requests
+                                .fits_with(&facts.requests, &pool.types[*t as usize].for_pods)
                     })
                     .map(|(t, _)| pool.types[*t as usize].cheapest)
                 else {

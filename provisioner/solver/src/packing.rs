@@ -192,11 +192,7 @@ impl<'s> Packer<'s> {
             }
         }
         self.repack();
-        let t0 = std::time::Instant::now();
         self.merge_nodes();
-        if std::env::var("SW_DEBUG").is_ok() {
-            eprintln!("merge {:?} open {}", t0.elapsed(), self.open.len());
-        }
         let open = std::mem::take(&mut self.open)
             .into_iter()
             .filter(|n| !n.pods.is_empty())

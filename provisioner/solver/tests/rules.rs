@@ -609,3 +609,34 @@ fn memory_limit_is_named_when_memory_is_what_blocks() {
         "{plan:?}"
     );
 }
+
+#[test]
+fn small_nodes_are_folded_into_one_when_that_costs_no_more() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pods = vec![
+        pod("big", 1900, 0),
+        pod("mid", 1000, 0),
+        pod("small", 900, 0),
+    ];
+    let plan = case.solve();
+    // Packing: big on an m2; mid and small each alone on an m1 (0.1) rather
+    // than growing the m2 to an m4 (+0.2): three nodes, 0.4 $/h. Merging:
+    // mid onto small's m1 makes an m2 (+0.1 = mid's node), then that onto
+    // big's m2 makes an m4 (+0.2 = its node): one node, still 0.4 $/h.
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(plan.new_nodes[0].pods.len(), 3);
+    assert_eq!(plan.new_nodes[0].instance_types[0], "m4");
+    assert!((plan.new_nodes[0].price - 0.4).abs() < 1e-9);
+}
+
+#[test]
+fn a_merge_that_raises_the_bill_is_not_taken() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pods = vec![pod("big", 1900, 0), pod("small", 900, 0)];
+    let plan = case.solve();
+    // One m4 (0.4 $/h) would hold both; an m2 and an m1 cost 0.3 $/h. The
+    // per-node overhead allowance (0 $/h) does not cover the 0.1 difference.
+    assert_eq!(plan.new_nodes.len(), 2, "{plan:?}");
+    let total: f64 = plan.new_nodes.iter().map(|n| n.price).sum();
+    assert!((total - 0.3).abs() < 1e-9, "{total}");
+}
