@@ -74,6 +74,9 @@ pub struct Cli {
     /// How often on-demand prices are read from the Pricing API.
     #[arg(long, env = "SPOTWRIGHT_PRICING_REFRESH", default_value = "12h", value_parser = duration)]
     pub pricing_refresh: Duration,
+    /// SQS queue (URL or name) that EventBridge delivers Spot interruption warnings, rebalance recommendations, instance state changes and AWS Health scheduled changes to; empty turns interruption handling off.
+    #[arg(long, env = "SPOTWRIGHT_INTERRUPTION_QUEUE", default_value = "")]
+    pub interruption_queue: String,
     /// Log format: `json` in cluster (the manifests set it), `text` on a terminal.
     #[arg(
         long,
@@ -97,6 +100,11 @@ impl Cli {
         }
         Ok(())
     }
+
+    /// The interruption queue, when set.
+    pub fn interruption_queue(&self) -> Option<&str> {
+        Some(self.interruption_queue.trim()).filter(|q| !q.is_empty())
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +119,11 @@ mod tests {
         assert_eq!(cli.registration_timeout, Duration::from_secs(900));
         assert!(cli.leader_elect);
         assert!(cli.validate().is_ok());
+        assert_eq!(cli.interruption_queue(), None);
+        let queued =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--interruption-queue", " q "])
+                .unwrap();
+        assert_eq!(queued.interruption_queue(), Some("q"));
         assert!(
             Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "soon"])
                 .is_err()

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controllers;
 pub mod facts;
 pub mod hashing;
+pub mod interruption;
 pub mod launch;
 pub mod leader;
 pub mod metrics;

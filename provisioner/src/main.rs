@@ -16,6 +16,7 @@ use spotwright_provisioner::controllers::orphans::{self, Ec2Instances, OrphanSet
 use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
 use spotwright_provisioner::controllers::termination::{self, TerminationSettings};
+use spotwright_provisioner::interruption::{self, InterruptionSettings};
 use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
 use spotwright_provisioner::metrics::{CountedInstances, Metrics};
 use spotwright_provisioner::nodeclass;
@@ -111,6 +112,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "nodeclaim_deleted",
         ));
         let orphaned = Arc::new(CountedInstances::new(ec2_instances(), &metrics, "orphan"));
+        let interruption_queue = cli.interruption_queue().map(str::to_owned);
+        let sqs = interruption_queue
+            .as_ref()
+            .map(|_| aws_sdk_sqs::Client::new(&aws));
+        let events_namespace = cli.leader_election_namespace.clone();
         async move {
             tracing::info!("leading: starting the controllers");
             tokio::spawn(nodeclass::run(
@@ -149,6 +155,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 orphaned,
             ));
+            if let (Some(queue), Some(sqs)) = (interruption_queue, sqs) {
+                let (client, launcher, metrics) =
+                    (client.clone(), launcher.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    let queue_url = resolve_queue(&sqs, &queue).await;
+                    interruption::run(
+                        client,
+                        sqs,
+                        InterruptionSettings::new(queue_url, events_namespace),
+                        launcher,
+                        metrics,
+                    )
+                    .await;
+                });
+            }
             let catalog = launcher.clone();
             tokio::spawn(async move {
                 let mut last_pricing = tokio::time::Instant::now();
@@ -204,6 +225,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The queue's URL: a URL as is, a name through GetQueueUrl (retried until
+/// it resolves, as the loop itself would retry).
+async fn resolve_queue(sqs: &aws_sdk_sqs::Client, queue: &str) -> String {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return queue.to_owned();
+    }
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match sqs.get_queue_url().queue_name(queue).send().await {
+            Ok(output) => {
+                if let Some(url) = output.queue_url {
+                    return url;
+                }
+                tracing::warn!(queue, "GetQueueUrl returned no URL");
+            }
+            Err(err) => {
+                tracing::warn!(queue, error = %aws_sdk_sqs::error::DisplayErrorContext(&err), "GetQueueUrl failed; retrying")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
 }
 
 /// On-demand prices from the Pricing API, or none (the bundled snapshot then prices everything).

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub nodes_terminated: IntCounterVec,
     pub unschedulable_pods: IntCounterVec,
     pub fleet_cost: Gauge,
+    pub interruption_messages: IntCounterVec,
 }
 
 const SOLVE_BUCKETS: [f64; 14] = [
@@ -73,6 +74,13 @@ impl Metrics {
                 "spotwright_provisioner_fleet_cost_dollars_per_hour",
                 "Estimated $/h of the instances behind Spotwright's NodeClaims (Spot prices where known).",
             ))?,
+            interruption_messages: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_interruption_messages_total",
+                    "Interruption-queue messages handled (each deleted from the queue), by kind and outcome.",
+                ),
+                &["kind", "outcome"],
+            )?,
         };
         registry.register(Box::new(metrics.pending_pods.clone()))?;
         registry.register(Box::new(metrics.batch_duration.clone()))?;
@@ -82,6 +90,7 @@ impl Metrics {
         registry.register(Box::new(metrics.nodes_terminated.clone()))?;
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
+        registry.register(Box::new(metrics.interruption_messages.clone()))?;
         Ok(metrics)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use spotwright_api::{NodeClaim, NodeClass};
-use spotwright_solver::model::InstanceType;
+use spotwright_solver::model::{CapacityType, InstanceType};
 
 use super::claim::nodepool_of;
 use super::{LaunchFailure, Launched, Launcher};
@@ -60,6 +60,37 @@ impl Ec2Launcher {
             .read()
             .map(|c| c.instance_types().len())
             .unwrap_or(0)
+    }
+
+    /// Rules an offering out for [`UNAVAILABLE_FOR`], as a capacity error
+    /// would (an interruption says the same of its pool).
+    pub fn mark_offering_unavailable(
+        &self,
+        capacity_type: CapacityType,
+        instance_type: &str,
+        zone: &str,
+    ) {
+        if let Ok(mut unavailable) = self.unavailable.lock() {
+            tracing::info!(
+                instance_type,
+                zone,
+                capacity_type = capacity_type.as_str(),
+                "offering unavailable for 3 minutes (interruption)"
+            );
+            unavailable.mark(capacity_type, instance_type, zone, Instant::now());
+        }
+    }
+
+    /// Whether an offering is ruled out now.
+    pub fn is_offering_unavailable(
+        &self,
+        capacity_type: CapacityType,
+        instance_type: &str,
+        zone: &str,
+    ) -> bool {
+        self.unavailable
+            .lock()
+            .is_ok_and(|u| u.is_unavailable(capacity_type, instance_type, zone, Instant::now()))
     }
 
     fn mark_unavailable(&self, errors: &[OverrideError]) {
