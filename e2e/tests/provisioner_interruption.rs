@@ -15,6 +15,7 @@ use serde_json::json;
 use spotwright_api::interruption::{InterruptionRecord, LABEL_SELECTOR};
 use spotwright_api::keys::CapacityType;
 use spotwright_api::NodeClaim;
+use spotwright_api::NodePool;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::{env, unique_suffix};
 use spotwright_provisioner::aws::fleet::ClusterSettings;
@@ -39,11 +40,11 @@ fn spot_warning(instance_id: &str) -> String {
     .to_string()
 }
 
-async fn launched_claim(client: &Client, name: &str, instance_id: &str) {
+async fn launched_claim(client: &Client, name: &str, pool: &str, instance_id: &str) {
     let api: Api<NodeClaim> = Api::all(client.clone());
     let claim: NodeClaim = serde_json::from_value(json!({
         "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
-        "metadata": {"name": name, "labels": {"spotwright.io/nodepool": "e2e-interruption"}},
+        "metadata": {"name": name, "labels": {"spotwright.io/nodepool": pool}},
         "spec": {
             "nodeClassRef": {"name": "default"},
             "requirements": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
@@ -102,6 +103,153 @@ async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     )
 }
 
+fn launcher(config: &aws_config::SdkConfig) -> Arc<Ec2Launcher> {
+    Arc::new(Ec2Launcher::new(
+        aws_sdk_ec2::Client::new(config),
+        ClusterSettings {
+            name: "e2e".into(),
+            endpoint: String::new(),
+            certificate_authority: String::new(),
+            service_cidr: None,
+        },
+    ))
+}
+
+async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: String) {
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("SendMessage");
+}
+
+async fn nodepool(client: &Client, name: &str, budget: &str) {
+    let pool: NodePool = serde_json::from_value(json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"name": "default"},
+                "requirements": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "Never", "budgets": [{"nodes": budget}]}
+        }
+    }))
+    .expect("nodepool manifest");
+    Api::<NodePool>::all(client.clone())
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("nodepool created");
+}
+
+#[tokio::test]
+async fn a_rebalance_respects_the_budget_and_a_scheduled_change_deletes() {
+    let client = env().client().await;
+    let config = spotwright_provisioner::aws::config::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let id = unique_suffix();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("e2e-rebalance-{id}"))
+        .send()
+        .await
+        .expect("CreateQueue on moto")
+        .queue_url
+        .expect("queue URL");
+    let (frozen, open) = (format!("e2e-frozen-{id}"), format!("e2e-open-{id}"));
+    nodepool(&client, &frozen, "0").await;
+    nodepool(&client, &open, "1").await;
+    let (kept, kept_instance) = (format!("e2e-rb-{id}"), format!("i-0e2erb{id}"));
+    let (retired, retired_instance) = (format!("e2e-sc-{id}"), format!("i-0e2esc{id}"));
+    launched_claim(&client, &kept, &frozen, &kept_instance).await;
+    launched_claim(&client, &retired, &open, &retired_instance).await;
+
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).expect("metrics");
+    let launcher = launcher(&config);
+    let settings = InterruptionSettings {
+        wait_seconds: 1,
+        ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
+    };
+    let looping = tokio::spawn(interruption::run(
+        client.clone(),
+        sqs.clone(),
+        settings,
+        launcher.clone(),
+        metrics.clone(),
+    ));
+    let rebalance = json!({
+        "version": "0", "id": "5f8d7d5e-1234-4c3e-9c5b-1f0e5d6a7b8c",
+        "detail-type": "EC2 Instance Rebalance Recommendation", "source": "aws.ec2",
+        "account": "123456789012", "time": "2026-11-25T13:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {"instance-id": kept_instance}
+    });
+    let running = json!({
+        "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+        "account": "123456789012", "time": "2026-11-25T13:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {"instance-id": retired_instance, "state": "running"}
+    });
+    let health = json!({
+        "version": "0", "id": "12134567-1234-1234-1234-123456789012",
+        "detail-type": "AWS Health Event", "source": "aws.health",
+        "account": "123456789012", "time": "2026-11-25T13:00:00Z", "region": "us-east-1",
+        "resources": [retired_instance, "i-0e2enobody"],
+        "detail": {
+            "service": "EC2", "eventTypeCategory": "scheduledChange",
+            "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+            "affectedEntities": [{"entityValue": retired_instance}, {"entityValue": "i-0e2enobody"}]
+        }
+    });
+    for body in [rebalance, running, health] {
+        send(&sqs, &queue_url, body.to_string()).await;
+    }
+    let counter = |kind: &str, outcome: &str| {
+        metrics
+            .interruption_messages
+            .with_label_values(&[kind, outcome])
+            .get()
+    };
+    eventually(
+        "all three messages handled",
+        Duration::from_secs(60),
+        || async {
+            counter("rebalance", "kept") == 1
+                && counter("state_change", "ignored") == 1
+                && counter("scheduled_change", "deleted") == 1
+        },
+    )
+    .await;
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let still = claims
+        .get(&kept)
+        .await
+        .expect("the rebalanced claim is kept");
+    assert!(still.metadata.deletion_timestamp.is_none());
+    assert!(claims
+        .get_opt(&retired)
+        .await
+        .expect("claim read")
+        .is_none_or(|c| c.metadata.deletion_timestamp.is_some()));
+    assert!(launcher.is_offering_unavailable(CapacityType::Spot, "m5.large", "us-east-1a"));
+    eventually("the queue to be empty", Duration::from_secs(30), || async {
+        queue_counts(&sqs, &queue_url).await == (0, 0)
+    })
+    .await;
+
+    looping.abort();
+    let _ = claims.delete(&kept, &DeleteParams::default()).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pools: Api<NodePool> = Api::all(client.clone());
+    for name in [&kept, &retired] {
+        let _ = nodes.delete(name, &DeleteParams::default()).await;
+    }
+    for name in [&frozen, &open] {
+        let _ = pools.delete(name, &DeleteParams::default()).await;
+    }
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
 #[tokio::test]
 async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
     let client = env().client().await;
@@ -118,19 +266,11 @@ async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
         .expect("queue URL");
 
     let (claim_name, instance_id) = (format!("e2e-intr-{id}"), format!("i-0e2e{id}"));
-    launched_claim(&client, &claim_name, &instance_id).await;
+    launched_claim(&client, &claim_name, "e2e-interruption", &instance_id).await;
 
     let registry = prometheus::Registry::new();
     let metrics = Metrics::register(&registry).expect("metrics");
-    let launcher = Arc::new(Ec2Launcher::new(
-        aws_sdk_ec2::Client::new(&config),
-        ClusterSettings {
-            name: "e2e".into(),
-            endpoint: String::new(),
-            certificate_authority: String::new(),
-            service_cidr: None,
-        },
-    ));
+    let launcher = launcher(&config);
     let settings = InterruptionSettings {
         wait_seconds: 1,
         ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
@@ -148,12 +288,7 @@ async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
         spot_warning(&format!("i-0e2eunknown{id}")),
         spot_warning(&instance_id),
     ] {
-        sqs.send_message()
-            .queue_url(&queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("SendMessage");
+        send(&sqs, &queue_url, body).await;
     }
 
     let counter = |kind: &str, outcome: &str| {

@@ -111,7 +111,12 @@ fn provisioner_runs_with_leader_election_off_spotwright_nodes() {
         .flatten()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    for name in ["SPOTWRIGHT_CLUSTER_NAME", "POD_NAMESPACE", "POD_NAME"] {
+    for name in [
+        "SPOTWRIGHT_CLUSTER_NAME",
+        "SPOTWRIGHT_INTERRUPTION_QUEUE",
+        "POD_NAMESPACE",
+        "POD_NAME",
+    ] {
         assert!(
             env.contains(&name),
             "container provisioner: env {name} missing"
