@@ -87,12 +87,15 @@ mod tests {
             let t0 = Instant::now();
             let mut b = Batcher::new(IDLE, MAX);
             let mut now = t0;
+            let mut first = None;
             for gap in gaps {
                 now += Duration::from_millis(gap);
                 b.observe(now);
+                let opened = *first.get_or_insert(now);
                 let deadline = b.deadline().unwrap();
-                prop_assert!(deadline <= t0 + MAX || b.opened != Some(t0));
+                prop_assert!(deadline <= opened + MAX);
                 prop_assert!(deadline <= now + IDLE);
+                prop_assert!(deadline >= now.min(opened + MAX));
             }
         }
     }
