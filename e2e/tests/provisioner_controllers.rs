@@ -14,7 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
-use spotwright_e2e::harness::{env, unique_suffix};
+use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
@@ -257,18 +257,6 @@ async fn registration_labels_and_taints_the_node_and_records_conditions() {
 
     controller.abort();
     cleanup(&client, &claim_name, &node_name).await;
-}
-
-/// The reasons of the Events about a cluster-scoped object (kept in `default`).
-async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "default");
-    let list = events.list(&Default::default()).await.expect("events");
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test]

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
 use serde_json::json;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_e2e::harness::process::eventually;
-use spotwright_e2e::harness::{env, unique_suffix};
+use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::controllers::drift::{
     self, template_hashes, DriftSettings, AMI_DRIFT, NODEPOOL_DRIFT, NOT_DRIFTED,
@@ -69,17 +69,6 @@ async fn patch_pool(pools: &Api<NodePool>, name: &str, template_spec: serde_json
         )
         .await
         .expect("NodePool patched");
-}
-
-async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "default");
-    let list = events.list(&Default::default()).await.expect("events");
-    list.items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test]

@@ -19,11 +19,7 @@ use spotwright_serving::tls::{acceptor, ReloadingCert};
 async fn main() {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    if let Err(err) = run(cli).await {
-        tracing::error!("{err:#}");
-        eprintln!("spotwright-extender: {err:#}");
-        std::process::exit(1);
-    }
+    startup::exit_on_error("spotwright-extender", run(cli).await);
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -31,11 +31,7 @@ use spotwright_serving::{startup, telemetry};
 async fn main() {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    if let Err(err) = run(cli).await {
-        tracing::error!("{err:#}");
-        eprintln!("spotwright-provisioner: {err:#}");
-        std::process::exit(1);
-    }
+    startup::exit_on_error("spotwright-provisioner", run(cli).await);
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -43,3 +43,13 @@ pub async fn kube_client() -> Result<kube::Client, StartupError> {
         .map_err(StartupError::ApiServerUnreachable)?;
     Ok(client)
 }
+
+/// The end of every program's `main`: a failure is logged, printed as one
+/// line on stderr (the whole cause chain with `{:#}`) and exits with 1.
+pub fn exit_on_error<E: std::fmt::Display>(program: &str, result: Result<(), E>) {
+    if let Err(err) = result {
+        tracing::error!("{err:#}");
+        eprintln!("{program}: {err:#}");
+        std::process::exit(1);
+    }
+}

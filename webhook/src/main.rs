@@ -18,11 +18,7 @@ use spotwright_webhook::server::{handler, Webhook};
 async fn main() {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    if let Err(err) = run(cli).await {
-        tracing::error!("{err:#}");
-        eprintln!("spotwright-webhook: {err:#}");
-        std::process::exit(1);
-    }
+    startup::exit_on_error("spotwright-webhook", run(cli).await);
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -29,6 +29,18 @@ pub struct Env {
 
 static ENV: OnceLock<Env> = OnceLock::new();
 
+/// The reasons of the Events about a cluster-scoped object (kept in `default`).
+pub async fn event_reasons(client: &kube::Client, name: &str) -> Vec<String> {
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(client.clone(), "default");
+    let list = events.list(&Default::default()).await.expect("events");
+    list.items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 /// A short hex suffix that keeps one test run's object names apart from
 /// another's on the long-lived local cluster.
 pub fn unique_suffix() -> String {

@@ -11,7 +11,9 @@ mod selectors;
 pub use daemonset::daemonset_facts;
 pub use node::{existing_node, in_flight_node, node_capacity, resources};
 pub use nodepool::{nodepool_facts, requirement, taint};
-pub use pod::{is_daemon_or_mirror, is_provisionable, pending_pod, placed_pod, pod_requests};
+pub use pod::{
+    is_daemon_or_mirror, is_provisionable, key as pod_key, pending_pod, placed_pod, pod_requests,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {

@@ -1,6 +1,6 @@
 //! The batching loop and one provisioning pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,15 +93,13 @@ fn pending_keys<L>(ctx: &Context<L>) -> BTreeSet<String> {
         .state()
         .iter()
         .filter(|p| crate::facts::is_provisionable(p, &ctx.settings.scheduler_name, &opted_in))
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p.metadata.namespace.as_deref().unwrap_or_default(),
-                p.metadata.name.as_deref().unwrap_or_default()
-            )
-        })
+        .map(|p| crate::facts::pod_key(p))
         .collect()
 }
+
+/// Pods by `namespace/name`, for the Events of a pass: one lookup per
+/// event, not a scan of every pod.
+type PodsByKey<'a> = HashMap<String, &'a Pod>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
@@ -182,6 +180,10 @@ pub async fn pass<L: Launcher>(ctx: &Context<L>) -> Result<(), PassError> {
         .map(|(pool, why)| format!("NodePool {pool} skipped: {why}"))
         .collect::<Vec<_>>()
         .join("; ");
+    let by_key: PodsByKey = pods_r
+        .iter()
+        .map(|p| (crate::facts::pod_key(p), *p))
+        .collect();
     for (pod_key, reason) in &plan.unschedulable {
         ctx.metrics
             .unschedulable_pods
@@ -194,7 +196,7 @@ pub async fn pass<L: Launcher>(ctx: &Context<L>) -> Result<(), PassError> {
         };
         pod_event(
             ctx,
-            &pods_r,
+            &by_key,
             pod_key,
             EventType::Warning,
             "NoNodeFits",
@@ -206,7 +208,7 @@ pub async fn pass<L: Launcher>(ctx: &Context<L>) -> Result<(), PassError> {
     let launches = plan
         .new_nodes
         .iter()
-        .map(|node| launch_new(ctx, node, &pools_r, &classes_r, &pods_r));
+        .map(|node| launch_new(ctx, node, &pools_r, &classes_r, &by_key));
     let results: Vec<Result<(), PassError>> = futures::stream::iter(launches)
         .buffer_unordered(ctx.settings.launch_concurrency.max(1))
         .collect()
@@ -219,7 +221,7 @@ async fn launch_new<L: Launcher>(
     node: &NewNode,
     pools: &[&NodePool],
     classes: &[&NodeClass],
-    pods: &[&Pod],
+    pods: &PodsByKey<'_>,
 ) -> Result<(), PassError> {
     let Some(pool) = pools
         .iter()
@@ -412,17 +414,13 @@ fn claim_ref(claim: &NodeClaim) -> ObjectReference {
 
 async fn pod_event<L>(
     ctx: &Context<L>,
-    pods: &[&Pod],
+    pods: &PodsByKey<'_>,
     key: &str,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    let Some(pod) = pods.iter().find(|p| {
-        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
-        let name = p.metadata.name.as_deref().unwrap_or_default();
-        key.split_once('/') == Some((ns, name))
-    }) else {
+    let Some(pod) = pods.get(key) else {
         return;
     };
     publish(ctx, &pod.object_ref(&()), type_, reason, note).await;

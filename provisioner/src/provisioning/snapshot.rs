@@ -63,7 +63,7 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         } else if facts::is_provisionable(pod, objects.scheduler_name, objects.opted_in) {
             match facts::pending_pod(pod) {
                 Ok(pending) => problem.pods.push(pending),
-                Err(err) => problem.unreadable.push((pod_key(pod), err)),
+                Err(err) => problem.unreadable.push((facts::pod_key(pod), err)),
             }
         }
     }
@@ -179,10 +179,6 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
     }
     problem.usage = used;
     problem
-}
-
-fn pod_key(pod: &Pod) -> String {
-    object_name(&pod.metadata)
 }
 
 fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
