@@ -12,7 +12,7 @@ use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::extender::{Extender, EXTENDER_METRICS_PORT};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::prometheus::Prometheus;
-use spotwright_e2e::harness::webhook::{counter_in, Webhook};
+use spotwright_e2e::harness::webhook::{await_opt_in, counter_in, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
 use spotwright_e2e::node_agent::nodes::register;
 
@@ -79,6 +79,7 @@ async fn pool(env: &Env, client: &Client) -> Pool {
         },
     )
     .await;
+    await_opt_in(client, &namespace).await;
     // Fill: bound directly, as a kubelet would run them.
     fill(client, &namespace, &nodes[0], "1000m", "4Gi").await;
     fill(client, &namespace, &nodes[1], "1500m", "6Gi").await;

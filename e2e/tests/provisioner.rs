@@ -15,7 +15,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
-use spotwright_e2e::harness::webhook::{counter_in, Webhook};
+use spotwright_e2e::harness::webhook::{await_opt_in, counter_in, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -26,7 +26,7 @@ const CPU_LIMIT: u64 = 200;
 
 /// A NodeClass on the test network and a Spot-only NodePool that removes
 /// empty nodes at once, with `minValues` on instance types and a CPU limit.
-async fn pool(env: &Env, id: &str) -> String {
+async fn pool(env: &Env, client: &Client, id: &str) -> String {
     ensure_network(&kubernetes_minor(env)).await;
     let name = format!("e2e-prov-{id}");
     let class = json!({
@@ -66,6 +66,7 @@ async fn pool(env: &Env, id: &str) -> String {
         &["apply", "--server-side", "-f", "-"],
         Some(&ns.to_string()),
     );
+    await_opt_in(client, &namespace).await;
     name
 }
 
@@ -232,7 +233,7 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-forty").await;
     let id = unique_suffix();
-    let pool = pool(env, &id).await;
+    let pool = pool(env, &client, &id).await;
     let namespace = format!("prov-{id}");
     let provisioner = Provisioner::start(env, "forty", MOTO, &[]).await;
     let sizes = [
@@ -407,7 +408,7 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-crash").await;
     let id = unique_suffix();
-    let pool = pool(env, &id).await;
+    let pool = pool(env, &client, &id).await;
     let namespace = format!("prov-{id}");
     const TRIALS: usize = 20;
     let mut kill_points = Vec::new();
@@ -483,7 +484,7 @@ async fn capacity_errors_on_the_cheapest_types_still_place_every_pod() {
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-ice").await;
     let id = unique_suffix();
-    let pool = pool(env, &id).await;
+    let pool = pool(env, &client, &id).await;
     let namespace = format!("prov-{id}");
     let faulted = cheapest_large_types(20);
     let proxy = FaultProxy::start(env, &faulted).await;

@@ -12,7 +12,7 @@ use serde_json::json;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::prometheus::Prometheus;
 use spotwright_e2e::harness::webhook::{
-    counter_in, rotate_certificate, Webhook, WEBHOOK_METRICS_PORT,
+    await_opt_in, counter_in, rotate_certificate, Webhook, WEBHOOK_METRICS_PORT,
 };
 use spotwright_e2e::harness::{env, Env};
 
@@ -64,25 +64,6 @@ async fn create_pod(
         .create(&PostParams::default(), &pod_manifest(name, annotations))
         .await
         .unwrap_or_else(|e| panic!("pod {namespace}/{name} not created: {e}"))
-}
-
-/// Waits until the webhook's namespace cache has the opted-in namespace (a dry-run pod is mutated).
-async fn await_opt_in(client: &Client, namespace: &str) {
-    let api = Api::<Pod>::namespaced(client.clone(), namespace);
-    eventually(
-        &format!("the webhook to see namespace {namespace}"),
-        Duration::from_secs(10),
-        || async {
-            let params = PostParams {
-                dry_run: true,
-                ..PostParams::default()
-            };
-            api.create(&params, &pod_manifest("probe", &[]))
-                .await
-                .is_ok_and(|p| scheduler(&p) == "spotwright-scheduler")
-        },
-    )
-    .await;
 }
 
 fn scheduler(pod: &Pod) -> &str {

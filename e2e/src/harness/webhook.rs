@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
 use super::process::{eventually, Process};
 use super::Env;
 
@@ -147,4 +151,33 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
     let response = client.get(url).send().await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
+}
+
+/// Waits until pods created in `namespace` reach the Spotwright scheduler:
+/// the webhook's caches hold the namespace (and its NodePool) and the API
+/// server trusts the current caBundle. A dry-run pod shows it without
+/// creating anything.
+pub async fn await_opt_in(client: &Client, namespace: &str) {
+    let api = Api::<Pod>::namespaced(client.clone(), namespace);
+    let probe: Pod = match serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "opt-in-probe"},
+        "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}
+    })) {
+        Ok(pod) => pod,
+        Err(e) => panic!("probe pod: {e}"),
+    };
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(
+        &format!("the webhook to opt namespace {namespace} in"),
+        Duration::from_secs(30),
+        || async {
+            api.create(&params, &probe).await.is_ok_and(|p| {
+                p.spec.and_then(|s| s.scheduler_name).as_deref() == Some("spotwright-scheduler")
+            })
+        },
+    )
+    .await;
 }
