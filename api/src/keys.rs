@@ -44,6 +44,17 @@ pub const NODECLASS_HASH_ANNOTATION: &str = "spotwright.io/nodeclass-hash";
 /// Taint on a node that is being replaced or removed: nothing new lands there.
 pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
 
+/// Annotation on a NodeClaim being replaced: JSON with the reason, when the
+/// replacement began and the names of the replacement NodeClaims. Written
+/// before anything else is done, so a restarted provisioner resumes the
+/// replacement from it instead of starting a second one.
+pub const DISRUPTION_ANNOTATION: &str = "spotwright.io/disruption";
+/// Label on a replacement NodeClaim: the name of the NodeClaim it replaces.
+pub const REPLACES_LABEL: &str = "spotwright.io/replaces";
+/// Annotation on a NodeClaim (RFC 3339 time): EC2 recommended rebalancing
+/// away from its instance. Disruption replaces it within budget.
+pub const REBALANCE_ANNOTATION: &str = "spotwright.io/rebalance-recommended";
+
 /// The value of [`CAPACITY_TYPE_LABEL`] on Spot nodes, and of the Spot taint.
 pub const SPOT: &str = "spot";
 /// The value of [`CAPACITY_TYPE_LABEL`] on on-demand nodes.

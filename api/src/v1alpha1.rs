@@ -187,9 +187,15 @@ pub struct Budget {
 /// Why a node is disrupted.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum DisruptionReason {
+    /// The node has no workload pods.
     Empty,
+    /// The node's pods fit elsewhere at a lower price.
     Underutilized,
+    /// The node no longer matches its NodePool or NodeClass (see the `Drifted` condition).
     Drifted,
+    /// EC2 recommended rebalancing away from the node's Spot pool: a
+    /// replacement is launched first, then the node drains.
+    Rebalance,
 }
 
 /// Upper bounds on a pool's total capacity.

@@ -154,6 +154,7 @@ async fn ami_template_and_requirement_changes_drift_and_reverting_clears() {
     let settings = DriftSettings {
         interval: Duration::from_millis(500),
         claim_selector: Some(format!("{TEST_LABEL}={id}")),
+        ..DriftSettings::default()
     };
     let controller = tokio::spawn(drift::run(client.clone(), settings));
 

@@ -143,7 +143,7 @@ async fn nodepool(client: &Client, name: &str, budget: &str) {
 }
 
 #[tokio::test]
-async fn a_rebalance_respects_the_budget_and_a_scheduled_change_deletes() {
+async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_deletes() {
     let client = env().client().await;
     let config = spotwright_provisioner::aws::config::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -214,7 +214,7 @@ async fn a_rebalance_respects_the_budget_and_a_scheduled_change_deletes() {
         "all three messages handled",
         Duration::from_secs(60),
         || async {
-            counter("rebalance", "kept") == 1
+            counter("rebalance", "marked") == 1
                 && counter("state_change", "ignored") == 1
                 && counter("scheduled_change", "deleted") == 1
         },
@@ -226,6 +226,15 @@ async fn a_rebalance_respects_the_budget_and_a_scheduled_change_deletes() {
         .await
         .expect("the rebalanced claim is kept");
     assert!(still.metadata.deletion_timestamp.is_none());
+    assert!(
+        still
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(spotwright_api::keys::REBALANCE_ANNOTATION)),
+        "marked for replacement (disruption launches the new node first): {:?}",
+        still.metadata.annotations
+    );
     assert!(claims
         .get_opt(&retired)
         .await

@@ -52,6 +52,12 @@ pub struct Cli {
     /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
     #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub registration_timeout: Duration,
+    /// How often drifted, expired and rebalance-recommended nodes are looked at for replacement.
+    #[arg(long, env = "SPOTWRIGHT_DISRUPTION_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub disruption_interval: Duration,
+    /// Replacement nodes not initialized by then are terminated, the old node untainted, and the replacement retried later.
+    #[arg(long, env = "SPOTWRIGHT_REPLACEMENT_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub replacement_timeout: Duration,
     /// Cluster-tagged instances without a NodeClaim older than this are terminated.
     #[arg(long, env = "SPOTWRIGHT_ORPHAN_GRACE", default_value = "2m", value_parser = duration)]
     pub orphan_grace: Duration,
@@ -63,7 +69,7 @@ pub struct Cli {
     )]
     pub eks_ami_ssm_prefix: String,
     /// How often NodeClasses are resolved again (AMIs from SSM, subnets, security groups).
-    #[arg(long, env = "SPOTWRIGHT_NODECLASS_REFRESH", default_value = "1m", value_parser = duration)]
+    #[arg(long, env = "SPOTWRIGHT_NODECLASS_REFRESH", default_value = "30s", value_parser = duration)]
     pub nodeclass_refresh: Duration,
     /// How often instance types, offerings and Spot prices are read again.
     #[arg(long, env = "SPOTWRIGHT_CATALOG_REFRESH", default_value = "10m", value_parser = duration)]

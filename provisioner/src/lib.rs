@@ -4,6 +4,7 @@ pub mod aws;
 pub mod batch;
 pub mod cli;
 pub mod controllers;
+pub mod disruption;
 pub mod facts;
 pub mod hashing;
 pub mod interruption;

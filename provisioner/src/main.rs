@@ -16,6 +16,7 @@ use spotwright_provisioner::controllers::orphans::{self, Ec2Instances, OrphanSet
 use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
 use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
 use spotwright_provisioner::controllers::termination::{self, TerminationSettings};
+use spotwright_provisioner::disruption::decide::DisruptionTiming;
 use spotwright_provisioner::interruption::{self, InterruptionSettings};
 use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
 use spotwright_provisioner::metrics::{CountedInstances, Metrics};
@@ -90,10 +91,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             batch_max: cli.batch_max_duration,
             resync: Duration::from_secs(15),
             launch_concurrency: 8,
+            disruption_interval: cli.disruption_interval,
+            disruption: DisruptionTiming {
+                replacement_timeout: cli.replacement_timeout,
+                // Long enough for a failed launch's capacity to come back.
+                retry_after: Duration::from_secs(60),
+            },
         };
+        let nodeclass_changed = Arc::new(tokio::sync::Notify::new());
         let nodeclass_settings = nodeclass::Settings {
             refresh: cli.nodeclass_refresh,
             eks_ami_ssm_prefix: cli.eks_ami_ssm_prefix.clone(),
+            on_change: Some(nodeclass_changed.clone()),
         };
         let ssm = aws_sdk_ssm::Client::new(&aws);
         let registration_timeout = cli.registration_timeout;
@@ -130,7 +139,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     claim_selector: None,
                 },
             ));
-            tokio::spawn(drift::run(client.clone(), DriftSettings::default()));
+            tokio::spawn(drift::run(
+                client.clone(),
+                DriftSettings {
+                    wake: Some(nodeclass_changed),
+                    drifted: Some(metrics.drifted_nodeclaims.clone()),
+                    ..DriftSettings::default()
+                },
+            ));
             tokio::spawn(removal::run(
                 client.clone(),
                 RemovalSettings {

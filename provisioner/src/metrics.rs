@@ -1,7 +1,10 @@
 //! The provisioner's Prometheus metrics.
 
 use crate::controllers::termination::{InstanceInfo, Instances, InstancesError};
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -14,10 +17,17 @@ pub struct Metrics {
     pub unschedulable_pods: IntCounterVec,
     pub fleet_cost: Gauge,
     pub interruption_messages: IntCounterVec,
+    pub drifted_nodeclaims: IntGaugeVec,
+    pub disruption_decisions: IntCounterVec,
+    pub evictions_blocked: IntCounter,
+    pub drift_replacement: Histogram,
 }
 
 const SOLVE_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const REPLACEMENT_BUCKETS: [f64; 10] = [
+    10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0];
 
@@ -81,6 +91,31 @@ impl Metrics {
                 ),
                 &["kind", "outcome"],
             )?,
+            drifted_nodeclaims: IntGaugeVec::new(
+                Opts::new(
+                    "spotwright_provisioner_drifted_nodeclaims",
+                    "NodeClaims whose Drifted condition is True, by drift reason, at the last drift check.",
+                ),
+                &["reason"],
+            )?,
+            disruption_decisions: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_disruption_decisions_total",
+                    "Voluntary disruption decisions, by reason (Drifted, Expired, Rebalance) and result (replacing, drained, budget, do_not_disrupt, unschedulable, rolled_back).",
+                ),
+                &["reason", "result"],
+            )?,
+            evictions_blocked: IntCounter::with_opts(Opts::new(
+                "spotwright_provisioner_evictions_blocked_total",
+                "Evictions a PodDisruptionBudget refused (429) while draining; each is retried with backoff.",
+            ))?,
+            drift_replacement: Histogram::with_opts(
+                HistogramOpts::new(
+                    "spotwright_provisioner_drift_replacement_seconds",
+                    "From a NodeClaim's drift being detected to its replacements being initialized (the drain starts then).",
+                )
+                .buckets(REPLACEMENT_BUCKETS.to_vec()),
+            )?,
         };
         registry.register(Box::new(metrics.pending_pods.clone()))?;
         registry.register(Box::new(metrics.batch_duration.clone()))?;
@@ -91,6 +126,10 @@ impl Metrics {
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
         registry.register(Box::new(metrics.interruption_messages.clone()))?;
+        registry.register(Box::new(metrics.drifted_nodeclaims.clone()))?;
+        registry.register(Box::new(metrics.disruption_decisions.clone()))?;
+        registry.register(Box::new(metrics.evictions_blocked.clone()))?;
+        registry.register(Box::new(metrics.drift_replacement.clone()))?;
         Ok(metrics)
     }
 }

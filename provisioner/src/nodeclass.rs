@@ -3,7 +3,10 @@
 //! minute), subnets and security groups, and a `Ready` condition that says
 //! what is missing.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
@@ -19,6 +22,9 @@ use crate::aws::network::{resolve_security_groups, resolve_subnets};
 pub struct Settings {
     pub refresh: Duration,
     pub eks_ami_ssm_prefix: String,
+    /// Notified when a NodeClass's resolution changed, so drift is judged
+    /// at once instead of at its next round.
+    pub on_change: Option<Arc<Notify>>,
 }
 
 pub struct Clients {
@@ -96,8 +102,16 @@ pub async fn run(clients: Clients, settings: Settings) {
             (Ok(version), Ok(classes)) => {
                 for class in &classes.items {
                     let (status, ready) = resolve(&clients, class, &settings, &version).await;
-                    if let Err(err) = write_status(&api, class, status, ready).await {
-                        tracing::warn!(nodeclass = class.metadata.name.as_deref().unwrap_or_default(), error = %err, "status not written");
+                    match write_status(&api, class, status, ready).await {
+                        Ok(true) => {
+                            if let Some(on_change) = &settings.on_change {
+                                on_change.notify_one();
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::warn!(nodeclass = class.metadata.name.as_deref().unwrap_or_default(), error = %err, "status not written");
+                        }
                     }
                 }
             }
@@ -114,7 +128,7 @@ async fn write_status(
     class: &NodeClass,
     status: NodeClassStatus,
     ready: Result<(), String>,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let name = class.metadata.name.clone().unwrap_or_default();
     let (state, reason, message) = match &ready {
         Ok(()) => (
@@ -135,7 +149,7 @@ async fn write_status(
             && s.security_groups == status.security_groups
     });
     if unchanged && same_resolution {
-        return Ok(());
+        return Ok(false);
     }
     if let Err(why) = &ready {
         tracing::warn!(nodeclass = name, reason = why, "NodeClass not ready");
@@ -151,7 +165,7 @@ async fn write_status(
     }});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 fn now() -> String {

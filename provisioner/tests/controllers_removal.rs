@@ -6,12 +6,14 @@ mod controllers_fixtures;
 use std::time::Duration;
 
 use controllers_fixtures::*;
+use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::json;
 use spotwright_api::conditions::INITIALIZED;
 use spotwright_api::duration::Lifetime;
 use spotwright_api::v1alpha1::{Budget, ConsolidationPolicy, Disruption, DisruptionReason};
 use spotwright_provisioner::controllers::removal::*;
+use spotwright_provisioner::disruption::budgets;
 
 fn policy(after: &str) -> EmptinessPolicy {
     EmptinessPolicy {
@@ -189,26 +191,31 @@ fn budget(nodes: &str, reasons: &[DisruptionReason], schedule: Option<&str>) -> 
 
 #[test]
 fn budgets_bound_removals_per_pool() {
+    let allowed = |budgets: &[Budget], nodes, disrupting, now: &str| {
+        let now: Timestamp = now.parse().unwrap();
+        budgets::allowed(budgets, DisruptionReason::Empty, nodes, disrupting, now)
+    };
+    let monday_10 = "2026-11-23T10:00:00Z";
+    let saturday_10 = "2026-11-28T10:00:00Z";
     // The default: 10% of the pool, rounded up.
     let default = Disruption::default().budgets;
-    assert_eq!(disruptions_allowed(&default, 5, 0), 1);
-    assert_eq!(disruptions_allowed(&default, 25, 0), 3);
-    assert_eq!(disruptions_allowed(&default, 25, 3), 0);
-    assert_eq!(disruptions_allowed(&default, 0, 0), 0);
+    assert_eq!(allowed(&default, 5, 0, monday_10), 1);
+    assert_eq!(allowed(&default, 25, 0, monday_10), 3);
+    assert_eq!(allowed(&default, 25, 3, monday_10), 0);
+    assert_eq!(allowed(&default, 0, 0, monday_10), 0);
     // The most restrictive applicable budget wins; others are ignored.
     let budgets = [
         budget("5", &[], None),
         budget("0", &[DisruptionReason::Drifted], None),
         budget("2", &[DisruptionReason::Empty], None),
     ];
-    assert_eq!(disruptions_allowed(&budgets, 100, 1), 1);
-    // A scheduled budget counts as active; a bad one allows nothing.
-    assert_eq!(
-        disruptions_allowed(&[budget("0", &[], Some("0 9 * * 1-5"))], 10, 0),
-        0
-    );
-    assert_eq!(disruptions_allowed(&[budget("lots", &[], None)], 10, 0), 0);
-    assert_eq!(disruptions_allowed(&[], 10, 4), usize::MAX - 4);
+    assert_eq!(allowed(&budgets, 100, 1, monday_10), 1);
+    // A scheduled budget binds inside its window only; a bad one allows nothing.
+    let office_hours = [budget("0", &[], Some("0 9 * * 1-5"))];
+    assert_eq!(allowed(&office_hours, 10, 0, monday_10), 0);
+    assert_eq!(allowed(&office_hours, 10, 0, saturday_10), usize::MAX);
+    assert_eq!(allowed(&[budget("lots", &[], None)], 10, 0, monday_10), 0);
+    assert!(allowed(&[], 10, 4, monday_10) >= usize::MAX - 4);
 }
 
 fn kind() -> impl Strategy<Value = PodKind> {

@@ -28,7 +28,11 @@
 //! the conditions.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus::IntGaugeVec;
+use tokio::sync::Notify;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -60,7 +64,7 @@ pub const REQUIREMENTS_DRIFT: &str = "RequirementsDrift";
 pub const NOT_DRIFTED: &str = "NotDrifted";
 
 /// How the drift controller behaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct DriftSettings {
     /// How often every claim is judged. With the NodeClass refresh of a
     /// minute, a new AMI shows as drift within about 1.5 minutes.
@@ -68,6 +72,10 @@ pub struct DriftSettings {
     /// Only NodeClaims matching this label selector are judged (all when
     /// `None`), like [`super::registration::RegistrationSettings`].
     pub claim_selector: Option<String>,
+    /// Judges at once when notified (a NodeClass's AMIs changed).
+    pub wake: Option<Arc<Notify>>,
+    /// Set to the drifted claims by reason after each round.
+    pub drifted: Option<IntGaugeVec>,
 }
 
 impl Default for DriftSettings {
@@ -75,6 +83,8 @@ impl Default for DriftSettings {
         DriftSettings {
             interval: Duration::from_secs(30),
             claim_selector: None,
+            wake: None,
+            drifted: None,
         }
     }
 }
@@ -269,7 +279,15 @@ pub async fn run(client: Client, settings: DriftSettings) {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "drift not judged this round"),
         }
-        tokio::time::sleep(settings.interval).await;
+        match &settings.wake {
+            Some(wake) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(settings.interval) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => tokio::time::sleep(settings.interval).await,
+        }
     }
 }
 
@@ -306,6 +324,15 @@ pub async fn judge_all(
     let classes: HashMap<String, &NodeClass> =
         classes.items.iter().map(|c| (c.name_any(), c)).collect();
     let mut written = 0;
+    let mut drifted: BTreeMap<&'static str, i64> = [
+        AMI_DRIFT,
+        NODEPOOL_DRIFT,
+        NODECLASS_DRIFT,
+        REQUIREMENTS_DRIFT,
+    ]
+    .into_iter()
+    .map(|r| (r, 0))
+    .collect();
     for claim in claims
         .items
         .iter()
@@ -320,6 +347,9 @@ pub async fn judge_all(
         let pool = pools.get(&nodepool_of(claim)).copied();
         let class = classes.get(&claim.spec.node_class_ref.name).copied();
         let verdict = drift(claim, node, pool, class);
+        if let Some(count) = verdict.as_ref().and_then(|(r, _)| drifted.get_mut(r)) {
+            *count += 1;
+        }
         let was = find_condition(claim, conditions::DRIFTED)
             .filter(|c| c.status == "True")
             .map(|c| c.reason.clone());
@@ -351,6 +381,11 @@ pub async fn judge_all(
                 tracing::info!(claim = %claim.name_any(), "drift reverted");
             }
             _ => {}
+        }
+    }
+    if let Some(gauge) = &settings.drifted {
+        for (reason, count) in drifted {
+            gauge.with_label_values(&[reason]).set(count);
         }
     }
     Ok(written)

@@ -23,10 +23,12 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use spotwright_api::duration::Lifetime;
-use spotwright_api::v1alpha1::{Budget, ConsolidationPolicy, DisruptionReason};
+use spotwright_api::v1alpha1::{ConsolidationPolicy, DisruptionReason};
 use spotwright_api::{conditions, keys, NodeClaim, NodePool};
 
 use super::registration::{claims_config, elapsed, is_condition_true, record, reporter};
+use crate::disruption::budgets;
+use crate::disruption::decide::{is_promised, pool_counts};
 
 /// How the removal loop runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,59 +157,31 @@ pub fn decide(
     {
         return EmptinessDecision::Wait { remaining };
     }
+    match do_not_disrupt(node, pods) {
+        Some(reason) => EmptinessDecision::Blocked { reason },
+        None => EmptinessDecision::Remove { empty_for },
+    }
+}
+
+/// Why voluntary disruption must skip the node, if it must: the Node or one
+/// of its running pods carries `spotwright.io/do-not-disrupt: "true"`.
+pub fn do_not_disrupt(node: &Node, pods: &[&Pod]) -> Option<String> {
     if has_do_not_disrupt(node.annotations()) {
-        return EmptinessDecision::Blocked {
-            reason: format!("Node has {}: \"true\"", keys::DO_NOT_DISRUPT_ANNOTATION),
-        };
+        return Some(format!(
+            "Node has {}: \"true\"",
+            keys::DO_NOT_DISRUPT_ANNOTATION
+        ));
     }
-    let live = pods.iter().filter(|p| !is_terminal_pod(p));
-    if let Some(pod) = live
-        .into_iter()
-        .find(|p| has_do_not_disrupt(p.annotations()))
-    {
-        return EmptinessDecision::Blocked {
-            reason: format!(
-                "pod {}/{} has {}: \"true\"",
-                pod.namespace().unwrap_or_default(),
-                pod.name_any(),
-                keys::DO_NOT_DISRUPT_ANNOTATION
-            ),
-        };
-    }
-    EmptinessDecision::Remove { empty_for }
-}
-
-/// How many more of a pool's nodes emptiness may remove now: the most
-/// restrictive budget that covers the `Empty` reason, minus the nodes of
-/// the pool already being disrupted. A percentage is of the pool's nodes,
-/// rounded up. A budget with a `schedule` is taken as always active (its
-/// window is not evaluated here): that can only delay a removal. A budget
-/// whose `nodes` does not parse allows nothing.
-pub fn disruptions_allowed(budgets: &[Budget], pool_nodes: usize, disrupting: usize) -> usize {
-    budgets
+    let pod = pods
         .iter()
-        .filter(|b| b.reasons.is_empty() || b.reasons.contains(&DisruptionReason::Empty))
-        .map(|b| budget_nodes(&b.nodes, pool_nodes).unwrap_or(0))
-        .min()
-        .unwrap_or(usize::MAX)
-        .saturating_sub(disrupting)
-}
-
-/// `nodes` of a budget: a count, or a percent of `pool_nodes` rounded up.
-fn budget_nodes(nodes: &str, pool_nodes: usize) -> Option<usize> {
-    match nodes.trim().strip_suffix('%') {
-        Some(percent) => {
-            let percent: usize = percent.parse().ok().filter(|p| *p <= 100)?;
-            Some((pool_nodes * percent).div_ceil(100))
-        }
-        None => nodes.trim().parse().ok(),
-    }
-}
-
-/// Whether a claim counts against its pool's budget: being deleted, or
-/// marked as being disrupted.
-pub fn is_disrupting(claim: &NodeClaim) -> bool {
-    claim.meta().deletion_timestamp.is_some() || is_condition_true(claim, conditions::DISRUPTING)
+        .filter(|p| !is_terminal_pod(p))
+        .find(|p| has_do_not_disrupt(p.annotations()))?;
+    Some(format!(
+        "pod {}/{} has {}: \"true\"",
+        pod.namespace().unwrap_or_default(),
+        pod.name_any(),
+        keys::DO_NOT_DISRUPT_ANNOTATION
+    ))
 }
 
 /// Removal failures.
@@ -343,12 +317,18 @@ async fn sweep(
     let claims = caches.claims.state();
     let names: HashSet<String> = claims.iter().map(|c| c.name_any()).collect();
     tracking.retain(|name, _| names.contains(name));
-    let mut allowed = budgets_left(&caches.pools, &claims);
+    let mut allowed = budgets_left(&caches.pools, &claims, now);
+    let existing: HashSet<String> = claims.iter().map(|c| c.name_any()).collect();
     for claim in claims {
         let name = claim.name_any();
         let Some(policy) = policy_for(&caches.pools, &claim) else {
             continue;
         };
+        // A replacement waits empty for its old node's pods (until that
+        // node is drained and gone): not removable yet.
+        if is_promised(&claim, &existing) {
+            continue;
+        }
         let node_name = claim.status.as_ref().and_then(|s| s.node_name.clone());
         let node = node_name.as_deref().and_then(|n| nodes.get(n));
         let node_pods = node_name
@@ -430,22 +410,25 @@ async fn sweep(
 }
 
 /// Per NodePool, how many nodes emptiness may still remove this sweep.
-fn budgets_left(pools: &Store<NodePool>, claims: &[Arc<NodeClaim>]) -> HashMap<String, usize> {
-    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-    for claim in claims {
-        if let Some(pool) = claim.labels().get(keys::NODEPOOL_LABEL) {
-            let (nodes, disrupting) = counts.entry(pool).or_default();
-            *nodes += 1;
-            *disrupting += usize::from(is_disrupting(claim));
-        }
-    }
+fn budgets_left(
+    pools: &Store<NodePool>,
+    claims: &[Arc<NodeClaim>],
+    now: Timestamp,
+) -> HashMap<String, usize> {
+    let counts = pool_counts(claims.iter().map(AsRef::as_ref));
     pools
         .state()
         .iter()
         .map(|pool| {
             let name = pool.name_any();
-            let (nodes, disrupting) = counts.get(name.as_str()).copied().unwrap_or_default();
-            let left = disruptions_allowed(&pool.spec.disruption.budgets, nodes, disrupting);
+            let count = counts.get(&name).copied().unwrap_or_default();
+            let left = budgets::allowed(
+                &pool.spec.disruption.budgets,
+                DisruptionReason::Empty,
+                count.nodes,
+                count.disrupting,
+                now,
+            );
             (name, left)
         })
         .collect()

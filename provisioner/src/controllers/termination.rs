@@ -472,28 +472,36 @@ async fn cordon(client: &Client, node: &Node) -> Result<(), TerminationError> {
 
 /// Records `Disrupting=True` on the claim.
 async fn mark_disrupting(client: &Client, claim: &NodeClaim) -> Result<(), kube::Error> {
+    let update = ConditionUpdate {
+        type_: conditions::DISRUPTING,
+        status: true,
+        reason: "Terminating",
+        message: "the claim is deleted; its node is drained and its instance terminated".to_owned(),
+    };
+    write_condition(client, claim, update).await
+}
+
+/// Sets one condition on the claim, when that changes it.
+pub async fn write_condition(
+    client: &Client,
+    claim: &NodeClaim,
+    update: ConditionUpdate<'_>,
+) -> Result<(), kube::Error> {
     let mut conditions = claim
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let changed = set_condition(
+    if !set_condition(
         &mut conditions,
-        ConditionUpdate {
-            type_: conditions::DISRUPTING,
-            status: true,
-            reason: "Terminating",
-            message: "the claim is deleted; its node is drained and its instance terminated"
-                .to_owned(),
-        },
+        update,
         claim.meta().generation,
         Timestamp::now(),
-    );
-    if !changed {
+    ) {
         return Ok(());
     }
     let name = claim.name_any();
-    let patch = json!({
+    let mut patch = json!({
         "apiVersion": "spotwright.io/v1alpha1",
         "kind": "NodeClaim",
         "metadata": {"name": name, "resourceVersion": claim.resource_version()},
@@ -502,7 +510,6 @@ async fn mark_disrupting(client: &Client, claim: &NodeClaim) -> Result<(), kube:
     // Server-side apply drops what this manager applied before and leaves
     // out now: registration applied nodeName with the same manager, so it
     // must be applied again here or the claim would lose it.
-    let mut patch = patch;
     if let Some(node_name) = claim.status.as_ref().and_then(|s| s.node_name.as_deref()) {
         patch["status"]["nodeName"] = json!(node_name);
     }

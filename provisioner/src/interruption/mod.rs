@@ -10,8 +10,10 @@
 //!   interruption is also recorded as an interruption Event
 //!   ([`spotwright_api::interruption`]) for the extender's risk score.
 //! - A rebalance recommendation: an Event on the claim, the offering marked
-//!   unavailable, and the claim deleted only when its NodePool's disruption
-//!   budget allows one more disruption.
+//!   unavailable, and the claim annotated
+//!   [`keys::REBALANCE_ANNOTATION`]: voluntary disruption
+//!   ([`crate::disruption`]) then launches its replacement first and drains
+//!   it, within the NodePool's `Rebalance` budget.
 //! - Anything else well-formed is ignored; malformed bodies are counted and
 //!   dropped. Every message is deleted once handled, whatever it said, so
 //!   nothing blocks the queue; one whose handling failed half-way is deleted
@@ -25,15 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use spotwright_api::interruption::InterruptionRecord;
 use spotwright_api::keys::CapacityType;
-use spotwright_api::{keys, NodeClaim, NodePool};
+use spotwright_api::{keys, NodeClaim};
 
 use crate::controllers::registration::{record, reporter, REPORTER};
-use crate::controllers::removal::{disruptions_allowed, is_disrupting};
 use crate::controllers::termination::instance_id;
 use crate::metrics::Metrics;
 use crate::provisioning::ec2::Ec2Launcher;
@@ -74,8 +75,8 @@ pub enum Outcome {
     UnknownInstance,
     /// The claim was already being deleted.
     AlreadyDeleting,
-    /// A rebalance whose pool's disruption budget is used up: claim kept.
-    Kept,
+    /// A rebalance: the claim is marked for replacement.
+    Marked,
     /// The claim was deleted.
     Deleted,
     /// The body was not a usable event.
@@ -90,7 +91,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::UnknownInstance => "unknown_instance",
             Outcome::AlreadyDeleting => "already_deleting",
-            Outcome::Kept => "kept",
+            Outcome::Marked => "marked",
             Outcome::Deleted => "deleted",
             Outcome::Malformed => "malformed",
             Outcome::Error => "error",
@@ -210,14 +211,14 @@ impl Handler {
                     );
                     Outcome::UnknownInstance
                 }
-                Some(claim) => self.act(&notice, claim, &claims).await,
+                Some(claim) => self.act(&notice, claim).await,
             };
             outcome = outcome.max(one);
         }
         (kind, outcome)
     }
 
-    async fn act(&self, notice: &Notice, claim: &NodeClaim, claims: &[NodeClaim]) -> Outcome {
+    async fn act(&self, notice: &Notice, claim: &NodeClaim) -> Outcome {
         let name = claim.name_any();
         let offering = offering_of(claim);
         let deleting = claim.meta().deletion_timestamp.is_some();
@@ -243,26 +244,22 @@ impl Handler {
         }
         let reference = claim.object_ref(&());
         if let Notice::Rebalance { instance_id } = notice {
-            let allowed = self.rebalance_allowed(claim, claims).await;
             record(
                 &self.recorder,
                 &reference,
                 EventType::Warning,
                 "RebalanceRecommended",
                 "Disrupt",
-                format!(
-                    "EC2 recommends rebalancing instance {instance_id}; {}",
-                    if allowed {
-                        "replacing it"
-                    } else {
-                        "keeping it: the NodePool's disruption budget is used up"
-                    }
-                ),
+                format!("EC2 recommends rebalancing instance {instance_id}: a replacement is launched first, then the node drains, within the NodePool's disruption budget"),
             )
             .await;
-            if !allowed {
-                return Outcome::Kept;
-            }
+            return match mark_rebalance(&self.client, claim).await {
+                Ok(()) => Outcome::Marked,
+                Err(err) => {
+                    tracing::warn!(claim = %name, error = %err, "marking a NodeClaim for rebalancing failed");
+                    Outcome::Error
+                }
+            };
         } else {
             let (reason, what) = match notice {
                 Notice::SpotInterruption { .. } => {
@@ -288,31 +285,6 @@ impl Handler {
                 Outcome::Error
             }
         }
-    }
-
-    /// Whether the claim's NodePool may lose one more node now (its
-    /// budgets, as removal reads them). No pool: no.
-    async fn rebalance_allowed(&self, claim: &NodeClaim, claims: &[NodeClaim]) -> bool {
-        let Some(pool_name) = claim.labels().get(keys::NODEPOOL_LABEL) else {
-            return false;
-        };
-        let pool = match Api::<NodePool>::all(self.client.clone())
-            .get_opt(pool_name)
-            .await
-        {
-            Ok(Some(pool)) => pool,
-            Ok(None) => return false,
-            Err(err) => {
-                tracing::warn!(nodepool = %pool_name, error = %err, "reading the NodePool failed");
-                return false;
-            }
-        };
-        let members: Vec<&NodeClaim> = claims
-            .iter()
-            .filter(|c| c.labels().get(keys::NODEPOOL_LABEL) == Some(pool_name))
-            .collect();
-        let disrupting = members.iter().filter(|c| is_disrupting(c)).count();
-        disruptions_allowed(&pool.spec.disruption.budgets, members.len(), disrupting) > 0
     }
 
     /// Writes the interruption record; a duplicate (the same message read
@@ -399,6 +371,24 @@ async fn delete_claim(client: &Client, claim: &NodeClaim) -> Result<(), kube::Er
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// Annotates the claim with when EC2 recommended rebalancing; a claim
+/// marked before keeps its first time.
+async fn mark_rebalance(client: &Client, claim: &NodeClaim) -> Result<(), kube::Error> {
+    if claim.annotations().contains_key(keys::REBALANCE_ANNOTATION) {
+        return Ok(());
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {keys::REBALANCE_ANNOTATION: now}}});
+    Api::<NodeClaim>::all(client.clone())
+        .patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

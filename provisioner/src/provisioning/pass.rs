@@ -21,6 +21,8 @@ use super::snapshot::{self, Objects};
 use super::stores::Stores;
 use super::{Launched, Launcher};
 use crate::batch::Batcher;
+use crate::disruption::controller::{self as disruption, Memory};
+use crate::disruption::decide::DisruptionTiming;
 use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
@@ -33,6 +35,9 @@ pub struct Settings {
     pub resync: Duration,
     /// Launches in flight at once.
     pub launch_concurrency: usize,
+    /// How often voluntary disruption sweeps (drift, expiry, rebalance).
+    pub disruption_interval: Duration,
+    pub disruption: DisruptionTiming,
 }
 
 pub struct Context<L> {
@@ -46,15 +51,20 @@ pub struct Context<L> {
 
 /// Runs until the process ends: watches for new pending pods, closes
 /// batches, and runs a pass per batch (and per resync while pods wait).
+/// Disruption sweeps run in between, never during a pass, so no claim is
+/// launched by both at once.
 pub async fn run<L: Launcher>(ctx: Context<L>) {
     let mut batcher = Batcher::new(ctx.settings.batch_idle, ctx.settings.batch_max);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut last_pass = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut memory = Memory::default();
     let mut batch_opened: Option<Instant> = None;
     loop {
         let wake = batcher
             .deadline()
             .unwrap_or_else(|| last_pass + ctx.settings.resync)
+            .min(last_sweep + ctx.settings.disruption_interval)
             .max(Instant::now() + Duration::from_millis(50));
         tokio::select! {
             _ = ctx.stores.changed.notified() => {}
@@ -82,6 +92,10 @@ pub async fn run<L: Launcher>(ctx: Context<L>) {
             if let Err(err) = pass(&ctx).await {
                 tracing::warn!(error = %err, "provisioning pass failed; retrying at the next one");
             }
+        }
+        if Instant::now() >= last_sweep + ctx.settings.disruption_interval {
+            last_sweep = Instant::now();
+            disruption::sweep(&ctx, ctx.settings.disruption, &mut memory).await;
         }
     }
 }
@@ -302,7 +316,7 @@ fn needs_launch(claim: &NodeClaim) -> bool {
             .is_none()
 }
 
-async fn launch_claim<L: Launcher>(
+pub(crate) async fn launch_claim<L: Launcher>(
     ctx: &Context<L>,
     claim: &NodeClaim,
     class: &NodeClass,
@@ -364,7 +378,7 @@ async fn launch_claim<L: Launcher>(
     }
 }
 
-fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
+pub(crate) fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
     objects.iter().map(AsRef::as_ref).collect()
 }
 
@@ -426,7 +440,7 @@ async fn pod_event<L>(
     publish(ctx, &pod.object_ref(&()), type_, reason, note).await;
 }
 
-async fn publish<L>(
+pub(crate) async fn publish<L>(
     ctx: &Context<L>,
     reference: &ObjectReference,
     type_: EventType,

@@ -6,13 +6,15 @@ use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use spotwright_api::keys;
+use spotwright_api::{conditions, keys};
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::{
     DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, Operator, PendingPod, Requirement,
     Resources,
 };
 
+use crate::controllers::registration::is_condition_true;
+use crate::disruption::decide::is_disrupting;
 use crate::facts::{self, FactsError};
 
 /// What the cluster holds, as the caches saw it.
@@ -83,6 +85,13 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         .iter()
         .filter_map(|n| n.metadata.name.as_deref())
         .collect();
+    // The extender keeps new pods off these, so the solve must not count on them.
+    let leaving: BTreeSet<&str> = objects
+        .claims
+        .iter()
+        .filter(|c| is_condition_true(c, conditions::DRIFTED) || is_disrupting(c))
+        .filter_map(|c| c.status.as_ref()?.node_name.as_deref())
+        .collect();
     let mut used: HashMap<String, PoolUsage> = HashMap::new();
     for node in objects.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
@@ -90,7 +99,8 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             .get(name)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let existing = facts::existing_node(node, on_node);
+        let mut existing = facts::existing_node(node, on_node);
+        existing.unavailable |= leaving.contains(name);
         if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
             let capacity = facts::node_capacity(node);
             let slot = used.entry(pool.clone()).or_default();

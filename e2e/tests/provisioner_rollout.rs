@@ -1,0 +1,658 @@
+//! The upgrade story on the real control plane and moto: a new AMI in the
+//! NodeClass's SSM parameter rolls every node, new node first, with the
+//! PodDisruptionBudget and the NodePool's budget held throughout, and a
+//! kill -9 of the provisioner mid-rollout neither stops the rollout nor
+//! replaces any node twice. A NodePool template change rolls its nodes too,
+//! except the one a `do-not-disrupt` pod holds. A rebalance recommendation
+//! replaces its node before any interruption, and a Spot interruption
+//! warning drains and replaces within the two-minute notice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use spotwright_api::{keys, NodeClaim};
+use spotwright_e2e::harness::process::eventually;
+use spotwright_e2e::harness::provisioner::{
+    ec2, ensure_network, ssm, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+};
+use spotwright_e2e::harness::webhook::{await_opt_in, Webhook};
+use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MOTO: &str = "http://127.0.0.1:15000";
+
+/// Two of moto's x86_64 images: the "current" and the "new" node image.
+async fn two_images() -> (String, String) {
+    let images = ec2()
+        .await
+        .describe_images()
+        .send()
+        .await
+        .expect("DescribeImages");
+    let ids: Vec<String> = images
+        .images()
+        .iter()
+        .filter(|i| i.architecture().map(|a| a.as_str()) == Some("x86_64"))
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .take(2)
+        .collect();
+    assert_eq!(ids.len(), 2, "moto ships at least two x86_64 AMIs");
+    (ids[0].clone(), ids[1].clone())
+}
+
+async fn put_image(path: &str, image: &str) {
+    ssm()
+        .await
+        .put_parameter()
+        .name(path)
+        .value(image)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("PutParameter");
+}
+
+/// A NodeClass whose AMI is the SSM parameter `ssm_path`, a Spot NodePool
+/// of 4-vCPU c/m types with `budget`, and a namespace opted in to it.
+async fn setup(
+    env: &Env,
+    client: &Client,
+    id: &str,
+    ssm_path: &str,
+    budget: &str,
+) -> (String, String) {
+    ensure_network("1.36").await;
+    let name = format!("e2e-roll-{id}");
+    let class = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": name},
+        "spec": {
+            "amiSelector": {"ssmParameter": ssm_path},
+            "subnetSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}],
+            "securityGroupSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}]
+        }
+    });
+    let nodepool = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"name": name},
+                "requirements": [
+                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m"]},
+                    {"key": "spotwright.io/instance-cpu", "operator": "In", "values": ["4"]}
+                ]
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30s",
+                "budgets": [{"nodes": budget}]}
+        }
+    });
+    for object in [class, nodepool] {
+        env.kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&object.to_string()),
+        );
+    }
+    let namespace = format!("roll-{id}");
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "annotations": {
+        "spotwright.io/capacity": "spot", "spotwright.io/nodepool": name}}});
+    env.kubectl_with_input(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ns.to_string()),
+    );
+    await_opt_in(client, &namespace).await;
+    (name, namespace)
+}
+
+fn apply(env: &Env, object: &serde_json::Value) {
+    env.kubectl_with_input(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&object.to_string()),
+    );
+}
+
+async fn claims_of(client: &Client, pool: &str) -> Vec<NodeClaim> {
+    Api::<NodeClaim>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{}={pool}", keys::NODEPOOL_LABEL)))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn is_true(claim: &NodeClaim, type_: &str) -> bool {
+    claim.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    })
+}
+
+fn image_of(claim: &NodeClaim) -> Option<String> {
+    claim.status.as_ref()?.image_id.clone()
+}
+
+/// Counted as disrupted by the budget: being replaced or being deleted.
+fn in_disruption(claim: &NodeClaim) -> bool {
+    claim.metadata.deletion_timestamp.is_some()
+        || claim
+            .annotations()
+            .contains_key(keys::DISRUPTION_ANNOTATION)
+}
+
+async fn running(client: &Client, namespace: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+        })
+        .collect()
+}
+
+async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
+    env.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    eventually(
+        &format!("{pool}'s claims to go"),
+        Duration::from_secs(180),
+        || async { claims_of(client, pool).await.is_empty() },
+    )
+    .await;
+    env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
+    env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
+}
+
+/// What the sampler saw during a rollout.
+#[derive(Default)]
+struct Watch {
+    stop: AtomicBool,
+    /// Samples where the PDB's healthy pods fell below its desired count.
+    pdb_violations: AtomicUsize,
+    max_disrupting: AtomicUsize,
+    samples: AtomicUsize,
+}
+
+/// Samples the PDB and the pool's claims every 100 ms until stopped; also
+/// records, per old claim, every replacement claim ever seen for it.
+fn sample(
+    client: Client,
+    pool: String,
+    namespace: String,
+    watch: Arc<Watch>,
+    replacements: Arc<std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+        while !watch.stop.load(Ordering::SeqCst) {
+            if let Ok(pdb) = pdbs.get("web").await {
+                let status = pdb.status.unwrap_or_default();
+                if let (Some(healthy), Some(desired)) =
+                    (status.current_healthy, status.desired_healthy)
+                {
+                    if healthy < desired {
+                        watch.pdb_violations.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            let claims = claims_of(&client, &pool).await;
+            let disrupting = claims.iter().filter(|c| in_disruption(c)).count();
+            watch.max_disrupting.fetch_max(disrupting, Ordering::SeqCst);
+            if let Ok(mut seen) = replacements.lock() {
+                for claim in &claims {
+                    if let Some(old) = claim.labels().get(keys::REPLACES_LABEL) {
+                        seen.entry(old.clone())
+                            .or_default()
+                            .insert(claim.name_any());
+                    }
+                }
+            }
+            watch.samples.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_crash() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "rollout-ami").await;
+    let id = unique_suffix();
+    let ssm_path = format!("/spotwright-e2e/rollout-{id}/image_id");
+    let (old_image, new_image) = two_images().await;
+    put_image(&ssm_path, &old_image).await;
+    let (pool, namespace) = setup(env, &client, &id, &ssm_path, "2").await;
+    let mut provisioner = Provisioner::start(env, "rollout-ami", MOTO, &[]).await;
+
+    // 30 pods of 500m: about 7 per 4-vCPU node, so 5 nodes.
+    apply(
+        env,
+        &json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"replicas": 30, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                    "name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}}}
+        }),
+    );
+    apply(
+        env,
+        &json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+        }),
+    );
+    eventually(
+        "30 pods Running on initialized nodes",
+        Duration::from_secs(180),
+        || async {
+            let claims = claims_of(&client, &pool).await;
+            running(&client, &namespace).await.len() == 30
+                && !claims.is_empty()
+                && claims.iter().all(|c| is_true(c, "Initialized"))
+        },
+    )
+    .await;
+    let old: BTreeMap<String, Option<String>> = claims_of(&client, &pool)
+        .await
+        .iter()
+        .map(|c| (c.name_any(), image_of(c)))
+        .collect();
+    assert!(
+        old.values()
+            .all(|i| i.as_deref() == Some(old_image.as_str())),
+        "{old:?}"
+    );
+    eventually(
+        "the PDB to be computed",
+        Duration::from_secs(30),
+        || async {
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+                .get("web")
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .is_some_and(|s| s.desired_healthy == Some(29) && s.current_healthy == Some(30))
+        },
+    )
+    .await;
+
+    let watch = Arc::new(Watch::default());
+    let replacements = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let sampler = sample(
+        client.clone(),
+        pool.clone(),
+        namespace.clone(),
+        watch.clone(),
+        replacements.clone(),
+    );
+    let written = Instant::now();
+    put_image(&ssm_path, &new_image).await;
+
+    // The first replacement launch, then a crash right after it.
+    let mut first_launch = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while first_launch.is_none() {
+        let claims = claims_of(&client, &pool).await;
+        if claims
+            .iter()
+            .any(|c| !old.contains_key(&c.name_any()) && is_true(c, "Launched"))
+        {
+            first_launch = Some(written.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replacement launched 120 s after the SSM write; see {}/e2e/rollout-ami-provisioner.log",
+            env.state.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    provisioner.kill9();
+    drop(provisioner);
+    let _provisioner = Provisioner::start(env, "rollout-ami-restarted", MOTO, &[]).await;
+
+    eventually(
+        "every old node replaced and 30 pods Running on new-image nodes",
+        Duration::from_secs(420),
+        || async {
+            let claims = claims_of(&client, &pool).await;
+            let settled = claims.iter().all(|c| {
+                !old.contains_key(&c.name_any())
+                    && is_true(c, "Initialized")
+                    && image_of(c).as_deref() == Some(new_image.as_str())
+            });
+            settled && !claims.is_empty() && running(&client, &namespace).await.len() == 30
+        },
+    )
+    .await;
+    let rollout = written.elapsed();
+    watch.stop.store(true, Ordering::SeqCst);
+    let _ = sampler.await;
+    let first_launch = first_launch.unwrap_or_default();
+    eprintln!(
+        "rollout of {} nodes: first replacement launched {:.1}s after the SSM write, all replaced in {:.1}s ({} samples, peak {} disrupted)",
+        old.len(),
+        first_launch.as_secs_f64(),
+        rollout.as_secs_f64(),
+        watch.samples.load(Ordering::SeqCst),
+        watch.max_disrupting.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        watch.pdb_violations.load(Ordering::SeqCst),
+        0,
+        "the PDB was violated during the rollout"
+    );
+    assert!(
+        watch.max_disrupting.load(Ordering::SeqCst) <= 2,
+        "the budget of 2 was exceeded: {} at once",
+        watch.max_disrupting.load(Ordering::SeqCst)
+    );
+    assert!(
+        first_launch <= Duration::from_secs(90),
+        "first replacement launch took {first_launch:?}"
+    );
+    let seen = replacements.lock().map(|s| s.clone()).unwrap_or_default();
+    for name in old.keys() {
+        let sets = seen.get(name).cloned().unwrap_or_default();
+        assert!(
+            sets.len() <= 1,
+            "{name} was replaced more than once: {sets:?}"
+        );
+    }
+    eprintln!(
+        "{} nodes before the rollout, {} after",
+        old.len(),
+        claims_of(&client, &pool).await.len()
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+#[tokio::test]
+async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "rollout-template").await;
+    let id = unique_suffix();
+    let ssm_path = format!("/spotwright-e2e/rollout-{id}/image_id");
+    let (image, _) = two_images().await;
+    put_image(&ssm_path, &image).await;
+    let (pool, namespace) = setup(env, &client, &id, &ssm_path, "1").await;
+    let _provisioner = Provisioner::start(env, "rollout-template", MOTO, &[]).await;
+
+    // One pod per node (hostname anti-affinity): two movable, one held.
+    let anti = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+        "labelSelector": {"matchLabels": {"app": "spread"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+    let container = json!([{"name": "app", "image": "registry.k8s.io/pause:3.10",
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]);
+    apply(
+        env,
+        &json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "spread", "namespace": namespace},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}},
+                "template": {"metadata": {"labels": {"app": "spread"}},
+                    "spec": {"affinity": anti, "containers": container}}}
+        }),
+    );
+    apply(
+        env,
+        &json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "held", "namespace": namespace, "labels": {"app": "spread"},
+                "annotations": {"spotwright.io/do-not-disrupt": "true"}},
+            "spec": {"affinity": anti, "containers": container}
+        }),
+    );
+    eventually(
+        "3 pods Running on 3 initialized nodes",
+        Duration::from_secs(180),
+        || async {
+            let claims = claims_of(&client, &pool).await;
+            running(&client, &namespace).await.len() == 3
+                && claims.len() == 3
+                && claims.iter().all(|c| is_true(c, "Initialized"))
+        },
+    )
+    .await;
+    let held_node = Api::<Pod>::namespaced(client.clone(), &namespace)
+        .get("held")
+        .await
+        .ok()
+        .and_then(|p| p.spec?.node_name)
+        .expect("the held pod's node");
+    let before: Vec<NodeClaim> = claims_of(&client, &pool).await;
+    let held_claim = before
+        .iter()
+        .find(|c| {
+            c.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some(held_node.as_str())
+        })
+        .map(ResourceExt::name_any)
+        .expect("the held node's claim");
+
+    // A template label change: every claim's NodePool hash is stale.
+    env.kubectl_ok(&[
+        "patch",
+        "nodepool",
+        &pool,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"labels":{"e2e.spotwright.io/revision":"2"}}}}}"#,
+    ]);
+    eventually(
+        "the two movable nodes replaced",
+        Duration::from_secs(300),
+        || async {
+            let claims = claims_of(&client, &pool).await;
+            let replaced = before
+                .iter()
+                .filter(|c| c.name_any() != held_claim)
+                .all(|c| !claims.iter().any(|n| n.name_any() == c.name_any()));
+            let fresh = claims
+                .iter()
+                .filter(|c| c.name_any() != held_claim)
+                .filter(|c| is_true(c, "Initialized"))
+                .count();
+            replaced && fresh == 2 && running(&client, &namespace).await.len() == 3
+        },
+    )
+    .await;
+    let claims = claims_of(&client, &pool).await;
+    let held = claims
+        .iter()
+        .find(|c| c.name_any() == held_claim)
+        .expect("the held node's claim stays");
+    assert!(is_true(held, "Drifted"), "it has drifted all the same");
+    assert!(!in_disruption(held), "but it is not being replaced");
+    let reasons = event_reasons(&client, &held_node).await;
+    assert!(
+        reasons.iter().any(|r| r == "DisruptionBlocked"),
+        "a node Event says why it stays: {reasons:?}"
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+fn ec2_event(detail_type: &str, detail: serde_json::Value) -> String {
+    json!({
+        "version": "0", "id": "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b",
+        "detail-type": detail_type, "source": "aws.ec2",
+        "account": "123456789012", "time": "2026-11-25T13:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": detail
+    })
+    .to_string()
+}
+
+fn instance_of(claim: &NodeClaim) -> String {
+    claim
+        .status
+        .as_ref()
+        .and_then(|s| s.provider_id.as_deref())
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The single claim of the pool other than `not`, once initialized.
+async fn await_claim(client: &Client, pool: &str, not: Option<&str>, what: &str) -> NodeClaim {
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while found.is_none() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        found = claims_of(client, pool).await.into_iter().find(|c| {
+            Some(c.name_any().as_str()) != not
+                && c.metadata.deletion_timestamp.is_none()
+                && is_true(c, "Initialized")
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    found.unwrap_or_else(|| unreachable!())
+}
+
+async fn pod_node(client: &Client, namespace: &str) -> Option<String> {
+    running(client, namespace)
+        .await
+        .into_iter()
+        .next()
+        .and_then(|p| p.spec?.node_name)
+}
+
+#[tokio::test]
+async fn a_rebalance_replaces_first_and_a_spot_warning_drains_within_the_notice() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "rollout-interruption").await;
+    let id = unique_suffix();
+    let ssm_path = format!("/spotwright-e2e/rollout-{id}/image_id");
+    let (image, _) = two_images().await;
+    put_image(&ssm_path, &image).await;
+    let (pool, namespace) = setup(env, &client, &id, &ssm_path, "1").await;
+    let sqs = aws_sdk_sqs::Client::new(&spotwright_e2e::aws::sdk_config().await);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("e2e-rollout-{id}"))
+        .send()
+        .await
+        .expect("CreateQueue on moto")
+        .queue_url
+        .expect("queue URL");
+    let provisioner = Provisioner::start(
+        env,
+        "rollout-interruption",
+        MOTO,
+        &["--interruption-queue", &queue_url],
+    )
+    .await;
+    apply(
+        env,
+        &json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "one", "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
+                "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
+                    "name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
+        }),
+    );
+    let first = await_claim(&client, &pool, None, "the first node").await;
+    eventually("the pod Running", Duration::from_secs(60), || async {
+        pod_node(&client, &namespace).await.is_some()
+    })
+    .await;
+    let send = |body: String| {
+        let (sqs, url) = (sqs.clone(), queue_url.clone());
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .expect("SendMessage");
+        }
+    };
+
+    // Garbage first: it is counted and dropped, and the loop goes on.
+    send("{this is not an EventBridge event".to_owned()).await;
+    let detail = json!({"instance-id": instance_of(&first)});
+    send(ec2_event("EC2 Instance Rebalance Recommendation", detail)).await;
+    // The replacement must be initialized before the old claim starts to go.
+    let (mut replacement_up, mut old_going) = (None, None);
+    let started = Instant::now();
+    while replacement_up.is_none() || old_going.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "rebalance not carried out; see {}/e2e/rollout-interruption-provisioner.log",
+            env.state.display()
+        );
+        let claims = claims_of(&client, &pool).await;
+        let old = claims.iter().find(|c| c.name_any() == first.name_any());
+        if old_going.is_none() && old.is_none_or(|c| c.metadata.deletion_timestamp.is_some()) {
+            old_going = Some(started.elapsed());
+        }
+        let up = claims.iter().any(|c| {
+            c.labels().get(keys::REPLACES_LABEL) == Some(&first.name_any())
+                && is_true(c, "Initialized")
+        });
+        if replacement_up.is_none() && up {
+            replacement_up = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        replacement_up <= old_going,
+        "the replacement came up at {replacement_up:?}, after the old node started to go at {old_going:?}"
+    );
+    let second = await_claim(&client, &pool, Some(&first.name_any()), "the replacement").await;
+    eventually(
+        "the pod to move to the replacement",
+        Duration::from_secs(120),
+        || async {
+            pod_node(&client, &namespace).await
+                == second.status.as_ref().and_then(|s| s.node_name.clone())
+        },
+    )
+    .await;
+
+    // A Spot interruption warning: two minutes' notice.
+    let warned = Instant::now();
+    let detail = json!({"instance-id": instance_of(&second), "instance-action": "terminate"});
+    send(ec2_event("EC2 Spot Instance Interruption Warning", detail)).await;
+    let second_node = second.status.as_ref().and_then(|s| s.node_name.clone());
+    eventually(
+        "the pod Running on a new node, within the notice",
+        Duration::from_secs(120),
+        || async {
+            let node = pod_node(&client, &namespace).await;
+            node.is_some() && node != second_node
+        },
+    )
+    .await;
+    eprintln!(
+        "rebalance: replacement up after {:.1}s, old node draining after {:.1}s; spot warning: pod moved in {:.1}s",
+        replacement_up.unwrap_or_default().as_secs_f64(),
+        old_going.unwrap_or_default().as_secs_f64(),
+        warned.elapsed().as_secs_f64()
+    );
+    let metrics = provisioner.metrics().await;
+    assert!(
+        metrics.contains("spotwright_provisioner_interruption_messages_total{kind=\"malformed\",outcome=\"malformed\"} 1"),
+        "the garbage message was counted:\n{metrics}"
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
