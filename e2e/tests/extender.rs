@@ -12,7 +12,7 @@ use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::extender::{Extender, EXTENDER_METRICS_PORT};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::prometheus::Prometheus;
-use spotwright_e2e::harness::webhook::{await_opt_in, counter_in, Webhook};
+use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
 use spotwright_e2e::node_agent::nodes::register;
 
@@ -34,17 +34,9 @@ async fn pool(env: &Env, client: &Client) -> Pool {
         "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
         "spec": {"template": {"spec": {"nodeClassRef": {"name": "default"}, "taints": [taint]}}}
     });
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&nodepool.to_string()),
-    );
+    env.apply(&nodepool);
     let namespace = format!("ext-{id}");
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "annotations": {
-        "spotwright.io/capacity": "spot", "spotwright.io/nodepool": name}}});
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&ns.to_string()),
-    );
+    opted_in_namespace(env, client, &namespace, &name).await;
 
     let nodes = ["a", "b", "c"].map(|n| format!("{name}-{n}"));
     let api: Api<Node> = Api::all(client.clone());
@@ -79,7 +71,6 @@ async fn pool(env: &Env, client: &Client) -> Pool {
         },
     )
     .await;
-    await_opt_in(client, &namespace).await;
     // Fill: bound directly, as a kubelet would run them.
     fill(client, &namespace, &nodes[0], "1000m", "4Gi").await;
     fill(client, &namespace, &nodes[1], "1500m", "6Gi").await;

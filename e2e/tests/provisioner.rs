@@ -15,7 +15,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
-use spotwright_e2e::harness::webhook::{await_opt_in, counter_in, Webhook};
+use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -54,19 +54,10 @@ async fn pool(env: &Env, client: &Client, id: &str) -> String {
         }
     });
     for object in [class, nodepool] {
-        env.kubectl_with_input(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&object.to_string()),
-        );
+        env.apply(&object);
     }
     let namespace = format!("prov-{id}");
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "annotations": {
-        "spotwright.io/capacity": "spot", "spotwright.io/nodepool": name}}});
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&ns.to_string()),
-    );
-    await_opt_in(client, &namespace).await;
+    opted_in_namespace(env, client, &namespace, &name).await;
     name
 }
 
@@ -95,10 +86,7 @@ fn deploy(env: &Env, namespace: &str, sizes: &[(&str, &str, &str)], replicas: u3
                     "name": "app", "image": "registry.k8s.io/pause:3.10",
                     "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}}
         });
-        env.kubectl_with_input(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&deployment.to_string()),
-        );
+        env.apply(&deployment);
     }
 }
 

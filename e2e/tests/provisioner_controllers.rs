@@ -379,6 +379,7 @@ async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
         claim_selector: selector(&id),
         drain_poll: Duration::from_millis(500),
         eviction_backoff: Duration::from_secs(1),
+        ..TerminationSettings::default()
     };
     let controller = tokio::spawn(termination::run(
         client.clone(),
@@ -490,10 +491,7 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
             "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "2s"}
         }
     });
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&nodepool.to_string()),
-    );
+    env.apply(&nodepool);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let initialized = |node: &str| {
         json!({"nodeName": node, "conditions": [

@@ -20,9 +20,9 @@ use serde_json::json;
 use spotwright_api::{keys, NodeClaim};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
-    ec2, ensure_network, ssm, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+    ensure_network, ssm, x86_64_images, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
-use spotwright_e2e::harness::webhook::{await_opt_in, Webhook};
+use spotwright_e2e::harness::webhook::{opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -31,21 +31,10 @@ const MOTO: &str = "http://127.0.0.1:15000";
 
 /// Two of moto's x86_64 images: the "current" and the "new" node image.
 async fn two_images() -> (String, String) {
-    let images = ec2()
-        .await
-        .describe_images()
-        .send()
-        .await
-        .expect("DescribeImages");
-    let ids: Vec<String> = images
-        .images()
-        .iter()
-        .filter(|i| i.architecture().map(|a| a.as_str()) == Some("x86_64"))
-        .filter_map(|i| i.image_id().map(str::to_owned))
-        .take(2)
-        .collect();
-    assert_eq!(ids.len(), 2, "moto ships at least two x86_64 AMIs");
-    (ids[0].clone(), ids[1].clone())
+    match x86_64_images().await.as_slice() {
+        [a, b, ..] => (a.clone(), b.clone()),
+        other => panic!("moto ships at least two x86_64 AMIs, found {other:?}"),
+    }
 }
 
 async fn put_image(path: &str, image: &str) {
@@ -97,27 +86,11 @@ async fn setup(
         }
     });
     for object in [class, nodepool] {
-        env.kubectl_with_input(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&object.to_string()),
-        );
+        env.apply(&object);
     }
     let namespace = format!("roll-{id}");
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "annotations": {
-        "spotwright.io/capacity": "spot", "spotwright.io/nodepool": name}}});
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&ns.to_string()),
-    );
-    await_opt_in(client, &namespace).await;
+    opted_in_namespace(env, client, &namespace, &name).await;
     (name, namespace)
-}
-
-fn apply(env: &Env, object: &serde_json::Value) {
-    env.kubectl_with_input(
-        &["apply", "--server-side", "-f", "-"],
-        Some(&object.to_string()),
-    );
 }
 
 async fn claims_of(client: &Client, pool: &str) -> Vec<NodeClaim> {
@@ -238,25 +211,19 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     let mut provisioner = Provisioner::start(env, "rollout-ami", MOTO, &[]).await;
 
     // 30 pods of 500m: about 7 per 4-vCPU node, so 5 nodes.
-    apply(
-        env,
-        &json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {"replicas": 30, "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
-                    "name": "app", "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}}}
-        }),
-    );
-    apply(
-        env,
-        &json!({
-            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": "web", "namespace": namespace},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
-        }),
-    );
+    env.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": 30, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
+                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}}}
+    }));
+    env.apply(&json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+    }));
     eventually(
         "30 pods Running on initialized nodes",
         Duration::from_secs(180),
@@ -396,25 +363,19 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         "labelSelector": {"matchLabels": {"app": "spread"}}, "topologyKey": "kubernetes.io/hostname"}]}});
     let container = json!([{"name": "app", "image": "registry.k8s.io/pause:3.10",
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]);
-    apply(
-        env,
-        &json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "spread", "namespace": namespace},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}},
-                "template": {"metadata": {"labels": {"app": "spread"}},
-                    "spec": {"affinity": anti, "containers": container}}}
-        }),
-    );
-    apply(
-        env,
-        &json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "held", "namespace": namespace, "labels": {"app": "spread"},
-                "annotations": {"spotwright.io/do-not-disrupt": "true"}},
-            "spec": {"affinity": anti, "containers": container}
-        }),
-    );
+    env.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "spread", "namespace": namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "spread"}},
+            "template": {"metadata": {"labels": {"app": "spread"}},
+                "spec": {"affinity": anti, "containers": container}}}
+    }));
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "held", "namespace": namespace, "labels": {"app": "spread"},
+            "annotations": {"spotwright.io/do-not-disrupt": "true"}},
+        "spec": {"affinity": anti, "containers": container}
+    }));
     eventually(
         "3 pods Running on 3 initialized nodes",
         Duration::from_secs(180),
@@ -560,17 +521,14 @@ async fn a_rebalance_replaces_first_and_a_spot_warning_drains_within_the_notice(
         &["--interruption-queue", &queue_url],
     )
     .await;
-    apply(
-        env,
-        &json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "one", "namespace": namespace},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
-                "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
-                    "name": "app", "image": "registry.k8s.io/pause:3.10",
-                    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
-        }),
-    );
+    env.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "one", "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
+            "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
+                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
+    }));
     let first = await_claim(&client, &pool, None, "the first node").await;
     eventually("the pod Running", Duration::from_secs(60), || async {
         pod_node(&client, &namespace).await.is_some()

@@ -156,7 +156,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ));
             tokio::spawn(termination::run(
                 client.clone(),
-                TerminationSettings::default(),
+                TerminationSettings {
+                    evictions_blocked: Some(metrics.evictions_blocked.clone()),
+                    ..TerminationSettings::default()
+                },
                 drained,
             ));
             tokio::spawn(orphans::run(

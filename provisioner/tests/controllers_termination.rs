@@ -159,3 +159,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn refused_evictions_back_off_doubling_up_to_the_cap() {
+    use std::time::Duration;
+    let (base, max) = (Duration::from_secs(1), Duration::from_secs(20));
+    let waits: Vec<u64> = (1..=7)
+        .map(|n| eviction_delay(base, max, n).as_secs())
+        .collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 20, 20]);
+    assert_eq!(eviction_delay(base, max, u32::MAX), max, "no overflow");
+    assert_eq!(eviction_delay(base, max, 0), base);
+}

@@ -28,6 +28,19 @@ impl Env {
         child.wait_with_output().expect("kubectl finishes")
     }
 
+    /// `kubectl apply --server-side` of one object; fails the test when refused.
+    pub fn apply(&self, object: &serde_json::Value) {
+        let output = self.kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&object.to_string()),
+        );
+        assert!(
+            output.status.success(),
+            "kubectl apply failed:\n{}\n{object}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Runs kubectl and fails the test with its stderr when it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let output = self.kubectl(args);

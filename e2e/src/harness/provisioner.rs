@@ -154,14 +154,11 @@ pub async fn ensure_network(kubernetes_minor: &str) {
             .await
             .expect("CreateSecurityGroup");
     }
-    let image = ec2.describe_images().send().await.expect("DescribeImages");
-    let image_id = image
-        .images()
-        .iter()
-        .filter(|i| i.architecture().map(|a| a.as_str()) == Some("x86_64"))
-        .find_map(|i| i.image_id())
-        .expect("moto ships x86_64 AMIs")
-        .to_owned();
+    let image_id = x86_64_images()
+        .await
+        .into_iter()
+        .next()
+        .expect("moto ships x86_64 AMIs");
     let path = format!("{AMI_SSM_PREFIX}/{kubernetes_minor}/amazon-linux-2023/x86_64/standard/recommended/image_id");
     ssm()
         .await
@@ -173,6 +170,22 @@ pub async fn ensure_network(kubernetes_minor: &str) {
         .send()
         .await
         .expect("PutParameter");
+}
+
+/// The ids of moto's x86_64 images.
+pub async fn x86_64_images() -> Vec<String> {
+    let images = ec2()
+        .await
+        .describe_images()
+        .send()
+        .await
+        .expect("DescribeImages");
+    images
+        .images()
+        .iter()
+        .filter(|i| i.architecture().map(|a| a.as_str()) == Some("x86_64"))
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect()
 }
 
 pub const FAULT_PROXY_PORT: u16 = 15001;

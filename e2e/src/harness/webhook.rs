@@ -153,6 +153,17 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
     Some((status, response.text().await.ok()?))
 }
 
+/// Creates `namespace` opted in to Spot capacity on `nodepool`, and waits
+/// until the webhook serves it ([`await_opt_in`]).
+pub async fn opted_in_namespace(env: &Env, client: &Client, namespace: &str, nodepool: &str) {
+    env.apply(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": namespace, "annotations": {
+            "spotwright.io/capacity": "spot", "spotwright.io/nodepool": nodepool}}
+    }));
+    await_opt_in(client, namespace).await;
+}
+
 /// Waits until pods created in `namespace` reach the Spotwright scheduler:
 /// the webhook's caches hold the namespace (and its NodePool) and the API
 /// server trusts the current caBundle. A dry-run pod shows it without

@@ -8,8 +8,9 @@
 //! Every step is derived from the objects as they are ([`plan`]), so a
 //! controller that crashes midway picks up where it stopped.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,6 +21,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::Controller;
 use kube::{Api, Client, Resource, ResourceExt};
+use prometheus::IntCounter;
 use serde_json::json;
 use spotwright_api::{conditions, keys, NodeClaim};
 
@@ -194,25 +196,38 @@ pub enum TerminationError {
 }
 
 /// How termination behaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct TerminationSettings {
     /// How soon to look again while pods are being evicted or exiting.
     pub drain_poll: Duration,
-    /// How long to wait after a PodDisruptionBudget refused an eviction.
+    /// The wait after a PodDisruptionBudget first refused an eviction of a
+    /// claim's pods; it doubles with each refusal in a row, up to
+    /// `eviction_backoff_max`.
     pub eviction_backoff: Duration,
+    pub eviction_backoff_max: Duration,
     /// Only NodeClaims matching this label selector are handled (all when
     /// `None`): lets tests, or shards, keep to their own claims.
     pub claim_selector: Option<String>,
+    /// Counts refused evictions.
+    pub evictions_blocked: Option<IntCounter>,
 }
 
 impl Default for TerminationSettings {
     fn default() -> Self {
         TerminationSettings {
             drain_poll: Duration::from_secs(2),
-            eviction_backoff: Duration::from_secs(5),
+            eviction_backoff: Duration::from_secs(1),
+            eviction_backoff_max: Duration::from_secs(20),
             claim_selector: None,
+            evictions_blocked: None,
         }
     }
+}
+
+/// The wait after the `refusals`-th refused drain pass in a row (from 1).
+pub fn eviction_delay(base: Duration, max: Duration, refusals: u32) -> Duration {
+    let doublings = refusals.saturating_sub(1).min(16);
+    base.saturating_mul(1u32 << doublings).min(max)
 }
 
 struct Context<I> {
@@ -220,6 +235,8 @@ struct Context<I> {
     instances: Arc<I>,
     recorder: Recorder,
     settings: TerminationSettings,
+    /// Refused drain passes in a row, per claim.
+    refusals: Mutex<HashMap<String, u32>>,
 }
 
 /// Runs the termination controller until its watch ends.
@@ -230,6 +247,7 @@ pub async fn run<I: Instances>(client: Client, settings: TerminationSettings, in
         client: client.clone(),
         instances,
         settings,
+        refusals: Mutex::new(HashMap::new()),
     });
     Controller::new(Api::<NodeClaim>::all(client), config)
         .run(reconcile, error_policy, context)
@@ -332,15 +350,35 @@ async fn execute<I: Instances>(
             node: node_name,
             pods,
         } => {
-            let mut refused = 0usize;
+            let mut refused = 0u64;
             for pod in &pods {
                 if !evict(&ctx.client, pod).await? {
                     refused += 1;
                 }
             }
+            if let Some(counter) = &ctx.settings.evictions_blocked {
+                counter.inc_by(refused);
+            }
+            let in_a_row = match ctx.refusals.lock() {
+                Ok(mut refusals) if refused > 0 => {
+                    let n = refusals.entry(claim_name.clone()).or_default();
+                    *n = n.saturating_add(1);
+                    *n
+                }
+                Ok(mut refusals) => {
+                    refusals.remove(&claim_name);
+                    0
+                }
+                Err(_) => u32::from(refused > 0),
+            };
             if refused > 0 {
-                tracing::info!(node = %node_name, refused, "evictions refused by PodDisruptionBudgets; retrying");
-                Ok(Action::requeue(ctx.settings.eviction_backoff))
+                let wait = eviction_delay(
+                    ctx.settings.eviction_backoff,
+                    ctx.settings.eviction_backoff_max,
+                    in_a_row,
+                );
+                tracing::info!(node = %node_name, refused, wait_ms = wait.as_millis() as u64, "evictions refused by PodDisruptionBudgets; retrying");
+                Ok(Action::requeue(wait))
             } else {
                 Ok(Action::requeue(ctx.settings.drain_poll))
             }
@@ -350,6 +388,9 @@ async fn execute<I: Instances>(
             node: node_name,
             instance_id,
         } => {
+            if let Ok(mut refusals) = ctx.refusals.lock() {
+                refusals.remove(&claim_name);
+            }
             if let Some(node_name) = &node_name {
                 let note = format!("Node {node_name} drained");
                 record(

@@ -33,8 +33,8 @@ use crate::controllers::removal::{do_not_disrupt, is_workload_pod};
 use crate::controllers::termination::{disrupted_taint, write_condition};
 use crate::facts;
 use crate::provisioning::claim::{claim_name, new_claim, nodepool_of};
-use crate::provisioning::pass::{launch_claim, publish, refs, Context};
-use crate::provisioning::snapshot::{self, Objects};
+use crate::provisioning::pass::{launch_claim, publish, Context};
+use crate::provisioning::stores::Snapshot;
 use crate::provisioning::Launcher;
 
 /// What a sweep remembers between sweeps: the last block announced per
@@ -46,16 +46,14 @@ pub struct Memory {
 
 /// The objects of one sweep.
 struct View {
-    claims: Vec<Arc<NodeClaim>>,
+    objects: Snapshot,
     nodes: HashMap<String, Arc<Node>>,
-    pods: Vec<Arc<Pod>>,
-    pools: Vec<Arc<NodePool>>,
-    classes: Vec<Arc<NodeClass>>,
 }
 
 impl View {
     fn claim(&self, name: &str) -> Option<&NodeClaim> {
-        self.claims
+        self.objects
+            .claims
             .iter()
             .find(|c| c.name_any() == name)
             .map(AsRef::as_ref)
@@ -67,7 +65,8 @@ impl View {
     }
 
     fn pods_on(&self, node: &str) -> Vec<&Pod> {
-        self.pods
+        self.objects
+            .pods
             .iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
             .map(AsRef::as_ref)
@@ -75,7 +74,8 @@ impl View {
     }
 
     fn pool(&self, name: &str) -> Option<&NodePool> {
-        self.pools
+        self.objects
+            .nodepools
             .iter()
             .find(|p| p.name_any() == name)
             .map(AsRef::as_ref)
@@ -83,7 +83,8 @@ impl View {
 
     fn class_of(&self, pool: &NodePool) -> Option<&NodeClass> {
         let name = &pool.spec.template.spec.node_class_ref.name;
-        self.classes
+        self.objects
+            .nodeclasses
             .iter()
             .find(|c| &c.name_any() == name)
             .map(AsRef::as_ref)
@@ -92,23 +93,18 @@ impl View {
 
 /// One sweep.
 pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memory: &mut Memory) {
-    let view = View {
-        claims: ctx.stores.claims.state(),
-        nodes: ctx
-            .stores
-            .nodes
-            .state()
-            .into_iter()
-            .map(|n| (n.name_any(), n))
-            .collect(),
-        pods: ctx.stores.pods.state(),
-        pools: ctx.stores.nodepools.state(),
-        classes: ctx.stores.nodeclasses.state(),
-    };
+    let objects = ctx.stores.snapshot();
+    let nodes = objects
+        .nodes
+        .iter()
+        .map(|n| (n.name_any(), n.clone()))
+        .collect();
+    let view = View { objects, nodes };
     let now = Timestamp::now();
-    let live: HashSet<String> = view.claims.iter().map(|c| c.name_any()).collect();
+    let live: HashSet<String> = view.objects.claims.iter().map(|c| c.name_any()).collect();
     memory.announced.retain(|name, _| live.contains(name));
     for claim in view
+        .objects
         .claims
         .iter()
         .filter(|c| c.meta().deletion_timestamp.is_none())
@@ -118,6 +114,7 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
         }
     }
     let mut candidates: Vec<(&NodeClaim, Cause, String)> = view
+        .objects
         .claims
         .iter()
         .filter(|c| !decide::backing_off(c, now, timing.retry_after))
@@ -125,7 +122,7 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
         .filter_map(|c| decide::cause(c, now).map(|(cause, why)| (c.as_ref(), cause, why)))
         .collect();
     decide::order(&mut candidates);
-    let mut counts = decide::pool_counts(view.claims.iter().map(AsRef::as_ref));
+    let mut counts = decide::pool_counts(view.objects.claims.iter().map(AsRef::as_ref));
     let mut begun_in: HashSet<String> = HashSet::new();
     let going: HashSet<String> = going_away(&view, &candidates);
     for (claim, cause, why) in candidates {
@@ -196,11 +193,11 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
 /// place pods on: those being replaced or deleted, the other candidates,
 /// and replacements whose room is promised to their old node's pods.
 fn going_away(view: &View, candidates: &[(&NodeClaim, Cause, String)]) -> HashSet<String> {
-    let existing: HashSet<String> = view.claims.iter().map(|c| c.name_any()).collect();
+    let existing: HashSet<String> = view.objects.claims.iter().map(|c| c.name_any()).collect();
     let candidate_names: HashSet<String> =
         candidates.iter().map(|(c, _, _)| c.name_any()).collect();
     let mut names = HashSet::new();
-    for claim in &view.claims {
+    for claim in &view.objects.claims {
         let promised = decide::is_promised(claim, &existing);
         if decide::is_disrupting(claim) || promised || candidate_names.contains(&claim.name_any()) {
             names.insert(claim.name_any());
@@ -233,25 +230,9 @@ async fn begin<L: Launcher>(
         moving.push(facts::pending_pod(pod).map_err(|e| e.to_string())?);
     }
     let instance_types = ctx.launcher.instance_types();
-    let all_pods = ctx.stores.pods.state();
-    let daemonsets = ctx.stores.daemonsets.state();
-    let nodes: Vec<&Node> = view.nodes.values().map(AsRef::as_ref).collect();
-    let (pods_r, claims_r) = (refs(&all_pods), refs(&view.claims));
-    let (pools_r, classes_r, ds_r) = (refs(&view.pools), refs(&view.classes), refs(&daemonsets));
-    let opted_in = ctx.stores.opted_in();
-    let problem = snapshot::build(
-        &Objects {
-            pods: &pods_r,
-            nodes: &nodes,
-            claims: &claims_r,
-            nodepools: &pools_r,
-            nodeclasses: &classes_r,
-            daemonsets: &ds_r,
-            opted_in: &opted_in,
-            scheduler_name: &ctx.settings.scheduler_name,
-        },
-        &instance_types,
-    );
+    let problem = view
+        .objects
+        .problem(&ctx.settings.scheduler_name, &instance_types);
     let leaving = Leaving {
         node: &node_name,
         nodepool: &pool_name,
@@ -316,22 +297,7 @@ async fn begin<L: Launcher>(
         pods.iter().filter(|p| is_workload_pod(p)).count()
     );
     tracing::info!(claim = %claim.name_any(), "{note}");
-    publish(
-        ctx,
-        &claim.object_ref(&()),
-        EventType::Normal,
-        "Replacing",
-        note.clone(),
-    )
-    .await;
-    publish(
-        ctx,
-        &node.object_ref(&()),
-        EventType::Normal,
-        "Replacing",
-        note,
-    )
-    .await;
+    tell(ctx, claim, Some(node), EventType::Normal, "Replacing", note).await;
     let mut created = Vec::new();
     for (replacement, class) in &replacements {
         match claims.create(&PostParams::default(), replacement).await {
@@ -413,7 +379,8 @@ async fn advance<L: Launcher>(
                     continue;
                 };
                 let class = view
-                    .classes
+                    .objects
+                    .nodeclasses
                     .iter()
                     .find(|c| c.name_any() == replacement.spec.node_class_ref.name);
                 if let Some(class) = class {
@@ -473,24 +440,7 @@ async fn drain<L>(
         elapsed(state.started, now).as_secs()
     );
     tracing::info!(claim = %claim.name_any(), "{note}");
-    publish(
-        ctx,
-        &claim.object_ref(&()),
-        EventType::Normal,
-        "Replaced",
-        note.clone(),
-    )
-    .await;
-    if let Some(node) = node {
-        publish(
-            ctx,
-            &node.object_ref(&()),
-            EventType::Normal,
-            "Replaced",
-            note,
-        )
-        .await;
-    }
+    tell(ctx, claim, node, EventType::Normal, "Replaced", note).await;
 }
 
 /// Gives a replacement up: its replacement claims are deleted (their
@@ -551,24 +501,30 @@ async fn roll_back<L>(
         .inc();
     let note = format!("replacement given up, node untainted, retried later: {why}");
     tracing::warn!(claim = %claim.name_any(), "{note}");
-    publish(
+    tell(
         ctx,
-        &claim.object_ref(&()),
+        claim,
+        node,
         EventType::Warning,
         "ReplacementRolledBack",
-        note.clone(),
+        note,
     )
     .await;
+}
+
+/// An Event on the claim and, when it has one, on its Node: users look at either.
+async fn tell<L>(
+    ctx: &Context<L>,
+    claim: &NodeClaim,
+    node: Option<&Node>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     if let Some(node) = node {
-        publish(
-            ctx,
-            &node.object_ref(&()),
-            EventType::Warning,
-            "ReplacementRolledBack",
-            note,
-        )
-        .await;
+        publish(ctx, &node.object_ref(&()), type_, reason, note.clone()).await;
     }
+    publish(ctx, &claim.object_ref(&()), type_, reason, note).await;
 }
 
 /// Why a candidate waits, once per distinct reason: an Event (on the Node

@@ -17,8 +17,7 @@ use spotwright_solver::{solve, Input, NewNode};
 use super::claim::nodepool_of;
 use super::claim::{claim_name, new_claim};
 use super::pool_status;
-use super::snapshot::{self, Objects};
-use super::stores::Stores;
+use super::stores::{refs, Stores};
 use super::{Launched, Launcher};
 use crate::batch::Batcher;
 use crate::disruption::controller::{self as disruption, Memory};
@@ -124,29 +123,11 @@ pub enum PassError {
 /// One pass: finish launches an earlier process began, solve, launch.
 pub async fn pass<L: Launcher>(ctx: &Context<L>) -> Result<(), PassError> {
     resume(ctx).await;
-    let pods = ctx.stores.pods.state();
-    let nodes = ctx.stores.nodes.state();
-    let claims = ctx.stores.claims.state();
-    let nodepools = ctx.stores.nodepools.state();
-    let nodeclasses = ctx.stores.nodeclasses.state();
-    let daemonsets = ctx.stores.daemonsets.state();
-    let opted_in = ctx.stores.opted_in();
+    let now = ctx.stores.snapshot();
     let instance_types = ctx.launcher.instance_types();
-    let (pods_r, nodes_r, claims_r) = (refs(&pods), refs(&nodes), refs(&claims));
-    let (pools_r, classes_r, ds_r) = (refs(&nodepools), refs(&nodeclasses), refs(&daemonsets));
-    let problem = snapshot::build(
-        &Objects {
-            pods: &pods_r,
-            nodes: &nodes_r,
-            claims: &claims_r,
-            nodepools: &pools_r,
-            nodeclasses: &classes_r,
-            daemonsets: &ds_r,
-            opted_in: &opted_in,
-            scheduler_name: &ctx.settings.scheduler_name,
-        },
-        &instance_types,
-    );
+    let problem = now.problem(&ctx.settings.scheduler_name, &instance_types);
+    let (pods_r, claims_r) = (refs(&now.pods), refs(&now.claims));
+    let (pools_r, classes_r) = (refs(&now.nodepools), refs(&now.nodeclasses));
     ctx.metrics
         .fleet_cost
         .set(fleet_cost(&claims_r, &instance_types));
@@ -376,10 +357,6 @@ pub(crate) async fn launch_claim<L: Launcher>(
             let _ = api.delete(&name, &Default::default()).await;
         }
     }
-}
-
-pub(crate) fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
-    objects.iter().map(AsRef::as_ref).collect()
 }
 
 fn launched_status(launched: &Launched) -> serde_json::Value {

@@ -11,7 +11,10 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
+use spotwright_solver::model::InstanceType;
 use tokio::sync::Notify;
+
+use super::snapshot::{self, Objects, Problem};
 
 #[derive(Clone)]
 pub struct Stores {
@@ -54,6 +57,19 @@ impl Stores {
         );
     }
 
+    /// Every object the caches hold, at one moment.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            pods: self.pods.state(),
+            nodes: self.nodes.state(),
+            claims: self.claims.state(),
+            nodepools: self.nodepools.state(),
+            nodeclasses: self.nodeclasses.state(),
+            daemonsets: self.daemonsets.state(),
+            opted_in: self.opted_in(),
+        }
+    }
+
     /// Namespaces that opted in with `spotwright.io/capacity`.
     pub fn opted_in(&self) -> BTreeSet<String> {
         self.namespaces
@@ -68,6 +84,44 @@ impl Stores {
             .filter_map(|ns| ns.metadata.name.clone())
             .collect()
     }
+}
+
+/// The caches' objects at one moment: what a pass or a disruption sweep reads.
+pub struct Snapshot {
+    pub pods: Vec<Arc<Pod>>,
+    pub nodes: Vec<Arc<Node>>,
+    pub claims: Vec<Arc<NodeClaim>>,
+    pub nodepools: Vec<Arc<NodePool>>,
+    pub nodeclasses: Vec<Arc<NodeClass>>,
+    pub daemonsets: Vec<Arc<DaemonSet>>,
+    pub opted_in: BTreeSet<String>,
+}
+
+impl Snapshot {
+    /// The solver's input for this moment.
+    pub fn problem(&self, scheduler_name: &str, instance_types: &[InstanceType]) -> Problem {
+        let (pods, nodes, claims) = (refs(&self.pods), refs(&self.nodes), refs(&self.claims));
+        let (nodepools, nodeclasses) = (refs(&self.nodepools), refs(&self.nodeclasses));
+        let daemonsets = refs(&self.daemonsets);
+        snapshot::build(
+            &Objects {
+                pods: &pods,
+                nodes: &nodes,
+                claims: &claims,
+                nodepools: &nodepools,
+                nodeclasses: &nodeclasses,
+                daemonsets: &daemonsets,
+                opted_in: &self.opted_in,
+                scheduler_name,
+            },
+            instance_types,
+        )
+    }
+}
+
+/// Borrows of cached objects, as the pure functions take them.
+pub fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
+    objects.iter().map(AsRef::as_ref).collect()
 }
 
 fn watch<K>(api: Api<K>, changed: Option<Arc<Notify>>) -> Store<K>
