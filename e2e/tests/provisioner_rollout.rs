@@ -22,7 +22,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ensure_network, ssm, x86_64_images, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
 };
-use spotwright_e2e::harness::webhook::{opted_in_namespace, Webhook};
+use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -291,7 +291,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     }
     provisioner.kill9();
     drop(provisioner);
-    let _provisioner = Provisioner::start(env, "rollout-ami-restarted", MOTO, &[]).await;
+    let restarted = Provisioner::start(env, "rollout-ami-restarted", MOTO, &[]).await;
 
     eventually(
         "every old node replaced and 30 pods Running on new-image nodes",
@@ -308,6 +308,20 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     )
     .await;
     let rollout = written.elapsed();
+    // The restarted process finished at least the replacements it began.
+    let metrics = restarted.metrics().await;
+    let drained = counter_in(
+        &metrics,
+        "spotwright_provisioner_disruption_decisions_total{reason=\"Drifted\",result=\"drained\"}",
+    );
+    let timed = counter_in(
+        &metrics,
+        "spotwright_provisioner_drift_replacement_seconds_count",
+    );
+    assert!(
+        drained >= 1.0 && timed >= 1.0,
+        "drains and drift-to-replacement times are counted:\n{metrics}"
+    );
     watch.stop.store(true, Ordering::SeqCst);
     let _ = sampler.await;
     let first_launch = first_launch.unwrap_or_default();
@@ -615,4 +629,57 @@ async fn a_rebalance_replaces_first_and_a_spot_warning_drains_within_the_notice(
     );
     cleanup(env, &client, &pool, &namespace).await;
     let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+}
+
+#[tokio::test]
+async fn an_expired_node_is_replaced_even_with_a_budget_of_zero() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "rollout-expiry").await;
+    let id = unique_suffix();
+    let ssm_path = format!("/spotwright-e2e/rollout-{id}/image_id");
+    let (image, _) = two_images().await;
+    put_image(&ssm_path, &image).await;
+    let (pool, namespace) = setup(env, &client, &id, &ssm_path, "0").await;
+    env.kubectl_ok(&[
+        "patch",
+        "nodepool",
+        &pool,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"expireAfter":"40s"}}}}"#,
+    ]);
+    let _provisioner = Provisioner::start(env, "rollout-expiry", MOTO, &[]).await;
+    env.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "one", "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
+            "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
+                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
+    }));
+    let first = await_claim(&client, &pool, None, "the first node").await;
+    assert_eq!(first.spec.expire_after.as_deref(), Some("40s"));
+    let second = await_claim(&client, &pool, Some(&first.name_any()), "the replacement").await;
+    assert_eq!(
+        second.labels().get(keys::REPLACES_LABEL),
+        Some(&first.name_any()),
+        "a replacement launched for the expired node, new node first"
+    );
+    eventually(
+        "the expired claim gone and the pod Running elsewhere",
+        Duration::from_secs(120),
+        || async {
+            // The replacement expires in turn 40 s on: any node but the first will do.
+            let first_node = first.status.as_ref().and_then(|s| s.node_name.clone());
+            let node = pod_node(&client, &namespace).await;
+            let claims = claims_of(&client, &pool).await;
+            !claims.iter().any(|c| c.name_any() == first.name_any())
+                && node.is_some()
+                && node != first_node
+        },
+    )
+    .await;
+    cleanup(env, &client, &pool, &namespace).await;
 }
