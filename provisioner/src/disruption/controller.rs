@@ -38,25 +38,46 @@ use crate::provisioning::stores::Snapshot;
 use crate::provisioning::Launcher;
 
 /// What a sweep remembers between sweeps: the last block announced per
-/// claim, so each is announced (Event, metric) once.
+/// claim (its result and cause), so each is announced (Event, metric) once
+/// rather than every sweep.
 #[derive(Default)]
 pub struct Memory {
-    announced: HashMap<String, String>,
+    announced: HashMap<String, (Cause, String)>,
 }
 
-/// The objects of one sweep.
+/// The objects of one sweep, indexed.
 struct View {
     objects: Snapshot,
+    claims: HashMap<String, Arc<NodeClaim>>,
     nodes: HashMap<String, Arc<Node>>,
+    pods_by_node: HashMap<String, Vec<Arc<Pod>>>,
 }
 
 impl View {
-    fn claim(&self, name: &str) -> Option<&NodeClaim> {
-        self.objects
-            .claims
+    fn new(objects: Snapshot) -> View {
+        let by_name = |c: &Arc<NodeClaim>| (c.name_any(), c.clone());
+        let claims = objects.claims.iter().map(by_name).collect();
+        let nodes = objects
+            .nodes
             .iter()
-            .find(|c| c.name_any() == name)
-            .map(AsRef::as_ref)
+            .map(|n| (n.name_any(), n.clone()))
+            .collect();
+        let mut pods_by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+        for pod in &objects.pods {
+            if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                pods_by_node.entry(node).or_default().push(pod.clone());
+            }
+        }
+        View {
+            objects,
+            claims,
+            nodes,
+            pods_by_node,
+        }
+    }
+
+    fn claim(&self, name: &str) -> Option<&NodeClaim> {
+        self.claims.get(name).map(AsRef::as_ref)
     }
 
     fn node_of(&self, claim: &NodeClaim) -> Option<&Node> {
@@ -65,12 +86,10 @@ impl View {
     }
 
     fn pods_on(&self, node: &str) -> Vec<&Pod> {
-        self.objects
-            .pods
-            .iter()
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-            .map(AsRef::as_ref)
-            .collect()
+        self.pods_by_node
+            .get(node)
+            .map(|pods| pods.iter().map(AsRef::as_ref).collect())
+            .unwrap_or_default()
     }
 
     fn pool(&self, name: &str) -> Option<&NodePool> {
@@ -93,15 +112,9 @@ impl View {
 
 /// One sweep.
 pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memory: &mut Memory) {
-    let objects = ctx.stores.snapshot();
-    let nodes = objects
-        .nodes
-        .iter()
-        .map(|n| (n.name_any(), n.clone()))
-        .collect();
-    let view = View { objects, nodes };
+    let view = View::new(ctx.stores.snapshot());
     let now = Timestamp::now();
-    let live: HashSet<String> = view.objects.claims.iter().map(|c| c.name_any()).collect();
+    let live: HashSet<String> = view.claims.keys().cloned().collect();
     memory.announced.retain(|name, _| live.contains(name));
     for claim in view
         .objects
@@ -193,7 +206,7 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
 /// place pods on: those being replaced or deleted, the other candidates,
 /// and replacements whose room is promised to their old node's pods.
 fn going_away(view: &View, candidates: &[(&NodeClaim, Cause, String)]) -> HashSet<String> {
-    let existing: HashSet<String> = view.objects.claims.iter().map(|c| c.name_any()).collect();
+    let existing: HashSet<String> = view.claims.keys().cloned().collect();
     let candidate_names: HashSet<String> =
         candidates.iter().map(|(c, _, _)| c.name_any()).collect();
     let mut names = HashSet::new();
@@ -539,7 +552,8 @@ async fn announce<L>(
     note: String,
 ) {
     let name = claim.name_any();
-    if memory.announced.get(&name) == Some(&note) {
+    let key = (cause, result.to_owned());
+    if memory.announced.get(&name) == Some(&key) {
         return;
     }
     ctx.metrics
@@ -556,10 +570,10 @@ async fn announce<L>(
         &reference,
         EventType::Normal,
         "DisruptionBlocked",
-        note.clone(),
+        note,
     )
     .await;
-    memory.announced.insert(name, note);
+    memory.announced.insert(name, key);
 }
 
 /// Adds or removes the `spotwright.io/disrupted:NoSchedule` taint, guarded
