@@ -13,7 +13,7 @@ use serde_json::json;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
-    ec2, ensure_network, FaultProxy, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+    ec2, ensure_network, local_nodeclass, FaultProxy, Provisioner,
 };
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
@@ -29,14 +29,7 @@ const CPU_LIMIT: u64 = 200;
 async fn pool(env: &Env, client: &Client, id: &str) -> String {
     ensure_network(&kubernetes_minor(env)).await;
     let name = format!("e2e-prov-{id}");
-    let class = json!({
-        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": name},
-        "spec": {
-            "amiSelector": {"alias": "eks@latest"},
-            "subnetSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}],
-            "securityGroupSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}]
-        }
-    });
+    let class = local_nodeclass(&name, json!({"alias": "eks@latest"}));
     let nodepool = json!({
         "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
         "spec": {

@@ -20,7 +20,7 @@ use serde_json::json;
 use spotwright_api::{keys, NodeClaim};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
-    ensure_network, ssm, x86_64_images, Provisioner, CLUSTER_NAME, DISCOVERY_TAG,
+    ensure_network, local_nodeclass, ssm, x86_64_images, Provisioner,
 };
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
@@ -61,14 +61,7 @@ async fn setup(
 ) -> (String, String) {
     ensure_network("1.36").await;
     let name = format!("e2e-roll-{id}");
-    let class = json!({
-        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": name},
-        "spec": {
-            "amiSelector": {"ssmParameter": ssm_path},
-            "subnetSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}],
-            "securityGroupSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}]
-        }
-    });
+    let class = local_nodeclass(&name, json!({"ssmParameter": ssm_path}));
     let nodepool = json!({
         "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
         "spec": {
@@ -91,6 +84,24 @@ async fn setup(
     let namespace = format!("roll-{id}");
     opted_in_namespace(env, client, &namespace, &name).await;
     (name, namespace)
+}
+
+/// A Deployment of `replicas` pause pods of `cpu`, labelled `app: <name>`.
+fn deployment(
+    namespace: &str,
+    name: &str,
+    replicas: u32,
+    cpu: &str,
+    memory: &str,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
+                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}}
+    })
 }
 
 async fn claims_of(client: &Client, pool: &str) -> Vec<NodeClaim> {
@@ -211,14 +222,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     let mut provisioner = Provisioner::start(env, "rollout-ami", MOTO, &[]).await;
 
     // 30 pods of 500m: about 7 per 4-vCPU node, so 5 nodes.
-    env.apply(&json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": 30, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}}}
-    }));
+    env.apply(&deployment(&namespace, "web", 30, "500m", "512Mi"));
     env.apply(&json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": {"name": "web", "namespace": namespace},
@@ -535,14 +539,7 @@ async fn a_rebalance_replaces_first_and_a_spot_warning_drains_within_the_notice(
         &["--interruption-queue", &queue_url],
     )
     .await;
-    env.apply(&json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "one", "namespace": namespace},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
-            "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
-    }));
+    env.apply(&deployment(&namespace, "one", 1, "1", "1Gi"));
     let first = await_claim(&client, &pool, None, "the first node").await;
     eventually("the pod Running", Duration::from_secs(60), || async {
         pod_node(&client, &namespace).await.is_some()
@@ -651,14 +648,7 @@ async fn an_expired_node_is_replaced_even_with_a_budget_of_zero() {
         r#"{"spec":{"template":{"spec":{"expireAfter":"40s"}}}}"#,
     ]);
     let _provisioner = Provisioner::start(env, "rollout-expiry", MOTO, &[]).await;
-    env.apply(&json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "one", "namespace": namespace},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "one"}},
-            "template": {"metadata": {"labels": {"app": "one"}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}}}
-    }));
+    env.apply(&deployment(&namespace, "one", 1, "1", "1Gi"));
     let first = await_claim(&client, &pool, None, "the first node").await;
     assert_eq!(first.spec.expire_after.as_deref(), Some("40s"));
     let second = await_claim(&client, &pool, Some(&first.name_any()), "the replacement").await;

@@ -172,6 +172,18 @@ pub async fn ensure_network(kubernetes_minor: &str) {
         .expect("PutParameter");
 }
 
+/// A NodeClass on the network [`ensure_network`] makes, with `ami_selector`.
+pub fn local_nodeclass(name: &str, ami_selector: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": name},
+        "spec": {
+            "amiSelector": ami_selector,
+            "subnetSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}],
+            "securityGroupSelector": [{"tags": {DISCOVERY_TAG: CLUSTER_NAME}}]
+        }
+    })
+}
+
 /// The ids of moto's x86_64 images.
 pub async fn x86_64_images() -> Vec<String> {
     let images = ec2()

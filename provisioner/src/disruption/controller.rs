@@ -323,15 +323,19 @@ async fn begin<L: Launcher>(
     }
     mark(ctx, &recorded, Some(node), cause, &state).await;
     for (replacement, class) in &created {
-        launch_claim(
-            ctx,
-            replacement,
-            class,
-            Some(format!("replaces {}", claim.name_any())),
-        )
-        .await;
+        launch_replacement(ctx, replacement, class, claim).await;
     }
     Ok(true)
+}
+
+async fn launch_replacement<L: Launcher>(
+    ctx: &Context<L>,
+    replacement: &NodeClaim,
+    class: &NodeClass,
+    old: &NodeClaim,
+) {
+    let why = format!("replaces {}", old.name_any());
+    launch_claim(ctx, replacement, class, Some(why)).await;
 }
 
 /// `Disrupting=True` on the claim and the disruption taint on its node;
@@ -397,13 +401,7 @@ async fn advance<L: Launcher>(
                     .iter()
                     .find(|c| c.name_any() == replacement.spec.node_class_ref.name);
                 if let Some(class) = class {
-                    launch_claim(
-                        ctx,
-                        replacement,
-                        class,
-                        Some(format!("replaces {}", claim.name_any())),
-                    )
-                    .await;
+                    launch_replacement(ctx, replacement, class, claim).await;
                 }
             }
         }
