@@ -24,6 +24,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use spotwright_api::{conditions, keys, NodeClaim, NodeClass, NodePool};
+use spotwright_solver::model::InstanceType;
 
 use super::budgets;
 use super::decide::{self, Cause, DisruptionTiming, Progress, Replacement, ROLLED_BACK};
@@ -34,6 +35,7 @@ use crate::controllers::termination::{disrupted_taint, write_condition};
 use crate::facts;
 use crate::provisioning::claim::{claim_name, new_claim, nodepool_of};
 use crate::provisioning::pass::{launch_claim, publish, Context};
+use crate::provisioning::snapshot::Problem;
 use crate::provisioning::stores::Snapshot;
 use crate::provisioning::Launcher;
 
@@ -138,6 +140,9 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
     let mut counts = decide::pool_counts(view.objects.claims.iter().map(AsRef::as_ref));
     let mut begun_in: HashSet<String> = HashSet::new();
     let going: HashSet<String> = going_away(&view, &candidates);
+    // Built at the first simulation and reused: every candidate of a sweep
+    // is simulated against the same cluster.
+    let mut cluster: Option<(Problem, Vec<InstanceType>)> = None;
     for (claim, cause, why) in candidates {
         let pool_name = nodepool_of(claim);
         if begun_in.contains(&pool_name) {
@@ -187,7 +192,21 @@ pub async fn sweep<L: Launcher>(ctx: &Context<L>, timing: DisruptionTiming, memo
                 continue;
             }
         }
-        match begin(ctx, &view, claim, node, &pods, cause, &why, &going, now).await {
+        let (problem, instance_types) = cluster.get_or_insert_with(|| {
+            let instance_types = ctx.launcher.instance_types();
+            let problem = view
+                .objects
+                .problem(&ctx.settings.scheduler_name, &instance_types);
+            (problem, instance_types)
+        });
+        let plan = Planned {
+            cause,
+            why: &why,
+            going: &going,
+            problem: problem.clone(),
+            instance_types,
+        };
+        match begin(ctx, &view, claim, node, &pods, plan, now).await {
             Ok(true) => {
                 begun_in.insert(pool_name.clone());
                 counts.entry(pool_name).or_default().disrupting += 1;
@@ -222,37 +241,46 @@ fn going_away(view: &View, candidates: &[(&NodeClaim, Cause, String)]) -> HashSe
     names
 }
 
+/// What [`begin`] simulates with and why.
+struct Planned<'a> {
+    cause: Cause,
+    why: &'a str,
+    going: &'a HashSet<String>,
+    problem: Problem,
+    instance_types: &'a [InstanceType],
+}
+
 /// Simulates and, when the pods fit, records the plan and begins it.
 /// `Ok(false)`: nothing begun, to be tried next sweep (a write conflicted).
-#[allow(clippy::too_many_arguments)]
 async fn begin<L: Launcher>(
     ctx: &Context<L>,
     view: &View,
     claim: &NodeClaim,
     node: &Node,
     pods: &[&Pod],
-    cause: Cause,
-    why: &str,
-    going: &HashSet<String>,
+    plan: Planned<'_>,
     now: Timestamp,
 ) -> Result<bool, String> {
+    let Planned {
+        cause,
+        why,
+        going,
+        problem,
+        instance_types,
+    } = plan;
     let node_name = node.name_any();
     let pool_name = nodepool_of(claim);
     let mut moving = Vec::new();
     for pod in pods.iter().filter(|p| is_workload_pod(p)) {
         moving.push(facts::pending_pod(pod).map_err(|e| e.to_string())?);
     }
-    let instance_types = ctx.launcher.instance_types();
-    let problem = view
-        .objects
-        .problem(&ctx.settings.scheduler_name, &instance_types);
     let leaving = Leaving {
         node: &node_name,
         nodepool: &pool_name,
         capacity: facts::node_capacity(node),
         pods: moving,
     };
-    let new_nodes = match simulate(problem, leaving, going, &instance_types) {
+    let new_nodes = match simulate(problem, leaving, going, instance_types) {
         Simulation::Fits(new_nodes) => new_nodes,
         Simulation::Blocked(why) => return Err(why),
     };

@@ -15,7 +15,7 @@ pub use pod::{
     is_daemon_or_mirror, is_provisionable, key as pod_key, pending_pod, placed_pod, pod_requests,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum FactsError {
     #[error("{object}: {field}: {reason}")]
     Unreadable {

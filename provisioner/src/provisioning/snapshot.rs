@@ -31,7 +31,7 @@ pub struct Objects<'a> {
 }
 
 /// The solver's input, owned.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Problem {
     pub pods: Vec<PendingPod>,
     pub nodes: Vec<ExistingNode>,
