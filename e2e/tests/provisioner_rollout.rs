@@ -164,6 +164,8 @@ struct Watch {
     stop: AtomicBool,
     /// Samples where the PDB's healthy pods fell below its desired count.
     pdb_violations: AtomicUsize,
+    /// Samples that read the PDB's status (the check above ran).
+    pdb_samples: AtomicUsize,
     max_disrupting: AtomicUsize,
     samples: AtomicUsize,
 }
@@ -185,6 +187,7 @@ fn sample(
                 if let (Some(healthy), Some(desired)) =
                     (status.current_healthy, status.desired_healthy)
                 {
+                    watch.pdb_samples.fetch_add(1, Ordering::SeqCst);
                     if healthy < desired {
                         watch.pdb_violations.fetch_add(1, Ordering::SeqCst);
                     }
@@ -337,17 +340,25 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         watch.samples.load(Ordering::SeqCst),
         watch.max_disrupting.load(Ordering::SeqCst)
     );
+    assert!(
+        watch.pdb_samples.load(Ordering::SeqCst) > 100,
+        "the PDB was sampled throughout the rollout"
+    );
     assert_eq!(
         watch.pdb_violations.load(Ordering::SeqCst),
         0,
         "the PDB was violated during the rollout"
+    );
+    let seen = replacements.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        watch.max_disrupting.load(Ordering::SeqCst) >= 1 && !seen.is_empty(),
+        "the sampler saw the rollout itself (claims being replaced)"
     );
     assert!(
         watch.max_disrupting.load(Ordering::SeqCst) <= 2,
         "the budget of 2 was exceeded: {} at once",
         watch.max_disrupting.load(Ordering::SeqCst)
     );
-    let seen = replacements.lock().map(|s| s.clone()).unwrap_or_default();
     for name in old.keys() {
         let sets = seen.get(name).cloned().unwrap_or_default();
         assert!(
