@@ -115,6 +115,14 @@ fn launcher(config: &aws_config::SdkConfig) -> Arc<Ec2Launcher> {
     ))
 }
 
+/// Messages of `kind` handled with `outcome`, as the metric counts them.
+fn handled(metrics: &Metrics, kind: &str, outcome: &str) -> u64 {
+    metrics
+        .interruption_messages
+        .with_label_values(&[kind, outcome])
+        .get()
+}
+
 async fn send(sqs: &aws_sdk_sqs::Client, queue_url: &str, body: String) {
     sqs.send_message()
         .queue_url(queue_url)
@@ -204,12 +212,7 @@ async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_dele
     for body in [rebalance, running, health] {
         send(&sqs, &queue_url, body.to_string()).await;
     }
-    let counter = |kind: &str, outcome: &str| {
-        metrics
-            .interruption_messages
-            .with_label_values(&[kind, outcome])
-            .get()
-    };
+    let counter = |kind: &str, outcome: &str| handled(&metrics, kind, outcome);
     eventually(
         "all three messages handled",
         Duration::from_secs(60),
@@ -300,12 +303,7 @@ async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
         send(&sqs, &queue_url, body).await;
     }
 
-    let counter = |kind: &str, outcome: &str| {
-        metrics
-            .interruption_messages
-            .with_label_values(&[kind, outcome])
-            .get()
-    };
+    let counter = |kind: &str, outcome: &str| handled(&metrics, kind, outcome);
     eventually(
         "all three messages handled",
         Duration::from_secs(60),

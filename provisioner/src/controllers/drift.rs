@@ -49,7 +49,7 @@ use super::registration::{
     FIELD_MANAGER,
 };
 use crate::hashing::hash_json;
-use crate::launch::request::meets;
+use crate::launch::request::{meets, INSTANCE_TYPE_KEYS};
 use crate::provisioning::claim::nodepool_of;
 
 /// The claim's image is no longer one of its NodeClass's AMIs.
@@ -134,21 +134,12 @@ pub fn annotate_hashes(claim: &mut NodeClaim, pool: &NodePool, class: &NodeClass
     annotations.insert(keys::NODECLASS_HASH_ANNOTATION.to_owned(), class_hash);
 }
 
-/// Label keys that describe the instance or its placement: the Node may
-/// not carry every one (nor the claim before launch), so an absent one is
-/// unknown rather than a failed requirement.
-const INSTANCE_KEYS: [&str; 12] = [
-    keys::INSTANCE_TYPE_LABEL,
+/// With [`INSTANCE_TYPE_KEYS`], the label keys that describe the instance
+/// or its placement: the Node may not carry every one (nor the claim before
+/// launch), so an absent one is unknown rather than a failed requirement.
+const PLACEMENT_KEYS: [&str; 3] = [
     keys::ZONE_LABEL,
     keys::CAPACITY_TYPE_LABEL,
-    keys::ARCH_LABEL,
-    keys::OS_LABEL,
-    keys::INSTANCE_CATEGORY_LABEL,
-    keys::INSTANCE_FAMILY_LABEL,
-    keys::INSTANCE_SIZE_LABEL,
-    keys::INSTANCE_CPU_LABEL,
-    keys::INSTANCE_MEMORY_LABEL,
-    keys::INSTANCE_GENERATION_LABEL,
     keys::EKS_CAPACITY_TYPE_LABEL,
 ];
 
@@ -213,7 +204,9 @@ pub fn drift(
     };
     for requirement in &pool.spec.template.spec.requirements {
         let value = labels.get(&requirement.key).map(String::as_str);
-        if value.is_none() && INSTANCE_KEYS.contains(&requirement.key.as_str()) {
+        let key = requirement.key.as_str();
+        let instance_key = INSTANCE_TYPE_KEYS.contains(&key) || PLACEMENT_KEYS.contains(&key);
+        if value.is_none() && instance_key {
             continue;
         }
         let mut judged = crate::facts::requirement(requirement);

@@ -14,13 +14,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DeleteParams;
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use spotwright_api::duration::Lifetime;
 use spotwright_api::v1alpha1::{ConsolidationPolicy, DisruptionReason};
@@ -29,6 +28,7 @@ use spotwright_api::{conditions, keys, NodeClaim, NodePool};
 use super::registration::{claims_config, elapsed, is_condition_true, record, reporter};
 use crate::disruption::budgets;
 use crate::disruption::decide::{is_promised, pool_counts};
+use crate::provisioning::stores::{keep, spawn_cache};
 
 /// How the removal loop runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,33 +206,6 @@ struct Caches {
     pools: Store<NodePool>,
 }
 
-/// A cache of `K`, each object passed through `slim` first: only what the
-/// decisions read is kept.
-fn cache<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, config).modify(move |object| {
-            object.meta_mut().managed_fields = None;
-            slim(object);
-        }),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
-    tokio::spawn(stream);
-    store
-}
-
 /// Keeps of a pod what emptiness reads: owners, the two annotations that
 /// matter, deletion, node and phase. Pods are the largest cache by far.
 fn slim_pod(pod: &mut Pod) {
@@ -256,23 +229,33 @@ fn slim_pod(pod: &mut Pod) {
     }
 }
 
-fn keep<K>(_: &mut K) {}
-
 /// Runs the removal loop forever.
 pub async fn run(client: Client, settings: RemovalSettings) {
     let caches = Caches {
-        claims: cache(
+        claims: spawn_cache(
             Api::all(client.clone()),
             claims_config(&settings.claim_selector),
+            None,
             keep,
         ),
-        nodes: cache(Api::all(client.clone()), watcher::Config::default(), keep),
-        pods: cache(
+        nodes: spawn_cache(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            None,
+            keep,
+        ),
+        pods: spawn_cache(
             Api::all(client.clone()),
             watcher::Config::default().fields("spec.nodeName!="),
+            None,
             slim_pod,
         ),
-        pools: cache(Api::all(client.clone()), watcher::Config::default(), keep),
+        pools: spawn_cache(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            None,
+            keep,
+        ),
     };
     for (what, ready) in [
         ("nodeclaims", caches.claims.wait_until_ready().await),

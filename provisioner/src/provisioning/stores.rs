@@ -134,11 +134,41 @@ where
         + Sync
         + 'static,
 {
+    spawn_cache(api, watcher::Config::default(), changed, keep)
+}
+
+/// Keeps an object as it is.
+pub fn keep<K>(_: &mut K) {}
+
+/// A watch-fed cache of `K`, in a task of its own: each object passes
+/// through `slim` first (only what the readers use is kept; managed fields
+/// never are), `changed` is notified on every event, and a failed watch is
+/// logged and retried with backoff.
+pub fn spawn_cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Option<Arc<Notify>>,
+    slim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, config)
+            .modify(move |object| {
+                object.meta_mut().managed_fields = None;
+                slim(object);
+            })
+            .default_backoff(),
     );
     tokio::spawn(async move {
         futures::pin_mut!(stream);
