@@ -11,15 +11,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_ec2::types::{Filter, InstanceType as Ec2Type, ResourceType, Tag, TagSpecification};
 use spotwright_api::keys::{CapacityType, NODECLAIM_TAG, NODEPOOL_TAG};
 use spotwright_api::v1alpha1::{AmiSelector, ResolvedSubnet, SelectorTerm};
-use spotwright_provisioner::aws::ami::{resolve_amis, AmiError, EKS_LATEST_ALIAS};
-use spotwright_provisioner::aws::catalog::{fetch_instance_types, Arch};
-use spotwright_provisioner::aws::fleet::{
+use spotwright_provisioner::act::aws::ami::{resolve_amis, AmiError, EKS_LATEST_ALIAS};
+use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, Arch};
+use spotwright_provisioner::act::aws::fleet::{
     self, describe_instances_by_cluster_tag, ensure_launch_template, find_instance_for_claim,
     template::delete_unused_launch_templates, terminate_instances, userdata, ClusterSettings,
     FleetRequest, LaunchTemplateSpec, NodeBootstrap,
 };
-use spotwright_provisioner::aws::network::{resolve_security_groups, resolve_subnets};
-use spotwright_provisioner::launch::{plan_overrides, NewNodeLaunch};
+use spotwright_provisioner::act::aws::network::{resolve_security_groups, resolve_subnets};
+use spotwright_provisioner::model::launch::{plan_overrides, NewNodeLaunch};
 use tokio::sync::Mutex;
 
 const CLUSTER: &str = "spotwright-aws-e2e";
@@ -36,7 +36,7 @@ struct Aws {
 async fn aws() -> Aws {
     // Brings the local cluster (and moto) up and exports AWS_ENDPOINT_URL etc.
     spotwright_e2e::harness::env();
-    let config = spotwright_provisioner::aws::config::sdk_config().await;
+    let config = spotwright_provisioner::act::aws::config::sdk_config().await;
     Aws {
         ec2: aws_sdk_ec2::Client::new(&config),
         ssm: aws_sdk_ssm::Client::new(&config),

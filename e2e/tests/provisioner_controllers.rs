@@ -16,12 +16,16 @@ use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
-use spotwright_provisioner::controllers::registration::{self, RegistrationSettings};
-use spotwright_provisioner::controllers::removal::{self, RemovalSettings};
-use spotwright_provisioner::controllers::termination::{
-    self, InstanceInfo, Instances, InstancesError, TerminationSettings, TERMINATION_FINALIZER,
-};
-use spotwright_provisioner::leader::{run_as_leader, LeaderSettings};
+use spotwright_provisioner::act::events::Events;
+use spotwright_provisioner::act::instances::{InstanceInfo, Instances};
+use spotwright_provisioner::controllers::emptiness::{self, Emptiness, EmptinessSettings};
+use spotwright_provisioner::controllers::registration::{self, Registration, RegistrationSettings};
+use spotwright_provisioner::controllers::termination::{self, Termination, TerminationSettings};
+use spotwright_provisioner::model::claim::TERMINATION_FINALIZER;
+use spotwright_provisioner::model::clock::{SharedClock, SystemClock};
+use spotwright_provisioner::run::leader::{run_as_leader, LeaderSettings};
+use spotwright_provisioner::state::{ClusterState, StateConfig};
+use spotwright_provisioner::Error;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -44,14 +48,14 @@ impl FakeInstances {
 }
 
 impl Instances for FakeInstances {
-    async fn terminate(&self, ids: &[String]) -> Result<(), InstancesError> {
+    async fn terminate(&self, ids: &[String]) -> Result<(), Error> {
         if let Ok(mut terminated) = self.terminated.lock() {
             terminated.extend_from_slice(ids);
         }
         Ok(())
     }
 
-    async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, InstancesError> {
+    async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, Error> {
         Ok(Vec::new())
     }
 }
@@ -139,8 +143,16 @@ fn condition(claim: &NodeClaim, type_: &str) -> Option<String> {
         .map(|c| c.status.clone())
 }
 
-fn selector(id: &str) -> Option<String> {
-    Some(format!("{TEST_LABEL}={id}"))
+/// The cluster state a test's controllers share: its own claims only.
+fn state(client: &Client, id: &str) -> ClusterState {
+    let config = StateConfig {
+        claim_selector: Some(format!("{TEST_LABEL}={id}")),
+    };
+    ClusterState::watch(client, &config)
+}
+
+fn clock() -> SharedClock {
+    Arc::new(SystemClock)
 }
 
 async fn cleanup(client: &Client, claim: &str, node: &str) {
@@ -167,11 +179,13 @@ async fn registration_labels_and_taints_the_node_and_records_conditions() {
     launched_claim(&client, &claim_name, "e2e-reg", &id, json!({})).await;
     kwok_node(&client, &node_name, &id, json!({})).await;
 
-    let settings = RegistrationSettings {
-        claim_selector: selector(&id),
-        ..RegistrationSettings::default()
-    };
-    let controller = tokio::spawn(registration::run(client.clone(), settings));
+    let controller = tokio::spawn(registration::run(Registration {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings: RegistrationSettings::default(),
+    }));
 
     let nodes: Api<Node> = Api::all(client.clone());
     let claims: Api<NodeClaim> = Api::all(client.clone());
@@ -268,9 +282,15 @@ async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
     launched_claim(&client, &claim_name, "e2e-late", &id, json!({})).await;
     let settings = RegistrationSettings {
         registration_timeout: Duration::from_secs(3),
-        claim_selector: selector(&id),
+        ..RegistrationSettings::default()
     };
-    let controller = tokio::spawn(registration::run(client.clone(), settings));
+    let controller = tokio::spawn(registration::run(Registration {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings,
+    }));
     let claims: Api<NodeClaim> = Api::all(client.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
@@ -376,16 +396,18 @@ async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
 
     let instances = Arc::new(FakeInstances::default());
     let settings = TerminationSettings {
-        claim_selector: selector(&id),
         drain_poll: Duration::from_millis(500),
         eviction_backoff: Duration::from_secs(1),
         ..TerminationSettings::default()
     };
-    let controller = tokio::spawn(termination::run(
-        client.clone(),
+    let controller = tokio::spawn(termination::run(Termination {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        instances: instances.clone(),
         settings,
-        instances.clone(),
-    ));
+    }));
     let claims: Api<NodeClaim> = Api::all(client.clone());
     eventually(
         "the termination finalizer on the claim",
@@ -539,11 +561,16 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
         .await
         .expect("kept status");
 
-    let settings = RemovalSettings {
+    let settings = EmptinessSettings {
         sweep_interval: Duration::from_millis(500),
-        claim_selector: selector(&id),
     };
-    let controller = tokio::spawn(removal::run(client.clone(), settings));
+    let controller = tokio::spawn(emptiness::run(Emptiness {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings,
+    }));
     eventually(
         "the empty node's claim to be deleted",
         Duration::from_secs(30),

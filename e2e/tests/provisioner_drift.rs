@@ -13,10 +13,13 @@ use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
+use spotwright_provisioner::act::events::Events;
 use spotwright_provisioner::controllers::drift::{
-    self, template_hashes, DriftSettings, AMI_DRIFT, NODEPOOL_DRIFT, NOT_DRIFTED,
-    REQUIREMENTS_DRIFT,
+    self, Drift, DriftSettings, AMI_DRIFT, NODEPOOL_DRIFT, NOT_DRIFTED, REQUIREMENTS_DRIFT,
 };
+use spotwright_provisioner::model::clock::SystemClock;
+use spotwright_provisioner::model::hashing::template_hashes;
+use spotwright_provisioner::state::{ClusterState, StateConfig};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -153,10 +156,18 @@ async fn ami_template_and_requirement_changes_drift_and_reverting_clears() {
 
     let settings = DriftSettings {
         interval: Duration::from_millis(500),
-        claim_selector: Some(format!("{TEST_LABEL}={id}")),
         ..DriftSettings::default()
     };
-    let controller = tokio::spawn(drift::run(client.clone(), settings));
+    let config = StateConfig {
+        claim_selector: Some(format!("{TEST_LABEL}={id}")),
+    };
+    let controller = tokio::spawn(drift::run(Drift {
+        client: client.clone(),
+        state: ClusterState::watch(&client, &config),
+        events: Events::new(client.clone()),
+        clock: std::sync::Arc::new(SystemClock),
+        settings,
+    }));
 
     // Nothing changed: no drift is recorded.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -18,10 +18,15 @@ use spotwright_api::NodeClaim;
 use spotwright_api::NodePool;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::{env, unique_suffix};
-use spotwright_provisioner::aws::fleet::ClusterSettings;
-use spotwright_provisioner::interruption::{self, event_name, InterruptionSettings};
+use spotwright_provisioner::act::aws::fleet::ClusterSettings;
+use spotwright_provisioner::act::ec2_launcher::Ec2Launcher;
+use spotwright_provisioner::act::events::Events;
+use spotwright_provisioner::controllers::interruption::{
+    self, event_name, Interruption, InterruptionSettings,
+};
 use spotwright_provisioner::metrics::Metrics;
-use spotwright_provisioner::provisioning::ec2::Ec2Launcher;
+use spotwright_provisioner::model::clock::SystemClock;
+use spotwright_provisioner::state::{ClusterState, StateConfig};
 
 const EVENTS_NAMESPACE: &str = "default";
 
@@ -153,7 +158,7 @@ async fn nodepool(client: &Client, name: &str, budget: &str) {
 #[tokio::test]
 async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_deletes() {
     let client = env().client().await;
-    let config = spotwright_provisioner::aws::config::sdk_config().await;
+    let config = spotwright_provisioner::act::aws::config::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let id = unique_suffix();
     let queue_url = sqs
@@ -179,13 +184,16 @@ async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_dele
         wait_seconds: 1,
         ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
     };
-    let looping = tokio::spawn(interruption::run(
-        client.clone(),
-        sqs.clone(),
+    let looping = tokio::spawn(interruption::run(Interruption {
+        client: client.clone(),
+        state: ClusterState::watch(&client, &StateConfig::default()),
+        events: Events::new(client.clone()),
+        clock: Arc::new(SystemClock),
+        sqs: sqs.clone(),
+        launcher: launcher.clone(),
+        metrics: metrics.clone(),
         settings,
-        launcher.clone(),
-        metrics.clone(),
-    ));
+    }));
     let rebalance = json!({
         "version": "0", "id": "5f8d7d5e-1234-4c3e-9c5b-1f0e5d6a7b8c",
         "detail-type": "EC2 Instance Rebalance Recommendation", "source": "aws.ec2",
@@ -265,7 +273,7 @@ async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_dele
 #[tokio::test]
 async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
     let client = env().client().await;
-    let config = spotwright_provisioner::aws::config::sdk_config().await;
+    let config = spotwright_provisioner::act::aws::config::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let id = unique_suffix();
     let queue_url = sqs
@@ -287,13 +295,16 @@ async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
         wait_seconds: 1,
         ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
     };
-    let looping = tokio::spawn(interruption::run(
-        client.clone(),
-        sqs.clone(),
+    let looping = tokio::spawn(interruption::run(Interruption {
+        client: client.clone(),
+        state: ClusterState::watch(&client, &StateConfig::default()),
+        events: Events::new(client.clone()),
+        clock: Arc::new(SystemClock),
+        sqs: sqs.clone(),
+        launcher: launcher.clone(),
+        metrics: metrics.clone(),
         settings,
-        launcher.clone(),
-        metrics.clone(),
-    ));
+    }));
 
     for body in [
         "{not an event".to_owned(),

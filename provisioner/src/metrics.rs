@@ -1,6 +1,5 @@
 //! The provisioner's Prometheus metrics.
 
-use crate::controllers::termination::{InstanceInfo, Instances, InstancesError};
 use prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -131,33 +130,5 @@ impl Metrics {
         registry.register(Box::new(metrics.evictions_blocked.clone()))?;
         registry.register(Box::new(metrics.drift_replacement.clone()))?;
         Ok(metrics)
-    }
-}
-
-/// An [`Instances`] that counts what it terminates, under one `reason`.
-pub struct CountedInstances<I> {
-    pub inner: I,
-    pub terminated: prometheus::IntCounter,
-}
-
-impl<I> CountedInstances<I> {
-    pub fn new(inner: I, metrics: &Metrics, reason: &str) -> Self {
-        CountedInstances {
-            inner,
-            terminated: metrics.nodes_terminated.with_label_values(&[reason]),
-        }
-    }
-}
-
-impl<I: Instances> Instances for CountedInstances<I> {
-    async fn terminate(&self, ids: &[String]) -> Result<(), InstancesError> {
-        self.inner.terminate(ids).await?;
-        self.terminated
-            .inc_by(u64::try_from(ids.len()).unwrap_or(u64::MAX));
-        Ok(())
-    }
-
-    async fn list_cluster_instances(&self) -> Result<Vec<InstanceInfo>, InstancesError> {
-        self.inner.list_cluster_instances().await
     }
 }

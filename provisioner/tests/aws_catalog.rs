@@ -11,8 +11,8 @@ use aws_sdk_ec2::types::{
 };
 use spotwright_api::eks::{self, InstanceFacts};
 use spotwright_api::prices::PriceCatalog;
-use spotwright_provisioner::aws::catalog::{convert, Arch, Catalog, PriceBook};
-use spotwright_provisioner::launch::UnavailableOfferings;
+use spotwright_provisioner::act::aws::catalog::{convert, Arch, Catalog, PriceBook};
+use spotwright_provisioner::model::launch::UnavailableOfferings;
 use spotwright_solver::model::CapacityType;
 
 fn info(

@@ -8,10 +8,12 @@ use aws_sdk_ec2::types::{
     CreateFleetError, CreateFleetInstance, FleetLaunchTemplateOverrides, InstanceLifecycle,
     InstanceType as Ec2Type, LaunchTemplateAndOverridesResponse,
 };
-use spotwright_provisioner::aws::fleet::{
+use spotwright_provisioner::act::aws::fleet::{
     parse_create_fleet_output, FleetRequest, LaunchError, LaunchTemplateRef,
 };
-use spotwright_provisioner::launch::{ErrorClass, LaunchPlan, Override, UnavailableOfferings};
+use spotwright_provisioner::model::launch::{
+    ErrorClass, LaunchPlan, Override, UnavailableOfferings,
+};
 use spotwright_solver::model::CapacityType;
 
 fn plan() -> LaunchPlan {

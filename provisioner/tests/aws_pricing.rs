@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_pricing::config::{BehaviorVersion, Credentials, Region};
-use spotwright_provisioner::aws::pricing::{
+use spotwright_provisioner::act::aws::pricing::{
     fetch_on_demand_prices, fetch_price_list, parse_price_list, PriceDocumentError, PricingError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,7 +144,7 @@ fn client(endpoint: &str) -> aws_sdk_pricing::Client {
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("AKIDREPLAY", "secret", None, None, "test"))
-        .http_client(spotwright_provisioner::aws::config::http_client())
+        .http_client(spotwright_provisioner::act::aws::config::http_client())
         .build();
     aws_sdk_pricing::Client::from_conf(config)
 }

@@ -8,7 +8,7 @@ use controllers_fixtures::at;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use proptest::prelude::*;
-use spotwright_provisioner::leader::*;
+use spotwright_provisioner::run::leader::*;
 
 fn held(by: &str, renewed: i64) -> LeaseSpec {
     LeaseSpec {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use controllers_fixtures::at;
 use proptest::prelude::*;
+use spotwright_provisioner::act::instances::InstanceInfo;
 use spotwright_provisioner::controllers::orphans::orphans;
-use spotwright_provisioner::controllers::termination::InstanceInfo;
 
 fn instance(id: &str, claim: Option<&str>, launched: Option<i64>) -> InstanceInfo {
     InstanceInfo {

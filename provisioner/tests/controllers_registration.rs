@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use spotwright_api::conditions::{INITIALIZED, LAUNCHED, REGISTERED};
 use spotwright_provisioner::controllers::registration::*;
+use spotwright_provisioner::model::node::*;
 
 fn settings() -> RegistrationSettings {
     RegistrationSettings::default()

@@ -7,6 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 use serde_json::json;
 use spotwright_provisioner::controllers::termination::*;
+use spotwright_provisioner::model::claim::*;
+
+/// Borrows, as the state hands pods out.
+fn refs(pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<&k8s_openapi::api::core::v1::Pod> {
+    pods.iter().collect()
+}
 
 fn deleting() -> spotwright_api::NodeClaim {
     let mut claim = claim(vec![]);
@@ -47,7 +53,7 @@ fn a_live_claim_gets_the_finalizer_once() {
 fn a_deleted_claim_is_cordoned_first() {
     let node = node(json!({}), json!([]), true);
     assert_eq!(
-        plan(&deleting(), Some(&node), &[pod("w", PodKind::Workload)]),
+        plan(&deleting(), Some(&node), &[&pod("w", PodKind::Workload)]),
         TerminationStep::Cordon {
             node: NODE.to_owned()
         }
@@ -64,7 +70,7 @@ fn then_its_workload_pods_are_evicted_and_awaited() {
         pod("going", PodKind::Terminating),
     ];
     assert_eq!(
-        plan(&deleting(), Some(&cordoned()), &pods),
+        plan(&deleting(), Some(&cordoned()), &refs(&pods)),
         TerminationStep::Evict {
             node: NODE.to_owned(),
             pods: vec![PodRef {
@@ -74,7 +80,7 @@ fn then_its_workload_pods_are_evicted_and_awaited() {
         }
     );
     assert_eq!(
-        plan(&deleting(), Some(&cordoned()), &pods[1..]),
+        plan(&deleting(), Some(&cordoned()), &refs(&pods[1..])),
         TerminationStep::AwaitPodExit {
             node: NODE.to_owned(),
             pods: 1
@@ -86,7 +92,7 @@ fn then_its_workload_pods_are_evicted_and_awaited() {
 fn once_drained_the_instance_is_terminated_and_the_node_deleted() {
     let pods = [pod("ds", PodKind::DaemonSet), pod("m", PodKind::Mirror)];
     assert_eq!(
-        plan(&deleting(), Some(&cordoned()), &pods),
+        plan(&deleting(), Some(&cordoned()), &refs(&pods)),
         TerminationStep::Finish {
             node: Some(NODE.to_owned()),
             instance_id: Some(INSTANCE.to_owned())
@@ -145,7 +151,7 @@ proptest! {
     ) {
         let pods: Vec<_> = kinds.iter().enumerate().map(|(i, k)| pod(&format!("p{i}"), *k)).collect();
         let node = if is_cordoned { cordoned() } else { node(json!({}), json!([]), true) };
-        let step = plan(&deleting(), Some(&node), &pods);
+        let step = plan(&deleting(), Some(&node), &refs(&pods));
         let finished = matches!(step, TerminationStep::Finish { .. });
         if finished {
             prop_assert!(is_cordoned);

@@ -8,8 +8,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use spotwright_provisioner::disruption::simulate::{simulate, Leaving, Simulation};
-use spotwright_provisioner::provisioning::snapshot::Problem;
+use spotwright_provisioner::controllers::disruption::simulate::{simulate, Leaving, Simulation};
+use spotwright_provisioner::model::problem::Problem;
 use spotwright_solver::model::InstanceType;
 
 fn types() -> Vec<InstanceType> {

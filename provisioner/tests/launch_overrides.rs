@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use proptest::prelude::*;
 use spotwright_api::keys::{INSTANCE_FAMILY_LABEL, INSTANCE_TYPE_LABEL};
 use spotwright_api::v1alpha1::ResolvedSubnet;
-use spotwright_provisioner::launch::overrides::MAX_OVERRIDES;
-use spotwright_provisioner::launch::{plan_overrides, NewNodeLaunch, PlanError};
+use spotwright_provisioner::model::launch::overrides::MAX_OVERRIDES;
+use spotwright_provisioner::model::launch::{plan_overrides, NewNodeLaunch, PlanError};
 use spotwright_solver::model::{
     CapacityType, InstanceType, Offering, Operator, Requirement, Resources,
 };

@@ -1,5 +1,14 @@
+//! The controllers, one folder each. Each reads the shared
+//! [`crate::state::ClusterState`], decides with pure functions (its own
+//! `decide` or [`crate::model`]) and writes through [`crate::act`]. A
+//! controller never imports another: what two share lives in a lower layer.
+
+pub mod disruption;
 pub mod drift;
+pub mod emptiness;
+pub mod interruption;
+pub mod nodeclass;
 pub mod orphans;
+pub mod provisioning;
 pub mod registration;
-pub mod removal;
 pub mod termination;

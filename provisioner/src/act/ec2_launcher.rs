@@ -1,0 +1,315 @@
+//! The `Launcher` on EC2: the catalog, the unavailable-offerings cache, a
+//! launch template per (NodeClass, AMI, user data) and CreateFleet, retried
+//! on what is left when capacity errors knock offerings out.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use spotwright_api::{NodeClaim, NodeClass};
+use spotwright_solver::model::{CapacityType, InstanceType};
+
+use super::launcher::{LaunchFailure, Launched, Launcher};
+use crate::act::aws::catalog::Catalog;
+use crate::act::aws::fleet::{
+    self, ensure_launch_template, ClusterSettings, FleetRequest, LaunchError, LaunchTemplateSpec,
+    NodeBootstrap,
+};
+use crate::model::claim::nodepool_of;
+use crate::model::facts;
+use crate::model::launch::{
+    launch_from_requirements, plan_overrides, ErrorClass, OverrideError, UnavailableOfferings,
+};
+
+/// How long a capacity error keeps an offering out (as Karpenter).
+pub const UNAVAILABLE_FOR: Duration = Duration::from_secs(180);
+/// CreateFleet attempts per launch: each retry runs without the offerings
+/// the previous one found out of capacity.
+const ATTEMPTS: usize = 4;
+
+pub struct Ec2Launcher {
+    ec2: aws_sdk_ec2::Client,
+    cluster: ClusterSettings,
+    catalog: RwLock<Catalog>,
+    unavailable: Mutex<UnavailableOfferings>,
+}
+
+impl Ec2Launcher {
+    pub fn new(ec2: aws_sdk_ec2::Client, cluster: ClusterSettings) -> Self {
+        Ec2Launcher {
+            ec2,
+            cluster,
+            catalog: RwLock::new(Catalog::default()),
+            unavailable: Mutex::new(UnavailableOfferings::new(UNAVAILABLE_FOR)),
+        }
+    }
+
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    /// Swaps in a freshly fetched catalog.
+    pub fn set_instance_types(&self, types: Vec<InstanceType>) {
+        if let Ok(mut catalog) = self.catalog.write() {
+            catalog.replace(types, Instant::now());
+        }
+    }
+
+    pub fn catalog_len(&self) -> usize {
+        self.catalog
+            .read()
+            .map(|c| c.instance_types().len())
+            .unwrap_or(0)
+    }
+
+    /// Rules an offering out for [`UNAVAILABLE_FOR`], as a capacity error
+    /// would (an interruption says the same of its pool).
+    pub fn mark_offering_unavailable(
+        &self,
+        capacity_type: CapacityType,
+        instance_type: &str,
+        zone: &str,
+    ) {
+        if let Ok(mut unavailable) = self.unavailable.lock() {
+            tracing::info!(
+                instance_type,
+                zone,
+                capacity_type = capacity_type.as_str(),
+                "offering unavailable for 3 minutes (interruption)"
+            );
+            unavailable.mark(capacity_type, instance_type, zone, Instant::now());
+        }
+    }
+
+    /// Whether an offering is ruled out now.
+    pub fn is_offering_unavailable(
+        &self,
+        capacity_type: CapacityType,
+        instance_type: &str,
+        zone: &str,
+    ) -> bool {
+        self.unavailable
+            .lock()
+            .is_ok_and(|u| u.is_unavailable(capacity_type, instance_type, zone, Instant::now()))
+    }
+
+    fn mark_unavailable(&self, errors: &[OverrideError]) {
+        let now = Instant::now();
+        if let Ok(mut unavailable) = self.unavailable.lock() {
+            for error in errors
+                .iter()
+                .filter(|e| matches!(e.class, ErrorClass::Capacity))
+            {
+                if let (Some(instance_type), Some(zone)) = (&error.instance_type, &error.zone) {
+                    tracing::info!(
+                        instance_type,
+                        zone,
+                        capacity_type = error.capacity_type.as_str(),
+                        code = error.code,
+                        "offering unavailable for 3 minutes"
+                    );
+                    unavailable.mark(error.capacity_type, instance_type, zone, now);
+                }
+            }
+        }
+    }
+
+    async fn template(
+        &self,
+        claim: &NodeClaim,
+        class: &NodeClass,
+        arch: &str,
+    ) -> Result<fleet::LaunchTemplateRef, LaunchFailure> {
+        let status = class.status.clone().unwrap_or_default();
+        let wanted = format!("({arch})");
+        let image = status
+            .amis
+            .iter()
+            .find(|a| a.source.as_deref().is_some_and(|s| s.ends_with(&wanted)))
+            .or_else(|| {
+                status
+                    .amis
+                    .iter()
+                    .find(|a| a.source.as_deref().is_none_or(|s| !s.ends_with(')')))
+            })
+            .ok_or_else(|| {
+                LaunchFailure::NodeClassNotReady(format!("no AMI resolved for {arch}"))
+            })?;
+        if status.security_groups.is_empty() {
+            return Err(LaunchFailure::NodeClassNotReady(
+                "no security group resolved".into(),
+            ));
+        }
+        let bootstrap = NodeBootstrap {
+            labels: claim.metadata.labels.clone().unwrap_or_default(),
+            taints: claim
+                .spec
+                .taints
+                .iter()
+                .chain(&claim.spec.startup_taints)
+                .cloned()
+                .collect(),
+        };
+        let spec = LaunchTemplateSpec {
+            cluster_name: self.cluster.name.clone(),
+            node_class: class.metadata.name.clone().unwrap_or_default(),
+            image_id: image.id.clone(),
+            user_data: fleet::userdata::render(
+                &self.cluster,
+                &bootstrap,
+                class.spec.user_data.as_deref(),
+            ),
+            security_group_ids: status
+                .security_groups
+                .iter()
+                .map(|g| g.id.clone())
+                .collect(),
+            instance_profile: class.spec.instance_profile.clone(),
+            block_device_mappings: class.spec.block_device_mappings.clone(),
+            tags: class.spec.tags.clone(),
+        };
+        ensure_launch_template(&self.ec2, &spec)
+            .await
+            .map_err(|err| LaunchFailure::Failed {
+                code: err
+                    .code
+                    .clone()
+                    .unwrap_or_else(|| "CreateLaunchTemplate".into()),
+                message: err.to_string(),
+            })
+    }
+}
+
+impl Launcher for Ec2Launcher {
+    fn instance_types(&self) -> Vec<InstanceType> {
+        let now = Instant::now();
+        let (Ok(catalog), Ok(mut unavailable)) = (self.catalog.read(), self.unavailable.lock())
+        else {
+            return Vec::new();
+        };
+        unavailable.prune(now);
+        catalog.solver_input(&unavailable, now)
+    }
+
+    async fn launch(
+        &self,
+        claim: &NodeClaim,
+        class: &NodeClass,
+    ) -> Result<Launched, LaunchFailure> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let uid = claim
+            .metadata
+            .uid
+            .clone()
+            .ok_or_else(|| LaunchFailure::Failed {
+                code: "NoUID".into(),
+                message: format!("NodeClaim {name} has no UID yet"),
+            })?;
+        let requirements: Vec<_> = claim
+            .spec
+            .requirements
+            .iter()
+            .map(facts::requirement)
+            .collect();
+        let subnets = class
+            .status
+            .as_ref()
+            .map(|s| s.subnets.clone())
+            .unwrap_or_default();
+        let nodepool = nodepool_of(claim);
+        let mut templates: HashMap<String, fleet::LaunchTemplateRef> = HashMap::new();
+        let mut last_errors: Vec<OverrideError> = Vec::new();
+        for attempt in 0..ATTEMPTS {
+            let catalog = self.instance_types();
+            let request = launch_from_requirements(&requirements, &catalog);
+            let plan =
+                plan_overrides(&request, &subnets, &catalog).map_err(|err| match attempt {
+                    0 => LaunchFailure::NoCapacity(err.to_string()),
+                    _ => LaunchFailure::NoCapacity(format!(
+                        "{err} after capacity errors: {}",
+                        codes(&last_errors)
+                    )),
+                })?;
+            if !plan.min_values_met() {
+                return Err(LaunchFailure::NoCapacity(format!(
+                    "minValues not met: {:?}",
+                    plan.unmet_min_values
+                )));
+            }
+            // One template (one AMI) per request: keep the cheapest override's architecture.
+            let mut plan = plan;
+            let arch = plan.cheapest_arch().unwrap_or("amd64").to_owned();
+            plan.retain_arch(&arch);
+            let template = match templates.get(&arch) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.template(claim, class, &arch).await?;
+                    templates.insert(arch.clone(), t.clone());
+                    t
+                }
+            };
+            let fleet_request = FleetRequest {
+                cluster_name: self.cluster.name.clone(),
+                nodepool: nodepool.clone(),
+                nodeclaim_name: name.clone(),
+                nodeclaim_uid: uid.clone(),
+                launch_template: template,
+                plan,
+                tags: class.spec.tags.clone(),
+            };
+            match fleet::launch(&self.ec2, &fleet_request).await {
+                Ok(outcome) => {
+                    self.mark_unavailable(&outcome.errors);
+                    let i = outcome.instance;
+                    return Ok(Launched {
+                        instance_id: i.instance_id,
+                        instance_type: i.instance_type,
+                        zone: i.zone,
+                        capacity_type: i.capacity_type,
+                        image_id: i.image_id,
+                        price: i.price,
+                    });
+                }
+                Err(LaunchError::NoCapacity { errors }) => {
+                    tracing::info!(claim = name, attempt, errors = %codes(&errors), "capacity errors; retrying on what is left");
+                    self.mark_unavailable(&errors);
+                    last_errors = errors;
+                }
+                Err(LaunchError::Throttled { retry_after, .. }) => {
+                    tokio::time::sleep(retry_after).await
+                }
+                Err(LaunchError::Failed {
+                    code,
+                    message,
+                    errors,
+                }) => {
+                    self.mark_unavailable(&errors);
+                    return Err(LaunchFailure::Failed { code, message });
+                }
+                Err(LaunchError::EmptyPlan) => {
+                    return Err(LaunchFailure::NoCapacity("no overrides".into()))
+                }
+            }
+        }
+        Err(LaunchFailure::NoCapacity(format!(
+            "{ATTEMPTS} attempts: {}",
+            codes(&last_errors)
+        )))
+    }
+}
+
+fn codes(errors: &[OverrideError]) -> String {
+    let mut codes: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e.code,
+                e.instance_type.as_deref().unwrap_or("-"),
+                e.zone.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    codes.truncate(5);
+    codes.join(", ")
+}

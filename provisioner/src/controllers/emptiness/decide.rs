@@ -1,0 +1,96 @@
+//! Emptiness decisions, pure: whether a node counts as empty, for how
+//! long, and whether it may go now.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use spotwright_api::duration::Lifetime;
+use spotwright_api::v1alpha1::ConsolidationPolicy;
+use spotwright_api::{conditions, NodeClaim, NodePool};
+
+use crate::model::claim::{elapsed, is_condition_true};
+use crate::model::pod::{do_not_disrupt, is_workload_pod};
+
+/// What the NodePool says about removing its empty nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmptinessPolicy {
+    pub policy: ConsolidationPolicy,
+    /// `Never` turns removal off.
+    pub consolidate_after: Lifetime,
+}
+
+impl EmptinessPolicy {
+    /// From a NodePool; an unparsable `consolidateAfter` is an error, so the
+    /// pool's nodes are kept rather than removed on a guess.
+    pub fn of(pool: &NodePool) -> Result<Self, spotwright_api::duration::DurationError> {
+        Ok(EmptinessPolicy {
+            policy: pool.spec.disruption.consolidation_policy,
+            consolidate_after: Lifetime::parse(&pool.spec.disruption.consolidate_after)?,
+        })
+    }
+}
+
+/// What removal does with one claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EmptinessDecision {
+    /// Not a candidate: deleting, not initialized, no Node, or `Never`.
+    Ignore,
+    /// Has workload pods.
+    NotEmpty,
+    /// Empty, but not for long enough yet.
+    Wait { remaining: Duration },
+    /// Empty long enough, but something asks not to be disrupted.
+    Blocked { reason: String },
+    /// Empty for `empty_for`: delete the claim.
+    Remove { empty_for: Duration },
+}
+
+/// When the node has been empty since, after observing `empty` now.
+pub fn next_empty_since(
+    empty: bool,
+    previous: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    empty.then(|| previous.unwrap_or(now))
+}
+
+/// Decides for one claim. `pods` are the pods bound to the claim's Node;
+/// `empty_since` is the result of [`next_empty_since`] for this look.
+pub fn decide(
+    claim: &NodeClaim,
+    node: Option<&Node>,
+    pods: &[&Pod],
+    policy: EmptinessPolicy,
+    empty_since: Option<Timestamp>,
+    now: Timestamp,
+) -> EmptinessDecision {
+    let Some(node) = node else {
+        return EmptinessDecision::Ignore;
+    };
+    let candidate = claim.meta().deletion_timestamp.is_none()
+        && node.meta().deletion_timestamp.is_none()
+        && is_condition_true(claim, conditions::INITIALIZED);
+    // Both policies include emptiness.
+    let Lifetime::After(consolidate_after) = policy.consolidate_after else {
+        return EmptinessDecision::Ignore;
+    };
+    if !candidate {
+        return EmptinessDecision::Ignore;
+    }
+    if pods.iter().any(|p| is_workload_pod(p)) {
+        return EmptinessDecision::NotEmpty;
+    }
+    let empty_for = empty_since.map_or(Duration::ZERO, |since| elapsed(since, now));
+    if let Some(remaining) = consolidate_after
+        .checked_sub(empty_for)
+        .filter(|r| !r.is_zero())
+    {
+        return EmptinessDecision::Wait { remaining };
+    }
+    match do_not_disrupt(node, pods) {
+        Some(reason) => EmptinessDecision::Blocked { reason },
+        None => EmptinessDecision::Remove { empty_for },
+    }
+}

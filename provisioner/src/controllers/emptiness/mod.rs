@@ -1,0 +1,180 @@
+//! Emptiness. Watches (through the cluster state) NodeClaims, Nodes, Pods
+//! and NodePools. Decides ([`decide`]): a node of a NodePool whose
+//! consolidation policy allows it (`WhenEmpty`, and
+//! `WhenEmptyOrUnderutilized`, which includes it) that has carried no
+//! workload pod for `consolidateAfter` goes, within the pool's `Empty`
+//! budget. Does: deletes its NodeClaim (the termination finalizer does the
+//! rest), with Events on the claim and Node.
+//!
+//! Workload pods are those that are not DaemonSet-owned, not mirror pods and
+//! not terminal. `spotwright.io/do-not-disrupt: "true"` on the Node or any of
+//! its pods keeps the node, and an Event on the Node says so.
+//!
+//! When a node became empty is kept in memory: after a restart the clock
+//! starts again, which only ever delays a removal.
+
+pub mod decide;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{Client, ResourceExt};
+use spotwright_api::v1alpha1::DisruptionReason;
+use spotwright_api::{keys, NodeClaim};
+
+pub use decide::*;
+
+use crate::act::claims;
+use crate::act::events::{Events, Notice};
+use crate::model::budgets;
+use crate::model::claim::node_name;
+use crate::model::clock::SharedClock;
+use crate::model::disruption::{is_promised, pool_counts};
+use crate::model::pod::is_workload_pod;
+use crate::state::{ClusterState, Snapshot};
+
+/// How the emptiness loop runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmptinessSettings {
+    /// How often every claim is looked at.
+    pub sweep_interval: Duration,
+}
+
+impl Default for EmptinessSettings {
+    fn default() -> Self {
+        EmptinessSettings {
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What emptiness works with.
+pub struct Emptiness {
+    pub client: Client,
+    pub state: ClusterState,
+    pub events: Events,
+    pub clock: SharedClock,
+    pub settings: EmptinessSettings,
+}
+
+/// What the loop remembers per claim.
+#[derive(Clone, Debug, Default)]
+struct Tracking {
+    empty_since: Option<Timestamp>,
+    /// The last block reason announced, so each is announced once.
+    blocked: Option<String>,
+}
+
+/// Runs the emptiness loop forever.
+pub async fn run(ctx: Emptiness) {
+    ctx.state.ready().await;
+    let mut tracking: HashMap<String, Tracking> = HashMap::new();
+    let mut ticker = tokio::time::interval(ctx.settings.sweep_interval);
+    loop {
+        ticker.tick().await;
+        sweep(&ctx, &mut tracking).await;
+    }
+}
+
+async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
+    let now = ctx.clock.now();
+    let snapshot = ctx.state.snapshot();
+    let names: HashSet<String> = snapshot.claims.iter().map(|c| c.name_any()).collect();
+    tracking.retain(|name, _| names.contains(name));
+    let mut allowed = budgets_left(&snapshot, now);
+    for claim in &snapshot.claims {
+        let Some(policy) = policy_for(&snapshot, claim) else {
+            continue;
+        };
+        // A replacement waits empty for its old node's pods (until that
+        // node is drained and gone): not removable yet.
+        if is_promised(claim, &names) {
+            continue;
+        }
+        let node = snapshot.node_named_by(claim).map(AsRef::as_ref);
+        let pods = node_name(claim)
+            .map(|n| snapshot.pods_on(n))
+            .unwrap_or_default();
+        let state = tracking.entry(claim.name_any()).or_default();
+        let empty = node.is_some() && !pods.iter().any(|p| is_workload_pod(p));
+        state.empty_since = next_empty_since(empty, state.empty_since, now);
+        match decide(claim, node, &pods, policy, state.empty_since, now) {
+            EmptinessDecision::Blocked { reason } => {
+                if state.blocked.as_ref() != Some(&reason) {
+                    if let Some(node) = node {
+                        let note = format!("empty, but not removed: {reason}");
+                        let notice = Notice::normal("DisruptionBlocked", "Remove", note);
+                        ctx.events.about(node, notice).await;
+                    }
+                    state.blocked = Some(reason);
+                }
+            }
+            EmptinessDecision::Remove { empty_for } => {
+                let left = allowed.get_mut(&crate::model::claim::nodepool_of(claim));
+                match left {
+                    Some(left) if *left > 0 => *left -= 1,
+                    _ => {
+                        tracing::debug!(claim = %claim.name_any(), "empty, but the pool's disruption budget is used up");
+                        continue;
+                    }
+                }
+                remove(ctx, claim, node, empty_for).await;
+            }
+            _ => state.blocked = None,
+        }
+    }
+}
+
+async fn remove(
+    ctx: &Emptiness,
+    claim: &NodeClaim,
+    node: Option<&k8s_openapi::api::core::v1::Node>,
+    empty_for: Duration,
+) {
+    if let Err(err) = claims::delete(&ctx.client, claim).await.map(drop) {
+        tracing::warn!(error = %err, "removal failed; retrying");
+        return;
+    }
+    let note = format!(
+        "removed: no pods but DaemonSet, mirror or finished ones for {}s",
+        empty_for.as_secs()
+    );
+    tracing::info!(claim = %claim.name_any(), "{note}");
+    let notice = Notice::normal("Empty", "Remove", note);
+    ctx.events.on_claim_and_node(claim, node, notice).await;
+}
+
+/// Per NodePool, how many nodes emptiness may still remove this sweep.
+fn budgets_left(snapshot: &Snapshot, now: Timestamp) -> HashMap<String, usize> {
+    let counts = pool_counts(snapshot.claims.iter().map(AsRef::as_ref));
+    snapshot
+        .nodepools
+        .iter()
+        .map(|pool| {
+            let name = pool.name_any();
+            let count = counts.get(&name).copied().unwrap_or_default();
+            let left = budgets::allowed(
+                &pool.spec.disruption.budgets,
+                DisruptionReason::Empty,
+                count.nodes,
+                count.disrupting,
+                now,
+            );
+            (name, left)
+        })
+        .collect()
+}
+
+/// The claim's NodePool's policy; claims of unknown pools are left alone.
+fn policy_for(snapshot: &Snapshot, claim: &NodeClaim) -> Option<EmptinessPolicy> {
+    let pool_name = claim.labels().get(keys::NODEPOOL_LABEL)?;
+    let pool = snapshot.pool(pool_name)?;
+    match EmptinessPolicy::of(pool) {
+        Ok(policy) => Some(policy),
+        Err(err) => {
+            tracing::warn!(nodepool = %pool_name, error = %err, "bad consolidateAfter; not removing its nodes");
+            None
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Provisioning. Watches (through the cluster state) Pods, Nodes,
+//! NodeClaims, NodePools, NodeClasses, DaemonSets and Namespaces. Decides
+//! with the solver (a pure function over [`crate::model::problem`]) where
+//! the pending pods go. Does: one NodeClaim per new node, created before any
+//! EC2 call and carrying everything the launch needs, then the launch
+//! ([`crate::act::launcher::launch_claim`]); reports every pod the solve
+//! could not place, and each NodePool's status. A pass after a crash
+//! finishes any launch an earlier process began (`resume`).
+//!
+//! The batching loop that decides when a pass runs lives in
+//! [`crate::run::turns`], which also gives disruption its turns.
+
+mod pool_status;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use spotwright_api::keys;
+use spotwright_api::{NodeClaim, NodePool};
+use spotwright_solver::model::InstanceType;
+use spotwright_solver::{solve, Input, NewNode, Plan};
+
+use crate::act::claims;
+use crate::act::events::Notice;
+use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
+use crate::model::clock::SharedClock;
+use crate::model::facts;
+use crate::model::new_claim::{claim_name, new_claim};
+use crate::model::problem::Problem;
+use crate::state::{ClusterState, Snapshot};
+use crate::Error;
+
+/// How provisioning behaves.
+#[derive(Clone, Debug)]
+pub struct ProvisioningSettings {
+    /// The scheduler whose unschedulable pods are Spotwright's.
+    pub scheduler_name: String,
+    /// Launches in flight at once.
+    pub launch_concurrency: usize,
+}
+
+/// What provisioning works with.
+pub struct Provisioning<L> {
+    pub act: Launching<L>,
+    pub state: ClusterState,
+    pub clock: SharedClock,
+    pub settings: ProvisioningSettings,
+}
+
+/// The pods a pass would solve for, by `namespace/name`: what the batching
+/// loop compares to see new arrivals.
+pub fn pending_keys(snapshot: &Snapshot, scheduler_name: &str) -> BTreeSet<String> {
+    snapshot
+        .pods
+        .iter()
+        .filter(|p| facts::is_provisionable(p, scheduler_name, &snapshot.opted_in))
+        .map(|p| facts::pod_key(p))
+        .collect()
+}
+
+/// Pods by `namespace/name`, for the Events of a pass: one lookup per
+/// event, not a scan of every pod.
+type PodsByKey<'a> = HashMap<String, &'a Pod>;
+
+/// One pass: finish launches an earlier process began, report the pools,
+/// solve, launch.
+pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
+    resume(ctx).await;
+    let snapshot = ctx.state.snapshot();
+    let instance_types = ctx.act.launcher.instance_types();
+    let problem = snapshot.problem(&ctx.settings.scheduler_name, &instance_types);
+    ctx.act
+        .metrics
+        .fleet_cost
+        .set(fleet_cost(&snapshot.claims, &instance_types));
+    for (object, err) in &problem.unreadable {
+        tracing::warn!(object, error = %err, "left out of the solve");
+    }
+    write_pool_statuses(ctx, &snapshot, &problem).await;
+    if problem.pods.is_empty() {
+        return Ok(());
+    }
+    let plan = solve_timed(ctx, &problem, &instance_types);
+    let by_key: PodsByKey = snapshot
+        .pods
+        .iter()
+        .map(|p| (facts::pod_key(p), p.as_ref()))
+        .collect();
+    report_unschedulable(ctx, &problem, &plan, &by_key).await;
+    let launches = plan
+        .new_nodes
+        .iter()
+        .map(|node| launch_new(ctx, &snapshot, node, &by_key));
+    let results: Vec<Result<(), Error>> = futures::stream::iter(launches)
+        .buffer_unordered(ctx.settings.launch_concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+fn solve_timed<L>(
+    ctx: &Provisioning<L>,
+    problem: &Problem,
+    instance_types: &[InstanceType],
+) -> Plan {
+    let started = Instant::now();
+    let plan = solve(&Input {
+        pods: &problem.pods,
+        nodes: &problem.nodes,
+        nodepools: &problem.nodepools,
+        daemonsets: &problem.daemonsets,
+        instance_types,
+    });
+    let took = started.elapsed().as_secs_f64();
+    ctx.act.metrics.solve_duration.observe(took);
+    tracing::info!(
+        pending = problem.pods.len(),
+        to_existing = plan.to_existing.len(),
+        new_nodes = plan.new_nodes.len(),
+        unschedulable = plan.unschedulable.len(),
+        solve_ms = took * 1000.0,
+        "solved"
+    );
+    plan
+}
+
+/// Each NodePool's status, written when it changed.
+async fn write_pool_statuses<L>(ctx: &Provisioning<L>, snapshot: &Snapshot, problem: &Problem) {
+    let api: Api<NodePool> = Api::all(ctx.act.client.clone());
+    let now = ctx.clock.now();
+    for pool in &snapshot.nodepools {
+        let name = pool.metadata.name.as_deref().unwrap_or_default();
+        let usage = problem.usage.get(name).copied().unwrap_or_default();
+        let not_ready = problem
+            .skipped_pools
+            .iter()
+            .find(|(p, _)| p == name)
+            .map(|(_, why)| why.as_str());
+        if let Some(status) = pool_status::desired(pool, usage, not_ready, now) {
+            pool_status::write(&api, pool, &status).await;
+        }
+    }
+}
+
+/// An Event and the metric for every pod the solve could not place.
+async fn report_unschedulable<L>(
+    ctx: &Provisioning<L>,
+    problem: &Problem,
+    plan: &Plan,
+    pods: &PodsByKey<'_>,
+) {
+    let skipped = problem
+        .skipped_pools
+        .iter()
+        .map(|(pool, why)| format!("NodePool {pool} skipped: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    for (pod_key, reason) in &plan.unschedulable {
+        ctx.act
+            .metrics
+            .unschedulable_pods
+            .with_label_values(&["no_fit"])
+            .inc();
+        let note = if skipped.is_empty() {
+            reason.clone()
+        } else {
+            format!("{reason}; {skipped}")
+        };
+        if let Some(pod) = pods.get(pod_key) {
+            let notice = Notice::warning("NoNodeFits", "Provision", note);
+            ctx.act.events.about(*pod, notice).await;
+        }
+    }
+}
+
+/// Creates the claim of one new node, tells its pods, and launches it.
+async fn launch_new<L: Launcher>(
+    ctx: &Provisioning<L>,
+    snapshot: &Snapshot,
+    node: &NewNode,
+    pods: &PodsByKey<'_>,
+) -> Result<(), Error> {
+    let Some(pool) = snapshot.pool(&node.nodepool) else {
+        return Ok(());
+    };
+    let Some(class) = snapshot.class_of(pool) else {
+        return Ok(());
+    };
+    let claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
+    let created = claims::create(&ctx.act.client, &claim).await?;
+    let why =
+        format!(
+        "{} pod(s) need {}m CPU, {} MiB; {} compatible instance type(s), cheapest {} at ${:.4}/h",
+        node.pods.len(),
+        node.requests.cpu_millis,
+        node.requests.memory_bytes / (1024 * 1024),
+        node.instance_types.len(),
+        node.instance_types.first().map(String::as_str).unwrap_or("-"),
+        node.price
+    );
+    let name = created.metadata.name.clone().unwrap_or_default();
+    for pod in node.pods.iter().take(50).filter_map(|key| pods.get(key)) {
+        let note = format!("for NodeClaim {name}: {why}");
+        let notice = Notice::normal("Nominated", "Provision", note);
+        ctx.act.events.about(*pod, notice).await;
+    }
+    launch_claim(&ctx.act, &created, class, Some(why), ctx.clock.now()).await;
+    Ok(())
+}
+
+/// Launches NodeClaims that have no instance yet (an earlier process
+/// crashed, or a launch failed halfway). The launcher finds an instance an
+/// earlier attempt made instead of launching twice.
+async fn resume<L: Launcher>(ctx: &Provisioning<L>) {
+    let snapshot = ctx.state.snapshot();
+    for claim in snapshot.claims.iter().filter(|c| needs_launch(c)) {
+        let Some(class) = snapshot.class(&claim.spec.node_class_ref.name) else {
+            continue;
+        };
+        tracing::info!(
+            claim = claim.metadata.name.as_deref().unwrap_or_default(),
+            "resuming launch"
+        );
+        launch_claim(&ctx.act, claim, class, None, ctx.clock.now()).await;
+    }
+}
+
+/// $/h of the instances behind the NodeClaims, at their offering's price.
+fn fleet_cost(claims: &[std::sync::Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64 {
+    claims
+        .iter()
+        .filter_map(|c| {
+            let s = c.status.as_ref()?;
+            let t = instance_types
+                .iter()
+                .find(|t| Some(&t.name) == s.instance_type.as_ref())?;
+            let capacity = keys::CapacityType::parse(s.capacity_type.as_deref()?)?;
+            t.offerings
+                .iter()
+                .find(|o| Some(&o.zone) == s.zone.as_ref() && o.capacity_type == capacity)
+                .map(|o| o.price)
+        })
+        .sum()
+}

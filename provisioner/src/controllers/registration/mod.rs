@@ -1,0 +1,141 @@
+//! Registration. Watches (through the cluster state) NodeClaims and Nodes.
+//! Decides ([`decide`]) per claim: a Node whose providerID matches gets the
+//! claim's labels and taints, and the claim records `Registered` and
+//! `Initialized`; a claim whose instance never registers within the
+//! timeout is deleted. Does: Node label and taint patches, the claim's
+//! status, Events; the termination finalizer then terminates a timed-out
+//! claim's instance, and its pods, still pending, are solved again.
+
+pub mod decide;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::{Client, ResourceExt};
+use spotwright_api::{conditions, NodeClaim};
+
+pub use decide::*;
+
+use crate::act::events::{Events, Notice};
+use crate::act::{claims, nodes};
+use crate::model::claim::{is_condition_true, node_name, provider_id};
+use crate::model::clock::SharedClock;
+use crate::state::{ClusterState, Kind};
+use crate::Error;
+
+/// Claims handled at once.
+const CONCURRENCY: usize = 8;
+
+/// What registration works with.
+pub struct Registration {
+    pub client: Client,
+    pub state: ClusterState,
+    pub events: Events,
+    pub clock: SharedClock,
+    pub settings: RegistrationSettings,
+}
+
+/// Runs registration until the process ends: a sweep over every claim on
+/// each claim or Node change, and at least every `recheck`.
+pub async fn run(ctx: Registration) {
+    let mut changes = ctx.state.subscribe(&[Kind::NodeClaims, Kind::Nodes]);
+    ctx.state.ready().await;
+    loop {
+        sweep(&ctx).await;
+        changes.changed_or_after(ctx.settings.recheck).await;
+    }
+}
+
+/// One look at every claim.
+pub async fn sweep(ctx: &Registration) {
+    let snapshot = ctx.state.snapshot();
+    let now = ctx.clock.now();
+    let snapshot = &snapshot;
+    let looks: Vec<BoxFuture<'_, ()>> = snapshot
+        .claims
+        .iter()
+        .map(|claim| {
+            async move {
+                let node = provider_id(claim).and_then(|p| snapshot.node_with_provider_id(p));
+                let node = node.map(AsRef::as_ref);
+                let decision = decide(claim, node, &ctx.settings, now);
+                if let Err(err) = act(ctx, claim, node, decision, now).await {
+                    tracing::warn!(claim = %claim.name_any(), error = %err, reason = err.metric_reason(), "registration failed; retrying");
+                }
+            }
+            .boxed()
+        })
+        .collect();
+    futures::stream::iter(looks)
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+async fn act(
+    ctx: &Registration,
+    claim: &NodeClaim,
+    node: Option<&Node>,
+    decision: RegistrationDecision,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<(), Error> {
+    match decision {
+        RegistrationDecision::Ignore | RegistrationDecision::AwaitNode { .. } => Ok(()),
+        RegistrationDecision::TimedOut { waited } => time_out(ctx, claim, waited).await,
+        RegistrationDecision::Register {
+            node_name: registered,
+            node_update,
+            initialized,
+        } => {
+            if let Some(node) = node.filter(|_| !node_update.is_empty()) {
+                update_node(&ctx.client, node, &node_update).await?;
+            }
+            let (conditions, changed) = registered_conditions(claim, &registered, initialized, now);
+            if changed || node_name(claim) != Some(registered.as_str()) {
+                claims::write_status(&ctx.client, claim, &conditions, Some(&registered)).await?;
+                announce(&ctx.events, claim, &registered, initialized).await;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn time_out(ctx: &Registration, claim: &NodeClaim, waited: Duration) -> Result<(), Error> {
+    let note = format!(
+        "no Node registered within {}s of launch; deleting the claim so its instance is terminated and its pods are solved again",
+        waited.as_secs()
+    );
+    tracing::warn!(claim = %claim.name_any(), "{note}");
+    let notice = Notice::warning("RegistrationTimedOut", "Delete", note);
+    ctx.events.about(claim, notice).await;
+    claims::delete_named(&ctx.client, &claim.name_any()).await
+}
+
+async fn announce(events: &Events, claim: &NodeClaim, node_name: &str, initialized: bool) {
+    if !is_condition_true(claim, conditions::REGISTERED) {
+        let note = format!("Node {node_name} registered; labels and taints applied");
+        events
+            .about(claim, Notice::normal("Registered", "Register", note))
+            .await;
+    }
+    if initialized && !is_condition_true(claim, conditions::INITIALIZED) {
+        let note = format!("Node {node_name} is Ready and its startup taints are gone");
+        events
+            .about(claim, Notice::normal("Initialized", "Initialize", note))
+            .await;
+    }
+}
+
+/// Labels by merge patch (other labels untouched); taints replace the whole
+/// list, guarded by the Node's resourceVersion.
+async fn update_node(client: &Client, node: &Node, update: &NodeUpdate) -> Result<(), Error> {
+    if !update.labels.is_empty() {
+        nodes::set_labels(client, node, &update.labels).await?;
+    }
+    if let Some(taints) = &update.taints {
+        nodes::set_taints(client, node, taints).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Termination's decisions, pure: the next step for a claim from the claim,
+//! its Node and the pods bound to it, and the backoff after refusals.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{Resource, ResourceExt};
+use spotwright_api::NodeClaim;
+
+use crate::model::claim::{has_finalizer, instance_id, provider_id};
+use crate::model::node::has_disrupted_taint;
+use crate::model::pod::is_workload_pod;
+
+/// A pod, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The next step for one claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TerminationStep {
+    /// Alive, without the finalizer: add it.
+    AddFinalizer,
+    /// Alive with the finalizer, or gone past it: nothing to do.
+    Nothing,
+    /// Deleting: taint the Node as disrupted and cordon it.
+    Cordon { node: String },
+    /// Deleting, cordoned: evict these pods.
+    Evict { node: String, pods: Vec<PodRef> },
+    /// Every workload pod is evicted; wait for them to exit.
+    AwaitPodExit { node: String, pods: usize },
+    /// Drained (or no Node): terminate, delete the Node, drop the finalizer.
+    Finish {
+        node: Option<String>,
+        instance_id: Option<String>,
+    },
+}
+
+fn is_cordoned(node: &Node) -> bool {
+    let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable);
+    unschedulable.unwrap_or(false) && has_disrupted_taint(node)
+}
+
+/// Plans the next step from the claim, its Node (if any) and the pods bound to it.
+pub fn plan(claim: &NodeClaim, node: Option<&Node>, pods: &[&Pod]) -> TerminationStep {
+    if claim.meta().deletion_timestamp.is_none() {
+        return if has_finalizer(claim) {
+            TerminationStep::Nothing
+        } else {
+            TerminationStep::AddFinalizer
+        };
+    }
+    if !has_finalizer(claim) {
+        return TerminationStep::Nothing;
+    }
+    let instance_id = provider_id(claim).and_then(instance_id).map(str::to_owned);
+    let Some(node) = node else {
+        return TerminationStep::Finish {
+            node: None,
+            instance_id,
+        };
+    };
+    let node_name = node.name_any();
+    if !is_cordoned(node) {
+        return TerminationStep::Cordon { node: node_name };
+    }
+    let workload: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| is_workload_pod(p))
+        .collect();
+    let to_evict: Vec<PodRef> = workload
+        .iter()
+        .filter(|p| p.meta().deletion_timestamp.is_none())
+        .map(|p| PodRef {
+            namespace: p.namespace().unwrap_or_default(),
+            name: p.name_any(),
+        })
+        .collect();
+    if !to_evict.is_empty() {
+        return TerminationStep::Evict {
+            node: node_name,
+            pods: to_evict,
+        };
+    }
+    if !workload.is_empty() {
+        return TerminationStep::AwaitPodExit {
+            node: node_name,
+            pods: workload.len(),
+        };
+    }
+    TerminationStep::Finish {
+        node: Some(node_name),
+        instance_id,
+    }
+}
+
+/// The wait after the `refusals`-th refused drain pass in a row (from 1).
+pub fn eviction_delay(base: Duration, max: Duration, refusals: u32) -> Duration {
+    let doublings = refusals.saturating_sub(1).min(16);
+    base.saturating_mul(1u32 << doublings).min(max)
+}

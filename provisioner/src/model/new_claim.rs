@@ -1,0 +1,131 @@
+//! A solver's new node as the NodeClaim created before any EC2 call: the
+//! claim is the crash-safety anchor (its UID is the CreateFleet client
+//! token), so a restarted provisioner finds and finishes every launch.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use spotwright_api::keys;
+use spotwright_api::v1alpha1::{
+    NodeClaimSpec, NodeClassReference, NodeSelectorRequirementWithMinValues, RequirementOperator,
+};
+use spotwright_api::{NodeClaim, NodeClass, NodePool};
+use spotwright_solver::model::{Operator, Requirement};
+use spotwright_solver::NewNode;
+
+use super::claim::TERMINATION_FINALIZER;
+use super::hashing::annotate_hashes;
+
+pub fn api_requirement(r: &Requirement) -> NodeSelectorRequirementWithMinValues {
+    NodeSelectorRequirementWithMinValues {
+        key: r.key.clone(),
+        operator: match r.operator {
+            Operator::In => RequirementOperator::In,
+            Operator::NotIn => RequirementOperator::NotIn,
+            Operator::Exists => RequirementOperator::Exists,
+            Operator::DoesNotExist => RequirementOperator::DoesNotExist,
+            Operator::Gt => RequirementOperator::Gt,
+            Operator::Lt => RequirementOperator::Lt,
+        },
+        values: r.values.clone(),
+        min_values: r.min_values.and_then(|v| i32::try_from(v).ok()),
+    }
+}
+
+/// `<nodepool>-<5 lowercase letters or digits>`, like a ReplicaSet's pods.
+pub fn claim_name(nodepool: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    let mut bits = hasher.finish();
+    let suffix: String = (0..5)
+        .map(|_| {
+            let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize] as char;
+            bits /= ALPHABET.len() as u64;
+            c
+        })
+        .collect();
+    // Names are DNS labels: leave room for the suffix.
+    let prefix: String = nodepool.chars().take(57).collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// The claim records the hashes of `pool`'s template and `class`'s spec
+/// (drift detection compares them later).
+pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode) -> NodeClaim {
+    let template = &pool.spec.template;
+    let mut labels = template.metadata.labels.clone();
+    labels.insert(keys::NODEPOOL_LABEL.to_owned(), node.nodepool.clone());
+    let mut resources = BTreeMap::new();
+    resources.insert(
+        "cpu".to_owned(),
+        Quantity(format!("{}m", node.requests.cpu_millis)),
+    );
+    resources.insert(
+        "memory".to_owned(),
+        Quantity(format!("{}Ki", node.requests.memory_bytes.div_ceil(1024))),
+    );
+    resources.insert("pods".to_owned(), Quantity(node.requests.pods.to_string()));
+    let mut claim = NodeClaim::new(
+        name,
+        NodeClaimSpec {
+            node_class_ref: NodeClassReference {
+                name: template.spec.node_class_ref.name.clone(),
+            },
+            requirements: node.requirements.iter().map(api_requirement).collect(),
+            taints: template.spec.taints.clone(),
+            startup_taints: template.spec.startup_taints.clone(),
+            resources,
+            expire_after: template.spec.expire_after.clone(),
+        },
+    );
+    claim.metadata = ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(labels),
+        annotations: (!template.metadata.annotations.is_empty())
+            .then(|| template.metadata.annotations.clone()),
+        finalizers: Some(vec![TERMINATION_FINALIZER.to_owned()]),
+        ..ObjectMeta::default()
+    };
+    annotate_hashes(&mut claim, pool, class);
+    claim
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels_with_the_pool_prefix() {
+        let a = claim_name("general");
+        let b = claim_name("general");
+        assert!(
+            a.starts_with("general-") && a.len() == "general-".len() + 5,
+            "{a}"
+        );
+        assert_ne!(a, b, "two claims of one pool get different names");
+        let long = claim_name(&"x".repeat(80));
+        assert!(long.len() <= 63);
+    }
+
+    #[test]
+    fn requirements_round_trip_with_min_values() {
+        let r = Requirement {
+            key: keys::INSTANCE_TYPE_LABEL.into(),
+            operator: Operator::In,
+            values: vec!["m5.large".into(), "m6i.large".into()],
+            min_values: Some(2),
+        };
+        let api = api_requirement(&r);
+        assert_eq!(api.operator, RequirementOperator::In);
+        assert_eq!(api.min_values, Some(2));
+        assert_eq!(crate::model::facts::requirement(&api), r);
+    }
+}

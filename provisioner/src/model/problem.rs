@@ -1,0 +1,199 @@
+//! One consistent view of the cluster for a solve: the watch caches' objects
+//! turned into the solver's input. Pure, so a test builds the problem a real
+//! cluster would pose from plain objects.
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use spotwright_api::{conditions, keys};
+use spotwright_api::{NodeClaim, NodeClass, NodePool};
+use spotwright_solver::model::{
+    DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, Operator, PendingPod, Requirement,
+    Resources,
+};
+
+use super::claim::is_condition_true;
+use super::disruption::is_disrupting;
+use super::facts::{self, FactsError};
+
+/// What the cluster holds, as the caches saw it.
+pub struct Objects<'a> {
+    pub pods: &'a [&'a Pod],
+    pub nodes: &'a [&'a Node],
+    pub claims: &'a [&'a NodeClaim],
+    pub nodepools: &'a [&'a NodePool],
+    pub nodeclasses: &'a [&'a NodeClass],
+    pub daemonsets: &'a [&'a DaemonSet],
+    /// Namespaces annotated `spotwright.io/capacity`.
+    pub opted_in: &'a BTreeSet<String>,
+    pub scheduler_name: &'a str,
+}
+
+/// The solver's input, owned.
+#[derive(Clone, Debug, Default)]
+pub struct Problem {
+    pub pods: Vec<PendingPod>,
+    pub nodes: Vec<ExistingNode>,
+    pub nodepools: Vec<NodePoolFacts>,
+    pub daemonsets: Vec<DaemonSetFacts>,
+    /// Objects that could not be read, with why; reported as Events.
+    pub unreadable: Vec<(String, FactsError)>,
+    /// NodePools left out, with why (their NodeClass is missing or unresolved).
+    pub skipped_pools: Vec<(String, String)>,
+    /// Per NodePool: its nodes and in-flight claims, and their capacity.
+    pub usage: HashMap<String, PoolUsage>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub nodes: u64,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
+    let mut problem = Problem::default();
+    let mut pods_by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for pod in objects.pods {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            continue;
+        }
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            pods_by_node.entry(node).or_default().push(pod);
+        } else if facts::is_provisionable(pod, objects.scheduler_name, objects.opted_in) {
+            match facts::pending_pod(pod) {
+                Ok(pending) => problem.pods.push(pending),
+                Err(err) => problem.unreadable.push((facts::pod_key(pod), err)),
+            }
+        }
+    }
+    for ds in objects.daemonsets {
+        match facts::daemonset_facts(ds) {
+            Ok(f) => problem.daemonsets.push(f),
+            Err(err) => problem.unreadable.push((object_name(&ds.metadata), err)),
+        }
+    }
+
+    let by_name: HashMap<&str, &InstanceType> = instance_types
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let registered: BTreeSet<&str> = objects
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    // The extender keeps new pods off these, so the solve must not count on them.
+    let leaving: BTreeSet<&str> = objects
+        .claims
+        .iter()
+        .filter(|c| is_condition_true(c, conditions::DRIFTED) || is_disrupting(c))
+        .filter_map(|c| c.status.as_ref()?.node_name.as_deref())
+        .collect();
+    let mut used: HashMap<String, PoolUsage> = HashMap::new();
+    for node in objects.nodes {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        let on_node = pods_by_node
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut existing = facts::existing_node(node, on_node);
+        existing.unavailable |= leaving.contains(name);
+        if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
+            let capacity = facts::node_capacity(node);
+            let slot = used.entry(pool.clone()).or_default();
+            slot.nodes += 1;
+            slot.cpu_millis += capacity.cpu_millis;
+            slot.memory_bytes += capacity.memory_bytes;
+        }
+        problem.nodes.push(existing);
+    }
+    for claim in objects.claims {
+        let status = claim.status.as_ref();
+        let node_registered = status
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| registered.contains(n));
+        if node_registered {
+            continue;
+        }
+        let Some(instance_type) = status
+            .and_then(|s| s.instance_type.as_deref())
+            .and_then(|t| by_name.get(t))
+        else {
+            // Not launched yet: the launcher owns it until it has a type.
+            continue;
+        };
+        if let Some(pool) = claim
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(keys::NODEPOOL_LABEL))
+        {
+            let slot = used.entry(pool.clone()).or_default();
+            slot.nodes += 1;
+            slot.cpu_millis += instance_type.capacity.cpu_millis;
+            slot.memory_bytes += instance_type.capacity.memory_bytes;
+        }
+        problem.nodes.push(facts::in_flight_node(
+            claim,
+            instance_type,
+            &Resources::default(),
+        ));
+    }
+
+    for pool in objects.nodepools {
+        let name = pool.metadata.name.clone().unwrap_or_default();
+        if pool.metadata.deletion_timestamp.is_some() {
+            problem.skipped_pools.push((name, "being deleted".into()));
+            continue;
+        }
+        let class_name = &pool.spec.template.spec.node_class_ref.name;
+        let Some(class) = objects
+            .nodeclasses
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(class_name))
+        else {
+            problem
+                .skipped_pools
+                .push((name, format!("NodeClass {class_name} not found")));
+            continue;
+        };
+        let zones: BTreeSet<String> = class
+            .status
+            .as_ref()
+            .map(|s| s.subnets.iter().map(|s| s.zone.clone()).collect())
+            .unwrap_or_default();
+        if zones.is_empty() {
+            problem.skipped_pools.push((
+                name,
+                format!("NodeClass {class_name} has no resolved subnets yet"),
+            ));
+            continue;
+        }
+        let usage = used.get(&name).copied().unwrap_or_default();
+        match facts::nodepool_facts(pool, usage.cpu_millis, usage.memory_bytes) {
+            Ok(mut facts) => {
+                // Launches can only go where the NodeClass has subnets.
+                facts.requirements.push(Requirement {
+                    key: keys::ZONE_LABEL.to_owned(),
+                    operator: Operator::In,
+                    values: zones.into_iter().collect(),
+                    min_values: None,
+                });
+                problem.nodepools.push(facts);
+            }
+            Err(err) => problem.unreadable.push((name, err)),
+        }
+    }
+    problem.usage = used;
+    problem
+}
+
+fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
+        None => meta.name.clone().unwrap_or_default(),
+    }
+}

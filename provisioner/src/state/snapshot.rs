@@ -1,0 +1,250 @@
+//! The cluster at one moment, indexed: what every controller reads instead
+//! of asking the API server. Built from the watch caches once per change
+//! ([`super::ClusterState::snapshot`]) and shared until the next one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
+use spotwright_solver::model::InstanceType;
+
+use crate::model::claim::{instance_id, node_name, provider_id};
+use crate::model::node::node_provider_id;
+use crate::model::problem::{self, Objects, Problem};
+
+/// The objects of the state at one moment, as the caches hold them.
+#[derive(Clone, Debug, Default)]
+pub struct Lists {
+    pub pods: Vec<Arc<Pod>>,
+    pub nodes: Vec<Arc<Node>>,
+    pub claims: Vec<Arc<NodeClaim>>,
+    pub nodepools: Vec<Arc<NodePool>>,
+    pub nodeclasses: Vec<Arc<NodeClass>>,
+    pub daemonsets: Vec<Arc<DaemonSet>>,
+    pub namespaces: Vec<Arc<Namespace>>,
+}
+
+/// The cluster at one moment, with the indexes the controllers look up by.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub pods: Vec<Arc<Pod>>,
+    pub nodes: Vec<Arc<Node>>,
+    pub claims: Vec<Arc<NodeClaim>>,
+    pub nodepools: Vec<Arc<NodePool>>,
+    pub nodeclasses: Vec<Arc<NodeClass>>,
+    pub daemonsets: Vec<Arc<DaemonSet>>,
+    /// Namespaces annotated `spotwright.io/capacity`.
+    pub opted_in: BTreeSet<String>,
+    claim_by_name: HashMap<String, usize>,
+    claim_by_instance: HashMap<String, usize>,
+    node_by_name: HashMap<String, usize>,
+    node_by_provider: HashMap<String, usize>,
+    pods_by_node: HashMap<String, Vec<usize>>,
+    pool_by_name: HashMap<String, usize>,
+    class_by_name: HashMap<String, usize>,
+}
+
+fn position_by<K>(objects: &[Arc<K>], key: impl Fn(&K) -> Option<&str>) -> HashMap<String, usize> {
+    objects
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some((key(o)?.to_owned(), i)))
+        .collect()
+}
+
+impl Snapshot {
+    /// Indexes `lists`. Pure: a test or a benchmark builds one from plain objects.
+    pub fn build(lists: Lists) -> Snapshot {
+        let mut pods_by_node: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, pod) in lists.pods.iter().enumerate() {
+            if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+                match pods_by_node.get_mut(node) {
+                    Some(on_node) => on_node.push(i),
+                    None => {
+                        pods_by_node.insert(node.to_owned(), vec![i]);
+                    }
+                }
+            }
+        }
+        let opted_in = lists
+            .namespaces
+            .iter()
+            .filter(|ns| {
+                ns.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(keys::CAPACITY_ANNOTATION))
+            })
+            .filter_map(|ns| ns.metadata.name.clone())
+            .collect();
+        Snapshot {
+            claim_by_name: position_by(&lists.claims, |c| c.metadata.name.as_deref()),
+            claim_by_instance: position_by(&lists.claims, |c| provider_id(c).and_then(instance_id)),
+            node_by_name: position_by(&lists.nodes, |n| n.metadata.name.as_deref()),
+            node_by_provider: position_by(&lists.nodes, node_provider_id),
+            pool_by_name: position_by(&lists.nodepools, |p| p.metadata.name.as_deref()),
+            class_by_name: position_by(&lists.nodeclasses, |c| c.metadata.name.as_deref()),
+            pods_by_node,
+            opted_in,
+            pods: lists.pods,
+            nodes: lists.nodes,
+            claims: lists.claims,
+            nodepools: lists.nodepools,
+            nodeclasses: lists.nodeclasses,
+            daemonsets: lists.daemonsets,
+        }
+    }
+
+    pub fn claim(&self, name: &str) -> Option<&Arc<NodeClaim>> {
+        self.claim_by_name.get(name).map(|&i| &self.claims[i])
+    }
+
+    /// The claim whose providerID names EC2 instance `id`.
+    pub fn claim_of_instance(&self, id: &str) -> Option<&Arc<NodeClaim>> {
+        self.claim_by_instance.get(id).map(|&i| &self.claims[i])
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
+        self.node_by_name.get(name).map(|&i| &self.nodes[i])
+    }
+
+    /// The Node carrying `provider` as its providerID.
+    pub fn node_with_provider_id(&self, provider: &str) -> Option<&Arc<Node>> {
+        self.node_by_provider.get(provider).map(|&i| &self.nodes[i])
+    }
+
+    /// The claim's Node by the name registration recorded.
+    pub fn node_named_by(&self, claim: &NodeClaim) -> Option<&Arc<Node>> {
+        self.node(node_name(claim)?)
+    }
+
+    /// The claim's Node: by its recorded name, else by providerID (a claim
+    /// deleted before registration recorded the name).
+    pub fn node_of(&self, claim: &NodeClaim) -> Option<&Arc<Node>> {
+        self.node_named_by(claim)
+            .or_else(|| self.node_with_provider_id(provider_id(claim)?))
+    }
+
+    /// The pods bound to Node `node`.
+    pub fn pods_on(&self, node: &str) -> Vec<&Pod> {
+        self.pods_by_node
+            .get(node)
+            .map(|on_node| on_node.iter().map(|&i| self.pods[i].as_ref()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Arc<NodePool>> {
+        self.pool_by_name.get(name).map(|&i| &self.nodepools[i])
+    }
+
+    pub fn class(&self, name: &str) -> Option<&Arc<NodeClass>> {
+        self.class_by_name.get(name).map(|&i| &self.nodeclasses[i])
+    }
+
+    /// The NodeClass a NodePool's template names.
+    pub fn class_of(&self, pool: &NodePool) -> Option<&Arc<NodeClass>> {
+        self.class(&pool.spec.template.spec.node_class_ref.name)
+    }
+
+    /// The solver's input for this moment.
+    pub fn problem(&self, scheduler_name: &str, instance_types: &[InstanceType]) -> Problem {
+        let (pods, nodes, claims) = (refs(&self.pods), refs(&self.nodes), refs(&self.claims));
+        let (nodepools, nodeclasses) = (refs(&self.nodepools), refs(&self.nodeclasses));
+        let daemonsets = refs(&self.daemonsets);
+        problem::build(
+            &Objects {
+                pods: &pods,
+                nodes: &nodes,
+                claims: &claims,
+                nodepools: &nodepools,
+                nodeclasses: &nodeclasses,
+                daemonsets: &daemonsets,
+                opted_in: &self.opted_in,
+                scheduler_name,
+            },
+            instance_types,
+        )
+    }
+}
+
+/// Borrows of cached objects, as the pure functions take them.
+pub fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
+    objects.iter().map(AsRef::as_ref).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> Arc<K> {
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    #[test]
+    fn indexes_find_claims_nodes_and_pods() {
+        let lists = Lists {
+            claims: vec![object(json!({
+                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+                "metadata": {"name": "c1"},
+                "spec": {"nodeClassRef": {"name": "default"}},
+                "status": {"providerID": "aws:///us-east-1a/i-0abc", "nodeName": "n1"}}))],
+            nodes: vec![
+                object(
+                    json!({"metadata": {"name": "n1"}, "spec": {"providerID": "aws:///us-east-1a/i-0abc"}}),
+                ),
+                object(
+                    json!({"metadata": {"name": "n2"}, "spec": {"providerID": "aws:///us-east-1b/i-0def"}}),
+                ),
+            ],
+            pods: vec![
+                object(
+                    json!({"metadata": {"name": "p1", "namespace": "a"}, "spec": {"nodeName": "n1", "containers": []}}),
+                ),
+                object(
+                    json!({"metadata": {"name": "p2", "namespace": "a"}, "spec": {"nodeName": "n2", "containers": []}}),
+                ),
+                object(
+                    json!({"metadata": {"name": "p3", "namespace": "a"}, "spec": {"nodeName": "n1", "containers": []}}),
+                ),
+                object(
+                    json!({"metadata": {"name": "p4", "namespace": "a"}, "spec": {"containers": []}}),
+                ),
+            ],
+            namespaces: vec![
+                object(
+                    json!({"metadata": {"name": "a", "annotations": {keys::CAPACITY_ANNOTATION: "spot"}}}),
+                ),
+                object(json!({"metadata": {"name": "b"}})),
+            ],
+            ..Lists::default()
+        };
+        let snapshot = Snapshot::build(lists);
+        let claim = snapshot.claim("c1").cloned().unwrap();
+        assert!(snapshot.claim("c2").is_none());
+        assert_eq!(
+            snapshot
+                .claim_of_instance("i-0abc")
+                .map(|c| c.metadata.name.clone()),
+            Some(Some("c1".to_owned()))
+        );
+        let node = snapshot.node_of(&claim).unwrap();
+        assert_eq!(node.metadata.name.as_deref(), Some("n1"));
+        let on_n1: Vec<_> = snapshot
+            .pods_on("n1")
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(on_n1, ["p1", "p3"]);
+        assert!(snapshot.pods_on("n3").is_empty());
+        assert_eq!(
+            snapshot
+                .node_with_provider_id("aws:///us-east-1b/i-0def")
+                .and_then(|n| n.metadata.name.clone()),
+            Some("n2".to_owned())
+        );
+        assert_eq!(snapshot.opted_in, BTreeSet::from(["a".to_owned()]));
+    }
+}
