@@ -10,6 +10,7 @@ pub mod trim;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -288,8 +289,18 @@ impl Changes {
     }
 
     /// Resolves on the next change, or after `at_most` without one.
-    pub async fn changed_or_after(&mut self, at_most: std::time::Duration) {
+    pub async fn changed_or_after(&mut self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.changed()).await;
+    }
+
+    /// Paces a sweep loop: waits `at_least` (changes meanwhile are
+    /// coalesced into one wake), then for the next change or until
+    /// `at_most` has passed in all. Under constant churn a loop then sweeps
+    /// every `at_least`, not on every event.
+    pub async fn pace(&mut self, at_least: Duration, at_most: Duration) {
+        tokio::time::sleep(at_least.min(at_most)).await;
+        self.changed_or_after(at_most.saturating_sub(at_least))
+            .await;
     }
 }
 

@@ -27,6 +27,9 @@ use crate::Error;
 
 /// Claims handled at once.
 const CONCURRENCY: usize = 8;
+/// The least time between two sweeps: Node status updates come often, and
+/// a sweep reads every claim.
+const SWEEP_GAP: Duration = Duration::from_millis(250);
 
 /// What registration works with.
 pub struct Registration {
@@ -44,7 +47,7 @@ pub async fn run(ctx: Registration) {
     ctx.state.ready().await;
     loop {
         sweep(&ctx).await;
-        changes.changed_or_after(ctx.settings.recheck).await;
+        changes.pace(SWEEP_GAP, ctx.settings.recheck).await;
     }
 }
 

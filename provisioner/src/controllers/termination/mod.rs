@@ -35,6 +35,8 @@ use crate::Error;
 
 /// Claims worked on at once.
 const CONCURRENCY: usize = 8;
+/// The least time between two sweeps: pods change often cluster-wide.
+const SWEEP_GAP: Duration = Duration::from_millis(100);
 /// How long a write takes to come back through the watch: a claim just
 /// written is not looked at again sooner, so a stale copy is not acted on.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -107,9 +109,7 @@ pub async fn run<I: Instances>(ctx: Termination<I>) {
         let wait = next.map_or(ctx.settings.drain_poll, |at| {
             at.saturating_duration_since(now)
         });
-        changes
-            .changed_or_after(wait.max(Duration::from_millis(50)))
-            .await;
+        changes.pace(SWEEP_GAP, wait.max(SWEEP_GAP)).await;
     }
 }
 
