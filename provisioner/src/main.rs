@@ -7,6 +7,7 @@ use prometheus::Registry;
 use spotwright_provisioner::act::aws::fleet::ClusterSettings;
 use spotwright_provisioner::act::aws::pricing::pricing_client;
 use spotwright_provisioner::act::ec2_launcher::Ec2Launcher;
+use spotwright_provisioner::act::kube_client::counted_client;
 use spotwright_provisioner::cli::Cli;
 use spotwright_provisioner::controllers::disruption::decide::DisruptionTiming;
 use spotwright_provisioner::controllers::disruption::DisruptionSettings;
@@ -37,7 +38,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let metrics_listener = startup::bind("metrics-listen", cli.metrics_listen).await?;
-    let client = startup::kube_client().await?;
+    let client = counted_client(metrics.kube_requests.clone())
+        .await
+        .context("connecting to the Kubernetes API server")?;
     let (trigger, mut shutdown) = Shutdown::new();
     on_signals(trigger).context("installing signal handlers")?;
     let readiness = Readiness::default();
@@ -66,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Every replica watches from the start, so a new leader starts warm and
     // /readyz means the state is synced.
     let state = ClusterState::watch(&client, &StateConfig::default());
+    state.count_builds(metrics.snapshot_builds.clone());
     let source = CatalogSource {
         pricing: cli.pricing_api.then(|| pricing_client(&aws)),
         region,

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub disruption_decisions: IntCounterVec,
     pub evictions_blocked: IntCounter,
     pub drift_replacement: Histogram,
+    pub kube_requests: IntCounterVec,
+    pub snapshot_builds: IntCounter,
 }
 
 const SOLVE_BUCKETS: [f64; 14] = [
@@ -33,6 +35,17 @@ const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Metrics {
+            kube_requests: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_kube_requests_total",
+                    "Requests to the Kubernetes API server, by verb (WATCH, LIST, GET, CREATE, PATCH, ...) and resource.",
+                ),
+                &["verb", "resource"],
+            )?,
+            snapshot_builds: IntCounter::with_opts(Opts::new(
+                "spotwright_provisioner_state_snapshot_builds_total",
+                "Snapshots of the cluster state built (once per change that a controller read).",
+            ))?,
             pending_pods: IntGauge::with_opts(Opts::new(
                 "spotwright_provisioner_pending_pods",
                 "Unschedulable pods that are Spotwright's to place, at the last look.",
@@ -129,6 +142,8 @@ impl Metrics {
         registry.register(Box::new(metrics.disruption_decisions.clone()))?;
         registry.register(Box::new(metrics.evictions_blocked.clone()))?;
         registry.register(Box::new(metrics.drift_replacement.clone()))?;
+        registry.register(Box::new(metrics.kube_requests.clone()))?;
+        registry.register(Box::new(metrics.snapshot_builds.clone()))?;
         Ok(metrics)
     }
 }

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod ec2_launcher;
 pub mod events;
 pub mod instances;
+pub mod kube_client;
 pub mod launcher;
 pub mod nodes;
 

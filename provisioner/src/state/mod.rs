@@ -9,7 +9,7 @@ pub mod snapshot;
 pub mod trim;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::stream::BoxStream;
@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
+use prometheus::IntCounter;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use tokio::sync::watch;
 
@@ -112,6 +113,8 @@ struct Shared {
     generation: AtomicU64,
     /// The last snapshot and the generation it was built at.
     cached: Mutex<Option<(u64, Arc<Snapshot>)>>,
+    /// Counts snapshot builds, once set.
+    builds: OnceLock<IntCounter>,
 }
 
 /// The shared cluster state; cheap to clone.
@@ -148,6 +151,7 @@ impl ClusterState {
             versions,
             generation: AtomicU64::new(0),
             cached: Mutex::new(None),
+            builds: OnceLock::new(),
         }));
         state.reflect(Kind::Pods, pods_writer, feeds.pods, trim::pod);
         state.reflect(Kind::Nodes, nodes_writer, feeds.nodes, trim::node);
@@ -232,6 +236,9 @@ impl ClusterState {
             }
         }
         let snapshot = Arc::new(Snapshot::build(self.lists()));
+        if let Some(builds) = self.0.builds.get() {
+            builds.inc();
+        }
         if let Ok(mut cached) = self.0.cached.lock() {
             let newer = cached.as_ref().is_some_and(|(at, _)| *at > generation);
             if !newer {
@@ -239,6 +246,11 @@ impl ClusterState {
             }
         }
         snapshot
+    }
+
+    /// Counts every snapshot build in `counter` from now on.
+    pub fn count_builds(&self, counter: IntCounter) {
+        let _ = self.0.builds.set(counter);
     }
 
     /// Every object the caches hold, unindexed.
