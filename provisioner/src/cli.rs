@@ -7,6 +7,8 @@ use clap::Parser;
 use spotwright_api::duration::parse_go_duration;
 use spotwright_serving::telemetry::LogFormat;
 
+use crate::Error;
+
 fn duration(value: &str) -> Result<Duration, String> {
     parse_go_duration(value).map_err(|e| e.to_string())
 }
@@ -65,7 +67,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "SPOTWRIGHT_EKS_AMI_SSM_PREFIX",
-        default_value = "/aws/service/eks/optimized-ami"
+        default_value = crate::act::aws::ami::DEFAULT_EKS_AMI_SSM_PREFIX
     )]
     pub eks_ami_ssm_prefix: String,
     /// How often NodeClasses are resolved again (AMIs from SSM, subnets, security groups).
@@ -94,15 +96,15 @@ pub struct Cli {
 }
 
 impl Cli {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.cluster_name.trim().is_empty() {
-            return Err("--cluster-name must not be empty".into());
+            return Err(Error::Config("--cluster-name must not be empty".into()));
         }
         if self.batch_idle_duration.is_zero() || self.batch_max_duration < self.batch_idle_duration
         {
-            return Err(
+            return Err(Error::Config(
                 "--batch-idle-duration must be > 0 and not above --batch-max-duration".into(),
-            );
+            ));
         }
         Ok(())
     }

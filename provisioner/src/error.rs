@@ -38,6 +38,9 @@ pub enum Error {
     /// A duration in a spec could not be read.
     #[error(transparent)]
     Duration(#[from] DurationError),
+    /// An annotation the provisioner wrote cannot be read back.
+    #[error("unreadable {key}: {reason}")]
+    Annotation { key: &'static str, reason: String },
     /// The provisioner was started with settings that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -73,6 +76,7 @@ impl Error {
             Error::Launch(failure) => failure.metric_reason(),
             Error::Facts(_) => "unreadable_object",
             Error::Duration(_) => "invalid_duration",
+            Error::Annotation { .. } => "unreadable_annotation",
             Error::Config(_) => "config",
         }
     }

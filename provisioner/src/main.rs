@@ -34,7 +34,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    cli.validate().map_err(anyhow::Error::msg)?;
+    cli.validate()?;
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let metrics_listener = startup::bind("metrics-listen", cli.metrics_listen).await?;
@@ -98,7 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cluster_name: cli.cluster_name.clone(),
         settings: settings(&cli, &aws),
     };
-    let work = run::controllers(wiring);
+    // Boxed: the controllers' futures nest deep enough to strain the compiler's layout queries.
+    let work = Box::pin(run::controllers(wiring));
     if cli.leader_elect {
         let leader = LeaderSettings::new(cli.leader_election_namespace.clone());
         tokio::select! {

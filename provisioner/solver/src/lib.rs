@@ -69,36 +69,8 @@ pub struct NewNode {
 
 /// Places `input.pods`. Pure and deterministic: the same input gives the same plan.
 pub fn solve(input: &Input) -> Plan {
-    let names = resources::ResourceNames::collect(
-        input
-            .pods
-            .iter()
-            .map(|p| &p.requests)
-            .chain(input.daemonsets.iter().map(|d| &d.requests))
-            .chain(
-                input
-                    .nodes
-                    .iter()
-                    .flat_map(|n| [&n.allocatable, &n.requested]),
-            )
-            .chain(
-                input
-                    .instance_types
-                    .iter()
-                    .flat_map(|t| [&t.capacity, &t.allocatable]),
-            ),
-    );
-    let mut zones = offerings::Zones::default();
-    let mut offered: Vec<&str> = input
-        .instance_types
-        .iter()
-        .flat_map(|t| t.offerings.iter().map(|o| o.zone.as_str()))
-        .collect();
-    offered.sort_unstable();
-    offered.dedup();
-    for zone in offered {
-        zones.intern(zone);
-    }
+    let names = resource_names(input);
+    let mut zones = offered_zones(input);
     let node_zones: Vec<Option<usize>> = input
         .nodes
         .iter()
@@ -130,7 +102,6 @@ pub fn solve(input: &Input) -> Plan {
     let classes = classes::group(input.pods, &class_context);
     let mut interned = pods::intern_selectors(input.pods);
     let pod_facts = pods::facts(input.pods, &classes.of_pod, &mut interned, &names);
-
     let mut zone_counts = topology::ZoneCounts::new(interned.selectors.len(), zones.names.len());
     let existing = input
         .nodes
@@ -147,7 +118,6 @@ pub fn solve(input: &Input) -> Plan {
             state
         })
         .collect();
-
     let mut packer = packing::Packer::new(
         input,
         &catalogs,
@@ -164,6 +134,55 @@ pub fn solve(input: &Input) -> Plan {
         names: &names,
         zones: &zones,
     };
+    plan_of(&placement, &packer, &plan_context)
+}
+
+/// Every resource any pod, DaemonSet, node or instance type names.
+fn resource_names(input: &Input) -> resources::ResourceNames {
+    resources::ResourceNames::collect(
+        input
+            .pods
+            .iter()
+            .map(|p| &p.requests)
+            .chain(input.daemonsets.iter().map(|d| &d.requests))
+            .chain(
+                input
+                    .nodes
+                    .iter()
+                    .flat_map(|n| [&n.allocatable, &n.requested]),
+            )
+            .chain(
+                input
+                    .instance_types
+                    .iter()
+                    .flat_map(|t| [&t.capacity, &t.allocatable]),
+            ),
+    )
+}
+
+/// The zones any offering is in, interned in name order.
+fn offered_zones(input: &Input) -> offerings::Zones {
+    let mut zones = offerings::Zones::default();
+    let mut offered: Vec<&str> = input
+        .instance_types
+        .iter()
+        .flat_map(|t| t.offerings.iter().map(|o| o.zone.as_str()))
+        .collect();
+    offered.sort_unstable();
+    offered.dedup();
+    for zone in offered {
+        zones.intern(zone);
+    }
+    zones
+}
+
+/// The packer's placement in the plan's terms: names, new nodes, reasons.
+fn plan_of(
+    placement: &packing::Placement,
+    packer: &packing::Packer,
+    context: &plan::PlanContext,
+) -> Plan {
+    let input = context.input;
     Plan {
         to_existing: placement
             .to_existing
@@ -178,7 +197,7 @@ pub fn solve(input: &Input) -> Plan {
         new_nodes: placement
             .open
             .iter()
-            .map(|n| plan::new_node(n, &plan_context))
+            .map(|n| plan::new_node(n, context))
             .collect(),
         unschedulable: placement
             .unplaced

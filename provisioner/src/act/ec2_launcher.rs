@@ -55,13 +55,6 @@ impl Ec2Launcher {
         }
     }
 
-    pub fn catalog_len(&self) -> usize {
-        self.catalog
-            .read()
-            .map(|c| c.instance_types().len())
-            .unwrap_or(0)
-    }
-
     /// Rules an offering out for [`UNAVAILABLE_FOR`], as a capacity error
     /// would (an interruption says the same of its pool).
     pub fn mark_offering_unavailable(
@@ -205,59 +198,17 @@ impl Launcher for Ec2Launcher {
                 code: "NoUID".into(),
                 message: format!("NodeClaim {name} has no UID yet"),
             })?;
-        let requirements: Vec<_> = claim
-            .spec
-            .requirements
-            .iter()
-            .map(facts::requirement)
-            .collect();
-        let subnets = class
-            .status
-            .as_ref()
-            .map(|s| s.subnets.clone())
-            .unwrap_or_default();
-        let nodepool = nodepool_of(claim);
-        let mut templates: HashMap<String, fleet::LaunchTemplateRef> = HashMap::new();
-        let mut last_errors: Vec<OverrideError> = Vec::new();
-        for attempt in 0..ATTEMPTS {
-            let catalog = self.instance_types();
-            let request = launch_from_requirements(&requirements, &catalog);
-            let plan =
-                plan_overrides(&request, &subnets, &catalog).map_err(|err| match attempt {
-                    0 => LaunchFailure::NoCapacity(err.to_string()),
-                    _ => LaunchFailure::NoCapacity(format!(
-                        "{err} after capacity errors: {}",
-                        codes(&last_errors)
-                    )),
-                })?;
-            if !plan.min_values_met() {
-                return Err(LaunchFailure::NoCapacity(format!(
-                    "minValues not met: {:?}",
-                    plan.unmet_min_values
-                )));
-            }
-            // One template (one AMI) per request: keep the cheapest override's architecture.
-            let mut plan = plan;
-            let arch = plan.cheapest_arch().unwrap_or("amd64").to_owned();
-            plan.retain_arch(&arch);
-            let template = match templates.get(&arch) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = self.template(claim, class, &arch).await?;
-                    templates.insert(arch.clone(), t.clone());
-                    t
-                }
-            };
-            let fleet_request = FleetRequest {
-                cluster_name: self.cluster.name.clone(),
-                nodepool: nodepool.clone(),
-                nodeclaim_name: name.clone(),
-                nodeclaim_uid: uid.clone(),
-                launch_template: template,
-                plan,
-                tags: class.spec.tags.clone(),
-            };
-            match fleet::launch(&self.ec2, &fleet_request).await {
+        let mut attempt = Attempt {
+            claim,
+            class,
+            name,
+            uid,
+            templates: HashMap::new(),
+            last_errors: Vec::new(),
+        };
+        for number in 0..ATTEMPTS {
+            let request = self.fleet_request(&mut attempt, number).await?;
+            match fleet::launch(&self.ec2, &request).await {
                 Ok(outcome) => {
                     self.mark_unavailable(&outcome.errors);
                     let i = outcome.instance;
@@ -271,9 +222,9 @@ impl Launcher for Ec2Launcher {
                     });
                 }
                 Err(LaunchError::NoCapacity { errors }) => {
-                    tracing::info!(claim = name, attempt, errors = %codes(&errors), "capacity errors; retrying on what is left");
+                    tracing::info!(claim = attempt.name, attempt = number, errors = %codes(&errors), "capacity errors; retrying on what is left");
                     self.mark_unavailable(&errors);
-                    last_errors = errors;
+                    attempt.last_errors = errors;
                 }
                 Err(LaunchError::Throttled { retry_after, .. }) => {
                     tokio::time::sleep(retry_after).await
@@ -293,8 +244,80 @@ impl Launcher for Ec2Launcher {
         }
         Err(LaunchFailure::NoCapacity(format!(
             "{ATTEMPTS} attempts: {}",
-            codes(&last_errors)
+            codes(&attempt.last_errors)
         )))
+    }
+}
+
+/// One launch across its attempts.
+struct Attempt<'a> {
+    claim: &'a NodeClaim,
+    class: &'a NodeClass,
+    name: String,
+    uid: String,
+    /// One launch template per architecture, made once.
+    templates: HashMap<String, fleet::LaunchTemplateRef>,
+    /// The capacity errors of the previous attempt.
+    last_errors: Vec<OverrideError>,
+}
+
+impl Ec2Launcher {
+    /// The CreateFleet request of attempt `number`: the claim's
+    /// requirements over what the catalog still offers, one architecture.
+    async fn fleet_request(
+        &self,
+        attempt: &mut Attempt<'_>,
+        number: usize,
+    ) -> Result<FleetRequest, LaunchFailure> {
+        let requirements: Vec<_> = attempt
+            .claim
+            .spec
+            .requirements
+            .iter()
+            .map(facts::requirement)
+            .collect();
+        let subnets = attempt
+            .class
+            .status
+            .as_ref()
+            .map(|s| s.subnets.clone())
+            .unwrap_or_default();
+        let catalog = self.instance_types();
+        let request = launch_from_requirements(&requirements, &catalog);
+        let mut plan =
+            plan_overrides(&request, &subnets, &catalog).map_err(|err| match number {
+                0 => LaunchFailure::NoCapacity(err.to_string()),
+                _ => LaunchFailure::NoCapacity(format!(
+                    "{err} after capacity errors: {}",
+                    codes(&attempt.last_errors)
+                )),
+            })?;
+        if !plan.min_values_met() {
+            return Err(LaunchFailure::NoCapacity(format!(
+                "minValues not met: {:?}",
+                plan.unmet_min_values
+            )));
+        }
+        // One template (one AMI) per request: keep the cheapest override's architecture.
+        let arch = plan.cheapest_arch().unwrap_or("amd64").to_owned();
+        plan.retain_arch(&arch);
+        let template = match attempt.templates.get(&arch) {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.template(attempt.claim, attempt.class, &arch).await?;
+                attempt.templates.insert(arch.clone(), t.clone());
+                t
+            }
+        };
+        Ok(FleetRequest {
+            cluster_name: self.cluster.name.clone(),
+            nodepool: nodepool_of(attempt.claim),
+            nodeclaim_name: attempt.name.clone(),
+            nodeclaim_uid: attempt.uid.clone(),
+            launch_template: template,
+            plan,
+            tags: attempt.class.spec.tags.clone(),
+        })
     }
 }
 

@@ -50,11 +50,6 @@ pub fn has_finalizer(claim: &NodeClaim) -> bool {
         .any(|f| f == TERMINATION_FINALIZER)
 }
 
-/// Whether the claim is being deleted.
-pub fn is_deleting(claim: &NodeClaim) -> bool {
-    claim.meta().deletion_timestamp.is_some()
-}
-
 /// How long ago `then` was (zero if in the future).
 pub fn elapsed(then: Timestamp, now: Timestamp) -> Duration {
     let span = now.duration_since(then);

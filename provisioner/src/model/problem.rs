@@ -52,8 +52,29 @@ pub struct PoolUsage {
     pub memory_bytes: u64,
 }
 
+/// The solver's input for the objects: pending pods, nodes (registered and
+/// in flight), NodePools with their usage, DaemonSets.
 pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
     let mut problem = Problem::default();
+    let pods_by_node = sort_pods(objects, &mut problem);
+    for ds in objects.daemonsets {
+        match facts::daemonset_facts(ds) {
+            Ok(f) => problem.daemonsets.push(f),
+            Err(err) => problem.unreadable.push((object_name(&ds.metadata), err)),
+        }
+    }
+    let mut used = HashMap::new();
+    add_nodes(objects, &pods_by_node, &mut problem, &mut used);
+    add_in_flight(objects, instance_types, &mut problem, &mut used);
+    for pool in objects.nodepools {
+        add_nodepool(objects, pool, &used, &mut problem);
+    }
+    problem.usage = used;
+    problem
+}
+
+/// Pods bound to a node, by node; Spotwright's pending pods go into the problem.
+fn sort_pods<'a>(objects: &Objects<'a>, problem: &mut Problem) -> HashMap<&'a str, Vec<&'a Pod>> {
     let mut pods_by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
     for pod in objects.pods {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -69,22 +90,17 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             }
         }
     }
-    for ds in objects.daemonsets {
-        match facts::daemonset_facts(ds) {
-            Ok(f) => problem.daemonsets.push(f),
-            Err(err) => problem.unreadable.push((object_name(&ds.metadata), err)),
-        }
-    }
+    pods_by_node
+}
 
-    let by_name: HashMap<&str, &InstanceType> = instance_types
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let registered: BTreeSet<&str> = objects
-        .nodes
-        .iter()
-        .filter_map(|n| n.metadata.name.as_deref())
-        .collect();
+/// Registered nodes, with what runs on them; a node that is leaving takes
+/// no new pods. Counts each NodePool's nodes and capacity.
+fn add_nodes(
+    objects: &Objects,
+    pods_by_node: &HashMap<&str, Vec<&Pod>>,
+    problem: &mut Problem,
+    used: &mut HashMap<String, PoolUsage>,
+) {
     // The extender keeps new pods off these, so the solve must not count on them.
     let leaving: BTreeSet<&str> = objects
         .claims
@@ -92,7 +108,6 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         .filter(|c| is_condition_true(c, conditions::DRIFTED) || is_disrupting(c))
         .filter_map(|c| c.status.as_ref()?.node_name.as_deref())
         .collect();
-    let mut used: HashMap<String, PoolUsage> = HashMap::new();
     for node in objects.nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let on_node = pods_by_node
@@ -110,6 +125,25 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         }
         problem.nodes.push(existing);
     }
+}
+
+/// Claims launched whose Node has not registered: pods may be waiting for
+/// them, so they count as nodes (and against their pool's limits).
+fn add_in_flight(
+    objects: &Objects,
+    instance_types: &[InstanceType],
+    problem: &mut Problem,
+    used: &mut HashMap<String, PoolUsage>,
+) {
+    let by_name: HashMap<&str, &InstanceType> = instance_types
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let registered: BTreeSet<&str> = objects
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
     for claim in objects.claims {
         let status = claim.status.as_ref();
         let node_registered = status
@@ -142,53 +176,58 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
             &Resources::default(),
         ));
     }
+}
 
-    for pool in objects.nodepools {
-        let name = pool.metadata.name.clone().unwrap_or_default();
-        if pool.metadata.deletion_timestamp.is_some() {
-            problem.skipped_pools.push((name, "being deleted".into()));
-            continue;
-        }
-        let class_name = &pool.spec.template.spec.node_class_ref.name;
-        let Some(class) = objects
-            .nodeclasses
-            .iter()
-            .find(|c| c.metadata.name.as_deref() == Some(class_name))
-        else {
-            problem
-                .skipped_pools
-                .push((name, format!("NodeClass {class_name} not found")));
-            continue;
-        };
-        let zones: BTreeSet<String> = class
-            .status
-            .as_ref()
-            .map(|s| s.subnets.iter().map(|s| s.zone.clone()).collect())
-            .unwrap_or_default();
-        if zones.is_empty() {
-            problem.skipped_pools.push((
-                name,
-                format!("NodeClass {class_name} has no resolved subnets yet"),
-            ));
-            continue;
-        }
-        let usage = used.get(&name).copied().unwrap_or_default();
-        match facts::nodepool_facts(pool, usage.cpu_millis, usage.memory_bytes) {
-            Ok(mut facts) => {
-                // Launches can only go where the NodeClass has subnets.
-                facts.requirements.push(Requirement {
-                    key: keys::ZONE_LABEL.to_owned(),
-                    operator: Operator::In,
-                    values: zones.into_iter().collect(),
-                    min_values: None,
-                });
-                problem.nodepools.push(facts);
-            }
-            Err(err) => problem.unreadable.push((name, err)),
-        }
+/// A NodePool that can launch, limited to its NodeClass's zones; or why it
+/// is left out.
+fn add_nodepool(
+    objects: &Objects,
+    pool: &NodePool,
+    used: &HashMap<String, PoolUsage>,
+    problem: &mut Problem,
+) {
+    let name = pool.metadata.name.clone().unwrap_or_default();
+    if pool.metadata.deletion_timestamp.is_some() {
+        problem.skipped_pools.push((name, "being deleted".into()));
+        return;
     }
-    problem.usage = used;
-    problem
+    let class_name = &pool.spec.template.spec.node_class_ref.name;
+    let Some(class) = objects
+        .nodeclasses
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(class_name))
+    else {
+        problem
+            .skipped_pools
+            .push((name, format!("NodeClass {class_name} not found")));
+        return;
+    };
+    let zones: BTreeSet<String> = class
+        .status
+        .as_ref()
+        .map(|s| s.subnets.iter().map(|s| s.zone.clone()).collect())
+        .unwrap_or_default();
+    if zones.is_empty() {
+        problem.skipped_pools.push((
+            name,
+            format!("NodeClass {class_name} has no resolved subnets yet"),
+        ));
+        return;
+    }
+    let usage = used.get(&name).copied().unwrap_or_default();
+    match facts::nodepool_facts(pool, usage.cpu_millis, usage.memory_bytes) {
+        Ok(mut facts) => {
+            // Launches can only go where the NodeClass has subnets.
+            facts.requirements.push(Requirement {
+                key: keys::ZONE_LABEL.to_owned(),
+                operator: Operator::In,
+                values: zones.into_iter().collect(),
+                min_values: None,
+            });
+            problem.nodepools.push(facts);
+        }
+        Err(err) => problem.unreadable.push((name, err)),
+    }
 }
 
 fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {

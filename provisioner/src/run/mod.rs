@@ -100,7 +100,7 @@ pub async fn controllers(w: Wiring) {
     let mut turns = ProvisionerTurns::new(act, &w);
     w.state.ready().await;
     tracing::info!("caches synced; provisioning");
-    take_turns(&mut turns, w.settings.turns).await;
+    Box::pin(take_turns(&mut turns, w.settings.turns)).await;
 }
 
 fn spawn_nodeclass(w: &Wiring, changed: Arc<Notify>) {

@@ -16,6 +16,7 @@ use spotwright_api::v1alpha1::DisruptionReason;
 use spotwright_api::{conditions, keys, NodeClaim};
 
 use crate::model::claim::{elapsed, find_condition, is_condition_true};
+use crate::Error;
 
 /// Reason of `Disrupting=False` after a replacement was given up: the claim
 /// is tried again once [`DisruptionTiming::retry_after`] has passed.
@@ -69,12 +70,12 @@ impl Replacement {
 
 /// The claim's recorded replacement: `None` when none began, `Err` when the
 /// annotation cannot be read (the replacement is then rolled back).
-pub fn replacement_of(claim: &NodeClaim) -> Option<Result<Replacement, String>> {
+pub fn replacement_of(claim: &NodeClaim) -> Option<Result<Replacement, Error>> {
     let raw = claim.annotations().get(keys::DISRUPTION_ANNOTATION)?;
-    Some(
-        serde_json::from_str(raw)
-            .map_err(|e| format!("unreadable {}: {e}", keys::DISRUPTION_ANNOTATION)),
-    )
+    Some(serde_json::from_str(raw).map_err(|e| Error::Annotation {
+        key: keys::DISRUPTION_ANNOTATION,
+        reason: e.to_string(),
+    }))
 }
 
 /// Timings of voluntary disruption.
@@ -369,7 +370,7 @@ mod tests {
         let mut c = initialized("a", 0);
         c.annotations_mut()
             .insert(keys::DISRUPTION_ANNOTATION.into(), state.to_annotation());
-        assert_eq!(replacement_of(&c), Some(Ok(state)));
+        assert!(matches!(replacement_of(&c), Some(Ok(s)) if s == state));
         c.annotations_mut()
             .insert(keys::DISRUPTION_ANNOTATION.into(), "{not json".into());
         assert!(matches!(replacement_of(&c), Some(Err(_))));

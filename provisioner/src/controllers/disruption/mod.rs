@@ -175,13 +175,13 @@ async fn consider<L: Launcher>(
         instance_types,
     };
     match begin(ctx, snapshot, claim, node, &pods, plan, round.now).await {
-        Ok(true) => {
+        Begun::Started => {
             round.begun_in.insert(pool_name.clone());
             round.counts.entry(pool_name).or_default().disrupting += 1;
             memory.announced.remove(&claim.name_any());
         }
-        Ok(false) => {}
-        Err(blocked) => {
+        Begun::NextSweep => {}
+        Begun::Blocked(blocked) => {
             let note = format!("{why}, but not replaced: {blocked}");
             let blocked = Blocked {
                 cause,
@@ -250,8 +250,16 @@ struct Planned<'a> {
     instance_types: &'a [InstanceType],
 }
 
+/// What [`begin`] came to.
+enum Begun {
+    Started,
+    /// Nothing begun, to be tried next sweep (a write conflicted).
+    NextSweep,
+    /// The pods cannot move: why.
+    Blocked(String),
+}
+
 /// Simulates and, when the pods fit, records the plan and begins it.
-/// `Ok(false)`: nothing begun, to be tried next sweep (a write conflicted).
 async fn begin<L: Launcher>(
     ctx: &Disruption<L>,
     snapshot: &Snapshot,
@@ -260,16 +268,19 @@ async fn begin<L: Launcher>(
     pods: &[&Pod],
     plan: Planned<'_>,
     now: Timestamp,
-) -> Result<bool, String> {
-    let new_nodes = simulate_leaving(claim, node, pods, &plan)?;
+) -> Begun {
+    let new_nodes = match simulate_leaving(claim, node, pods, &plan) {
+        Simulation::Fits(new_nodes) => new_nodes,
+        Simulation::Blocked(why) => return Begun::Blocked(why),
+    };
     let mut replacements = Vec::new();
     for new_node in &new_nodes {
-        let pool = snapshot
-            .pool(&new_node.nodepool)
-            .ok_or("the replacement's NodePool is gone")?;
-        let class = snapshot
-            .class_of(pool)
-            .ok_or("the replacement's NodeClass is gone")?;
+        let Some(pool) = snapshot.pool(&new_node.nodepool) else {
+            return Begun::Blocked("the replacement's NodePool is gone".into());
+        };
+        let Some(class) = snapshot.class_of(pool) else {
+            return Begun::Blocked("the replacement's NodeClass is gone".into());
+        };
         let mut replacement = new_claim(&claim_name(&new_node.nodepool), pool, class, new_node);
         replacement
             .labels_mut()
@@ -287,7 +298,7 @@ async fn begin<L: Launcher>(
         Ok(recorded) => recorded,
         Err(err) => {
             tracing::debug!(claim = %claim.name_any(), error = %err, "replacement not recorded; next sweep");
-            return Ok(false);
+            return Begun::NextSweep;
         }
     };
     ctx.act
@@ -314,7 +325,7 @@ async fn begin<L: Launcher>(
         .on_claim_and_node(claim, Some(node), notice)
         .await;
     start(ctx, claim, &recorded, node, &state, replacements).await;
-    Ok(true)
+    Begun::Started
 }
 
 /// The leaving node's pods placed by the solver: the new nodes to launch
@@ -324,12 +335,15 @@ fn simulate_leaving(
     node: &Node,
     pods: &[&Pod],
     plan: &Planned<'_>,
-) -> Result<Vec<spotwright_solver::NewNode>, String> {
+) -> Simulation {
     let node_name = node.name_any();
     let pool_name = nodepool_of(claim);
     let mut moving = Vec::new();
     for pod in pods.iter().filter(|p| is_workload_pod(p)) {
-        moving.push(facts::pending_pod(pod).map_err(|e| e.to_string())?);
+        match facts::pending_pod(pod) {
+            Ok(pending) => moving.push(pending),
+            Err(err) => return Simulation::Blocked(err.to_string()),
+        }
     }
     let leaving = Leaving {
         node: &node_name,
@@ -337,15 +351,12 @@ fn simulate_leaving(
         capacity: facts::node_capacity(node),
         pods: moving,
     };
-    match simulate(
+    simulate(
         plan.problem.clone(),
         leaving,
         plan.going,
         plan.instance_types,
-    ) {
-        Simulation::Fits(new_nodes) => Ok(new_nodes),
-        Simulation::Blocked(why) => Err(why),
-    }
+    )
 }
 
 /// Creates the replacement claims, marks the old claim and node, and
@@ -414,13 +425,13 @@ async fn advance<L: Launcher>(
     ctx: &Disruption<L>,
     snapshot: &Snapshot,
     claim: &NodeClaim,
-    state: Result<Replacement, String>,
+    state: Result<Replacement, crate::Error>,
     now: Timestamp,
 ) {
     let node = snapshot.node_named_by(claim).map(AsRef::as_ref);
     let state = match state {
         Ok(state) => state,
-        Err(why) => return roll_back(ctx, snapshot, claim, node, None, why).await,
+        Err(why) => return roll_back(ctx, snapshot, claim, node, None, why.to_string()).await,
     };
     let replacements: Vec<(&str, Option<&NodeClaim>)> = state
         .replacements

@@ -35,13 +35,13 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
 }
 
-/// Resolves one NodeClass; `Err` holds the reason it is not ready.
+/// Resolves one NodeClass, with why it is not ready (`None`: it is).
 pub async fn resolve(
     clients: &Clients,
     class: &NodeClass,
     settings: &Settings,
     kubernetes_version: &str,
-) -> (NodeClassStatus, Result<(), String>) {
+) -> (NodeClassStatus, Option<String>) {
     let mut status = NodeClassStatus::default();
     let mut problems = Vec::new();
     match resolve_amis(
@@ -80,12 +80,8 @@ pub async fn resolve(
         Ok(groups) => status.security_groups = groups,
         Err(err) => problems.push(format!("security groups: {err}")),
     }
-    let result = if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
-    };
-    (status, result)
+    let not_ready = (!problems.is_empty()).then(|| problems.join("; "));
+    (status, not_ready)
 }
 
 /// The API server's version (`gitVersion`, such as `v1.36.3`).
@@ -101,8 +97,8 @@ pub async fn run(clients: Clients, state: ClusterState, settings: Settings) {
         match kubernetes_version(&clients.kube).await {
             Ok(version) => {
                 for class in &state.snapshot().nodeclasses {
-                    let (status, ready) = resolve(&clients, class, &settings, &version).await;
-                    match write_status(&api, class, status, ready).await {
+                    let (status, not_ready) = resolve(&clients, class, &settings, &version).await;
+                    match write_status(&api, class, status, not_ready).await {
                         Ok(true) => {
                             if let Some(on_change) = &settings.on_change {
                                 on_change.notify_one();
@@ -125,16 +121,16 @@ async fn write_status(
     api: &Api<NodeClass>,
     class: &NodeClass,
     status: NodeClassStatus,
-    ready: Result<(), String>,
+    not_ready: Option<String>,
 ) -> Result<bool, kube::Error> {
     let name = class.metadata.name.clone().unwrap_or_default();
-    let (state, reason, message) = match &ready {
-        Ok(()) => (
+    let (state, reason, message) = match &not_ready {
+        None => (
             "True",
             "Resolved",
             "AMIs, subnets and security groups resolved".to_owned(),
         ),
-        Err(why) => ("False", "NotResolved", why.clone()),
+        Some(why) => ("False", "NotResolved", why.clone()),
     };
     let previous = class
         .status
@@ -149,7 +145,7 @@ async fn write_status(
     if unchanged && same_resolution {
         return Ok(false);
     }
-    if let Err(why) = &ready {
+    if let Some(why) = &not_ready {
         tracing::warn!(nodeclass = name, reason = why, "NodeClass not ready");
     }
     let transition = match previous {

@@ -105,7 +105,12 @@ pub async fn run<I: Instances>(ctx: Termination<I>) {
     loop {
         sweep(&ctx, &mut memory).await;
         let now = Instant::now();
-        let next = memory.not_before.values().min().copied();
+        let next = memory
+            .not_before
+            .values()
+            .filter(|at| **at > now)
+            .min()
+            .copied();
         let wait = next.map_or(ctx.settings.drain_poll, |at| {
             at.saturating_duration_since(now)
         });

@@ -33,12 +33,6 @@ impl Arch {
             Arch::Arm64 => "arm64",
         }
     }
-
-    pub fn from_kubernetes(value: &str) -> Option<Arch> {
-        [Arch::Amd64, Arch::Arm64]
-            .into_iter()
-            .find(|a| a.kubernetes() == value)
-    }
 }
 
 /// What the catalog reads from one `InstanceTypeInfo`.
