@@ -120,6 +120,34 @@ fn launcher(config: &aws_config::SdkConfig) -> Arc<Ec2Launcher> {
     ))
 }
 
+/// The interruption loop on its own cluster state, reading the queue every
+/// second; with its launcher and metrics, for the test to look at.
+fn start_loop(
+    client: &kube::Client,
+    sqs: &aws_sdk_sqs::Client,
+    config: &aws_config::SdkConfig,
+    queue_url: &str,
+) -> (tokio::task::JoinHandle<()>, Arc<Ec2Launcher>, Metrics) {
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::register(&registry).expect("metrics");
+    let launcher = launcher(config);
+    let settings = InterruptionSettings {
+        wait_seconds: 1,
+        ..InterruptionSettings::new(queue_url.to_owned(), EVENTS_NAMESPACE.into())
+    };
+    let looping = tokio::spawn(interruption::run(Interruption {
+        client: client.clone(),
+        state: ClusterState::watch(client, &StateConfig::default()),
+        events: Events::new(client.clone()),
+        clock: Arc::new(SystemClock),
+        sqs: sqs.clone(),
+        launcher: launcher.clone(),
+        metrics: metrics.clone(),
+        settings,
+    }));
+    (looping, launcher, metrics)
+}
+
 /// Messages of `kind` handled with `outcome`, as the metric counts them.
 fn handled(metrics: &Metrics, kind: &str, outcome: &str) -> u64 {
     metrics
@@ -177,23 +205,7 @@ async fn a_rebalance_marks_the_claim_for_replacement_and_a_scheduled_change_dele
     launched_claim(&client, &kept, &frozen, &kept_instance).await;
     launched_claim(&client, &retired, &open, &retired_instance).await;
 
-    let registry = prometheus::Registry::new();
-    let metrics = Metrics::register(&registry).expect("metrics");
-    let launcher = launcher(&config);
-    let settings = InterruptionSettings {
-        wait_seconds: 1,
-        ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
-    };
-    let looping = tokio::spawn(interruption::run(Interruption {
-        client: client.clone(),
-        state: ClusterState::watch(&client, &StateConfig::default()),
-        events: Events::new(client.clone()),
-        clock: Arc::new(SystemClock),
-        sqs: sqs.clone(),
-        launcher: launcher.clone(),
-        metrics: metrics.clone(),
-        settings,
-    }));
+    let (looping, launcher, metrics) = start_loop(&client, &sqs, &config, &queue_url);
     let rebalance = json!({
         "version": "0", "id": "5f8d7d5e-1234-4c3e-9c5b-1f0e5d6a7b8c",
         "detail-type": "EC2 Instance Rebalance Recommendation", "source": "aws.ec2",
@@ -288,23 +300,7 @@ async fn a_spot_interruption_deletes_the_claim_and_records_the_interruption() {
     let (claim_name, instance_id) = (format!("e2e-intr-{id}"), format!("i-0e2e{id}"));
     launched_claim(&client, &claim_name, "e2e-interruption", &instance_id).await;
 
-    let registry = prometheus::Registry::new();
-    let metrics = Metrics::register(&registry).expect("metrics");
-    let launcher = launcher(&config);
-    let settings = InterruptionSettings {
-        wait_seconds: 1,
-        ..InterruptionSettings::new(queue_url.clone(), EVENTS_NAMESPACE.into())
-    };
-    let looping = tokio::spawn(interruption::run(Interruption {
-        client: client.clone(),
-        state: ClusterState::watch(&client, &StateConfig::default()),
-        events: Events::new(client.clone()),
-        clock: Arc::new(SystemClock),
-        sqs: sqs.clone(),
-        launcher: launcher.clone(),
-        metrics: metrics.clone(),
-        settings,
-    }));
+    let (looping, launcher, metrics) = start_loop(&client, &sqs, &config, &queue_url);
 
     for body in [
         "{not an event".to_owned(),

@@ -154,6 +154,16 @@ async fn the_provisioner_holds_one_watch_per_kind_and_lists_only_at_start() {
         assert_eq!(lists, 1, "one LIST of {kind} at start-up");
         assert_eq!(lists_later, lists, "no LIST of {kind} while idle");
     }
+    println!("every request of the idle window, by verb and resource:");
+    for ((verb, resource), n) in &after_idle {
+        let before = at_start
+            .get(&(verb.clone(), resource.clone()))
+            .copied()
+            .unwrap_or(0);
+        if *n > before {
+            println!("  {verb:<8} {resource:<24} {}", n - before);
+        }
+    }
     let listed_later: Vec<_> = of_verb(&after_idle, "LIST")
         .into_iter()
         .filter(|(resource, n)| of_verb(&at_start, "LIST").get(resource) != Some(n))

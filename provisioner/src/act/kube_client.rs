@@ -48,14 +48,15 @@ pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static s
     let rest: &[&str] = match segments.as_slice() {
         ["api", _version, rest @ ..] => rest,
         ["apis", _group, _version, rest @ ..] => rest,
-        _ => return (verb(method, false, false), "nonresource".to_owned()),
+        // /version, /healthz, ...: read as a whole, never listed.
+        _ => return (verb(method, true, false), "nonresource".to_owned()),
     };
     let rest = match rest {
         ["namespaces", _namespace, more @ ..] if !more.is_empty() => more,
         other => other,
     };
     let (resource, named) = match rest {
-        [] => return (verb(method, false, false), "discovery".to_owned()),
+        [] => return (verb(method, true, false), "discovery".to_owned()),
         [resource] => ((*resource).to_owned(), false),
         [resource, _name] => ((*resource).to_owned(), true),
         [resource, _name, sub, ..] => (format!("{resource}/{sub}"), true),
@@ -192,12 +193,12 @@ mod tests {
                 None,
                 pair("CREATE", "events"),
             ),
-            (Method::GET, "/version", None, pair("LIST", "nonresource")),
+            (Method::GET, "/version", None, pair("GET", "nonresource")),
             (
                 Method::GET,
                 "/apis/coordination.k8s.io/v1",
                 None,
-                pair("LIST", "discovery"),
+                pair("GET", "discovery"),
             ),
         ];
         for (method, path, query, expected) in cases {
