@@ -1,9 +1,16 @@
 //! What the cluster state keeps of each object: only what some controller
 //! reads. Managed fields never; the rest per kind. Pods are the largest
 //! part of the state by far, so they lose most.
+//!
+//! What is dropped can't shrink the objects below their types' own size
+//! (about 2.4 KB for a `Pod` and 2.1 KB for each of its containers, before
+//! any content): see "Cluster state at scale" in `docs/benchmarks.md`.
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec, PodStatus, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, Node, NodeStatus, Pod, PodSpec, PodStatus, ResourceRequirements, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use spotwright_api::keys;
 
@@ -19,11 +26,37 @@ pub fn common<K: Resource>(object: &mut K) {
     }
 }
 
+/// The annotations of pods and nodes some controller reads: Spotwright's
+/// own (`spotwright.io/do-not-disrupt`) and the kubelet's mirror-pod mark.
+/// Every other annotation goes (an empty map with them).
+fn keep_read_annotations(meta: &mut ObjectMeta) {
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| {
+            key == keys::MIRROR_POD_ANNOTATION
+                || key
+                    .split_once('/')
+                    .is_some_and(|(prefix, _)| prefix == keys::GROUP)
+        });
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// Requests are what placement counts (the API server has already
+/// defaulted them from limits); limits and claims are read by nobody here.
+fn requests_only(resources: ResourceRequirements) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: resources.requests,
+        ..ResourceRequirements::default()
+    }
+}
+
 /// A container as the solver sees it: its name, requests and restart policy.
 fn container(c: &mut Container) {
     *c = Container {
         name: std::mem::take(&mut c.name),
-        resources: c.resources.take(),
+        resources: c.resources.take().map(requests_only),
         restart_policy: c.restart_policy.take(),
         ..Container::default()
     };
@@ -39,6 +72,7 @@ fn pod_spec(spec: &mut PodSpec) {
         .flatten()
         .for_each(container);
     spec.ephemeral_containers = None;
+    spec.resources = spec.resources.take().map(requests_only);
     spec.volumes = spec.volumes.take().map(|volumes| {
         volumes
             .into_iter()
@@ -53,27 +87,45 @@ fn pod_spec(spec: &mut PodSpec) {
     });
 }
 
-/// A pod: its placement facts, phase, conditions and nomination.
+/// A pod: its placement facts, the annotations read, phase, the
+/// `PodScheduled` condition (whether the scheduler gave up on it) and
+/// nomination.
 pub fn pod(pod: &mut Pod) {
     common(pod);
+    keep_read_annotations(&mut pod.metadata);
     if let Some(spec) = pod.spec.as_mut() {
         pod_spec(spec);
     }
     if let Some(status) = pod.status.as_mut() {
         *status = PodStatus {
             phase: status.phase.take(),
-            conditions: status.conditions.take(),
+            conditions: only_condition(status.conditions.take(), |c| c.type_ == "PodScheduled"),
             nominated_node_name: status.nominated_node_name.take(),
             ..PodStatus::default()
         };
     }
 }
 
-/// A node without its image list (tens of entries on a real node).
+/// The conditions of a list that `keep` selects; none left is no list.
+fn only_condition<C>(conditions: Option<Vec<C>>, keep: impl Fn(&C) -> bool) -> Option<Vec<C>> {
+    let kept: Vec<C> = conditions?.into_iter().filter(|c| keep(c)).collect();
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// A node: labels, the annotations read, its spec (providerID, taints,
+/// unschedulable), capacity, allocatable and the `Ready` condition. Its
+/// image list (tens of entries on a real node), addresses, system info and
+/// the other conditions go.
 pub fn node(node: &mut Node) {
     common(node);
+    keep_read_annotations(&mut node.metadata);
     if let Some(status) = node.status.as_mut() {
-        status.images = None;
+        *status = NodeStatus {
+            capacity: status.capacity.take(),
+            allocatable: status.allocatable.take(),
+            conditions: only_condition(status.conditions.take(), |c| c.type_ == "Ready"),
+            ..NodeStatus::default()
+        };
     }
 }
 
@@ -106,38 +158,106 @@ mod tests {
     fn pods_keep_what_placement_reads_and_lose_the_rest() {
         let mut p: Pod = serde_json::from_value(json!({
             "metadata": {"name": "a", "namespace": "n", "labels": {"app": "a"},
-                "annotations": {LAST_APPLIED: "{...}", keys::DO_NOT_DISRUPT_ANNOTATION: "true"},
+                "annotations": {LAST_APPLIED: "{...}", keys::DO_NOT_DISRUPT_ANNOTATION: "true",
+                    keys::MIRROR_POD_ANNOTATION: "x", "prometheus.io/scrape": "true"},
                 "managedFields": [{"manager": "kubectl"}]},
             "spec": {"nodeName": "n1", "schedulerName": "s",
                 "containers": [{"name": "c", "image": "busybox", "command": ["sleep"],
                     "env": [{"name": "X", "value": "1"}],
-                    "resources": {"requests": {"cpu": "1"}}}],
+                    "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}],
                 "tolerations": [{"key": "k", "operator": "Exists"}],
                 "volumes": [{"name": "cfg", "configMap": {"name": "c"}},
                     {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]},
             "status": {"phase": "Running", "podIP": "10.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"}],
+                "conditions": [{"type": "Ready", "status": "True"},
+                    {"type": "PodScheduled", "status": "True"}],
                 "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0}]}
         }))
         .unwrap();
         pod(&mut p);
         assert!(p.metadata.managed_fields.is_none());
         let annotations = p.metadata.annotations.clone().unwrap_or_default();
-        assert!(!annotations.contains_key(LAST_APPLIED));
-        assert!(annotations.contains_key(keys::DO_NOT_DISRUPT_ANNOTATION));
+        let kept: Vec<&str> = annotations.keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            [keys::MIRROR_POD_ANNOTATION, keys::DO_NOT_DISRUPT_ANNOTATION]
+        );
         let spec = p.spec.clone().unwrap_or_default();
         assert_eq!(spec.node_name.as_deref(), Some("n1"));
         assert_eq!(spec.tolerations.map(|t| t.len()), Some(1));
         let c = &spec.containers[0];
         assert!(c.image.is_none() && c.command.is_none() && c.env.is_none());
-        assert!(c.resources.is_some());
+        let resources = c.resources.clone().unwrap_or_default();
+        assert!(resources.requests.is_some() && resources.limits.is_none());
         let volumes = spec.volumes.unwrap_or_default();
         assert_eq!(volumes.len(), 1);
         assert_eq!(volumes[0].name, "data");
         let status = p.status.unwrap_or_default();
         assert_eq!(status.phase.as_deref(), Some("Running"));
         assert!(status.pod_ip.is_none() && status.container_statuses.is_none());
-        assert_eq!(status.conditions.map(|c| c.len()), Some(1));
+        let conditions: Vec<String> = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.type_)
+            .collect();
+        assert_eq!(conditions, ["PodScheduled"]);
+    }
+
+    #[test]
+    fn a_pod_without_annotations_read_here_keeps_none() {
+        let mut p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "n", "annotations": {"prometheus.io/scrape": "true"}},
+            "spec": {"containers": []},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        pod(&mut p);
+        assert!(p.metadata.annotations.is_none());
+        assert!(p.status.unwrap_or_default().conditions.is_none());
+    }
+
+    #[test]
+    fn nodes_keep_what_placement_and_registration_read() {
+        let mut n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"},
+                "annotations": {keys::DO_NOT_DISRUPT_ANNOTATION: "true", "node.alpha.kubernetes.io/ttl": "0"},
+                "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"providerID": "aws:///us-east-1a/i-0abc", "unschedulable": true,
+                "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {
+                "capacity": {"cpu": "4", "memory": "16Gi"},
+                "allocatable": {"cpu": "3900m", "memory": "15Gi"},
+                "conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "k",
+                    "osImage": "o", "containerRuntimeVersion": "c", "kubeletVersion": "v", "kubeProxyVersion": "",
+                    "operatingSystem": "linux", "architecture": "amd64"},
+                "images": [{"names": ["busybox"], "sizeBytes": 1}]}
+        }))
+        .unwrap();
+        node(&mut n);
+        assert!(n.metadata.managed_fields.is_none());
+        assert_eq!(n.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        let annotations = n.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.len(), 1);
+        assert!(annotations.contains_key(keys::DO_NOT_DISRUPT_ANNOTATION));
+        let spec = n.spec.clone().unwrap_or_default();
+        assert!(spec.provider_id.is_some() && spec.unschedulable == Some(true));
+        assert_eq!(spec.taints.map(|t| t.len()), Some(1));
+        let status = n.status.unwrap_or_default();
+        assert_eq!(status.capacity.map(|c| c.len()), Some(2));
+        assert_eq!(status.allocatable.map(|c| c.len()), Some(2));
+        let conditions: Vec<String> = status
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.type_)
+            .collect();
+        assert_eq!(conditions, ["Ready"]);
+        assert!(
+            status.addresses.is_none() && status.node_info.is_none() && status.images.is_none()
+        );
     }
 
     #[test]
