@@ -57,15 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .unwrap_or_else(|| "us-east-1".into());
     let ec2 = aws_sdk_ec2::Client::new(&aws);
-    let launcher = Arc::new(Ec2Launcher::new(
-        ec2.clone(),
-        ClusterSettings {
-            name: cli.cluster_name.clone(),
-            endpoint: cli.cluster_endpoint.clone(),
-            certificate_authority: cli.cluster_ca_bundle.clone(),
-            service_cidr: None,
-        },
-    ));
+    let launcher = launcher(&cli, &ec2);
     // Every replica watches from the start, so a new leader starts warm and
     // /readyz means the state is synced.
     let state = ClusterState::watch(&client, &StateConfig::default());
@@ -115,6 +107,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The EC2 launcher for the cluster the flags name.
+fn launcher(cli: &Cli, ec2: &aws_sdk_ec2::Client) -> Arc<Ec2Launcher> {
+    Arc::new(Ec2Launcher::new(
+        ec2.clone(),
+        ClusterSettings {
+            name: cli.cluster_name.clone(),
+            endpoint: cli.cluster_endpoint.clone(),
+            certificate_authority: cli.cluster_ca_bundle.clone(),
+            service_cidr: None,
+        },
+    ))
 }
 
 /// The controllers' settings from the flags.

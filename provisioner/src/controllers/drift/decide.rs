@@ -90,6 +90,16 @@ pub fn drift(
             ));
         }
     }
+    requirements_drift(claim, node, pool)
+}
+
+/// `RequirementsDrift`: the Node's labels (the claim's, before there is a
+/// Node) fail one of the pool's requirements.
+fn requirements_drift(
+    claim: &NodeClaim,
+    node: Option<&Node>,
+    pool: &NodePool,
+) -> Option<(&'static str, String)> {
     let labels: BTreeMap<String, String> = match node {
         Some(node) => node.labels().clone(),
         None => node_labels(claim),
