@@ -114,7 +114,12 @@ fn spawn_nodeclass(w: &Wiring, changed: Arc<Notify>) {
         eks_ami_ssm_prefix: w.settings.eks_ami_ssm_prefix.clone(),
         on_change: Some(changed),
     };
-    tokio::spawn(nodeclass::run(clients, w.state.clone(), settings));
+    tokio::spawn(nodeclass::run(
+        clients,
+        w.state.clone(),
+        w.clock.clone(),
+        settings,
+    ));
 }
 
 /// Termination and orphan collection, each counting what it terminates.

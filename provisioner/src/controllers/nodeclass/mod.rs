@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
@@ -18,6 +19,7 @@ use spotwright_api::NodeClass;
 
 use crate::act::aws::ami::resolve_amis;
 use crate::act::aws::network::{resolve_security_groups, resolve_subnets};
+use crate::model::clock::SharedClock;
 use crate::state::ClusterState;
 
 #[derive(Clone, Debug)]
@@ -90,7 +92,7 @@ pub async fn kubernetes_version(client: &Client) -> Result<String, kube::Error> 
 }
 
 /// Resolves every NodeClass of the state each `refresh`, until the process ends.
-pub async fn run(clients: Clients, state: ClusterState, settings: Settings) {
+pub async fn run(clients: Clients, state: ClusterState, clock: SharedClock, settings: Settings) {
     let api: Api<NodeClass> = Api::all(clients.kube.clone());
     state.ready().await;
     loop {
@@ -98,7 +100,7 @@ pub async fn run(clients: Clients, state: ClusterState, settings: Settings) {
             Ok(version) => {
                 for class in &state.snapshot().nodeclasses {
                     let (status, not_ready) = resolve(&clients, class, &settings, &version).await;
-                    match write_status(&api, class, status, not_ready).await {
+                    match write_status(&api, class, status, not_ready, clock.now()).await {
                         Ok(true) => {
                             if let Some(on_change) = &settings.on_change {
                                 on_change.notify_one();
@@ -117,20 +119,21 @@ pub async fn run(clients: Clients, state: ClusterState, settings: Settings) {
     }
 }
 
-async fn write_status(
-    api: &Api<NodeClass>,
+/// What the NodeClass's status should say, as a merge patch; `None` when
+/// it already does.
+pub fn desired_status(
     class: &NodeClass,
-    status: NodeClassStatus,
-    not_ready: Option<String>,
-) -> Result<bool, kube::Error> {
-    let name = class.metadata.name.clone().unwrap_or_default();
-    let (state, reason, message) = match &not_ready {
+    status: &NodeClassStatus,
+    not_ready: Option<&str>,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let (state, reason, message) = match not_ready {
         None => (
             "True",
             "Resolved",
             "AMIs, subnets and security groups resolved".to_owned(),
         ),
-        Some(why) => ("False", "NotResolved", why.clone()),
+        Some(why) => ("False", "NotResolved", why.to_owned()),
     };
     let previous = class
         .status
@@ -143,28 +146,64 @@ async fn write_status(
             && s.security_groups == status.security_groups
     });
     if unchanged && same_resolution {
-        return Ok(false);
+        return None;
     }
+    let transition = match previous {
+        Some(c) if c.status == state => c.last_transition_time.0,
+        _ => Timestamp::from_second(now.as_second()).unwrap_or(Timestamp::UNIX_EPOCH),
+    };
+    Some(json!({"status": {
+        "amis": status.amis, "subnets": status.subnets, "securityGroups": status.security_groups,
+        "conditions": [{"type": conditions::READY, "status": state, "reason": reason, "message": message,
+            "lastTransitionTime": transition.to_string(), "observedGeneration": class.metadata.generation}]
+    }}))
+}
+
+/// Writes the status when it changed; returns whether it did.
+async fn write_status(
+    api: &Api<NodeClass>,
+    class: &NodeClass,
+    status: NodeClassStatus,
+    not_ready: Option<String>,
+    now: Timestamp,
+) -> Result<bool, kube::Error> {
+    let Some(patch) = desired_status(class, &status, not_ready.as_deref(), now) else {
+        return Ok(false);
+    };
+    let name = class.metadata.name.clone().unwrap_or_default();
     if let Some(why) = &not_ready {
         tracing::warn!(nodeclass = name, reason = why, "NodeClass not ready");
     }
-    let transition = match previous {
-        Some(c) if c.status == state => c.last_transition_time.0.to_string(),
-        _ => now(),
-    };
-    let patch = json!({"status": {
-        "amis": status.amis, "subnets": status.subnets, "securityGroups": status.security_groups,
-        "conditions": [{"type": conditions::READY, "status": state, "reason": reason, "message": message,
-            "lastTransitionTime": transition, "observedGeneration": class.metadata.generation}]
-    }});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(true)
 }
 
-fn now() -> String {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    k8s_openapi::jiff::Timestamp::from_second(now.as_second())
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_stamped_with_the_clock_and_a_repeat_writes_nothing() {
+        let mut class: NodeClass = serde_json::from_value(json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass",
+            "metadata": {"name": "c", "generation": 3}, "spec": {"amiSelector": {"alias": "eks@latest"}}
+        }))
+        .unwrap();
+        let at = Timestamp::from_second(1_700_000_000).unwrap();
+        let status = NodeClassStatus::default();
+        let patch = desired_status(&class, &status, Some("no subnet"), at).expect("a first status");
+        let condition = &patch["status"]["conditions"][0];
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["message"], "no subnet");
+        assert_eq!(condition["lastTransitionTime"], at.to_string());
+        class.status = serde_json::from_value(patch["status"].clone()).unwrap();
+        let later = Timestamp::from_second(1_700_000_100).unwrap();
+        assert!(desired_status(&class, &status, Some("no subnet"), later).is_none());
+        let resolved = desired_status(&class, &status, None, later).expect("a change");
+        assert_eq!(
+            resolved["status"]["conditions"][0]["lastTransitionTime"],
+            later.to_string()
+        );
+    }
 }
