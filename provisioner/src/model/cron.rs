@@ -244,11 +244,11 @@ fn parse_field(field: &Field, text: &str, input: &str) -> Result<(u64, bool), Cr
             (field.min, field.max)
         } else if let Some((a, b)) = range.split_once('-') {
             (
-                value(field, a).map_err(&bad)?,
-                value(field, b).map_err(&bad)?,
+                value(field, a).map_err(|e| bad(e.to_string()))?,
+                value(field, b).map_err(|e| bad(e.to_string()))?,
             )
         } else {
-            let a = value(field, range).map_err(&bad)?;
+            let a = value(field, range).map_err(|e| bad(e.to_string()))?;
             // `a/n` means from `a` to the end, every `n`.
             (a, if step.is_some() { field.max } else { a })
         };
@@ -264,10 +264,21 @@ fn parse_field(field: &Field, text: &str, input: &str) -> Result<(u64, bool), Cr
     Ok((set, star))
 }
 
+/// What is wrong with one value of a field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum ValueError {
+    #[error("empty value")]
+    Empty,
+    #[error("{text:?} is not a number{names}")]
+    NotANumber { text: String, names: String },
+    #[error("{value} is outside {min}-{max}")]
+    OutOfRange { value: u32, min: u32, max: u32 },
+}
+
 /// A number or name within the field's range.
-fn value(field: &Field, text: &str) -> Result<u32, String> {
+fn value(field: &Field, text: &str) -> Result<u32, ValueError> {
     if text.is_empty() {
-        return Err("empty value".to_owned());
+        return Err(ValueError::Empty);
     }
     if let Some(i) = field
         .names
@@ -276,15 +287,19 @@ fn value(field: &Field, text: &str) -> Result<u32, String> {
     {
         return Ok(field.min + i as u32);
     }
-    let v = number(text).ok_or_else(|| {
-        let names = match field.names.first().zip(field.names.last()) {
+    let v = number(text).ok_or_else(|| ValueError::NotANumber {
+        text: text.to_owned(),
+        names: match field.names.first().zip(field.names.last()) {
             Some((first, last)) => format!(" or a name {first}-{last}"),
             None => String::new(),
-        };
-        format!("{text:?} is not a number{names}")
+        },
     })?;
     if !(field.min..=field.max).contains(&v) {
-        return Err(format!("{v} is outside {}-{}", field.min, field.max));
+        return Err(ValueError::OutOfRange {
+            value: v,
+            min: field.min,
+            max: field.max,
+        });
     }
     Ok(v)
 }

@@ -15,6 +15,26 @@ pub use pod::{
     is_daemon_or_mirror, is_provisionable, key as pod_key, pending_pod, placed_pod, pod_requests,
 };
 
+/// Why one field cannot be read into the solver's model.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("missing")]
+    Missing,
+    #[error("unknown operator {0:?}")]
+    UnknownOperator(String),
+    #[error("unknown toleration operator {0:?}")]
+    UnknownTolerationOperator(String),
+    #[error("unknown taint effect {0:?}")]
+    UnknownEffect(String),
+    #[error("unknown label selector operator {0:?}")]
+    UnknownSelectorOperator(String),
+    #[error("{resource}: {source}")]
+    Quantity {
+        resource: String,
+        source: spotwright_api::quantity::QuantityError,
+    },
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum FactsError {
     #[error("{object}: {field}: {reason}")]

@@ -10,7 +10,7 @@ use spotwright_api::quantity;
 use spotwright_solver::model::{PendingPod, PlacedPod, Resources, SpreadConstraint};
 
 use super::selectors::{label_selector, labels, required_node_affinity, tolerations};
-use super::FactsError;
+use super::{FactsError, FieldError};
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
@@ -75,11 +75,12 @@ pub fn is_daemon_or_mirror(pod: &Pod) -> bool {
 
 pub fn pending_pod(pod: &Pod) -> Result<PendingPod, FactsError> {
     let object = format!("pod {}", key(pod));
-    let unreadable = |field: &str, reason: String| FactsError::unreadable(&object, field, reason);
+    let unreadable =
+        |field: &str, reason: FieldError| FactsError::unreadable(&object, field, reason);
     let spec = pod
         .spec
         .as_ref()
-        .ok_or_else(|| unreadable("spec", "missing".into()))?;
+        .ok_or_else(|| unreadable("spec", FieldError::Missing))?;
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut topology_spread = Vec::new();
     for c in spec.topology_spread_constraints.iter().flatten() {
@@ -135,7 +136,7 @@ pub fn placed_pod(pod: &Pod) -> PlacedPod {
 /// containers and restartable init containers (sidecars) run together;
 /// each ordinary init container runs alone after the sidecars before it;
 /// pod-level requests replace cpu and memory; pod overhead adds on top.
-pub fn pod_requests(spec: &PodSpec) -> Result<Resources, String> {
+pub fn pod_requests(spec: &PodSpec) -> Result<Resources, FieldError> {
     let mut running: BTreeMap<String, i64> = BTreeMap::new();
     for c in &spec.containers {
         add(
@@ -191,19 +192,22 @@ pub fn pod_requests(spec: &PodSpec) -> Result<Resources, String> {
     Ok(resources)
 }
 
-fn parse(name: &str, q: &Quantity) -> Result<i64, String> {
+fn parse(name: &str, q: &Quantity) -> Result<i64, FieldError> {
     let result = if name == "cpu" {
         quantity::milli_value(&q.0)
     } else {
         quantity::value(&q.0)
     };
-    result.map_err(|e| format!("{name}: {e}"))
+    result.map_err(|source| FieldError::Quantity {
+        resource: name.to_owned(),
+        source,
+    })
 }
 
 fn add(
     into: &mut BTreeMap<String, i64>,
     list: Option<&BTreeMap<String, Quantity>>,
-) -> Result<(), String> {
+) -> Result<(), FieldError> {
     for (name, q) in list.into_iter().flatten() {
         let v = parse(name, q)?;
         let slot = into.entry(name.clone()).or_default();

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::FieldError;
 use k8s_openapi::api::core::v1::{Affinity, NodeSelectorRequirement, Toleration as K8sToleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as K8sLabelSelector;
 use spotwright_solver::model::{
@@ -29,18 +30,20 @@ pub fn effect(value: &str) -> Option<TaintEffect> {
     })
 }
 
-fn node_requirement(r: &NodeSelectorRequirement) -> Result<Requirement, String> {
+fn node_requirement(r: &NodeSelectorRequirement) -> Result<Requirement, FieldError> {
     Ok(Requirement {
         key: r.key.clone(),
         operator: operator(&r.operator)
-            .ok_or_else(|| format!("unknown operator {:?}", r.operator))?,
+            .ok_or_else(|| FieldError::UnknownOperator(r.operator.clone()))?,
         values: r.values.clone().unwrap_or_default(),
         min_values: None,
     })
 }
 
 /// The required node affinity of a pod spec; an empty list means none.
-pub fn required_node_affinity(affinity: Option<&Affinity>) -> Result<NodeSelectorTerms, String> {
+pub fn required_node_affinity(
+    affinity: Option<&Affinity>,
+) -> Result<NodeSelectorTerms, FieldError> {
     let Some(required) = affinity
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|n| {
@@ -64,18 +67,18 @@ pub fn required_node_affinity(affinity: Option<&Affinity>) -> Result<NodeSelecto
         .collect()
 }
 
-pub fn tolerations(list: Option<&Vec<K8sToleration>>) -> Result<Vec<Toleration>, String> {
+pub fn tolerations(list: Option<&Vec<K8sToleration>>) -> Result<Vec<Toleration>, FieldError> {
     list.into_iter()
         .flatten()
         .map(|t| {
             let exists = match t.operator.as_deref() {
                 None | Some("Equal") => false,
                 Some("Exists") => true,
-                Some(other) => return Err(format!("unknown toleration operator {other:?}")),
+                Some(other) => return Err(FieldError::UnknownTolerationOperator(other.to_owned())),
             };
             let effect = match t.effect.as_deref() {
                 None | Some("") => None,
-                Some(e) => Some(effect(e).ok_or_else(|| format!("unknown taint effect {e:?}"))?),
+                Some(e) => Some(effect(e).ok_or_else(|| FieldError::UnknownEffect(e.to_owned()))?),
             };
             Ok(Toleration {
                 key: t.key.clone().filter(|k| !k.is_empty()),
@@ -87,7 +90,7 @@ pub fn tolerations(list: Option<&Vec<K8sToleration>>) -> Result<Vec<Toleration>,
         .collect()
 }
 
-pub fn label_selector(selector: Option<&K8sLabelSelector>) -> Result<LabelSelector, String> {
+pub fn label_selector(selector: Option<&K8sLabelSelector>) -> Result<LabelSelector, FieldError> {
     let mut requirements = Vec::new();
     let Some(selector) = selector else {
         return Ok(LabelSelector { requirements });
@@ -106,7 +109,7 @@ pub fn label_selector(selector: Option<&K8sLabelSelector>) -> Result<LabelSelect
             "NotIn" => Operator::NotIn,
             "Exists" => Operator::Exists,
             "DoesNotExist" => Operator::DoesNotExist,
-            other => return Err(format!("unknown label selector operator {other:?}")),
+            other => return Err(FieldError::UnknownSelectorOperator(other.to_owned())),
         };
         requirements.push(Requirement {
             key: e.key.clone(),
