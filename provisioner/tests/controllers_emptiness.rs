@@ -14,7 +14,6 @@ use spotwright_api::duration::Lifetime;
 use spotwright_api::v1alpha1::{Budget, ConsolidationPolicy, Disruption, DisruptionReason};
 use spotwright_provisioner::controllers::emptiness::*;
 use spotwright_provisioner::model::budgets;
-use spotwright_provisioner::model::pod::*;
 
 fn policy(after: &str) -> EmptinessPolicy {
     EmptinessPolicy {
@@ -39,10 +38,10 @@ fn daemonset_mirror_and_finished_pods_do_not_count() {
         PodKind::Succeeded,
         PodKind::Failed,
     ] {
-        assert!(!is_workload_pod(&pod("p", kind)), "{kind:?}");
+        assert!(!pod("p", kind).is_workload(), "{kind:?}");
     }
-    assert!(is_workload_pod(&pod("p", PodKind::Workload)));
-    assert!(is_workload_pod(&pod("p", PodKind::Terminating)));
+    assert!(pod("p", PodKind::Workload).is_workload());
+    assert!(pod("p", PodKind::Terminating).is_workload());
 }
 
 #[test]
@@ -158,11 +157,11 @@ fn do_not_disrupt_on_the_node_or_a_pod_blocks_removal() {
         decide(&claim, Some(&node), &[], policy("0s"), Some(at(0)), at(9)),
         EmptinessDecision::Blocked { reason } if reason.starts_with("Node")
     ));
-    let ds = annotate(
-        pod("agent", PodKind::DaemonSet),
+    let ds = CachedPod::from(&annotate(
+        pod_object("agent", PodKind::DaemonSet),
         "spotwright.io/do-not-disrupt",
         "true",
-    );
+    ));
     assert!(matches!(
         decide(&claim, Some(&ready_node()), &[&ds], policy("0s"), Some(at(0)), at(9)),
         EmptinessDecision::Blocked { reason } if reason.contains("apps/agent")

@@ -10,7 +10,7 @@ use spotwright_provisioner::controllers::termination::*;
 use spotwright_provisioner::model::claim::*;
 
 /// Borrows, as the state hands pods out.
-fn refs(pods: &[k8s_openapi::api::core::v1::Pod]) -> Vec<&k8s_openapi::api::core::v1::Pod> {
+fn refs(pods: &[CachedPod]) -> Vec<&CachedPod> {
     pods.iter().collect()
 }
 

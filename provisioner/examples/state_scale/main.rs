@@ -29,6 +29,7 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
-use spotwright_provisioner::state::{trim, ClusterState, Feed, Feeds, Snapshot};
+use spotwright_provisioner::model::pod::{CachedPod, PodShape};
+use spotwright_provisioner::state::{trim, ClusterState, Feed, Feeds, PodStore, Snapshot};
 
 mod cluster;
 mod measure;

@@ -354,27 +354,52 @@ pub(crate) fn average<K>(
         .collect()
 }
 
-pub(crate) fn pod_parts(pod: &Pod) -> Vec<(&'static str, usize)> {
-    let m = &pod.metadata;
-    let (labels, annotations) = (heap_bytes(&m.labels), heap_bytes(&m.annotations));
-    let owners = heap_bytes(&m.owner_references);
-    let containers = pod.spec.as_ref().map_or(0, |s| heap_bytes(&s.containers));
-    vec![
-        ("Pod struct and Arc", std::mem::size_of::<Pod>() + 16),
-        ("metadata.labels", labels),
-        ("metadata.annotations", annotations),
-        ("metadata.ownerReferences", owners),
-        (
-            "metadata, other",
-            heap_bytes(m).saturating_sub(labels + annotations + owners),
-        ),
-        ("spec.containers", containers),
-        (
-            "spec, other",
-            heap_bytes(&pod.spec).saturating_sub(containers),
-        ),
-        ("status", heap_bytes(&pod.status)),
-    ]
+/// Turns `pods` into the state's compact pods the way the state does
+/// (shapes interned); returns the store and the heap freed.
+pub(crate) fn compact_pods(pods: Vec<Arc<Pod>>) -> (PodStore, f64) {
+    let before = heap_mib();
+    let store = PodStore::default();
+    store.apply(watcher::Event::Init);
+    for pod in pods {
+        store.apply(watcher::Event::InitApply((*pod).clone()));
+    }
+    store.apply(watcher::Event::InitDone);
+    (store, before - heap_mib())
+}
+
+/// Where a compact pod's bytes go; its shape's share is the shapes' heap
+/// over the pods that share them.
+pub(crate) fn cached_pod_parts(store: &PodStore) -> serde_json::Map<String, Value> {
+    let pods = store.state();
+    let mut shapes: HashMap<*const PodShape, usize> = HashMap::new();
+    for pod in &pods {
+        let shape: &PodShape = &pod.shape;
+        shapes
+            .entry(shape as *const PodShape)
+            .or_insert_with(|| std::mem::size_of::<PodShape>() + 16 + heap_bytes(shape));
+    }
+    let shared = shapes.values().sum::<usize>() / pods.len().max(1);
+    let mut parts = average(&pods, |pod: &CachedPod| {
+        vec![
+            (
+                "CachedPod struct and Arc",
+                std::mem::size_of::<CachedPod>() + 16,
+            ),
+            (
+                "name, uid, node name",
+                heap_bytes(&pod.name) + heap_bytes(&pod.uid) + heap_bytes(&pod.node_name),
+            ),
+            (
+                "the store's key and slot",
+                heap_bytes(&pod.uid) + std::mem::size_of::<(String, Arc<CachedPod>)>(),
+            ),
+        ]
+    });
+    parts.insert(
+        format!("its share of the {} shapes", shapes.len()),
+        json!(shared),
+    );
+    parts
 }
 
 pub(crate) fn node_parts(node: &Node) -> Vec<(&'static str, usize)> {
@@ -403,7 +428,7 @@ pub(crate) fn node_parts(node: &Node) -> Vec<(&'static str, usize)> {
 
 /// The child: holds the recording untrimmed, reports, trims, reports.
 pub(crate) fn hold_untrimmed(dir: &Path) -> anyhow::Result<()> {
-    let (mut pods, pods_mib) = load::<Pod>(&dir.join("pods.jsonl"))?;
+    let (pods, pods_mib) = load::<Pod>(&dir.join("pods.jsonl"))?;
     let (mut nodes, nodes_mib) = load::<Node>(&dir.join("nodes.jsonl"))?;
     let (mut claims, claims_mib) = load::<NodeClaim>(&dir.join("claims.jsonl"))?;
     let (mut pools, pools_mib) = load::<NodePool>(&dir.join("nodepools.jsonl"))?;
@@ -420,8 +445,9 @@ pub(crate) fn hold_untrimmed(dir: &Path) -> anyhow::Result<()> {
         ds_mib,
         ns_mib,
     ];
+    let (pods, pods_saved_mib) = compact_pods(pods);
     let saved_mib = [
-        trim_all(&mut pods, trim::pod),
+        pods_saved_mib,
         trim_all(&mut nodes, trim::node),
         trim_all(&mut claims, trim::common),
         trim_all(&mut pools, trim::common),
@@ -439,7 +465,7 @@ pub(crate) fn hold_untrimmed(dir: &Path) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let parts = json!({"pods": average(&pods, pod_parts), "nodes": average(&nodes, node_parts)});
+    let parts = json!({"pods": cached_pod_parts(&pods), "nodes": average(&nodes, node_parts)});
     println!(
         "{}",
         json!({"untrimmed": untrimmed, "kinds": kinds, "trimmed_bytes_per_object": parts})

@@ -3,6 +3,7 @@
 //! rules read them and never do I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use spotwright_api::keys::CapacityType;
 
@@ -74,7 +75,7 @@ pub struct LabelSelector {
     pub requirements: Vec<Requirement>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SpreadConstraint {
     /// `topology.kubernetes.io/zone` or `kubernetes.io/hostname`; other keys
     /// are reported as unsupported.
@@ -113,10 +114,12 @@ pub struct DaemonSetFacts {
 }
 
 /// A pod already running (or bound), for spread and anti-affinity counts.
+/// Shared: the replicas of one template have the same namespace and labels,
+/// and a large cluster has tens of thousands of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlacedPod {
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
+    pub namespace: Arc<str>,
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 /// A node that exists, or a NodeClaim in flight whose instance type is known.

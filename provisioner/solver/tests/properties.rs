@@ -144,7 +144,7 @@ fn world(seed: u64, max_pods: u64) -> World {
             }
             n.pods = vec![PlacedPod {
                 namespace: "ns".into(),
-                labels: labels(&[("app", "existing")]),
+                labels: labels(&[("app", "existing")]).into(),
             }];
             n
         })

@@ -276,7 +276,7 @@ fn zone_spread_counts_pods_already_running() {
     busy.pods = vec![
         PlacedPod {
             namespace: "ns".into(),
-            labels: labels(&[("app", "web")])
+            labels: labels(&[("app", "web")]).into()
         };
         2
     ];
@@ -318,7 +318,7 @@ fn hostname_anti_affinity_separates_pods_and_avoids_existing_matches() {
     let mut occupied = node("occupied", "a", 16_000, 0);
     occupied.pods = vec![PlacedPod {
         namespace: "ns".into(),
-        labels: labels(&[("app", "db")]),
+        labels: labels(&[("app", "db")]).into(),
     }];
     case.nodes = vec![occupied, node("free", "a", 16_000, 0)];
     case.pods = (0..3)

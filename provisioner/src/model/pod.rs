@@ -1,34 +1,175 @@
-//! Pod predicates shared by emptiness, disruption and termination.
+//! Pods as the cluster state keeps them, and the predicates emptiness,
+//! disruption, termination and provisioning share.
+//!
+//! A pod is most of the state's memory (50,000 of them in a large
+//! cluster), and its Kubernetes type alone is about 2.4 KB before any
+//! content. So the state keeps a [`CachedPod`]: the few facts that are this
+//! pod's alone (name, uid, node, phase), and an `Arc` of a [`PodShape`]
+//! with everything read from its template (labels, owner, requests,
+//! placement), which the replicas of one template share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use kube::ResourceExt;
 use spotwright_api::keys;
+use spotwright_solver::model::{PendingPod, PlacedPod, Resources};
 
-/// Owned by a DaemonSet: it runs on every node and goes with it.
-pub fn is_daemonset_pod(pod: &Pod) -> bool {
-    pod.owner_references()
-        .iter()
-        .any(|o| o.kind == "DaemonSet" && o.api_version.starts_with("apps/"))
+use super::facts::{placement, requests_of, FactsError, Placement, UnreadableField};
+
+/// What the replicas of one template have in common, as read once when
+/// the pod arrives.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PodShape {
+    pub namespace: Arc<str>,
+    pub labels: Arc<BTreeMap<String, String>>,
+    pub scheduler_name: Option<String>,
+    /// Owned by a DaemonSet: it runs on every node and goes with it.
+    pub daemonset: bool,
+    /// The kubelet's mirror of a static pod: it cannot be evicted.
+    pub mirror: bool,
+    /// Carries `spotwright.io/do-not-disrupt: "true"`.
+    pub do_not_disrupt: bool,
+    /// What it needs on a node, the way the scheduler counts it.
+    pub requests: Result<Resources, UnreadableField>,
+    pub placement: Result<Placement, UnreadableField>,
 }
 
-/// The kubelet's mirror of a static pod: it cannot be evicted.
-pub fn is_mirror_pod(pod: &Pod) -> bool {
-    pod.annotations().contains_key(keys::MIRROR_POD_ANNOTATION)
+impl PodShape {
+    pub fn of(pod: &Pod) -> PodShape {
+        let spec = pod.spec.as_ref();
+        PodShape {
+            namespace: pod.metadata.namespace.as_deref().unwrap_or_default().into(),
+            labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
+            scheduler_name: spec.and_then(|s| s.scheduler_name.clone()),
+            daemonset: pod
+                .owner_references()
+                .iter()
+                .any(|o| o.kind == "DaemonSet" && o.api_version.starts_with("apps/")),
+            mirror: pod.annotations().contains_key(keys::MIRROR_POD_ANNOTATION),
+            do_not_disrupt: has_do_not_disrupt(pod.annotations()),
+            requests: requests_of(spec),
+            placement: placement(spec),
+        }
+    }
 }
 
-/// Finished: it holds nothing on the node.
-pub fn is_terminal_pod(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+/// A pod as the cluster state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedPod {
+    pub name: String,
+    pub uid: Option<String>,
+    pub node_name: Option<String>,
+    /// `Succeeded` or `Failed`: it holds nothing on its node.
+    pub terminal: bool,
+    /// `PodScheduled=False` with reason `Unschedulable`: the scheduler gave up on it.
+    pub unschedulable: bool,
+    /// Has a deletion timestamp.
+    pub deleting: bool,
+    pub shape: Arc<PodShape>,
 }
 
-/// A pod that makes a node non-empty and that a drain must evict.
-pub fn is_workload_pod(pod: &Pod) -> bool {
-    !is_daemonset_pod(pod) && !is_mirror_pod(pod) && !is_terminal_pod(pod)
+impl From<&Pod> for CachedPod {
+    fn from(pod: &Pod) -> Self {
+        CachedPod::new(pod, Arc::new(PodShape::of(pod)))
+    }
+}
+
+impl CachedPod {
+    /// `pod` with `shape`, which must be `PodShape::of(pod)` or equal to it.
+    pub fn new(pod: &Pod, shape: Arc<PodShape>) -> CachedPod {
+        let status = pod.status.as_ref();
+        let unschedulable = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            });
+        CachedPod {
+            name: pod.name_any(),
+            uid: pod.metadata.uid.clone(),
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            terminal: matches!(
+                status.and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            ),
+            unschedulable,
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            shape,
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.shape.namespace
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace(), self.name)
+    }
+
+    /// A pod that makes a node non-empty and that a drain must evict.
+    pub fn is_workload(&self) -> bool {
+        !self.shape.daemonset && !self.shape.mirror && !self.terminal
+    }
+
+    /// Unschedulable per the scheduler, not yet bound, not finished, and
+    /// meant for Spotwright: it names Spotwright's scheduler, or it lives in
+    /// a namespace that opted in (a pod the default scheduler could not
+    /// place there would fit on a node Spotwright launches only if the
+    /// webhook mutated it; such pods are Spotwright's too).
+    pub fn is_provisionable(&self, scheduler_name: &str, opted_in: &BTreeSet<String>) -> bool {
+        if self.node_name.is_some() || self.deleting || !self.unschedulable {
+            return false;
+        }
+        if self.shape.daemonset || self.shape.mirror || self.terminal {
+            return false;
+        }
+        self.shape.scheduler_name.as_deref() == Some(scheduler_name)
+            || opted_in.contains(self.namespace())
+    }
+
+    /// The pod as the solver places it, or which field it cannot read.
+    pub fn pending(&self) -> Result<PendingPod, FactsError> {
+        let object = || format!("pod {}", self.key());
+        let requests = self.shape.requests.clone().map_err(|e| e.of(&object()))?;
+        let placement = self.shape.placement.as_ref().map_err(|e| e.of(&object()))?;
+        Ok(PendingPod {
+            key: self.key(),
+            namespace: self.namespace().to_owned(),
+            labels: self.shape.labels.as_ref().clone(),
+            requests,
+            node_selector: placement.node_selector.clone(),
+            required_affinity: placement.required_affinity.clone(),
+            tolerations: placement.tolerations.clone(),
+            topology_spread: placement.topology_spread.clone(),
+            hostname_anti_affinity: placement.hostname_anti_affinity.clone(),
+        })
+    }
+
+    /// The pod as spread and anti-affinity count it where it runs.
+    pub fn placed(&self) -> PlacedPod {
+        PlacedPod {
+            namespace: self.shape.namespace.clone(),
+            labels: self.shape.labels.clone(),
+        }
+    }
+
+    /// What an Event about the pod refers to.
+    pub fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            namespace: Some(self.namespace().to_owned()),
+            name: Some(self.name.clone()),
+            uid: self.uid.clone(),
+            ..ObjectReference::default()
+        }
+    }
 }
 
 /// Whether an object carries `spotwright.io/do-not-disrupt: "true"`.
@@ -40,7 +181,7 @@ pub fn has_do_not_disrupt(annotations: &BTreeMap<String, String>) -> bool {
 
 /// Why voluntary disruption must skip the node, if it must: the Node or one
 /// of its running pods carries `spotwright.io/do-not-disrupt: "true"`.
-pub fn do_not_disrupt(node: &Node, pods: &[&Pod]) -> Option<String> {
+pub fn do_not_disrupt(node: &Node, pods: &[&CachedPod]) -> Option<String> {
     if has_do_not_disrupt(node.annotations()) {
         return Some(format!(
             "Node has {}: \"true\"",
@@ -49,12 +190,98 @@ pub fn do_not_disrupt(node: &Node, pods: &[&Pod]) -> Option<String> {
     }
     let pod = pods
         .iter()
-        .filter(|p| !is_terminal_pod(p))
-        .find(|p| has_do_not_disrupt(p.annotations()))?;
+        .find(|p| !p.terminal && p.shape.do_not_disrupt)?;
     Some(format!(
-        "pod {}/{} has {}: \"true\"",
-        pod.namespace().unwrap_or_default(),
-        pod.name_any(),
+        "pod {} has {}: \"true\"",
+        pod.key(),
         keys::DO_NOT_DISRUPT_ANNOTATION
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(value: serde_json::Value) -> CachedPod {
+        let pod: Pod = serde_json::from_value(value).unwrap();
+        CachedPod::from(&pod)
+    }
+
+    #[test]
+    fn only_unschedulable_unbound_pods_for_spotwright_are_provisionable() {
+        let unschedulable = json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+        let make = |scheduler: &str, ns: &str, status: serde_json::Value| {
+            pod(
+                json!({"metadata": {"name": "p", "namespace": ns}, "spec": {"schedulerName": scheduler, "containers": []}, "status": status}),
+            )
+        };
+        let opted: BTreeSet<String> = ["team-a".to_owned()].into();
+        let ours = "spotwright-scheduler";
+        assert!(make(ours, "x", unschedulable.clone()).is_provisionable(ours, &opted));
+        assert!(make("default-scheduler", "team-a", unschedulable.clone())
+            .is_provisionable(ours, &opted));
+        assert!(
+            !make("default-scheduler", "x", unschedulable.clone()).is_provisionable(ours, &opted)
+        );
+        assert!(!make(ours, "x", json!({})).is_provisionable(ours, &opted));
+    }
+
+    #[test]
+    fn daemonset_mirror_and_finished_pods_are_not_workload() {
+        let daemon = pod(
+            json!({"metadata": {"name": "d", "namespace": "n", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "u"}]},
+            "spec": {"containers": []}}),
+        );
+        let mirror = pod(json!({"metadata": {"name": "m", "namespace": "n",
+            "annotations": {keys::MIRROR_POD_ANNOTATION: "x"}}, "spec": {"containers": []}}));
+        let done = pod(json!({"metadata": {"name": "f", "namespace": "n"},
+            "spec": {"containers": []}, "status": {"phase": "Succeeded"}}));
+        let running = pod(json!({"metadata": {"name": "r", "namespace": "n"},
+            "spec": {"containers": []}, "status": {"phase": "Running"}}));
+        assert!(!daemon.is_workload() && !mirror.is_workload() && !done.is_workload());
+        assert!(running.is_workload());
+    }
+
+    #[test]
+    fn a_bad_quantity_is_an_error_naming_the_pod() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "lots"}}}]}}),
+        );
+        let err = p.pending().unwrap_err().to_string();
+        assert!(err.contains("pod ns/p") && err.contains("cpu"), "{err}");
+    }
+
+    #[test]
+    fn pending_pods_carry_the_shape_and_their_own_key() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "labels": {"app": "web"}},
+            "spec": {"nodeSelector": {"zone": "a"}, "tolerations": [{"key": "k", "operator": "Exists"}],
+                "containers": [{"name": "a", "resources": {"requests": {"cpu": "250m"}}}]}}),
+        );
+        let pending = p.pending().unwrap();
+        assert_eq!(pending.key, "ns/p");
+        assert_eq!(pending.namespace, "ns");
+        assert_eq!(pending.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(pending.requests.cpu_millis, 250);
+        assert_eq!(pending.node_selector.len(), 1);
+        assert_eq!(pending.tolerations.len(), 1);
+        let reference = p.reference();
+        assert_eq!(reference.uid.as_deref(), Some("u-1"));
+        assert_eq!(reference.kind.as_deref(), Some("Pod"));
+    }
+
+    #[test]
+    fn do_not_disrupt_names_the_pod_unless_it_finished() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
+        let held = pod(json!({"metadata": {"name": "p", "namespace": "ns",
+            "annotations": {keys::DO_NOT_DISRUPT_ANNOTATION: "true"}}, "spec": {"containers": []}}));
+        let reason = do_not_disrupt(&node, &[&held]).unwrap_or_default();
+        assert!(reason.contains("pod ns/p"), "{reason}");
+        let mut finished = held.clone();
+        finished.terminal = true;
+        assert!(do_not_disrupt(&node, &[&finished]).is_none());
+    }
 }

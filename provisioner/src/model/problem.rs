@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use spotwright_api::{conditions, keys};
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::{
@@ -16,10 +16,11 @@ use spotwright_solver::model::{
 use super::claim::is_condition_true;
 use super::disruption::is_disrupting;
 use super::facts::{self, FactsError};
+use super::pod::CachedPod;
 
 /// What the cluster holds, as the caches saw it.
 pub struct Objects<'a> {
-    pub pods: &'a [&'a Pod],
+    pub pods: &'a [&'a CachedPod],
     pub nodes: &'a [&'a Node],
     pub claims: &'a [&'a NodeClaim],
     pub nodepools: &'a [&'a NodePool],
@@ -74,19 +75,21 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
 }
 
 /// Pods bound to a node, by node; Spotwright's pending pods go into the problem.
-fn sort_pods<'a>(objects: &Objects<'a>, problem: &mut Problem) -> HashMap<&'a str, Vec<&'a Pod>> {
-    let mut pods_by_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
+fn sort_pods<'a>(
+    objects: &Objects<'a>,
+    problem: &mut Problem,
+) -> HashMap<&'a str, Vec<&'a CachedPod>> {
+    let mut pods_by_node: HashMap<&str, Vec<&CachedPod>> = HashMap::new();
     for pod in objects.pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
+        if pod.terminal {
             continue;
         }
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+        if let Some(node) = pod.node_name.as_deref() {
             pods_by_node.entry(node).or_default().push(pod);
-        } else if facts::is_provisionable(pod, objects.scheduler_name, objects.opted_in) {
-            match facts::pending_pod(pod) {
+        } else if pod.is_provisionable(objects.scheduler_name, objects.opted_in) {
+            match pod.pending() {
                 Ok(pending) => problem.pods.push(pending),
-                Err(err) => problem.unreadable.push((facts::pod_key(pod), err)),
+                Err(err) => problem.unreadable.push((pod.key(), err)),
             }
         }
     }
@@ -97,7 +100,7 @@ fn sort_pods<'a>(objects: &Objects<'a>, problem: &mut Problem) -> HashMap<&'a st
 /// no new pods. Counts each NodePool's nodes and capacity.
 fn add_nodes(
     objects: &Objects,
-    pods_by_node: &HashMap<&str, Vec<&Pod>>,
+    pods_by_node: &HashMap<&str, Vec<&CachedPod>>,
     problem: &mut Problem,
     used: &mut HashMap<String, PoolUsage>,
 ) {
@@ -114,7 +117,16 @@ fn add_nodes(
             .get(name)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut existing = facts::existing_node(node, on_node);
+        let mut requested = Resources::default();
+        for pod in on_node {
+            // An unreadable pod was reported when it was pending; bound, it
+            // counts for nothing rather than a guess.
+            if let Ok(r) = &pod.shape.requests {
+                facts::add_resources(&mut requested, r);
+            }
+        }
+        let placed = on_node.iter().map(|p| p.placed()).collect();
+        let mut existing = facts::existing_node(node, requested, placed);
         existing.unavailable |= leaving.contains(name);
         if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
             let capacity = facts::node_capacity(node);

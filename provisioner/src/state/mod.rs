@@ -5,6 +5,7 @@
 //! node) and wait for the kinds they care about with [`Changes`]; none of
 //! them lists anything from the API server.
 
+pub mod pods;
 pub mod snapshot;
 pub mod trim;
 
@@ -23,6 +24,7 @@ use prometheus::IntCounter;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use tokio::sync::watch;
 
+pub use pods::PodStore;
 pub use snapshot::{refs, Lists, Snapshot};
 
 /// One kind's events, from the API server or recorded.
@@ -96,7 +98,7 @@ impl Feeds {
 }
 
 struct Stores {
-    pods: Store<Pod>,
+    pods: PodStore,
     nodes: Store<Node>,
     claims: Store<NodeClaim>,
     nodepools: Store<NodePool>,
@@ -131,7 +133,7 @@ impl ClusterState {
     pub fn start(feeds: Feeds) -> ClusterState {
         let versions: Vec<watch::Sender<u64>> =
             Kind::ALL.iter().map(|_| watch::Sender::new(0)).collect();
-        let (pods, pods_writer) = reflector::store();
+        let pods = PodStore::default();
         let (nodes, nodes_writer) = reflector::store();
         let (claims, claims_writer) = reflector::store();
         let (nodepools, nodepools_writer) = reflector::store();
@@ -140,7 +142,7 @@ impl ClusterState {
         let (namespaces, namespaces_writer) = reflector::store();
         let state = ClusterState(Arc::new(Shared {
             stores: Stores {
-                pods,
+                pods: pods.clone(),
                 nodes,
                 claims,
                 nodepools,
@@ -153,7 +155,7 @@ impl ClusterState {
             cached: Mutex::new(None),
             builds: OnceLock::new(),
         }));
-        state.reflect(Kind::Pods, pods_writer, feeds.pods, trim::pod);
+        state.reflect_pods(pods, feeds.pods);
         state.reflect(Kind::Nodes, nodes_writer, feeds.nodes, trim::node);
         state.reflect(Kind::NodeClaims, claims_writer, feeds.claims, trim::common);
         state.reflect(
@@ -195,8 +197,28 @@ impl ClusterState {
     ) where
         K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
-        let shared = self.0.clone();
         let stream = reflector::reflector(writer, feed.modify(trim).default_backoff());
+        self.follow(kind, stream.boxed());
+    }
+
+    /// Applies the pods' feed to `store` the same way; the store keeps
+    /// each pod in its compact form.
+    fn reflect_pods(&self, store: PodStore, feed: Feed<Pod>) {
+        let stream = feed.default_backoff().map(move |event| {
+            let event = event?;
+            store.apply(event);
+            Ok(())
+        });
+        self.follow(Kind::Pods, stream.boxed());
+    }
+
+    /// Drives `stream` in a task: every event bumps `kind`'s version.
+    fn follow<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        stream: BoxStream<'static, Result<T, watcher::Error>>,
+    ) {
+        let shared = self.0.clone();
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {

@@ -6,18 +6,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::InstanceType;
 
 use crate::model::claim::{instance_id, node_name, provider_id};
 use crate::model::node::node_provider_id;
+use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Objects, Problem};
 
 /// The objects of the state at one moment, as the caches hold them.
 #[derive(Clone, Debug, Default)]
 pub struct Lists {
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     pub nodes: Vec<Arc<Node>>,
     pub claims: Vec<Arc<NodeClaim>>,
     pub nodepools: Vec<Arc<NodePool>>,
@@ -29,7 +30,7 @@ pub struct Lists {
 /// The cluster at one moment, with the indexes the controllers look up by.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     pub nodes: Vec<Arc<Node>>,
     pub claims: Vec<Arc<NodeClaim>>,
     pub nodepools: Vec<Arc<NodePool>>,
@@ -59,7 +60,7 @@ impl Snapshot {
     pub fn build(lists: Lists) -> Snapshot {
         let mut pods_by_node: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, pod) in lists.pods.iter().enumerate() {
-            if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            if let Some(node) = pod.node_name.as_deref() {
                 match pods_by_node.get_mut(node) {
                     Some(on_node) => on_node.push(i),
                     None => {
@@ -128,7 +129,7 @@ impl Snapshot {
     }
 
     /// The pods bound to Node `node`.
-    pub fn pods_on(&self, node: &str) -> Vec<&Pod> {
+    pub fn pods_on(&self, node: &str) -> Vec<&CachedPod> {
         self.pods_by_node
             .get(node)
             .map(|on_node| on_node.iter().map(|&i| self.pods[i].as_ref()).collect())
@@ -183,6 +184,11 @@ mod tests {
         Arc::new(serde_json::from_value(value).unwrap())
     }
 
+    fn pod(value: serde_json::Value) -> Arc<CachedPod> {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(value).unwrap();
+        Arc::new(CachedPod::from(&pod))
+    }
+
     #[test]
     fn indexes_find_claims_nodes_and_pods() {
         let lists = Lists {
@@ -200,16 +206,16 @@ mod tests {
                 ),
             ],
             pods: vec![
-                object(
+                pod(
                     json!({"metadata": {"name": "p1", "namespace": "a"}, "spec": {"nodeName": "n1", "containers": []}}),
                 ),
-                object(
+                pod(
                     json!({"metadata": {"name": "p2", "namespace": "a"}, "spec": {"nodeName": "n2", "containers": []}}),
                 ),
-                object(
+                pod(
                     json!({"metadata": {"name": "p3", "namespace": "a"}, "spec": {"nodeName": "n1", "containers": []}}),
                 ),
-                object(
+                pod(
                     json!({"metadata": {"name": "p4", "namespace": "a"}, "spec": {"containers": []}}),
                 ),
             ],
@@ -235,7 +241,7 @@ mod tests {
         let on_n1: Vec<_> = snapshot
             .pods_on("n1")
             .iter()
-            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .map(|p| p.name.clone())
             .collect();
         assert_eq!(on_n1, ["p1", "p3"]);
         assert!(snapshot.pods_on("n3").is_empty());

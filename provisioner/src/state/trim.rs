@@ -1,14 +1,13 @@
 //! What the cluster state keeps of each object: only what some controller
-//! reads. Managed fields never; the rest per kind. Pods are the largest
-//! part of the state by far, so they lose most.
-//!
-//! What is dropped can't shrink the objects below their types' own size
-//! (about 2.4 KB for a `Pod` and 2.1 KB for each of its containers, before
-//! any content): see "Cluster state at scale" in `docs/benchmarks.md`.
+//! reads. Managed fields never; the rest per kind. Pods are not trimmed
+//! here: the state keeps each as a compact `CachedPod` ([`super::pods`]),
+//! since a trimmed `Pod` still costs its type's own size (about 2.4 KB,
+//! and 2.1 KB a container, before any content; "Cluster state at scale"
+//! in `docs/benchmarks.md`).
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, NodeStatus, Pod, PodSpec, PodStatus, ResourceRequirements, Volume,
+    Container, Namespace, Node, NodeStatus, PodSpec, ResourceRequirements, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -26,16 +25,14 @@ pub fn common<K: Resource>(object: &mut K) {
     }
 }
 
-/// The annotations of pods and nodes some controller reads: Spotwright's
-/// own (`spotwright.io/do-not-disrupt`) and the kubelet's mirror-pod mark.
-/// Every other annotation goes (an empty map with them).
+/// The annotations of a node some controller reads: Spotwright's own
+/// (`spotwright.io/do-not-disrupt`). Every other annotation goes (an empty
+/// map with them).
 fn keep_read_annotations(meta: &mut ObjectMeta) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.retain(|key, _| {
-            key == keys::MIRROR_POD_ANNOTATION
-                || key
-                    .split_once('/')
-                    .is_some_and(|(prefix, _)| prefix == keys::GROUP)
+            key.split_once('/')
+                .is_some_and(|(prefix, _)| prefix == keys::GROUP)
         });
         if annotations.is_empty() {
             meta.annotations = None;
@@ -87,25 +84,6 @@ fn pod_spec(spec: &mut PodSpec) {
     });
 }
 
-/// A pod: its placement facts, the annotations read, phase, the
-/// `PodScheduled` condition (whether the scheduler gave up on it) and
-/// nomination.
-pub fn pod(pod: &mut Pod) {
-    common(pod);
-    keep_read_annotations(&mut pod.metadata);
-    if let Some(spec) = pod.spec.as_mut() {
-        pod_spec(spec);
-    }
-    if let Some(status) = pod.status.as_mut() {
-        *status = PodStatus {
-            phase: status.phase.take(),
-            conditions: only_condition(status.conditions.take(), |c| c.type_ == "PodScheduled"),
-            nominated_node_name: status.nominated_node_name.take(),
-            ..PodStatus::default()
-        };
-    }
-}
-
 /// The conditions of a list that `keep` selects; none left is no list.
 fn only_condition<C>(conditions: Option<Vec<C>>, keep: impl Fn(&C) -> bool) -> Option<Vec<C>> {
     let kept: Vec<C> = conditions?.into_iter().filter(|c| keep(c)).collect();
@@ -155,35 +133,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn pods_keep_what_placement_reads_and_lose_the_rest() {
-        let mut p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "a", "namespace": "n", "labels": {"app": "a"},
-                "annotations": {LAST_APPLIED: "{...}", keys::DO_NOT_DISRUPT_ANNOTATION: "true",
-                    keys::MIRROR_POD_ANNOTATION: "x", "prometheus.io/scrape": "true"},
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"nodeName": "n1", "schedulerName": "s",
-                "containers": [{"name": "c", "image": "busybox", "command": ["sleep"],
+    fn daemonset_templates_keep_what_placement_reads_and_lose_the_rest() {
+        let mut ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"name": "agent", "namespace": "kube-system",
+                "annotations": {LAST_APPLIED: "{...}"}, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": "agent", "command": ["run"],
                     "env": [{"name": "X", "value": "1"}],
-                    "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}],
-                "tolerations": [{"key": "k", "operator": "Exists"}],
-                "volumes": [{"name": "cfg", "configMap": {"name": "c"}},
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"},
-                    {"type": "PodScheduled", "status": "True"}],
-                "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": true, "restartCount": 0}]}
+                    "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "1"}}}],
+                    "tolerations": [{"operator": "Exists"}],
+                    "volumes": [{"name": "cfg", "configMap": {"name": "c"}},
+                        {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}}},
+            "status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 1,
+                "numberMisscheduled": 0, "numberReady": 1}
         }))
         .unwrap();
-        pod(&mut p);
-        assert!(p.metadata.managed_fields.is_none());
-        let annotations = p.metadata.annotations.clone().unwrap_or_default();
-        let kept: Vec<&str> = annotations.keys().map(String::as_str).collect();
-        assert_eq!(
-            kept,
-            [keys::MIRROR_POD_ANNOTATION, keys::DO_NOT_DISRUPT_ANNOTATION]
-        );
-        let spec = p.spec.clone().unwrap_or_default();
-        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        daemonset(&mut ds);
+        assert!(ds.metadata.managed_fields.is_none() && ds.status.is_none());
+        assert!(ds.metadata.annotations.unwrap_or_default().is_empty());
+        let spec = ds.spec.and_then(|s| s.template.spec).unwrap_or_default();
         assert_eq!(spec.tolerations.map(|t| t.len()), Some(1));
         let c = &spec.containers[0];
         assert!(c.image.is_none() && c.command.is_none() && c.env.is_none());
@@ -192,29 +161,6 @@ mod tests {
         let volumes = spec.volumes.unwrap_or_default();
         assert_eq!(volumes.len(), 1);
         assert_eq!(volumes[0].name, "data");
-        let status = p.status.unwrap_or_default();
-        assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert!(status.pod_ip.is_none() && status.container_statuses.is_none());
-        let conditions: Vec<String> = status
-            .conditions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.type_)
-            .collect();
-        assert_eq!(conditions, ["PodScheduled"]);
-    }
-
-    #[test]
-    fn a_pod_without_annotations_read_here_keeps_none() {
-        let mut p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "a", "namespace": "n", "annotations": {"prometheus.io/scrape": "true"}},
-            "spec": {"containers": []},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-        }))
-        .unwrap();
-        pod(&mut p);
-        assert!(p.metadata.annotations.is_none());
-        assert!(p.status.unwrap_or_default().conditions.is_none());
     }
 
     #[test]

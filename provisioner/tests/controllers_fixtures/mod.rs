@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 use spotwright_api::NodeClaim;
+pub use spotwright_provisioner::model::pod::CachedPod;
 
 pub fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).expect("valid timestamp")
@@ -76,7 +77,13 @@ pub enum PodKind {
     Terminating,
 }
 
-pub fn pod(name: &str, kind: PodKind) -> Pod {
+/// A pod as the cluster state holds it.
+pub fn pod(name: &str, kind: PodKind) -> CachedPod {
+    CachedPod::from(&pod_object(name, kind))
+}
+
+/// The pod as the API server serves it.
+pub fn pod_object(name: &str, kind: PodKind) -> Pod {
     let mut pod = json!({
         "metadata": {"name": name, "namespace": "apps", "annotations": {}},
         "spec": {"nodeName": "ip-10-0-0-1.ec2.internal", "containers": [{"name": "c"}]},

@@ -24,7 +24,7 @@ pub mod simulate;
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -40,7 +40,7 @@ use crate::model::clock::SharedClock;
 use crate::model::disruption::{is_disrupting, is_promised, pool_counts, PoolCounts};
 use crate::model::facts;
 use crate::model::new_claim::{claim_name, new_claim};
-use crate::model::pod::{do_not_disrupt, is_workload_pod};
+use crate::model::pod::{do_not_disrupt, CachedPod};
 use crate::model::problem::Problem;
 use crate::state::{ClusterState, Snapshot};
 use decide::{Cause, DisruptionTiming, Progress, Replacement, ROLLED_BACK};
@@ -265,7 +265,7 @@ async fn begin<L: Launcher>(
     snapshot: &Snapshot,
     claim: &NodeClaim,
     node: &Node,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     plan: Planned<'_>,
     now: Timestamp,
 ) -> Begun {
@@ -316,7 +316,7 @@ async fn begin<L: Launcher>(
         node.name_any(),
         new_nodes.len(),
         types.join(", "),
-        pods.iter().filter(|p| is_workload_pod(p)).count()
+        pods.iter().filter(|p| p.is_workload()).count()
     );
     tracing::info!(claim = %claim.name_any(), "{note}");
     let notice = Notice::normal("Replacing", "Replace", note);
@@ -333,14 +333,14 @@ async fn begin<L: Launcher>(
 fn simulate_leaving(
     claim: &NodeClaim,
     node: &Node,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     plan: &Planned<'_>,
 ) -> Simulation {
     let node_name = node.name_any();
     let pool_name = nodepool_of(claim);
     let mut moving = Vec::new();
-    for pod in pods.iter().filter(|p| is_workload_pod(p)) {
-        match facts::pending_pod(pod) {
+    for pod in pods.iter().filter(|p| p.is_workload()) {
+        match pod.pending() {
             Ok(pending) => moving.push(pending),
             Err(err) => return Simulation::Blocked(err.to_string()),
         }

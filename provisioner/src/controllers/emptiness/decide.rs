@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use spotwright_api::duration::Lifetime;
@@ -11,7 +11,7 @@ use spotwright_api::v1alpha1::ConsolidationPolicy;
 use spotwright_api::{conditions, NodeClaim, NodePool};
 
 use crate::model::claim::{elapsed, is_condition_true};
-use crate::model::pod::{do_not_disrupt, is_workload_pod};
+use crate::model::pod::{do_not_disrupt, CachedPod};
 
 /// What the NodePool says about removing its empty nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub fn next_empty_since(
 pub fn decide(
     claim: &NodeClaim,
     node: Option<&Node>,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     policy: EmptinessPolicy,
     empty_since: Option<Timestamp>,
     now: Timestamp,
@@ -79,7 +79,7 @@ pub fn decide(
     if !candidate {
         return EmptinessDecision::Ignore;
     }
-    if pods.iter().any(|p| is_workload_pod(p)) {
+    if pods.iter().any(|p| p.is_workload()) {
         return EmptinessDecision::NotEmpty;
     }
     let empty_for = empty_since.map_or(Duration::ZERO, |since| elapsed(since, now));

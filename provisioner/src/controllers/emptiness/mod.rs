@@ -31,7 +31,6 @@ use crate::model::budgets;
 use crate::model::claim::node_name;
 use crate::model::clock::SharedClock;
 use crate::model::disruption::{is_promised, pool_counts};
-use crate::model::pod::is_workload_pod;
 use crate::state::{ClusterState, Snapshot};
 
 /// How the emptiness loop runs.
@@ -97,7 +96,7 @@ async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
             .map(|n| snapshot.pods_on(n))
             .unwrap_or_default();
         let state = tracking.entry(claim.name_any()).or_default();
-        let empty = node.is_some() && !pods.iter().any(|p| is_workload_pod(p));
+        let empty = node.is_some() && !pods.iter().any(|p| p.is_workload());
         state.empty_since = next_empty_since(empty, state.empty_since, now);
         match decide(claim, node, &pods, policy, state.empty_since, now) {
             EmptinessDecision::Blocked { reason } => {

@@ -16,7 +16,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodePool};
@@ -27,8 +26,8 @@ use crate::act::claims;
 use crate::act::events::Notice;
 use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
 use crate::model::clock::SharedClock;
-use crate::model::facts;
 use crate::model::new_claim::{claim_name, new_claim};
+use crate::model::pod::CachedPod;
 use crate::model::problem::Problem;
 use crate::state::{ClusterState, Snapshot};
 use crate::Error;
@@ -56,14 +55,14 @@ pub fn pending_keys(snapshot: &Snapshot, scheduler_name: &str) -> BTreeSet<Strin
     snapshot
         .pods
         .iter()
-        .filter(|p| facts::is_provisionable(p, scheduler_name, &snapshot.opted_in))
-        .map(|p| facts::pod_key(p))
+        .filter(|p| p.is_provisionable(scheduler_name, &snapshot.opted_in))
+        .map(|p| p.key())
         .collect()
 }
 
 /// Pods by `namespace/name`, for the Events of a pass: one lookup per
 /// event, not a scan of every pod.
-type PodsByKey<'a> = HashMap<String, &'a Pod>;
+type PodsByKey<'a> = HashMap<String, &'a CachedPod>;
 
 /// One pass: finish launches an earlier process began, report the pools,
 /// solve, launch.
@@ -87,7 +86,7 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
     let by_key: PodsByKey = snapshot
         .pods
         .iter()
-        .map(|p| (facts::pod_key(p), p.as_ref()))
+        .map(|p| (p.key(), p.as_ref()))
         .collect();
     report_unschedulable(ctx, &problem, &plan, &by_key).await;
     let launches = plan
@@ -171,7 +170,7 @@ async fn report_unschedulable<L>(
         };
         if let Some(pod) = pods.get(pod_key) {
             let notice = Notice::warning("NoNodeFits", "Provision", note);
-            ctx.act.events.about(*pod, notice).await;
+            ctx.act.events.publish(&pod.reference(), notice).await;
         }
     }
 }
@@ -205,7 +204,7 @@ async fn launch_new<L: Launcher>(
     for pod in node.pods.iter().take(50).filter_map(|key| pods.get(key)) {
         let note = format!("for NodeClaim {name}: {why}");
         let notice = Notice::normal("Nominated", "Provision", note);
-        ctx.act.events.about(*pod, notice).await;
+        ctx.act.events.publish(&pod.reference(), notice).await;
     }
     launch_claim(&ctx.act, &created, class, Some(why), ctx.clock.now()).await;
     Ok(())

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::{Resource, ResourceExt};
 use spotwright_api::NodeClaim;
 
 use crate::model::claim::{has_finalizer, instance_id, provider_id};
 use crate::model::node::has_disrupted_taint;
-use crate::model::pod::is_workload_pod;
+use crate::model::pod::CachedPod;
 
 /// A pod, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ fn is_cordoned(node: &Node) -> bool {
 }
 
 /// Plans the next step from the claim, its Node (if any) and the pods bound to it.
-pub fn plan(claim: &NodeClaim, node: Option<&Node>, pods: &[&Pod]) -> TerminationStep {
+pub fn plan(claim: &NodeClaim, node: Option<&Node>, pods: &[&CachedPod]) -> TerminationStep {
     if claim.meta().deletion_timestamp.is_none() {
         return if has_finalizer(claim) {
             TerminationStep::Nothing
@@ -66,17 +66,13 @@ pub fn plan(claim: &NodeClaim, node: Option<&Node>, pods: &[&Pod]) -> Terminatio
     if !is_cordoned(node) {
         return TerminationStep::Cordon { node: node_name };
     }
-    let workload: Vec<&Pod> = pods
-        .iter()
-        .copied()
-        .filter(|p| is_workload_pod(p))
-        .collect();
+    let workload: Vec<&CachedPod> = pods.iter().copied().filter(|p| p.is_workload()).collect();
     let to_evict: Vec<PodRef> = workload
         .iter()
-        .filter(|p| p.meta().deletion_timestamp.is_none())
+        .filter(|p| !p.deleting)
         .map(|p| PodRef {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
+            namespace: p.namespace().to_owned(),
+            name: p.name.clone(),
         })
         .collect();
     if !to_evict.is_empty() {

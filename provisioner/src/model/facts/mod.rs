@@ -9,11 +9,9 @@ mod pod;
 mod selectors;
 
 pub use daemonset::daemonset_facts;
-pub use node::{existing_node, in_flight_node, node_capacity, resources};
+pub use node::{add as add_resources, existing_node, in_flight_node, node_capacity, resources};
 pub use nodepool::{nodepool_facts, requirement, taint};
-pub use pod::{
-    is_daemon_or_mirror, is_provisionable, key as pod_key, pending_pod, placed_pod, pod_requests,
-};
+pub use pod::{placement, pod_requests, requests_of, Placement, UnreadableField};
 
 /// Why one field cannot be read into the solver's model.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

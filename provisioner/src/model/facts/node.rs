@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use spotwright_api::keys;
 use spotwright_api::quantity;
 use spotwright_api::NodeClaim;
-use spotwright_solver::model::{ExistingNode, InstanceType, Resources, Taint};
+use spotwright_solver::model::{ExistingNode, InstanceType, PlacedPod, Resources, Taint};
 
-use super::pod::{placed_pod, pod_requests};
 use super::selectors::{effect, labels};
 
-/// A registered Node with the pods bound to it.
-pub fn existing_node(node: &Node, pods: &[&Pod]) -> ExistingNode {
+/// A registered Node with the pods bound to it: what they request in all,
+/// and each for spread and anti-affinity counts.
+pub fn existing_node(node: &Node, requested: Resources, pods: Vec<PlacedPod>) -> ExistingNode {
     let spec = node.spec.as_ref();
     let taints = spec
         .and_then(|s| s.taints.as_ref())
@@ -28,19 +28,13 @@ pub fn existing_node(node: &Node, pods: &[&Pod]) -> ExistingNode {
         })
         .collect::<Vec<_>>();
     let disrupted = taints.iter().any(|t| t.key == keys::DISRUPTED_TAINT_KEY);
-    let mut requested = Resources::default();
-    for pod in pods {
-        if let Some(r) = pod.spec.as_ref().and_then(|s| pod_requests(s).ok()) {
-            add(&mut requested, &r);
-        }
-    }
     ExistingNode {
         name: node.metadata.name.clone().unwrap_or_default(),
         labels: labels(node.metadata.labels.as_ref()),
         taints,
         allocatable: resources(node.status.as_ref().and_then(|s| s.allocatable.as_ref())),
         requested,
-        pods: pods.iter().map(|p| placed_pod(p)).collect(),
+        pods,
         in_flight: false,
         unavailable: disrupted
             || node.metadata.deletion_timestamp.is_some()

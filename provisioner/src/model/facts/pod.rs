@@ -1,87 +1,64 @@
-//! Pods: what they request, where they may go, and whether Spotwright
-//! should find them a node.
+//! Pods: what they request and where they may go, in the solver's terms.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use spotwright_api::keys;
 use spotwright_api::quantity;
-use spotwright_solver::model::{PendingPod, PlacedPod, Resources, SpreadConstraint};
+use spotwright_solver::model::{
+    LabelSelector, NodeSelectorTerms, Resources, SpreadConstraint, Toleration,
+};
 
-use super::selectors::{label_selector, labels, required_node_affinity, tolerations};
+use super::selectors::{label_selector, required_node_affinity, tolerations};
 use super::{FactsError, FieldError};
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
-/// `namespace/name`.
-pub fn key(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or_default(),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
+/// Where a pod may go, as the solver reads it. The replicas of one
+/// template share it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub node_selector: BTreeMap<String, String>,
+    pub required_affinity: NodeSelectorTerms,
+    pub tolerations: Vec<Toleration>,
+    pub topology_spread: Vec<SpreadConstraint>,
+    /// Required pod anti-affinity on `kubernetes.io/hostname` within the
+    /// pod's namespace.
+    pub hostname_anti_affinity: Vec<LabelSelector>,
 }
 
-/// Unschedulable per the scheduler, not yet bound, not finished, and meant
-/// for Spotwright: it names Spotwright's scheduler, or it lives in a
-/// namespace that opted in (a pod the default scheduler could not place
-/// there would fit on a node Spotwright launches only if the webhook
-/// mutated it; such pods are Spotwright's too).
-pub fn is_provisionable(pod: &Pod, scheduler_name: &str, opted_in: &BTreeSet<String>) -> bool {
-    let Some(spec) = pod.spec.as_ref() else {
-        return false;
-    };
-    if spec.node_name.is_some() || pod.metadata.deletion_timestamp.is_some() {
-        return false;
+/// A field of a pod that could not be read, before it is pinned on the pod.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UnreadableField {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl UnreadableField {
+    fn new(field: &'static str, reason: impl std::fmt::Display) -> Self {
+        UnreadableField {
+            field,
+            reason: reason.to_string(),
+        }
     }
-    let unschedulable = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("Unschedulable")
-            })
-        });
-    if !unschedulable || is_daemon_or_mirror(pod) {
-        return false;
+
+    /// The error naming `object` (`pod ns/name`).
+    pub fn of(&self, object: &str) -> FactsError {
+        FactsError::unreadable(object, self.field, &self.reason)
     }
-    let ours = spec.scheduler_name.as_deref() == Some(scheduler_name);
-    ours || pod
-        .metadata
-        .namespace
-        .as_ref()
-        .is_some_and(|ns| opted_in.contains(ns))
 }
 
-/// DaemonSet pods and mirror pods: they come with the node, never ask for one.
-pub fn is_daemon_or_mirror(pod: &Pod) -> bool {
-    let mirror = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(keys::MIRROR_POD_ANNOTATION));
-    let daemon = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true));
-    mirror || daemon
+/// What a pod needs on a node, or which field says it unreadably.
+pub fn requests_of(spec: Option<&PodSpec>) -> Result<Resources, UnreadableField> {
+    let spec = spec.ok_or_else(|| UnreadableField::new("spec", FieldError::Missing))?;
+    pod_requests(spec).map_err(|e| UnreadableField::new("resources", e))
 }
 
-pub fn pending_pod(pod: &Pod) -> Result<PendingPod, FactsError> {
-    let object = format!("pod {}", key(pod));
-    let unreadable =
-        |field: &str, reason: FieldError| FactsError::unreadable(&object, field, reason);
-    let spec = pod
-        .spec
-        .as_ref()
-        .ok_or_else(|| unreadable("spec", FieldError::Missing))?;
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+/// Where a pod may go: selectors, required node affinity, tolerations,
+/// spread and hostname anti-affinity (other topology keys and namespaces are
+/// left to the scheduler).
+pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
+    let spec = spec.ok_or_else(|| UnreadableField::new("spec", FieldError::Missing))?;
     let mut topology_spread = Vec::new();
     for c in spec.topology_spread_constraints.iter().flatten() {
         topology_spread.push(SpreadConstraint {
@@ -89,7 +66,7 @@ pub fn pending_pod(pod: &Pod) -> Result<PendingPod, FactsError> {
             max_skew: u32::try_from(c.max_skew.max(1)).unwrap_or(1),
             hard: c.when_unsatisfiable == "DoNotSchedule",
             selector: label_selector(c.label_selector.as_ref())
-                .map_err(|e| unreadable("spec.topologySpreadConstraints", e))?,
+                .map_err(|e| UnreadableField::new("spec.topologySpreadConstraints", e))?,
         });
     }
     let mut hostname_anti_affinity = Vec::new();
@@ -102,34 +79,22 @@ pub fn pending_pod(pod: &Pod) -> Result<PendingPod, FactsError> {
                 .as_ref()
         });
     for term in anti.into_iter().flatten() {
-        // Other topology keys and other namespaces are left to the scheduler.
         if term.topology_key == HOSTNAME && term.namespaces.as_ref().is_none_or(Vec::is_empty) {
             hostname_anti_affinity.push(
                 label_selector(term.label_selector.as_ref())
-                    .map_err(|e| unreadable("spec.affinity.podAntiAffinity", e))?,
+                    .map_err(|e| UnreadableField::new("spec.affinity.podAntiAffinity", e))?,
             );
         }
     }
-    Ok(PendingPod {
-        key: key(pod),
-        namespace,
-        labels: labels(pod.metadata.labels.as_ref()),
-        requests: pod_requests(spec).map_err(|e| unreadable("resources", e))?,
+    Ok(Placement {
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         required_affinity: required_node_affinity(spec.affinity.as_ref())
-            .map_err(|e| unreadable("spec.affinity.nodeAffinity", e))?,
+            .map_err(|e| UnreadableField::new("spec.affinity.nodeAffinity", e))?,
         tolerations: tolerations(spec.tolerations.as_ref())
-            .map_err(|e| unreadable("spec.tolerations", e))?,
+            .map_err(|e| UnreadableField::new("spec.tolerations", e))?,
         topology_spread,
         hostname_anti_affinity,
     })
-}
-
-pub fn placed_pod(pod: &Pod) -> PlacedPod {
-    PlacedPod {
-        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-        labels: labels(pod.metadata.labels.as_ref()),
-    }
 }
 
 /// What a pod needs on a node, the way the scheduler counts it: app
@@ -219,6 +184,7 @@ fn add(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn pod(value: serde_json::Value) -> Pod {
@@ -248,44 +214,19 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_quantity_is_an_error_naming_the_pod() {
+    fn a_bad_quantity_names_the_field_and_the_resource() {
         let p = pod(
             json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
             "containers": [{"name": "a", "resources": {"requests": {"cpu": "lots"}}}]}}),
         );
-        let err = pending_pod(&p).unwrap_err().to_string();
-        assert!(err.contains("pod ns/p") && err.contains("cpu"), "{err}");
-    }
-
-    #[test]
-    fn only_unschedulable_unbound_pods_for_spotwright_are_provisionable() {
-        let unschedulable = json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
-        let make = |scheduler: &str, ns: &str, status: serde_json::Value| {
-            pod(
-                json!({"metadata": {"name": "p", "namespace": ns}, "spec": {"schedulerName": scheduler, "containers": []}, "status": status}),
-            )
-        };
-        let opted: BTreeSet<String> = ["team-a".to_owned()].into();
-        assert!(is_provisionable(
-            &make("spotwright-scheduler", "x", unschedulable.clone()),
-            "spotwright-scheduler",
-            &opted
-        ));
-        assert!(is_provisionable(
-            &make("default-scheduler", "team-a", unschedulable.clone()),
-            "spotwright-scheduler",
-            &opted
-        ));
-        assert!(!is_provisionable(
-            &make("default-scheduler", "x", unschedulable.clone()),
-            "spotwright-scheduler",
-            &opted
-        ));
-        assert!(!is_provisionable(
-            &make("spotwright-scheduler", "x", json!({})),
-            "spotwright-scheduler",
-            &opted
-        ));
+        let err = requests_of(p.spec.as_ref()).unwrap_err();
+        assert_eq!(err.field, "resources");
+        let named = err.of("pod ns/p").to_string();
+        assert!(
+            named.contains("pod ns/p") && named.contains("cpu"),
+            "{named}"
+        );
+        assert_eq!(requests_of(None).unwrap_err().field, "spec");
     }
 
     #[test]
@@ -295,12 +236,13 @@ mod tests {
                 "containers": [],
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}],
                 "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}]}}
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}},
+                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "web"}}}]}}
             }}),
         );
-        let pending = pending_pod(&p).unwrap();
-        assert_eq!(pending.topology_spread.len(), 1);
-        assert!(pending.topology_spread[0].hard);
-        assert_eq!(pending.hostname_anti_affinity.len(), 1);
+        let placement = placement(p.spec.as_ref()).unwrap();
+        assert_eq!(placement.topology_spread.len(), 1);
+        assert!(placement.topology_spread[0].hard);
+        assert_eq!(placement.hostname_anti_affinity.len(), 1);
     }
 }
