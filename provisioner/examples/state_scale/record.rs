@@ -367,6 +367,20 @@ pub(crate) fn compact_pods(pods: Vec<Arc<Pod>>) -> (PodStore, f64) {
     (store, before - heap_mib())
 }
 
+/// A shape's bytes: its struct and `Arc`, and what its fields hold
+/// (`heap_bytes` would not count what sits behind its inner `Arc`s).
+fn shape_bytes(shape: &PodShape) -> usize {
+    let arcs = 2 * 16 + std::mem::size_of::<BTreeMap<String, String>>();
+    std::mem::size_of::<PodShape>()
+        + 16
+        + arcs
+        + shape.namespace.len()
+        + heap_bytes(&*shape.labels)
+        + heap_bytes(&shape.scheduler_name)
+        + heap_bytes(&shape.requests)
+        + heap_bytes(&shape.placement)
+}
+
 /// Where a compact pod's bytes go; its shape's share is the shapes' heap
 /// over the pods that share them.
 pub(crate) fn cached_pod_parts(store: &PodStore) -> serde_json::Map<String, Value> {
@@ -376,7 +390,7 @@ pub(crate) fn cached_pod_parts(store: &PodStore) -> serde_json::Map<String, Valu
         let shape: &PodShape = &pod.shape;
         shapes
             .entry(shape as *const PodShape)
-            .or_insert_with(|| std::mem::size_of::<PodShape>() + 16 + heap_bytes(shape));
+            .or_insert_with(|| shape_bytes(shape));
     }
     let shared = shapes.values().sum::<usize>() / pods.len().max(1);
     let mut parts = average(&pods, |pod: &CachedPod| {

@@ -1,6 +1,7 @@
 //! The one cluster state: a single watch per kind (Pods, Nodes, NodeClaims,
 //! NodePools, NodeClasses, DaemonSets, Namespaces), trimmed to what the
-//! controllers read ([`trim`]), shared by every controller. Controllers read
+//! controllers read ([`trim`]; pods kept compact by [`pods`]), shared by
+//! every controller. Controllers read
 //! a [`Snapshot`] (built once per change, indexed by name, providerID and
 //! node) and wait for the kinds they care about with [`Changes`]; none of
 //! them lists anything from the API server.
