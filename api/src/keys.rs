@@ -21,6 +21,16 @@ pub const INSTANCE_SIZE_LABEL: &str = "spotwright.io/instance-size";
 pub const INSTANCE_CPU_LABEL: &str = "spotwright.io/instance-cpu";
 pub const INSTANCE_MEMORY_LABEL: &str = "spotwright.io/instance-memory";
 pub const INSTANCE_GENERATION_LABEL: &str = "spotwright.io/instance-generation";
+/// Node label: how many GPUs the instance has (only on GPU instances).
+pub const INSTANCE_GPU_COUNT_LABEL: &str = "spotwright.io/instance-gpu-count";
+/// Node label: the GPU's model, lowercase (`t4`, `a10g`; only on GPU instances).
+pub const INSTANCE_GPU_NAME_LABEL: &str = "spotwright.io/instance-gpu-name";
+/// Node label: GiB of local NVMe instance storage (only where there is some).
+pub const INSTANCE_LOCAL_NVME_LABEL: &str = "spotwright.io/instance-local-nvme";
+/// Node label: the instance's baseline network bandwidth in Mbit/s (where EC2 says).
+pub const INSTANCE_NETWORK_BANDWIDTH_LABEL: &str = "spotwright.io/instance-network-bandwidth";
+/// Node label: the zone's id (`use1-az1`), the same across AWS accounts.
+pub const ZONE_ID_LABEL: &str = "topology.k8s.aws/zone-id";
 
 pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";

@@ -354,6 +354,9 @@ pub struct ResolvedSubnet {
     pub id: String,
     /// Its availability zone.
     pub zone: String,
+    /// Its availability zone's id (`use1-az1`), when EC2 gives it.
+    #[serde(default, rename = "zoneID", skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
 }
 
 /// A resolved security group.

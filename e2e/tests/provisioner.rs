@@ -3,13 +3,14 @@
 //! nodes go when the pods go, a kill -9 mid-launch leaks nothing, and a
 //! capacity error on the cheapest types still places every pod.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::json;
+use spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
@@ -17,6 +18,8 @@ use spotwright_e2e::harness::provisioner::{
 };
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
+use spotwright_provisioner::act::aws::catalog::fetch_instance_types;
+use spotwright_solver::model::InstanceType;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -193,6 +196,51 @@ fn assert_spot_agent_node(node: &Node) {
     assert!(provider.starts_with("aws:///us-east-1"), "{provider}");
 }
 
+/// The node carries every label the solver matched pods against, with the
+/// value it assumed: the catalog's labels for its instance type (the
+/// `spotwright.io/instance-*` family, os, arch, type), and the zone's id.
+fn assert_promised_labels(node: &Node, catalog: &[InstanceType]) {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let type_name = labels
+        .get("node.kubernetes.io/instance-type")
+        .cloned()
+        .unwrap_or_default();
+    let promised = catalog
+        .iter()
+        .find(|t| t.name == type_name)
+        .unwrap_or_else(|| panic!("{type_name:?} is not in the catalog: {labels:?}"));
+    for key in [
+        "spotwright.io/instance-category",
+        "spotwright.io/instance-family",
+        "spotwright.io/instance-size",
+        "spotwright.io/instance-cpu",
+        "spotwright.io/instance-memory",
+        "spotwright.io/instance-generation",
+        "spotwright.io/instance-network-bandwidth",
+        "kubernetes.io/os",
+    ] {
+        assert!(
+            promised.labels.contains_key(key),
+            "the catalog promises {key} for {type_name}"
+        );
+    }
+    for (key, value) in &promised.labels {
+        assert_eq!(
+            labels.get(key),
+            Some(value),
+            "{key} on {type_name}'s node: {labels:?}"
+        );
+    }
+    let zone_id = labels
+        .get("topology.k8s.aws/zone-id")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        zone_id.starts_with("use1-az"),
+        "zone id {zone_id:?}: {labels:?}"
+    );
+}
+
 async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
     env.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
     eventually(
@@ -250,6 +298,9 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
         "the NodePool's cpu limit was exceeded: {peak_cpu}m"
     );
 
+    let catalog = fetch_instance_types(&ec2().await, &HashMap::new(), DEFAULT_ROOT_VOLUME_GIB)
+        .await
+        .expect("the catalog as the provisioner reads it");
     for pod in running_pods(&client, &namespace).await {
         let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
         let node = Api::<Node>::all(client.clone())
@@ -257,6 +308,7 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
             .await
             .expect("pod's node");
         assert_spot_agent_node(&node);
+        assert_promised_labels(&node, &catalog);
         assert_eq!(
             node.metadata
                 .labels

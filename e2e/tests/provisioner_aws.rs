@@ -235,17 +235,24 @@ async fn subnets_and_security_groups_resolve_from_tags_and_ids() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
     let net = network(&aws.ec2, &run_id()).await;
-    let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
+    let mut subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
         .await
         .expect("subnets");
+    // Each subnet names its zone's id too (`topology.k8s.aws/zone-id` on nodes).
+    for subnet in &mut subnets {
+        let zone_id = subnet.zone_id.take().unwrap_or_default();
+        assert!(zone_id.starts_with("use1-az"), "{subnet:?}: {zone_id:?}");
+    }
     let mut expected = vec![
         ResolvedSubnet {
             id: net.subnets[0].clone(),
             zone: "us-east-1a".into(),
+            zone_id: None,
         },
         ResolvedSubnet {
             id: net.subnets[1].clone(),
             zone: "us-east-1b".into(),
+            zone_id: None,
         },
     ];
     expected.sort_by(|a, b| a.id.cmp(&b.id));

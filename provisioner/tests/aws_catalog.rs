@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::{
-    ArchitectureType, GpuDeviceInfo, GpuInfo, InstanceType as Ec2Type, InstanceTypeInfo,
-    InstanceTypeOffering, LocationType, MemoryInfo, NetworkInfo, ProcessorInfo, SpotPrice,
-    UsageClassType, VCpuInfo,
+    ArchitectureType, EphemeralNvmeSupport, GpuDeviceInfo, GpuInfo, InstanceStorageInfo,
+    InstanceType as Ec2Type, InstanceTypeInfo, InstanceTypeOffering, LocationType, MemoryInfo,
+    NetworkCardInfo, NetworkInfo, ProcessorInfo, SpotPrice, UsageClassType, VCpuInfo,
 };
 use spotwright_api::eks::{self, InstanceFacts};
 use spotwright_api::prices::PriceCatalog;
@@ -164,6 +164,7 @@ fn nvidia_gpus_become_an_extended_resource() {
             .gpus(
                 GpuDeviceInfo::builder()
                     .manufacturer("NVIDIA")
+                    .name("A10G")
                     .count(1)
                     .build(),
             )
@@ -171,6 +172,7 @@ fn nvidia_gpus_become_an_extended_resource() {
     );
     let facts = convert::type_facts(&g5).unwrap();
     assert_eq!(facts.nvidia_gpus, 1);
+    assert_eq!(facts.gpus, Some((1, "a10g".to_owned())));
     assert_eq!(facts.arch, Arch::Amd64);
     let (od, sp) = (HashMap::new(), HashMap::new());
     let prices = PriceBook {
@@ -181,6 +183,46 @@ fn nvidia_gpus_become_an_extended_resource() {
     let zones = ["us-east-1a".to_owned()].into_iter().collect();
     let t = convert::instance_type(&facts, &zones, &prices, 20).unwrap();
     assert_eq!(t.allocatable.extended, [("nvidia.com/gpu".to_owned(), 1)]);
+    assert_eq!(t.labels["spotwright.io/instance-gpu-count"], "1");
+    assert_eq!(t.labels["spotwright.io/instance-gpu-name"], "a10g");
+}
+
+#[test]
+fn nvme_storage_and_bandwidth_become_labels_where_ec2_gives_them() {
+    let mut i4i = info("i4i.xlarge", ArchitectureType::X8664, 4, 32768, 4, 15);
+    i4i.instance_storage_info = Some(
+        InstanceStorageInfo::builder()
+            .total_size_in_gb(937)
+            .nvme_support(EphemeralNvmeSupport::Required)
+            .build(),
+    );
+    i4i.network_info = Some(
+        NetworkInfo::builder()
+            .maximum_network_interfaces(4)
+            .ipv4_addresses_per_interface(15)
+            .network_cards(
+                NetworkCardInfo::builder()
+                    .baseline_bandwidth_in_gbps(1.875)
+                    .build(),
+            )
+            .build(),
+    );
+    let labels = convert::labels(&convert::type_facts(&i4i).unwrap());
+    assert_eq!(labels["spotwright.io/instance-local-nvme"], "937");
+    assert_eq!(labels["spotwright.io/instance-network-bandwidth"], "1875");
+    assert!(!labels.contains_key("spotwright.io/instance-gpu-count"));
+
+    // EBS-only storage is no local NVMe; no network cards, no bandwidth label.
+    let mut m5 = info("m5.large", ArchitectureType::X8664, 2, 8192, 3, 10);
+    m5.instance_storage_info = Some(
+        InstanceStorageInfo::builder()
+            .total_size_in_gb(75)
+            .nvme_support(EphemeralNvmeSupport::Unsupported)
+            .build(),
+    );
+    let labels = convert::labels(&convert::type_facts(&m5).unwrap());
+    assert!(!labels.contains_key("spotwright.io/instance-local-nvme"));
+    assert!(!labels.contains_key("spotwright.io/instance-network-bandwidth"));
 }
 
 #[test]

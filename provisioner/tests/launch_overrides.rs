@@ -95,6 +95,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 .map(|(zone, n)| ResolvedSubnet {
                     id: format!("subnet-{zone}-{n}"),
                     zone: ZONES[zone].to_owned(),
+                    zone_id: None,
                 })
                 .collect();
             Scenario {

@@ -2,11 +2,11 @@
 //! launch template per (NodeClass, AMI, user data) and CreateFleet, retried
 //! on what is left when capacity errors knock offerings out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use spotwright_api::{NodeClaim, NodeClass};
+use spotwright_api::{keys, NodeClaim, NodeClass};
 use spotwright_solver::model::{CapacityType, InstanceType};
 
 use super::launcher::{LaunchFailure, Launched, Launcher};
@@ -46,6 +46,33 @@ impl Ec2Launcher {
 
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.ec2
+    }
+
+    /// The labels a node of `instance_type` in `zone` carries beyond the
+    /// claim's own: the catalog's labels for the type (what the solver
+    /// matched pods against) and the zone's id from the NodeClass's subnets.
+    fn node_labels(
+        &self,
+        class: &NodeClass,
+        instance_type: &str,
+        zone: &str,
+    ) -> BTreeMap<String, String> {
+        let mut labels = self
+            .catalog
+            .read()
+            .ok()
+            .and_then(|c| c.get(instance_type).map(|t| t.labels.clone()))
+            .unwrap_or_default();
+        let subnets = class.status.as_ref().map(|s| s.subnets.as_slice());
+        let zone_id = subnets
+            .unwrap_or_default()
+            .iter()
+            .find(|s| s.zone == zone)
+            .and_then(|s| s.zone_id.clone());
+        if let Some(zone_id) = zone_id {
+            labels.insert(keys::ZONE_ID_LABEL.to_owned(), zone_id);
+        }
+        labels
     }
 
     /// Swaps in a freshly fetched catalog.
@@ -212,7 +239,9 @@ impl Launcher for Ec2Launcher {
                 Ok(outcome) => {
                     self.mark_unavailable(&outcome.errors);
                     let i = outcome.instance;
+                    let labels = self.node_labels(class, &i.instance_type, &i.zone);
                     return Ok(Launched {
+                        labels,
                         instance_id: i.instance_id,
                         instance_type: i.instance_type,
                         zone: i.zone,

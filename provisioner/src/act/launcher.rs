@@ -2,6 +2,7 @@
 //! implements, and [`launch_claim`], the one path by which provisioning and
 //! disruption alike launch a claim and record the result.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ use crate::model::claim::nodepool_of;
 /// An instance that now runs for a NodeClaim.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Launched {
+    /// What its Node must carry beyond the claim's labels: the instance
+    /// type's labels as the solver saw them, and the zone's id.
+    pub labels: BTreeMap<String, String>,
     pub instance_id: String,
     pub instance_type: String,
     pub zone: String,
@@ -91,9 +95,16 @@ pub async fn launch_claim<L: Launcher>(
                     &launched.instance_type,
                 ])
                 .inc();
-            if let Err(err) =
-                claims::merge_status(&ctx.client, &name, &launched_status(&launched, now)).await
-            {
+            // Labels before status: a claim marked launched has them, and a
+            // crash in between is resumed by launching (finding) again.
+            let labels = json!({"labels": launched.labels});
+            let recorded = match claims::patch_metadata(&ctx.client, claim, labels, false).await {
+                Ok(_) => {
+                    claims::merge_status(&ctx.client, &name, &launched_status(&launched, now)).await
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = recorded {
                 // The next pass resumes: the launcher finds this instance by its tags.
                 tracing::warn!(claim = name, error = %err, "recording the launch failed; will resume");
                 return;

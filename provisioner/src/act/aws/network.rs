@@ -52,6 +52,7 @@ pub async fn resolve_subnets(
                         ResolvedSubnet {
                             id: id.to_owned(),
                             zone: zone.to_owned(),
+                            zone_id: subnet.availability_zone_id().map(str::to_owned),
                         },
                     );
                 }

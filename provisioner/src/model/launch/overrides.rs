@@ -327,6 +327,7 @@ mod tests {
         ResolvedSubnet {
             id: id.to_owned(),
             zone: zone.to_owned(),
+            zone_id: None,
         }
     }
 

@@ -42,6 +42,12 @@ pub struct TypeFacts {
     pub arch: Arch,
     pub eks: InstanceFacts,
     pub nvidia_gpus: u32,
+    /// Every GPU of any maker, and the first one's model (lowercase).
+    pub gpus: Option<(u32, String)>,
+    /// GiB of NVMe instance storage, if any.
+    pub local_nvme_gib: Option<u64>,
+    /// Baseline network bandwidth, Mbit/s, when EC2 gives it.
+    pub network_bandwidth_mbps: Option<u64>,
     pub spot: bool,
     pub on_demand: bool,
 }
@@ -77,6 +83,31 @@ pub fn type_facts(info: &InstanceTypeInfo) -> Option<TypeFacts> {
         })
         .filter_map(|g| u32::try_from(g.count()?).ok())
         .sum();
+    let gpu_devices = info.gpu_info().map(|g| g.gpus()).unwrap_or_default();
+    let gpu_count: u32 = gpu_devices
+        .iter()
+        .filter_map(|g| u32::try_from(g.count()?).ok())
+        .sum();
+    let gpus = gpu_devices
+        .first()
+        .and_then(|g| g.name())
+        .filter(|_| gpu_count > 0)
+        .map(|name| (gpu_count, name.to_lowercase()));
+    let local_nvme_gib = info
+        .instance_storage_info()
+        .filter(|s| {
+            s.nvme_support()
+                .is_some_and(|n| n.as_str() != "unsupported")
+        })
+        .and_then(|s| u64::try_from(s.total_size_in_gb()?).ok())
+        .filter(|gib| *gib > 0);
+    let bandwidth_gbps: f64 = network
+        .network_cards()
+        .iter()
+        .filter_map(|c| c.baseline_bandwidth_in_gbps())
+        .sum();
+    let network_bandwidth_mbps =
+        (bandwidth_gbps > 0.0).then(|| (bandwidth_gbps * 1000.0).round() as u64);
     // An empty list means EC2 (or its emulator) did not say: assume both.
     let classes = info.supported_usage_classes();
     let sells = |class: UsageClassType| classes.is_empty() || classes.contains(&class);
@@ -90,12 +121,19 @@ pub fn type_facts(info: &InstanceTypeInfo) -> Option<TypeFacts> {
             ipv4_per_eni,
         },
         nvidia_gpus,
+        gpus,
+        local_nvme_gib,
+        network_bandwidth_mbps,
         spot: sells(UsageClassType::Spot),
         on_demand: sells(UsageClassType::OnDemand),
     })
 }
 
-/// The labels a node of this type carries.
+/// The labels a node of this type carries: the well-known ones and the
+/// `spotwright.io/instance-*` family (the GPU, NVMe and bandwidth ones only
+/// where the type has them). The launcher puts them on the NodeClaim, and
+/// registration on its Node, so a pod selecting one lands where the solver
+/// placed it.
 pub fn labels(facts: &TypeFacts) -> BTreeMap<String, String> {
     let name = InstanceTypeName::parse(&facts.name);
     let mut labels = BTreeMap::from([
@@ -113,6 +151,16 @@ pub fn labels(facts: &TypeFacts) -> BTreeMap<String, String> {
     ]);
     if let Some(generation) = name.generation {
         labels.insert(keys::INSTANCE_GENERATION_LABEL, generation.to_string());
+    }
+    if let Some((count, model)) = &facts.gpus {
+        labels.insert(keys::INSTANCE_GPU_COUNT_LABEL, count.to_string());
+        labels.insert(keys::INSTANCE_GPU_NAME_LABEL, model.clone());
+    }
+    if let Some(gib) = facts.local_nvme_gib {
+        labels.insert(keys::INSTANCE_LOCAL_NVME_LABEL, gib.to_string());
+    }
+    if let Some(mbps) = facts.network_bandwidth_mbps {
+        labels.insert(keys::INSTANCE_NETWORK_BANDWIDTH_LABEL, mbps.to_string());
     }
     labels
         .into_iter()
