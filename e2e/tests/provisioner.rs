@@ -30,6 +30,11 @@ const CPU_LIMIT: u64 = 200;
 /// A NodeClass on the test network and a Spot-only NodePool that removes
 /// empty nodes at once, with `minValues` on instance types and a CPU limit.
 async fn pool(env: &Env, client: &Client, id: &str) -> String {
+    pool_with(env, client, id, "0s").await
+}
+
+/// The same, removing empty nodes after `consolidate_after`.
+async fn pool_with(env: &Env, client: &Client, id: &str, consolidate_after: &str) -> String {
     ensure_network(&kubernetes_minor(env)).await;
     let name = format!("e2e-prov-{id}");
     let class = local_nodeclass(&name, json!({"alias": "eks@latest"}));
@@ -45,7 +50,7 @@ async fn pool(env: &Env, client: &Client, id: &str) -> String {
                     {"key": "node.kubernetes.io/instance-type", "operator": "Exists", "minValues": MIN_TYPES}
                 ]
             }},
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": consolidate_after},
             "limits": {"cpu": CPU_LIMIT.to_string()}
         }
     });
@@ -553,5 +558,142 @@ async fn capacity_errors_on_the_cheapest_types_still_place_every_pod() {
         );
     }
     eprintln!("CreateFleet calls {calls}, overrides faulted {faults}; faulted types {faulted:?}");
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+/// A bare pod in `namespace` asking for 500m, required onto nodes matching `terms`.
+fn selective_pod(env: &Env, namespace: &str, name: &str, terms: serde_json::Value) {
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": terms}]}}},
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
+    }));
+}
+
+fn pod_events(env: &Env, namespace: &str, pod: &str) -> String {
+    let out = env.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_pod_selecting_every_promised_label_runs_on_the_first_node_launched_for_it() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-labels").await;
+    let id = unique_suffix();
+    let pool = pool(env, &client, &id).await;
+    let namespace = format!("prov-{id}");
+    let _provisioner = Provisioner::start(env, "labels", MOTO, &[]).await;
+    let gt = |key: &str, value: &str| json!({"key": key, "operator": "Gt", "values": [value]});
+    let exists = |key: &str| json!({"key": key, "operator": "Exists"});
+    selective_pod(
+        env,
+        &namespace,
+        "picky",
+        json!([
+            gt("spotwright.io/instance-cpu", "3"),
+            gt("spotwright.io/instance-memory", "4096"),
+            gt("spotwright.io/instance-generation", "4"),
+            {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m"]},
+            exists("spotwright.io/instance-family"),
+            exists("spotwright.io/instance-size"),
+            exists("spotwright.io/instance-network-bandwidth"),
+            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+            exists("topology.kubernetes.io/zone"),
+        ]),
+    );
+    eventually("the picky pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    let claims = pool_claims(&client, &pool).await;
+    assert_eq!(
+        claims.len(),
+        1,
+        "one NodeClaim, no loop: {:?}",
+        claims
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let pod = running_pods(&client, &namespace).await.remove(0);
+    let node = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+    let claim_node = claims[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    assert_eq!(node, claim_node, "the pod runs on the node launched for it");
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+#[tokio::test]
+async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_event() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-mismatch").await;
+    let id = unique_suffix();
+    // Empty nodes stay a while, so the scheduler gets to refuse the node.
+    let pool = pool_with(env, &client, &id, "10m").await;
+    let namespace = format!("prov-{id}");
+    let provisioner = Provisioner::start(env, "mismatch", MOTO, &[]).await;
+    // The solver's catalog has no zone-id label, so it believes any node
+    // fits; the node carries one, so the scheduler refuses it.
+    selective_pod(
+        env,
+        &namespace,
+        "refused",
+        json!([
+        {"key": "topology.k8s.aws/zone-id", "operator": "DoesNotExist"}]),
+    );
+    eventually(
+        "a mismatch Event on the pod",
+        Duration::from_secs(180),
+        || async { pod_events(env, &namespace, "refused").contains("NominationMismatch") },
+    )
+    .await;
+    let metrics = provisioner.metrics().await;
+    let mismatches = counter_in(
+        &metrics,
+        "spotwright_provisioner_nomination_mismatches_total{reason=\"node_affinity\"}",
+    );
+    assert!(mismatches >= 1.0, "{metrics}");
+    // Long past the first backoff (30 s): still the one launch.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let claims = pool_claims(&client, &pool).await;
+    assert_eq!(
+        claims.len(),
+        1,
+        "one launch for the refused pod: {:?}",
+        claims
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(running_pods(&client, &namespace).await.is_empty());
+    env.kubectl(&["delete", "pod", "-n", &namespace, "refused", "--wait=false"]);
+    env.kubectl(&[
+        "patch",
+        "nodepool",
+        &pool,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"disruption":{"consolidateAfter":"0s"}}}"#,
+    ]);
     cleanup(env, &client, &pool, &namespace).await;
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub launch_failures: IntCounterVec,
     pub nodes_terminated: IntCounterVec,
     pub unschedulable_pods: IntCounterVec,
+    pub nomination_mismatches: IntCounterVec,
     pub fleet_cost: Gauge,
     pub interruption_messages: IntCounterVec,
     pub drifted_nodeclaims: IntGaugeVec,
@@ -92,6 +93,13 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            nomination_mismatches: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_nomination_mismatches_total",
+                    "Pods the scheduler did not place on the node launched for them, by the scheduler's reason (or bound_elsewhere).",
+                ),
+                &["reason"],
+            )?,
             fleet_cost: Gauge::with_opts(Opts::new(
                 "spotwright_provisioner_fleet_cost_dollars_per_hour",
                 "Estimated $/h of the instances behind Spotwright's NodeClaims (Spot prices where known).",
@@ -136,6 +144,7 @@ impl Metrics {
         registry.register(Box::new(metrics.launch_failures.clone()))?;
         registry.register(Box::new(metrics.nodes_terminated.clone()))?;
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
+        registry.register(Box::new(metrics.nomination_mismatches.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
         registry.register(Box::new(metrics.interruption_messages.clone()))?;
         registry.register(Box::new(metrics.drifted_nodeclaims.clone()))?;

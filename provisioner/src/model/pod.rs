@@ -63,8 +63,9 @@ pub struct CachedPod {
     pub node_name: Option<String>,
     /// `Succeeded` or `Failed`: it holds nothing on its node.
     pub terminal: bool,
-    /// `PodScheduled=False` with reason `Unschedulable`: the scheduler gave up on it.
-    pub unschedulable: bool,
+    /// `PodScheduled=False` with reason `Unschedulable`: the scheduler gave
+    /// up on it, and its message (why no node fits), kept only then.
+    pub unschedulable: Option<String>,
     /// Has a deletion timestamp.
     pub deleting: bool,
     pub shape: Arc<PodShape>,
@@ -82,13 +83,14 @@ impl CachedPod {
         let status = pod.status.as_ref();
         let unschedulable = status
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
+            .and_then(|cs| {
+                cs.iter().find(|c| {
                     c.type_ == "PodScheduled"
                         && c.status == "False"
                         && c.reason.as_deref() == Some("Unschedulable")
                 })
-            });
+            })
+            .map(|c| c.message.clone().unwrap_or_default());
         CachedPod {
             name: pod.name_any(),
             uid: pod.metadata.uid.clone(),
@@ -123,7 +125,7 @@ impl CachedPod {
     /// place there would fit on a node Spotwright launches only if the
     /// webhook mutated it; such pods are Spotwright's too).
     pub fn is_provisionable(&self, scheduler_name: &str, opted_in: &BTreeSet<String>) -> bool {
-        if self.node_name.is_some() || self.deleting || !self.unschedulable {
+        if self.node_name.is_some() || self.deleting || self.unschedulable.is_none() {
             return false;
         }
         if self.shape.daemonset || self.shape.mirror || self.terminal {

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Node;
 use spotwright_api::{conditions, keys};
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::{
-    DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, Operator, PendingPod, Requirement,
-    Resources,
+    DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, Operator, PendingPod, PlacedPod,
+    Requirement, Resources,
 };
 
 use super::claim::is_condition_true;
@@ -65,7 +65,13 @@ pub fn build(objects: &Objects, instance_types: &[InstanceType]) -> Problem {
         }
     }
     let mut used = HashMap::new();
-    add_nodes(objects, &pods_by_node, &mut problem, &mut used);
+    add_nodes(
+        objects,
+        instance_types,
+        &pods_by_node,
+        &mut problem,
+        &mut used,
+    );
     add_in_flight(objects, instance_types, &mut problem, &mut used);
     for pool in objects.nodepools {
         add_nodepool(objects, pool, &used, &mut problem);
@@ -100,10 +106,12 @@ fn sort_pods<'a>(
 /// no new pods. Counts each NodePool's nodes and capacity.
 fn add_nodes(
     objects: &Objects,
+    instance_types: &[InstanceType],
     pods_by_node: &HashMap<&str, Vec<&CachedPod>>,
     problem: &mut Problem,
     used: &mut HashMap<String, PoolUsage>,
 ) {
+    let initializing = initializing_claims(objects, instance_types);
     // The extender keeps new pods off these, so the solve must not count on them.
     let leaving: BTreeSet<&str> = objects
         .claims
@@ -126,10 +134,18 @@ fn add_nodes(
             }
         }
         let placed = on_node.iter().map(|p| p.placed()).collect();
-        let mut existing = facts::existing_node(node, requested, placed);
+        let (mut existing, capacity) = match initializing.get(name) {
+            Some((claim, instance_type)) => (
+                initializing_node(node, claim, instance_type, requested, placed),
+                instance_type.capacity.clone(),
+            ),
+            None => (
+                facts::existing_node(node, requested, placed),
+                facts::node_capacity(node),
+            ),
+        };
         existing.unavailable |= leaving.contains(name);
         if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
-            let capacity = facts::node_capacity(node);
             let slot = used.entry(pool.clone()).or_default();
             slot.nodes += 1;
             slot.cpu_millis += capacity.cpu_millis;
@@ -137,6 +153,49 @@ fn add_nodes(
         }
         problem.nodes.push(existing);
     }
+}
+
+/// Claims whose Node registered but has not initialized (not Ready yet,
+/// its startup taints on, allocatable not yet reported), by node name, with
+/// their instance type.
+fn initializing_claims<'a>(
+    objects: &Objects<'a>,
+    instance_types: &'a [InstanceType],
+) -> HashMap<&'a str, (&'a NodeClaim, &'a InstanceType)> {
+    objects
+        .claims
+        .iter()
+        .filter(|c| !is_condition_true(c, conditions::INITIALIZED))
+        .filter_map(|c| {
+            let status = c.status.as_ref()?;
+            let node = status.node_name.as_deref()?;
+            let type_name = status.instance_type.as_deref()?;
+            let instance_type = instance_types.iter().find(|t| t.name == type_name)?;
+            Some((node, (*c, instance_type)))
+        })
+        .collect()
+}
+
+/// An initializing node as it will be once it is Ready: its claim's type,
+/// labels and taints, not the Node's `not-ready` taint, startup taints or
+/// missing allocatable, which would make every pending pod look as if it
+/// had nowhere to go and launch a second node for it.
+fn initializing_node(
+    node: &Node,
+    claim: &NodeClaim,
+    instance_type: &InstanceType,
+    requested: Resources,
+    placed: Vec<PlacedPod>,
+) -> ExistingNode {
+    let mut existing = facts::in_flight_node(claim, instance_type, &requested);
+    let mut labels = facts::labels_of(node);
+    labels.append(&mut existing.labels);
+    existing.labels = labels;
+    existing.name = node.metadata.name.clone().unwrap_or_default();
+    existing.pods = placed;
+    existing.in_flight = false;
+    existing.unavailable |= node.metadata.deletion_timestamp.is_some();
+    existing
 }
 
 /// Claims launched whose Node has not registered: pods may be waiting for
@@ -246,5 +305,108 @@ fn object_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
     match &meta.namespace {
         Some(ns) => format!("{ns}/{}", meta.name.as_deref().unwrap_or_default()),
         None => meta.name.clone().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    fn m5_large() -> InstanceType {
+        let two_cpus = Resources {
+            cpu_millis: 1930,
+            memory_bytes: 7 << 30,
+            pods: 29,
+            ..Resources::default()
+        };
+        InstanceType {
+            name: "m5.large".into(),
+            labels: [
+                (keys::INSTANCE_TYPE_LABEL.to_owned(), "m5.large".to_owned()),
+                (keys::INSTANCE_CPU_LABEL.to_owned(), "2".to_owned()),
+            ]
+            .into(),
+            capacity: two_cpus.clone(),
+            allocatable: two_cpus,
+            offerings: Vec::new(),
+        }
+    }
+
+    /// A Node just registered: NotReady, tainted so, nothing allocatable yet.
+    fn fresh_node() -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
+            "spec": {"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+        }))
+        .unwrap()
+    }
+
+    fn claim(initialized: bool) -> NodeClaim {
+        let status = if initialized { "True" } else { "False" };
+        serde_json::from_value(json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": "pool-abcde", "labels": {keys::NODEPOOL_LABEL: "pool"}},
+            "spec": {"nodeClassRef": {"name": "default"}},
+            "status": {"nodeName": "n1", "instanceType": "m5.large", "zone": "us-east-1a",
+                "capacityType": "spot",
+                "conditions": [{"type": conditions::INITIALIZED, "status": status,
+                    "reason": "Test", "message": "", "lastTransitionTime": "2026-12-02T00:00:00Z"}]}
+        }))
+        .unwrap()
+    }
+
+    fn problem_with(claim: &NodeClaim) -> Problem {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "team"},
+            "spec": {"schedulerName": "spotwright", "containers": [
+                {"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+        }))
+        .unwrap();
+        let pod = CachedPod::from(&pod);
+        let node = fresh_node();
+        build(
+            &Objects {
+                pods: &[&pod],
+                nodes: &[&node],
+                claims: &[claim],
+                nodepools: &[],
+                nodeclasses: &[],
+                daemonsets: &[],
+                opted_in: &BTreeSet::new(),
+                scheduler_name: "spotwright",
+            },
+            &[m5_large()],
+        )
+    }
+
+    #[test]
+    fn a_node_still_initializing_counts_as_its_claim_will_be() {
+        let problem = problem_with(&claim(false));
+        assert_eq!(problem.pods.len(), 1);
+        let node = &problem.nodes[0];
+        assert_eq!(node.name, "n1");
+        assert_eq!(node.allocatable.cpu_millis, 1930);
+        assert!(node.taints.is_empty(), "{:?}", node.taints);
+        assert_eq!(
+            node.labels.get(keys::ZONE_LABEL).map(String::as_str),
+            Some("us-east-1a")
+        );
+        assert_eq!(
+            node.labels.get(keys::HOSTNAME_LABEL).map(String::as_str),
+            Some("n1")
+        );
+        assert_eq!(problem.usage["pool"].cpu_millis, 1930);
+    }
+
+    #[test]
+    fn an_initialized_node_counts_as_the_node_says() {
+        let problem = problem_with(&claim(true));
+        let node = &problem.nodes[0];
+        assert_eq!(node.allocatable.cpu_millis, 0);
+        assert_eq!(node.taints.len(), 1);
     }
 }

@@ -184,6 +184,7 @@ impl<L> ProvisionerTurns<L> {
                 state: w.state.clone(),
                 clock: w.clock.clone(),
                 settings: w.settings.provisioning.clone(),
+                nominations: Default::default(),
             },
             disruption: Disruption {
                 act,

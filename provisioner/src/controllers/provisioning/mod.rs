@@ -10,9 +10,13 @@
 //! The batching loop that decides when a pass runs lives in
 //! [`crate::run::turns`], which also gives disruption its turns.
 
+pub mod nominations;
 mod pool_status;
 
+use nominations::{ClaimNow, Hold, Mismatch, Nominations, PodNow};
+
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -25,6 +29,7 @@ use spotwright_solver::{solve, Input, NewNode, Plan};
 use crate::act::claims;
 use crate::act::events::Notice;
 use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
+use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::new_claim::{claim_name, new_claim};
 use crate::model::pod::CachedPod;
@@ -47,6 +52,8 @@ pub struct Provisioning<L> {
     pub state: ClusterState,
     pub clock: SharedClock,
     pub settings: ProvisioningSettings,
+    /// The pods each launch was for, across passes.
+    pub nominations: Mutex<Nominations>,
 }
 
 /// The pods a pass would solve for, by `namespace/name`: what the batching
@@ -70,7 +77,14 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
     resume(ctx).await;
     let snapshot = ctx.state.snapshot();
     let instance_types = ctx.act.launcher.instance_types();
-    let problem = snapshot.problem(&ctx.settings.scheduler_name, &instance_types);
+    let mut problem = snapshot.problem(&ctx.settings.scheduler_name, &instance_types);
+    let by_key: PodsByKey = snapshot
+        .pods
+        .iter()
+        .map(|p| (p.key(), p.as_ref()))
+        .collect();
+    let held = judge_nominations(ctx, &snapshot, &by_key, &problem).await;
+    problem.pods.retain(|p| !held.contains(&p.key));
     ctx.act
         .metrics
         .fleet_cost
@@ -83,11 +97,6 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
         return Ok(());
     }
     let plan = solve_timed(ctx, &problem, &instance_types);
-    let by_key: PodsByKey = snapshot
-        .pods
-        .iter()
-        .map(|p| (p.key(), p.as_ref()))
-        .collect();
     report_unschedulable(ctx, &problem, &plan, &by_key).await;
     let launches = plan
         .new_nodes
@@ -201,6 +210,12 @@ async fn launch_new<L: Launcher>(
         node.price
     );
     let name = created.metadata.name.clone().unwrap_or_default();
+    if let Ok(mut nominations) = ctx.nominations.lock() {
+        let now = ctx.clock.now();
+        for pod in &node.pods {
+            nominations.nominated(pod, &name, now);
+        }
+    }
     for pod in node.pods.iter().take(50).filter_map(|key| pods.get(key)) {
         let note = format!("for NodeClaim {name}: {why}");
         let notice = Notice::normal("Nominated", "Provision", note);
@@ -208,6 +223,119 @@ async fn launch_new<L: Launcher>(
     }
     launch_claim(&ctx.act, &created, class, Some(why), ctx.clock.now()).await;
     Ok(())
+}
+
+/// Judges every nominated pod against the snapshot, reports each new
+/// mismatch (an Event on the pod and the metric), and returns the pending
+/// pods this pass must not launch for.
+async fn judge_nominations<L>(
+    ctx: &Provisioning<L>,
+    snapshot: &Snapshot,
+    pods: &PodsByKey<'_>,
+    problem: &Problem,
+) -> BTreeSet<String> {
+    let now = ctx.clock.now();
+    let (found, held) = {
+        let Ok(mut nominations) = ctx.nominations.lock() else {
+            return BTreeSet::new();
+        };
+        let mut found = Vec::new();
+        for (pod_key, claim_name) in nominations.nominated_pods() {
+            let pod_now = match pods.get(&pod_key) {
+                None => PodNow::Gone,
+                Some(pod) => match (&pod.node_name, &pod.unschedulable) {
+                    (Some(node), _) => PodNow::Bound { node },
+                    (None, Some(message)) => PodNow::Pending { message },
+                    // Not tried by the scheduler yet: nothing to judge.
+                    (None, None) => continue,
+                },
+            };
+            let claim_now = claim_now(snapshot, &claim_name);
+            found.extend(nominations.judge(&pod_key, pod_now, claim_now, now));
+        }
+        let mut held = BTreeSet::new();
+        for pending in &problem.pods {
+            let message = pods
+                .get(&pending.key)
+                .and_then(|p| p.unschedulable.as_deref())
+                .unwrap_or_default();
+            let claim = nominations
+                .claim_of(&pending.key)
+                .map_or(ClaimNow::Gone, |name| claim_now(snapshot, name));
+            match nominations.hold(&pending.key, message, claim, now) {
+                Some(Hold::Backoff { until }) => {
+                    tracing::debug!(pod = pending.key, %until, "launched for recently; waiting");
+                    held.insert(pending.key.clone());
+                }
+                Some(Hold::Awaiting { claim }) => {
+                    tracing::debug!(
+                        pod = pending.key,
+                        claim,
+                        "waiting for the node launched for it"
+                    );
+                    held.insert(pending.key.clone());
+                }
+                Some(Hold::Refused { reasons }) => {
+                    tracing::debug!(
+                        pod = pending.key,
+                        reasons,
+                        "the scheduler refused its node; not launching again"
+                    );
+                    held.insert(pending.key.clone());
+                }
+                None => {}
+            }
+        }
+        (found, held)
+    };
+    for mismatch in found {
+        report_mismatch(ctx, pods, mismatch).await;
+    }
+    held
+}
+
+/// What became of a claim, as [`Nominations::judge`] needs it.
+fn claim_now<'a>(snapshot: &'a Snapshot, name: &str) -> ClaimNow<'a> {
+    let Some(claim) = snapshot.claim(name) else {
+        return ClaimNow::Gone;
+    };
+    let initialized = find_condition(claim, spotwright_api::conditions::INITIALIZED)
+        .filter(|c| c.status == "True");
+    match (initialized, node_name(claim)) {
+        (Some(c), Some(node)) => ClaimNow::Ready {
+            node,
+            since: c.last_transition_time.0,
+        },
+        (_, node) => ClaimNow::Launching { node },
+    }
+}
+
+async fn report_mismatch<L>(ctx: &Provisioning<L>, pods: &PodsByKey<'_>, m: Mismatch) {
+    ctx.act
+        .metrics
+        .nomination_mismatches
+        .with_label_values(&[m.reason])
+        .inc();
+    let note = match m.reason {
+        "bound_elsewhere" => format!(
+            "launched NodeClaim {} for this pod, but the scheduler {}",
+            m.claim, m.detail
+        ),
+        reason => format!(
+            "the scheduler did not place this pod on the node of NodeClaim {}, launched for it ({reason}): {}; no new node is launched for it while that is the reason",
+            m.claim, m.detail
+        ),
+    };
+    tracing::warn!(
+        pod = m.pod,
+        claim = m.claim,
+        reason = m.reason,
+        "nomination mismatch: {note}"
+    );
+    if let Some(pod) = pods.get(&m.pod) {
+        let notice = Notice::warning("NominationMismatch", "Provision", note);
+        ctx.act.events.publish(&pod.reference(), notice).await;
+    }
 }
 
 /// Launches NodeClaims that have no instance yet (an earlier process

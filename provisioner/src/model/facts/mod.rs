@@ -9,7 +9,9 @@ mod pod;
 mod selectors;
 
 pub use daemonset::daemonset_facts;
-pub use node::{add as add_resources, existing_node, in_flight_node, node_capacity, resources};
+pub use node::{
+    add as add_resources, existing_node, in_flight_node, labels_of, node_capacity, resources,
+};
 pub use nodepool::{nodepool_facts, requirement, taint};
 pub use pod::{placement, pod_requests, requests_of, Placement, UnreadableField};
 

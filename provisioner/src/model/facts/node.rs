@@ -42,6 +42,11 @@ pub fn existing_node(node: &Node, requested: Resources, pods: Vec<PlacedPod>) ->
     }
 }
 
+/// The Node's labels.
+pub fn labels_of(node: &Node) -> BTreeMap<String, String> {
+    labels(node.metadata.labels.as_ref())
+}
+
 /// A NodeClaim launched (or being launched) whose Node has not registered:
 /// pods the scheduler cannot place yet may be waiting for it, so the solver
 /// counts it as a node and does not launch twice for them.

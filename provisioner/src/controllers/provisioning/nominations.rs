@@ -1,0 +1,405 @@
+//! Nominations: which pending pods each launch was for, and what became of
+//! them. Pure: the pass feeds it what the snapshot says and the time.
+//!
+//! The solver and kube-scheduler can disagree (a label the node lacks, a
+//! rule the solver does not model). Unchecked, that is a launch loop: the
+//! pod stays pending, the next pass launches again, forever. So a pod the
+//! scheduler still refuses once the node launched for it has been ready for
+//! a grace period is a *mismatch*: it gets no new launch while the
+//! scheduler's reason stays the same. And launches for any one pod back
+//! off, doubling from `first_retry` up to `max_retry`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::model::claim::elapsed;
+
+/// How nominations are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NominationSettings {
+    /// How long after a pod's first launch another may follow; doubled per launch.
+    pub first_retry: Duration,
+    /// The longest wait between launches for one pod.
+    pub max_retry: Duration,
+    /// How long the node launched for a pod may be ready before a
+    /// still-pending pod counts as refused by the scheduler.
+    pub grace: Duration,
+}
+
+impl Default for NominationSettings {
+    fn default() -> Self {
+        NominationSettings {
+            first_retry: Duration::from_secs(30),
+            max_retry: Duration::from_secs(10 * 60),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What became of the claim a pod was nominated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimNow<'a> {
+    /// Deleted (its launch failed, or its node went).
+    Gone,
+    /// Launched or launching, its node (once registered) not ready yet.
+    Launching { node: Option<&'a str> },
+    /// Its node, initialized since then.
+    Ready { node: &'a str, since: Timestamp },
+}
+
+/// What the snapshot says of a pod with a nomination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodNow<'a> {
+    /// Still unschedulable, with the scheduler's message.
+    Pending { message: &'a str },
+    /// Bound to a node.
+    Bound { node: &'a str },
+    /// Deleted, or no longer Spotwright's.
+    Gone,
+}
+
+/// A disagreement between the solver and the scheduler, found once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub pod: String,
+    pub claim: String,
+    /// The metric's `reason`: `node_affinity`, `resources`, `taints`,
+    /// `topology_spread`, `pod_affinity`, `volumes`, `ports`, `other`, or
+    /// `bound_elsewhere` (the scheduler placed it on another node).
+    pub reason: &'static str,
+    /// The scheduler's message, or where it bound the pod.
+    pub detail: String,
+}
+
+/// Why a pass leaves a pod out of the solve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The node launched for it is not judged yet: launching, or ready for
+    /// less than the grace period. It is the pod's place until then.
+    Awaiting { claim: String },
+    /// A launch for it was recent: the next no sooner than `until`.
+    Backoff { until: Timestamp },
+    /// The scheduler refused the node launched for it, and still gives the
+    /// same reason.
+    Refused { reasons: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    claim: String,
+    launches: u32,
+    last_launch: Timestamp,
+    /// The scheduler's reasons when it refused the node launched for the pod.
+    refused: Option<String>,
+}
+
+/// Every pod launched for that is still pending.
+#[derive(Clone, Debug, Default)]
+pub struct Nominations {
+    settings: NominationSettings,
+    pods: HashMap<String, Record>,
+}
+
+impl Nominations {
+    pub fn new(settings: NominationSettings) -> Self {
+        Nominations {
+            settings,
+            pods: HashMap::new(),
+        }
+    }
+
+    /// A claim was created for `pod`.
+    pub fn nominated(&mut self, pod: &str, claim: &str, now: Timestamp) {
+        let record = self.pods.entry(pod.to_owned()).or_insert(Record {
+            claim: String::new(),
+            launches: 0,
+            last_launch: now,
+            refused: None,
+        });
+        record.claim = claim.to_owned();
+        record.launches = record.launches.saturating_add(1);
+        record.last_launch = now;
+        record.refused = None;
+    }
+
+    /// The pods nominated, to look up for [`Self::judge`].
+    pub fn nominated_pods(&self) -> Vec<(String, String)> {
+        self.pods
+            .iter()
+            .map(|(pod, r)| (pod.clone(), r.claim.clone()))
+            .collect()
+    }
+
+    /// The claim last created for `pod`.
+    pub fn claim_of(&self, pod: &str) -> Option<&str> {
+        self.pods.get(pod).map(|r| r.claim.as_str())
+    }
+
+    /// Judges one nominated pod by what became of it and of its claim. A
+    /// bound or gone pod is forgotten; a pending one whose node has been
+    /// ready for the grace period is refused. A mismatch is returned once.
+    pub fn judge(
+        &mut self,
+        pod: &str,
+        now_pod: PodNow,
+        claim: ClaimNow,
+        now: Timestamp,
+    ) -> Option<Mismatch> {
+        let record = self.pods.get_mut(pod)?;
+        match (now_pod, claim) {
+            (PodNow::Gone, _) => {
+                self.pods.remove(pod);
+                None
+            }
+            (PodNow::Bound { node }, claim) => {
+                let record = self.pods.remove(pod)?;
+                let elsewhere = match claim {
+                    ClaimNow::Ready { node: ours, .. } => ours != node,
+                    ClaimNow::Launching { node: ours } => ours != Some(node),
+                    ClaimNow::Gone => false,
+                };
+                elsewhere.then(|| Mismatch {
+                    pod: pod.to_owned(),
+                    claim: record.claim,
+                    reason: "bound_elsewhere",
+                    detail: format!("bound to {node}"),
+                })
+            }
+            (PodNow::Pending { message }, ClaimNow::Ready { since, .. }) => {
+                if record.refused.is_some() || elapsed(since, now) < self.settings.grace {
+                    return None;
+                }
+                let reasons = scheduler_reasons(message);
+                record.refused = Some(reasons.join(","));
+                Some(Mismatch {
+                    pod: pod.to_owned(),
+                    claim: record.claim.clone(),
+                    reason: reasons.first().copied().unwrap_or("other"),
+                    detail: message.to_owned(),
+                })
+            }
+            (PodNow::Pending { .. }, _) => None,
+        }
+    }
+
+    /// Whether the pass must leave `pod` out, given the scheduler's message
+    /// and its claim now (after [`Self::judge`]).
+    pub fn hold(&self, pod: &str, message: &str, claim: ClaimNow, now: Timestamp) -> Option<Hold> {
+        let record = self.pods.get(pod)?;
+        match &record.refused {
+            Some(refused) if *refused == scheduler_reasons(message).join(",") => {
+                return Some(Hold::Refused {
+                    reasons: refused.clone(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let judged = match claim {
+                    ClaimNow::Gone => true,
+                    ClaimNow::Launching { .. } => false,
+                    ClaimNow::Ready { since, .. } => elapsed(since, now) >= self.settings.grace,
+                };
+                if !judged {
+                    return Some(Hold::Awaiting {
+                        claim: record.claim.clone(),
+                    });
+                }
+            }
+        }
+        let wait = self.retry_after(record.launches);
+        (elapsed(record.last_launch, now) < wait).then(|| Hold::Backoff {
+            until: record
+                .last_launch
+                .checked_add(wait)
+                .unwrap_or(record.last_launch),
+        })
+    }
+
+    /// The wait after the `launches`-th launch for one pod.
+    fn retry_after(&self, launches: u32) -> Duration {
+        let doublings = launches.saturating_sub(1).min(16);
+        self.settings
+            .first_retry
+            .saturating_mul(1u32 << doublings)
+            .min(self.settings.max_retry)
+    }
+}
+
+/// The kinds of reason in kube-scheduler's `FailedScheduling` message
+/// (`0/5 nodes are available: 1 node(s) didn't match Pod's node
+/// affinity/selector, 4 Insufficient cpu. ...`), most specific first.
+pub fn scheduler_reasons(message: &str) -> Vec<&'static str> {
+    const KINDS: [(&str, &[&str]); 7] = [
+        ("node_affinity", &["didn't match Pod's node affinity"]),
+        (
+            "pod_affinity",
+            &["pod affinity", "pod anti-affinity", "anti-affinity"],
+        ),
+        ("topology_spread", &["topology spread"]),
+        ("volumes", &["volume", "PersistentVolumeClaim"]),
+        ("taints", &["untolerated taint", "had taint"]),
+        ("ports", &["free ports"]),
+        ("resources", &["Insufficient", "Too many pods"]),
+    ];
+    let found: Vec<&'static str> = KINDS
+        .iter()
+        .filter(|(_, phrases)| phrases.iter().any(|p| message.contains(p)))
+        .map(|(kind, _)| *kind)
+        .collect();
+    if found.is_empty() {
+        vec!["other"]
+    } else {
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    const AFFINITY: &str = "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 node(s) had untolerated taint {node-role: system}.";
+
+    #[test]
+    fn a_pod_refused_by_the_ready_node_is_a_mismatch_once_and_held_for_that_reason() {
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        let pending = PodNow::Pending { message: AFFINITY };
+        let ready = ClaimNow::Ready {
+            node: "n1",
+            since: at(20),
+        };
+        let launching = ClaimNow::Launching { node: None };
+        assert_eq!(n.judge("a/p", pending, launching, at(10)), None);
+        assert_eq!(
+            n.judge("a/p", pending, ready, at(40)),
+            None,
+            "within the grace"
+        );
+        let found = n.judge("a/p", pending, ready, at(50)).unwrap();
+        assert_eq!(found.reason, "node_affinity");
+        assert_eq!(found.claim, "pool-x");
+        assert_eq!(
+            n.judge("a/p", pending, ready, at(60)),
+            None,
+            "reported once"
+        );
+        // Held for as long as the reason is the same, long past any backoff.
+        assert!(matches!(
+            n.hold("a/p", AFFINITY, ready, at(100_000)),
+            Some(Hold::Refused { .. })
+        ));
+        // A different reason now: a launch may try again.
+        assert_eq!(
+            n.hold(
+                "a/p",
+                "0/4 nodes are available: 4 Insufficient cpu.",
+                ready,
+                at(100_000)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_bound_pod_is_forgotten_and_binding_elsewhere_is_named() {
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        n.nominated("a/q", "pool-x", at(0));
+        let ready = ClaimNow::Ready {
+            node: "n1",
+            since: at(5),
+        };
+        assert_eq!(
+            n.judge("a/p", PodNow::Bound { node: "n1" }, ready, at(9)),
+            None
+        );
+        // Bound to its node before the claim recorded it initialized: no mismatch.
+        n.nominated("a/r", "pool-x", at(0));
+        let registered = ClaimNow::Launching { node: Some("n1") };
+        let bound = PodNow::Bound { node: "n1" };
+        assert_eq!(n.judge("a/r", bound, registered, at(9)), None);
+        let elsewhere = n.judge("a/q", PodNow::Bound { node: "n7" }, ready, at(9));
+        assert_eq!(elsewhere.map(|m| m.reason), Some("bound_elsewhere"));
+        assert!(n.nominated_pods().is_empty());
+    }
+
+    #[test]
+    fn a_pod_waits_for_the_node_launched_for_it_until_it_is_judged() {
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        let launching = ClaimNow::Launching { node: Some("n1") };
+        let awaiting = Some(Hold::Awaiting {
+            claim: "pool-x".into(),
+        });
+        // Long past the backoff, the node launched for it is still its place.
+        assert_eq!(n.hold("a/p", "", launching, at(5_000)), awaiting);
+        let ready = ClaimNow::Ready {
+            node: "n1",
+            since: at(4_990),
+        };
+        assert_eq!(n.hold("a/p", "", ready, at(5_000)), awaiting);
+        // Its claim gone (the launch failed): the backoff alone decides.
+        assert_eq!(n.hold("a/p", "", ClaimNow::Gone, at(5_000)), None);
+    }
+
+    #[test]
+    fn launches_for_one_pod_back_off_doubling_to_the_cap() {
+        let settings = NominationSettings::default();
+        let mut n = Nominations::new(settings);
+        let mut last = at(0);
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            n.nominated("a/p", "c", last);
+            let Some(Hold::Backoff { until }) = n.hold("a/p", "", ClaimNow::Gone, last) else {
+                panic!("held right after a launch");
+            };
+            assert_eq!(
+                n.hold("a/p", "", ClaimNow::Gone, until),
+                None,
+                "free at {until}"
+            );
+            waits.push(elapsed(last, until).as_secs());
+            last = until;
+        }
+        assert_eq!(waits, [30, 60, 120, 240, 480, 600, 600, 600]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn waits_between_launches_never_shrink_and_never_pass_the_cap(
+            first in 1u64..120, cap in 1u64..3_600, launches in 1u32..64,
+        ) {
+            let n = Nominations::new(NominationSettings {
+                first_retry: Duration::from_secs(first),
+                max_retry: Duration::from_secs(cap),
+                grace: Duration::from_secs(30),
+            });
+            let (now, next) = (n.retry_after(launches), n.retry_after(launches + 1));
+            proptest::prop_assert!(now <= next);
+            proptest::prop_assert!(next <= Duration::from_secs(cap));
+            proptest::prop_assert!(now >= Duration::from_secs(first).min(Duration::from_secs(cap)));
+        }
+    }
+
+    #[test]
+    fn scheduler_messages_name_their_reasons() {
+        assert_eq!(scheduler_reasons(AFFINITY), ["node_affinity", "taints"]);
+        assert_eq!(
+            scheduler_reasons(
+                "0/2 nodes are available: 2 node(s) didn't match pod topology spread constraints."
+            ),
+            ["topology_spread"]
+        );
+        assert_eq!(
+            scheduler_reasons("0/1 nodes are available: 1 Insufficient memory."),
+            ["resources"]
+        );
+        assert_eq!(scheduler_reasons(""), ["other"]);
+    }
+}
