@@ -673,7 +673,7 @@ async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_
         "spotwright_provisioner_nomination_mismatches_total{reason=\"node_affinity\"}",
     );
     assert!(mismatches >= 1.0, "{metrics}");
-    // Long past the first backoff (30 s): still the one launch.
+    // Long past the first retries (at once, then 15 s): still the one launch.
     tokio::time::sleep(Duration::from_secs(45)).await;
     let claims = pool_claims(&client, &pool).await;
     assert_eq!(

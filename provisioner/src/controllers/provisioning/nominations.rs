@@ -7,7 +7,8 @@
 //! scheduler still refuses once the node launched for it has been ready for
 //! a grace period is a *mismatch*: it gets no new launch while the
 //! scheduler's reason stays the same. And launches for any one pod back
-//! off, doubling from `first_retry` up to `max_retry`.
+//! off: the second at once, then doubling from `first_retry` up to
+//! `max_retry`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct NominationSettings {
 impl Default for NominationSettings {
     fn default() -> Self {
         NominationSettings {
-            first_retry: Duration::from_secs(30),
+            first_retry: Duration::from_secs(15),
             max_retry: Duration::from_secs(10 * 60),
             grace: Duration::from_secs(30),
         }
@@ -218,8 +219,13 @@ impl Nominations {
     }
 
     /// The wait after the `launches`-th launch for one pod.
+    /// The first retry is at once: a launch that failed (capacity errors
+    /// on every offering it tried) is retried on what is left.
     fn retry_after(&self, launches: u32) -> Duration {
-        let doublings = launches.saturating_sub(1).min(16);
+        if launches <= 1 {
+            return Duration::ZERO;
+        }
+        let doublings = launches.saturating_sub(2).min(16);
         self.settings
             .first_retry
             .saturating_mul(1u32 << doublings)
@@ -352,6 +358,12 @@ mod tests {
     fn launches_for_one_pod_back_off_doubling_to_the_cap() {
         let settings = NominationSettings::default();
         let mut n = Nominations::new(settings);
+        n.nominated("a/p", "c", at(0));
+        assert_eq!(
+            n.hold("a/p", "", ClaimNow::Gone, at(0)),
+            None,
+            "the first retry is at once"
+        );
         let mut last = at(0);
         let mut waits = Vec::new();
         for _ in 0..8 {
@@ -367,7 +379,7 @@ mod tests {
             waits.push(elapsed(last, until).as_secs());
             last = until;
         }
-        assert_eq!(waits, [30, 60, 120, 240, 480, 600, 600, 600]);
+        assert_eq!(waits, [15, 30, 60, 120, 240, 480, 600, 600]);
     }
 
     proptest::proptest! {
@@ -383,7 +395,9 @@ mod tests {
             let (now, next) = (n.retry_after(launches), n.retry_after(launches + 1));
             proptest::prop_assert!(now <= next);
             proptest::prop_assert!(next <= Duration::from_secs(cap));
-            proptest::prop_assert!(now >= Duration::from_secs(first).min(Duration::from_secs(cap)));
+            if launches >= 2 {
+                proptest::prop_assert!(now >= Duration::from_secs(first).min(Duration::from_secs(cap)));
+            }
         }
     }
 
