@@ -77,6 +77,7 @@ pub struct NodeClaimTemplateSpec {
     pub startup_taints: Vec<Taint>,
     /// Constraints on the nodes' labels, such as instance types, zones or capacity type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub requirements: Vec<NodeSelectorRequirementWithMinValues>,
     /// The NodeClass that says how to launch the nodes on EC2.
     pub node_class_ref: NodeClassReference,
@@ -88,13 +89,24 @@ pub struct NodeClaimTemplateSpec {
 /// A node-label requirement, with an optional floor on the variety of values.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(self.operator in ['Gt', 'Lt', 'Gte', 'Lte']) || (has(self.values) && size(self.values) == 1 && self.values[0].matches('^-?[0-9]+$'))",
+        "message": "Gt, Lt, Gte and Lte take exactly one integer value"
+    },
+    {
+        "rule": "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0",
+        "message": "Exists and DoesNotExist take no values"
+    }
+]))]
 pub struct NodeSelectorRequirementWithMinValues {
     /// The node label the requirement applies to.
     pub key: String,
     /// How the label's value is compared with `values`.
     pub operator: RequirementOperator,
-    /// The values compared; a single integer for Gt and Lt, none for Exists and DoesNotExist.
+    /// The values compared; a single integer for Gt, Lt, Gte and Lte, none for Exists and DoesNotExist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 63)))]
     pub values: Vec<String>,
     /// The least number of distinct values of this key a launch must keep open (for diversity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +123,10 @@ pub enum RequirementOperator {
     DoesNotExist,
     Gt,
     Lt,
+    /// Greater than or equal to (one integer value; NodePools only).
+    Gte,
+    /// Less than or equal to (one integer value; NodePools only).
+    Lte,
 }
 
 /// Names the NodeClass a NodePool launches with.
@@ -392,6 +408,7 @@ pub struct NodeClaimSpec {
     pub node_class_ref: NodeClassReference,
     /// The requirements the instance was chosen under.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
     pub requirements: Vec<NodeSelectorRequirementWithMinValues>,
     /// Taints the node carries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -669,3 +669,58 @@ async fn only_one_elector_leads_and_the_other_takes_over_when_it_stops() {
         .delete(&format!("e2e-lease-{id}"), &DeleteParams::default())
         .await;
 }
+
+/// The API server checks requirements as the CRD says: `Gte`/`Lte` (and
+/// `Gt`/`Lt`) take one integer, `Exists` takes no values.
+#[tokio::test]
+async fn the_api_server_accepts_gte_and_lte_and_refuses_malformed_requirements() {
+    let client = env().client().await;
+    let pools: Api<spotwright_api::NodePool> = Api::all(client);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let pool = |requirement: serde_json::Value| -> spotwright_api::NodePool {
+        serde_json::from_value(json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool",
+            "metadata": {"name": format!("e2e-ops-{}", unique_suffix())},
+            "spec": {"template": {"spec": {"nodeClassRef": {"name": "default"},
+                "requirements": [requirement]}}}
+        }))
+        .expect("a NodePool")
+    };
+    for ok in [
+        json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}),
+        json!({"key": "spotwright.io/instance-memory", "operator": "Lte", "values": ["65536"]}),
+        json!({"key": "spotwright.io/instance-family", "operator": "Exists"}),
+    ] {
+        let created = pools.create(&dry_run, &pool(ok.clone())).await;
+        assert!(created.is_ok(), "{ok} refused: {created:?}");
+    }
+    for (bad, message) in [
+        (
+            json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["four"]}),
+            "one integer",
+        ),
+        (
+            json!({"key": "spotwright.io/instance-cpu", "operator": "Lt", "values": ["1", "2"]}),
+            "one integer",
+        ),
+        (
+            json!({"key": "spotwright.io/instance-family", "operator": "Exists", "values": ["m5"]}),
+            "no values",
+        ),
+    ] {
+        match pools.create(&dry_run, &pool(bad.clone())).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{bad}: {status:?}");
+                assert!(
+                    status.message.contains(message),
+                    "{bad}: {}",
+                    status.message
+                );
+            }
+            other => panic!("{bad} was not refused: {other:?}"),
+        }
+    }
+}

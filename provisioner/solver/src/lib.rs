@@ -20,6 +20,8 @@ mod taints;
 mod topology;
 pub mod workload;
 
+pub use requirements::label_matches;
+
 use model::{
     CapacityType, DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, PendingPod,
     Requirement, Resources,

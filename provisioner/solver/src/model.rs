@@ -37,6 +37,23 @@ pub enum Operator {
     DoesNotExist,
     Gt,
     Lt,
+    /// NodePools only (Kubernetes has no such pod operator): `>=`.
+    Gte,
+    /// NodePools only: `<=`.
+    Lte,
+}
+
+impl Operator {
+    /// For `Gt`, `Lt`, `Gte` and `Lte`: whether `value` stands so to `bound`.
+    pub fn compares(self, value: i64, bound: i64) -> Option<bool> {
+        match self {
+            Operator::Gt => Some(value > bound),
+            Operator::Lt => Some(value < bound),
+            Operator::Gte => Some(value >= bound),
+            Operator::Lte => Some(value <= bound),
+            _ => None,
+        }
+    }
 }
 
 /// `OR` over terms, each an `AND` of requirements (a pod's

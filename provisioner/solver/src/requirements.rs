@@ -33,8 +33,18 @@ fn parse_integer(value: &str) -> Option<i64> {
     value.trim().parse().ok()
 }
 
-/// One requirement against one label value. `Gt`/`Lt` compare integers and
-/// fail when either side is not one, as Kubernetes does.
+/// One requirement against a label a node has (`Some`) or lacks (`None`).
+pub fn label_matches(requirement: &Requirement, value: Option<&str>) -> bool {
+    let value = match value {
+        Some(v) => LabelValue::Present(v),
+        None => LabelValue::Absent,
+    };
+    requirement_matches(requirement, value)
+}
+
+/// One requirement against one label value. `Gt`, `Lt`, `Gte` and `Lte`
+/// compare integers and fail when either side is not one, as Kubernetes
+/// does.
 pub(crate) fn requirement_matches(requirement: &Requirement, value: LabelValue<'_>) -> bool {
     let listed = |v: &str| requirement.values.iter().any(|x| x == v);
     let bound = || requirement.values.first().and_then(|v| parse_integer(v));
@@ -47,13 +57,11 @@ pub(crate) fn requirement_matches(requirement: &Requirement, value: LabelValue<'
         (Operator::Exists, _) => true,
         (Operator::DoesNotExist, LabelValue::Absent) => true,
         (Operator::DoesNotExist, _) => false,
-        (Operator::Gt, LabelValue::Present(v)) => {
-            matches!((parse_integer(v), bound()), (Some(v), Some(b)) if v > b)
-        }
-        (Operator::Lt, LabelValue::Present(v)) => {
-            matches!((parse_integer(v), bound()), (Some(v), Some(b)) if v < b)
-        }
-        (Operator::Gt | Operator::Lt, _) => false,
+        (numeric, LabelValue::Present(v)) => match (parse_integer(v), bound()) {
+            (Some(v), Some(b)) => numeric.compares(v, b).unwrap_or(false),
+            _ => false,
+        },
+        (Operator::Gt | Operator::Lt | Operator::Gte | Operator::Lte, _) => false,
     }
 }
 
@@ -159,6 +167,11 @@ mod tests {
             "16 > 9 though \"16\" < \"9\""
         );
         assert!(!all_match(&[req("cpu", Operator::Gt, &["16"])], &node));
+        assert!(all_match(&[req("cpu", Operator::Gte, &["16"])], &node));
+        assert!(!all_match(&[req("cpu", Operator::Gte, &["17"])], &node));
+        assert!(all_match(&[req("cpu", Operator::Lte, &["16"])], &node));
+        assert!(!all_match(&[req("cpu", Operator::Lte, &["15"])], &node));
+        assert!(!all_match(&[req("gpu", Operator::Gte, &["0"])], &node));
         assert!(all_match(&[req("cpu", Operator::Lt, &["17"])], &node));
         assert!(
             !all_match(&[req("name", Operator::Gt, &["1"])], &node),

@@ -28,6 +28,8 @@ pub fn api_requirement(r: &Requirement) -> NodeSelectorRequirementWithMinValues 
             Operator::DoesNotExist => RequirementOperator::DoesNotExist,
             Operator::Gt => RequirementOperator::Gt,
             Operator::Lt => RequirementOperator::Lt,
+            Operator::Gte => RequirementOperator::Gte,
+            Operator::Lte => RequirementOperator::Lte,
         },
         values: r.values.clone(),
         min_values: r.min_values.and_then(|v| i32::try_from(v).ok()),

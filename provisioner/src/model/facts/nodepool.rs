@@ -19,6 +19,8 @@ pub fn requirement(r: &NodeSelectorRequirementWithMinValues) -> Requirement {
             RequirementOperator::DoesNotExist => Operator::DoesNotExist,
             RequirementOperator::Gt => Operator::Gt,
             RequirementOperator::Lt => Operator::Lt,
+            RequirementOperator::Gte => Operator::Gte,
+            RequirementOperator::Lte => Operator::Lte,
         },
         values: r.values.clone(),
         min_values: r.min_values.and_then(|v| u32::try_from(v).ok()),

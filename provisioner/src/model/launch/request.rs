@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 
 use spotwright_api::keys;
-use spotwright_solver::model::{CapacityType, InstanceType, Operator, Requirement};
+use spotwright_solver::model::{CapacityType, InstanceType, Requirement};
 
 use super::overrides::NewNodeLaunch;
 
 /// Keys that describe the instance type itself; requirements on other keys
 /// (NodePool template labels) do not narrow the types.
-pub const INSTANCE_TYPE_KEYS: [&str; 9] = [
+pub const INSTANCE_TYPE_KEYS: [&str; 13] = [
     keys::INSTANCE_TYPE_LABEL,
     keys::ARCH_LABEL,
     keys::OS_LABEL,
@@ -21,29 +21,16 @@ pub const INSTANCE_TYPE_KEYS: [&str; 9] = [
     keys::INSTANCE_CPU_LABEL,
     keys::INSTANCE_MEMORY_LABEL,
     keys::INSTANCE_GENERATION_LABEL,
+    keys::INSTANCE_GPU_COUNT_LABEL,
+    keys::INSTANCE_GPU_NAME_LABEL,
+    keys::INSTANCE_LOCAL_NVME_LABEL,
+    keys::INSTANCE_NETWORK_BANDWIDTH_LABEL,
 ];
 
-/// Whether a label value (or its absence) meets one requirement.
+/// Whether a label value (or its absence) meets one requirement, as the
+/// solver judges it.
 pub fn meets(requirement: &Requirement, value: Option<&str>) -> bool {
-    let listed = || value.is_some_and(|v| requirement.values.iter().any(|x| x == v));
-    let compare = |ordering: std::cmp::Ordering| {
-        let bound = requirement
-            .values
-            .first()
-            .and_then(|b| b.parse::<i64>().ok());
-        match (value.and_then(|v| v.parse::<i64>().ok()), bound) {
-            (Some(v), Some(b)) => v.cmp(&b) == ordering,
-            _ => false,
-        }
-    };
-    match requirement.operator {
-        Operator::In => listed(),
-        Operator::NotIn => !listed(),
-        Operator::Exists => value.is_some(),
-        Operator::DoesNotExist => value.is_none(),
-        Operator::Gt => compare(std::cmp::Ordering::Greater),
-        Operator::Lt => compare(std::cmp::Ordering::Less),
-    }
+    spotwright_solver::label_matches(requirement, value)
 }
 
 fn allowed<'a>(
@@ -122,7 +109,7 @@ pub fn launch_from_requirements(
 mod tests {
     use std::collections::BTreeMap;
 
-    use spotwright_solver::model::{Offering, Resources};
+    use spotwright_solver::model::{Offering, Operator, Resources};
 
     use super::*;
 
