@@ -155,7 +155,7 @@ fn world(seed: u64, max_pods: u64) -> World {
             p.requests.memory_bytes = (64 + d.below(4_000)) * MIB;
             p.labels = labels(&[("app", "plain")]);
             let group = d.below(2);
-            match d.below(6) {
+            match d.below(8) {
                 1 => {
                     let app = format!("zs{group}");
                     p.labels = labels(&[("app", &app)]);
@@ -174,6 +174,8 @@ fn world(seed: u64, max_pods: u64) -> World {
                 }
                 4 => p.node_selector = labels(&[(ZONE, ZONES[d.below(3) as usize])]),
                 5 => p.tolerations = vec![tolerate("team")],
+                6 => p.required_affinity = affinity_terms(&mut d),
+                7 => p.node_selector = labels(&[(ARCH, ["amd64", "arm64"][d.below(2) as usize])]),
                 _ => {}
             }
             p
@@ -186,6 +188,116 @@ fn world(seed: u64, max_pods: u64) -> World {
         daemonsets,
         types,
     }
+}
+
+/// One or two OR'd terms of one or two requirements over the labels nodes
+/// carry (and one they never do).
+fn affinity_terms(d: &mut Draws) -> NodeSelectorTerms {
+    (0..1 + d.below(2))
+        .map(|_| {
+            (0..1 + d.below(2))
+                .map(|_| match d.below(7) {
+                    0 => req(
+                        ARCH,
+                        Operator::In,
+                        &[["amd64", "arm64"][d.below(2) as usize]],
+                    ),
+                    1 => req(
+                        INSTANCE_CPU,
+                        Operator::Gt,
+                        &[["1", "2", "4"][d.below(3) as usize]],
+                    ),
+                    2 => req(
+                        INSTANCE_CPU,
+                        Operator::Lt,
+                        &[["2", "8", "16"][d.below(3) as usize]],
+                    ),
+                    3 => req(ZONE, Operator::NotIn, &[ZONES[d.below(3) as usize]]),
+                    4 => req(CAPACITY_TYPE, Operator::In, &["spot"]),
+                    5 => req("spotwright.io/instance-family", Operator::Exists, &[]),
+                    _ => req("example.com/never", Operator::DoesNotExist, &[]),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A node-selector requirement against node labels, as Kubernetes
+/// documents it (and, for NodeClaims, `Gte`/`Lte` as the CRD does).
+fn k8s_requirement(r: &Requirement, labels: &BTreeMap<String, String>) -> bool {
+    let value = labels.get(&r.key);
+    let number = |v: &String| v.parse::<i64>().ok();
+    let bound = || {
+        (r.values.len() == 1)
+            .then(|| r.values[0].parse::<i64>().ok())
+            .flatten()
+    };
+    let compare = |holds: fn(i64, i64) -> bool| matches!((value.and_then(number), bound()), (Some(v), Some(b)) if holds(v, b));
+    match r.operator {
+        Operator::In => value.is_some_and(|v| r.values.contains(v)),
+        Operator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+        Operator::Exists => value.is_some(),
+        Operator::DoesNotExist => value.is_none(),
+        Operator::Gt => compare(|v, b| v > b),
+        Operator::Lt => compare(|v, b| v < b),
+        Operator::Gte => compare(|v, b| v >= b),
+        Operator::Lte => compare(|v, b| v <= b),
+    }
+}
+
+/// kube-scheduler's NodeAffinity filter (`nodeSelector` and required node
+/// affinity), written here from the Kubernetes documentation, not from the
+/// solver: what the real scheduler will check on the node.
+fn scheduler_admits(pod: &PendingPod, labels: &BTreeMap<String, String>) -> bool {
+    let selector = pod
+        .node_selector
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let terms = pod.required_affinity.is_empty()
+        || pod
+            .required_affinity
+            .iter()
+            .any(|term| !term.is_empty() && term.iter().all(|r| k8s_requirement(r, labels)));
+    selector && terms
+}
+
+/// Every node the launch of `node` might make: each candidate type in each
+/// of its zones and capacity types where the type is offered, labelled as
+/// it will be, that meets the claim's requirements (the launch narrows its
+/// overrides by them).
+fn possible_labels(
+    w: &World,
+    pool: &NodePoolFacts,
+    node: &spotwright_solver::NewNode,
+) -> Vec<BTreeMap<String, String>> {
+    let mut all = Vec::new();
+    for t in w
+        .types
+        .iter()
+        .filter(|t| node.instance_types.contains(&t.name))
+    {
+        for o in t.offerings.iter().filter(|o| {
+            o.available
+                && node.zones.contains(&o.zone)
+                && node.capacity_types.contains(&o.capacity_type)
+        }) {
+            let mut labels = t.labels.clone();
+            labels.extend(pool.labels.clone());
+            labels.insert(ZONE.to_owned(), o.zone.clone());
+            labels.insert(
+                CAPACITY_TYPE.to_owned(),
+                o.capacity_type.as_str().to_owned(),
+            );
+            if node
+                .requirements
+                .iter()
+                .all(|r| k8s_requirement(r, &labels))
+            {
+                all.push(labels);
+            }
+        }
+    }
+    all
 }
 
 fn tolerated(tolerations: &[Toleration], taints: &[Taint]) -> bool {
@@ -333,6 +445,12 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
         if placed.iter().any(|p| !tolerated(&p.tolerations, &n.taints)) {
             return Err(format!("untolerated taint on {}", n.name));
         }
+        if let Some(p) = placed.iter().find(|p| !scheduler_admits(p, &n.labels)) {
+            return Err(format!(
+                "the scheduler would refuse {} on {}",
+                p.key, n.name
+            ));
+        }
         members.push((n.labels.get(ZONE).cloned(), placed));
     }
     let mut planned: HashMap<&str, (u64, u64)> = HashMap::new();
@@ -391,6 +509,18 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
             .any(|p| !tolerated(&p.tolerations, &pool.taints))
         {
             return Err(format!("pool {} taint not tolerated", pool.name));
+        }
+        let possible = possible_labels(w, pool, node);
+        if possible.is_empty() {
+            return Err(format!("no launch meets the requirements of {node:?}"));
+        }
+        for labels in possible {
+            if let Some(p) = placed.iter().find(|p| !scheduler_admits(p, &labels)) {
+                return Err(format!(
+                    "the scheduler would refuse {} ({:?}, {:?}) on a possible node {labels:?}",
+                    p.key, p.node_selector, p.required_affinity
+                ));
+            }
         }
         for r in pool.requirements.iter().filter(|r| r.min_values.is_some()) {
             if node.instance_types.len() < r.min_values.unwrap_or(0) as usize {
@@ -537,6 +667,11 @@ fn the_generator_exercises_every_rule() {
             *seen.entry("zone spread placed").or_default() += app("zs");
             *seen.entry("anti-affinity placed").or_default() += app("aa");
             *seen.entry("hostname spread placed").or_default() += app("hs");
+            let with_terms = n
+                .pods
+                .iter()
+                .filter(|k| pods[k.as_str()].required_affinity.len() > 1);
+            *seen.entry("OR'd affinity terms placed").or_default() += with_terms.count();
         }
         for (_, reason) in &plan.unschedulable {
             let kind = if reason.contains("limit") {
@@ -557,6 +692,7 @@ fn the_generator_exercises_every_rule() {
         "zone spread placed",
         "anti-affinity placed",
         "hostname spread placed",
+        "OR'd affinity terms placed",
         "limit",
         "taint",
         "minValues",

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use kube::Api;
 use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodePool};
-use spotwright_solver::model::InstanceType;
+use spotwright_solver::model::{InstanceType, Resources};
 use spotwright_solver::{solve, Input, NewNode, Plan};
 
 use crate::act::claims;
@@ -31,6 +31,7 @@ use crate::act::events::Notice;
 use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
+use crate::model::facts;
 use crate::model::new_claim::{claim_name, new_claim};
 use crate::model::pod::CachedPod;
 use crate::model::problem::Problem;
@@ -250,7 +251,7 @@ async fn judge_nominations<L>(
                     (None, None) => continue,
                 },
             };
-            let claim_now = claim_now(snapshot, &claim_name);
+            let claim_now = claim_now(snapshot, &claim_name, pods.get(&pod_key).copied());
             found.extend(nominations.judge(&pod_key, pod_now, claim_now, now));
         }
         let mut held = BTreeSet::new();
@@ -261,7 +262,9 @@ async fn judge_nominations<L>(
                 .unwrap_or_default();
             let claim = nominations
                 .claim_of(&pending.key)
-                .map_or(ClaimNow::Gone, |name| claim_now(snapshot, name));
+                .map_or(ClaimNow::Gone, |name| {
+                    claim_now(snapshot, name, pods.get(&pending.key).copied())
+                });
             match nominations.hold(&pending.key, message, claim, now) {
                 Some(Hold::Backoff { until }) => {
                     tracing::debug!(pod = pending.key, %until, "launched for recently; waiting");
@@ -294,8 +297,8 @@ async fn judge_nominations<L>(
     held
 }
 
-/// What became of a claim, as [`Nominations::judge`] needs it.
-fn claim_now<'a>(snapshot: &'a Snapshot, name: &str) -> ClaimNow<'a> {
+/// What became of a claim, as [`Nominations::judge`] needs it for `pod`.
+fn claim_now<'a>(snapshot: &'a Snapshot, name: &str, pod: Option<&CachedPod>) -> ClaimNow<'a> {
     let Some(claim) = snapshot.claim(name) else {
         return ClaimNow::Gone;
     };
@@ -305,9 +308,33 @@ fn claim_now<'a>(snapshot: &'a Snapshot, name: &str) -> ClaimNow<'a> {
         (Some(c), Some(node)) => ClaimNow::Ready {
             node,
             since: c.last_transition_time.0,
+            room: pod.is_none_or(|p| has_room(snapshot, node, p)),
         },
         (_, node) => ClaimNow::Launching { node },
     }
+}
+
+/// Whether `pod` fits on Node `node` beside the pods bound there.
+fn has_room(snapshot: &Snapshot, node: &str, pod: &CachedPod) -> bool {
+    let Some(allocatable) = snapshot
+        .node(node)
+        .and_then(|n| n.status.as_ref()?.allocatable.as_ref())
+    else {
+        return false;
+    };
+    let allocatable = facts::resources(Some(allocatable));
+    let mut used = Resources::default();
+    for bound in snapshot.pods_on(node).iter().filter(|p| !p.terminal) {
+        if let Ok(r) = &bound.shape.requests {
+            facts::add_resources(&mut used, r);
+        }
+    }
+    if let Ok(r) = &pod.shape.requests {
+        facts::add_resources(&mut used, r);
+    }
+    used.cpu_millis <= allocatable.cpu_millis
+        && used.memory_bytes <= allocatable.memory_bytes
+        && used.pods <= allocatable.pods
 }
 
 async fn report_mismatch<L>(ctx: &Provisioning<L>, pods: &PodsByKey<'_>, m: Mismatch) {

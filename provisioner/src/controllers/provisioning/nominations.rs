@@ -46,8 +46,13 @@ pub enum ClaimNow<'a> {
     Gone,
     /// Launched or launching, its node (once registered) not ready yet.
     Launching { node: Option<&'a str> },
-    /// Its node, initialized since then.
-    Ready { node: &'a str, since: Timestamp },
+    /// Its node, initialized since then; `room`: whether the pod still fits
+    /// beside the pods bound there (others may have taken it meanwhile).
+    Ready {
+        node: &'a str,
+        since: Timestamp,
+        room: bool,
+    },
 }
 
 /// What the snapshot says of a pod with a nomination.
@@ -94,6 +99,8 @@ struct Record {
     last_launch: Timestamp,
     /// The scheduler's reasons when it refused the node launched for the pod.
     refused: Option<String>,
+    /// Other pods took the node launched for it: no longer its place.
+    released: bool,
 }
 
 /// Every pod launched for that is still pending.
@@ -118,11 +125,13 @@ impl Nominations {
             launches: 0,
             last_launch: now,
             refused: None,
+            released: false,
         });
         record.claim = claim.to_owned();
         record.launches = record.launches.saturating_add(1);
         record.last_launch = now;
         record.refused = None;
+        record.released = false;
     }
 
     /// The pods nominated, to look up for [`Self::judge`].
@@ -168,8 +177,15 @@ impl Nominations {
                     detail: format!("bound to {node}"),
                 })
             }
-            (PodNow::Pending { message }, ClaimNow::Ready { since, .. }) => {
-                if record.refused.is_some() || elapsed(since, now) < self.settings.grace {
+            (PodNow::Pending { message }, ClaimNow::Ready { since, room, .. }) => {
+                let judged = record.refused.is_some() || record.released;
+                if judged || elapsed(since, now) < self.settings.grace {
+                    return None;
+                }
+                if !room {
+                    // Not a disagreement: the scheduler gave the node to
+                    // other pods. The pod is solved again (after the backoff).
+                    record.released = true;
                     return None;
                 }
                 let reasons = scheduler_reasons(message);
@@ -190,6 +206,7 @@ impl Nominations {
     pub fn hold(&self, pod: &str, message: &str, claim: ClaimNow, now: Timestamp) -> Option<Hold> {
         let record = self.pods.get(pod)?;
         match &record.refused {
+            _ if record.released => {}
             Some(refused) if *refused == scheduler_reasons(message).join(",") => {
                 return Some(Hold::Refused {
                     reasons: refused.clone(),
@@ -279,6 +296,7 @@ mod tests {
         let ready = ClaimNow::Ready {
             node: "n1",
             since: at(20),
+            room: true,
         };
         let launching = ClaimNow::Launching { node: None };
         assert_eq!(n.judge("a/p", pending, launching, at(10)), None);
@@ -313,6 +331,26 @@ mod tests {
     }
 
     #[test]
+    fn a_node_other_pods_took_is_no_mismatch_and_the_pod_is_solved_again() {
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        let full = ClaimNow::Ready {
+            node: "n1",
+            since: at(10),
+            room: false,
+        };
+        let pending = PodNow::Pending {
+            message: "0/3 nodes are available: 3 Insufficient cpu.",
+        };
+        assert_eq!(n.judge("a/p", pending, full, at(60)), None);
+        assert_eq!(
+            n.hold("a/p", "", full, at(60)),
+            None,
+            "free to launch again"
+        );
+    }
+
+    #[test]
     fn a_bound_pod_is_forgotten_and_binding_elsewhere_is_named() {
         let mut n = Nominations::new(NominationSettings::default());
         n.nominated("a/p", "pool-x", at(0));
@@ -320,6 +358,7 @@ mod tests {
         let ready = ClaimNow::Ready {
             node: "n1",
             since: at(5),
+            room: true,
         };
         assert_eq!(
             n.judge("a/p", PodNow::Bound { node: "n1" }, ready, at(9)),
@@ -348,6 +387,7 @@ mod tests {
         let ready = ClaimNow::Ready {
             node: "n1",
             since: at(4_990),
+            room: true,
         };
         assert_eq!(n.hold("a/p", "", ready, at(5_000)), awaiting);
         // Its claim gone (the launch failed): the backoff alone decides.
