@@ -13,7 +13,7 @@
 pub mod nominations;
 mod pool_status;
 
-use nominations::{ClaimNow, Hold, Mismatch, Nominations, PodNow};
+use nominations::{ClaimNow, Mismatch, Nominations, PodNow};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -265,28 +265,9 @@ async fn judge_nominations<L>(
                 .map_or(ClaimNow::Gone, |name| {
                     claim_now(snapshot, name, pods.get(&pending.key).copied())
                 });
-            match nominations.hold(&pending.key, message, claim, now) {
-                Some(Hold::Backoff { until }) => {
-                    tracing::debug!(pod = pending.key, %until, "launched for recently; waiting");
-                    held.insert(pending.key.clone());
-                }
-                Some(Hold::Awaiting { claim }) => {
-                    tracing::debug!(
-                        pod = pending.key,
-                        claim,
-                        "waiting for the node launched for it"
-                    );
-                    held.insert(pending.key.clone());
-                }
-                Some(Hold::Refused { reasons }) => {
-                    tracing::debug!(
-                        pod = pending.key,
-                        reasons,
-                        "the scheduler refused its node; not launching again"
-                    );
-                    held.insert(pending.key.clone());
-                }
-                None => {}
+            if let Some(hold) = nominations.hold(&pending.key, message, claim, now) {
+                tracing::debug!(pod = pending.key, ?hold, "left out of this pass");
+                held.insert(pending.key.clone());
             }
         }
         (found, held)
