@@ -80,6 +80,51 @@ pub(crate) fn group<'a>(pods: &'a [PendingPod], cx: &ClassContext<'a, '_>) -> Cl
     Classes { list, of_pod }
 }
 
+/// Whether some offering of some usable pool meets the node selector and
+/// `term`.
+fn satisfiable(
+    node_selector: &BTreeMap<String, String>,
+    term: &NodeSelectorTerms,
+    cx: &ClassContext<'_, '_>,
+) -> bool {
+    cx.catalogs
+        .iter()
+        .filter(|catalog| catalog.unusable.is_none())
+        .any(|catalog| {
+            catalog.types.iter().any(|t| {
+                let labels = &cx.instance_types[t.instance_type].labels;
+                slots(t.slots).any(|s| {
+                    let candidate = CandidateLabels {
+                        pool: &catalog.labels,
+                        instance_type: labels,
+                        zone: &cx.zones.names[slot_zone(s)],
+                        capacity_type: slot_capacity_type(s),
+                    };
+                    node_constraints_match(node_selector, term, &candidate)
+                })
+            })
+        })
+}
+
+/// Of OR'd required terms, the one new nodes are launched for: the first, in
+/// order, that some pool's offering meets, as Karpenter does. (Their union
+/// would let a launch pick an offering that meets none of them.) Existing
+/// nodes are judged on every term, as the scheduler does.
+fn launch_terms(
+    node_selector: &BTreeMap<String, String>,
+    terms: &NodeSelectorTerms,
+    cx: &ClassContext<'_, '_>,
+) -> NodeSelectorTerms {
+    if terms.len() < 2 {
+        return terms.clone();
+    }
+    terms
+        .iter()
+        .map(|term| vec![term.clone()])
+        .find(|single| satisfiable(node_selector, single, cx))
+        .unwrap_or_else(|| terms.clone())
+}
+
 fn build<'a>(
     node_selector: &'a BTreeMap<String, String>,
     terms: &'a NodeSelectorTerms,
@@ -87,6 +132,7 @@ fn build<'a>(
     cx: &ClassContext<'a, '_>,
 ) -> PodClass {
     let mut eligible_zones = 0u64;
+    let for_launch = launch_terms(node_selector, terms, cx);
     let pools: Vec<ClassPool> = cx
         .catalogs
         .iter()
@@ -111,7 +157,7 @@ fn build<'a>(
                                 zone: &cx.zones.names[slot_zone(*s)],
                                 capacity_type: slot_capacity_type(*s),
                             };
-                            node_constraints_match(node_selector, terms, &candidate)
+                            node_constraints_match(node_selector, &for_launch, &candidate)
                         })
                         .fold(0, |mask, s| mask | (1 << s))
                 })

@@ -112,6 +112,28 @@ fn affinity_terms_are_ored_and_node_selector_is_anded() {
 }
 
 #[test]
+fn the_first_satisfiable_term_decides_a_new_node() {
+    let mut case = Case::new(sizes(&["a", "b"]));
+    let mut p = pod("p", 100, 0);
+    p.required_affinity = vec![
+        // Nothing offers 3 CPUs: skipped.
+        vec![req(INSTANCE_CPU, Operator::In, &["3"])],
+        // The first a launch can meet: on-demand, although Spot is cheaper.
+        vec![req(CAPACITY_TYPE, Operator::In, &["on-demand"])],
+        vec![req(ZONE, Operator::In, &["b"])],
+    ];
+    case.pods = vec![p];
+    let plan = case.solve();
+    let node = &plan.new_nodes[0];
+    assert_eq!(node.capacity_types, vec![CapacityType::OnDemand]);
+    assert_eq!(node.zones, vec!["a", "b"]);
+    assert!(node
+        .requirements
+        .iter()
+        .any(|r| r.key == CAPACITY_TYPE && r.values == ["on-demand"]));
+}
+
+#[test]
 fn untolerated_pool_taint_is_the_reason() {
     let mut case = Case::new(sizes(&["a"]));
     case.pools[0].taints = vec![taint("team", "x", TaintEffect::NoSchedule)];
