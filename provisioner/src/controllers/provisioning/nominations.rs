@@ -87,9 +87,9 @@ pub enum Hold {
     Awaiting { claim: String },
     /// A launch for it was recent: the next no sooner than `until`.
     Backoff { until: Timestamp },
-    /// The scheduler refused the node launched for it, and still gives the
-    /// same reason.
-    Refused { reasons: String },
+    /// The scheduler refused the node launched for it, and its main reason
+    /// is still the same.
+    Refused { reason: &'static str },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,8 +97,10 @@ struct Record {
     claim: String,
     launches: u32,
     last_launch: Timestamp,
-    /// The scheduler's reasons when it refused the node launched for the pod.
-    refused: Option<String>,
+    /// The scheduler's main reason when it refused the node launched for
+    /// the pod. Only the main one: the rest of its message changes as other
+    /// nodes come and go.
+    refused: Option<&'static str>,
     /// Other pods took the node launched for it: no longer its place.
     released: bool,
 }
@@ -188,12 +190,12 @@ impl Nominations {
                     record.released = true;
                     return None;
                 }
-                let reasons = scheduler_reasons(message);
-                record.refused = Some(reasons.join(","));
+                let reason = main_reason(message);
+                record.refused = Some(reason);
                 Some(Mismatch {
                     pod: pod.to_owned(),
                     claim: record.claim.clone(),
-                    reason: reasons.first().copied().unwrap_or("other"),
+                    reason,
                     detail: message.to_owned(),
                 })
             }
@@ -207,10 +209,8 @@ impl Nominations {
         let record = self.pods.get(pod)?;
         match &record.refused {
             _ if record.released => {}
-            Some(refused) if *refused == scheduler_reasons(message).join(",") => {
-                return Some(Hold::Refused {
-                    reasons: refused.clone(),
-                });
+            Some(refused) if *refused == main_reason(message) => {
+                return Some(Hold::Refused { reason: refused });
             }
             Some(_) => {}
             None => {
@@ -248,6 +248,14 @@ impl Nominations {
             .saturating_mul(1u32 << doublings)
             .min(self.settings.max_retry)
     }
+}
+
+/// The most specific reason in the scheduler's message.
+fn main_reason(message: &str) -> &'static str {
+    scheduler_reasons(message)
+        .first()
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The kinds of reason in kube-scheduler's `FailedScheduling` message
@@ -317,6 +325,18 @@ mod tests {
         assert!(matches!(
             n.hold("a/p", AFFINITY, ready, at(100_000)),
             Some(Hold::Refused { .. })
+        ));
+        // Other nodes' reasons come and go; the main one holds.
+        assert!(matches!(
+            n.hold(
+                "a/p",
+                "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+                ready,
+                at(100_000)
+            ),
+            Some(Hold::Refused {
+                reason: "node_affinity"
+            })
         ));
         // A different reason now: a launch may try again.
         assert_eq!(
