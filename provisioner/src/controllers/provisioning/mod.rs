@@ -221,6 +221,15 @@ async fn launch_new<L: Launcher>(
         let note = format!("for NodeClaim {name}: {why}");
         let notice = Notice::normal("Nominated", "Provision", note);
         ctx.act.events.publish(&pod.reference(), notice).await;
+        let unmodelled = pod.shape.placement.as_ref().map(|p| &p.unmodelled);
+        if let Some(unmodelled) = unmodelled.ok().filter(|u| !u.is_empty()) {
+            let note = format!(
+                "NodeClaim {name} was chosen without modelling {}; if the scheduler does not place the pod there, no node is launched again for the same reason",
+                unmodelled.join(", ")
+            );
+            let notice = Notice::warning("UnmodelledConstraints", "Provision", note);
+            ctx.act.events.publish(&pod.reference(), notice).await;
+        }
     }
     launch_claim(&ctx.act, &created, class, Some(why), ctx.clock.now()).await;
     Ok(())

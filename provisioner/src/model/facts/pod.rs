@@ -25,6 +25,9 @@ pub struct Placement {
     /// Required pod anti-affinity on `kubernetes.io/hostname` within the
     /// pod's namespace.
     pub hostname_anti_affinity: Vec<LabelSelector>,
+    /// Required constraints the solver does not model, described: the node
+    /// launched for the pod may not suit it, and the pod is told so.
+    pub unmodelled: Vec<String>,
 }
 
 /// A field of a pod that could not be read, before it is pinned on the pod.
@@ -78,13 +81,42 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
+    let mut unmodelled = Vec::new();
     for term in anti.into_iter().flatten() {
-        if term.topology_key == HOSTNAME && term.namespaces.as_ref().is_none_or(Vec::is_empty) {
+        let own_namespace =
+            term.namespaces.as_ref().is_none_or(Vec::is_empty) && term.namespace_selector.is_none();
+        if term.topology_key == HOSTNAME && own_namespace {
             hostname_anti_affinity.push(
                 label_selector(term.label_selector.as_ref())
                     .map_err(|e| UnreadableField::new("spec.affinity.podAntiAffinity", e))?,
             );
+        } else {
+            unmodelled.push(format!(
+                "required pod anti-affinity on {}{}",
+                term.topology_key,
+                if own_namespace {
+                    ""
+                } else {
+                    " across namespaces"
+                }
+            ));
         }
+    }
+    let affinity = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
+    let required = affinity.and_then(|a| {
+        a.required_during_scheduling_ignored_during_execution
+            .as_ref()
+    });
+    for term in required.into_iter().flatten() {
+        unmodelled.push(format!("required pod affinity on {}", term.topology_key));
+    }
+    let claims_volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    if claims_volume {
+        unmodelled.push("the zone of its PersistentVolumeClaims' volumes".to_owned());
     }
     Ok(Placement {
         node_selector: spec.node_selector.clone().unwrap_or_default(),
@@ -94,6 +126,7 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
             .map_err(|e| UnreadableField::new("spec.tolerations", e))?,
         topology_spread,
         hostname_anti_affinity,
+        unmodelled,
     })
 }
 
@@ -244,5 +277,36 @@ mod tests {
         assert_eq!(placement.topology_spread.len(), 1);
         assert!(placement.topology_spread[0].hard);
         assert_eq!(placement.hostname_anti_affinity.len(), 1);
+        assert_eq!(
+            placement.unmodelled,
+            ["required pod anti-affinity on topology.kubernetes.io/zone"]
+        );
+    }
+
+    #[test]
+    fn pod_affinity_and_claimed_volumes_are_named_as_unmodelled() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+                "containers": [],
+                "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "db"}}}]}},
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}},
+                    {"name": "cfg", "configMap": {"name": "c"}}]
+            }}),
+        );
+        let placement = placement(p.spec.as_ref()).unwrap();
+        assert_eq!(
+            placement.unmodelled,
+            [
+                "required pod affinity on topology.kubernetes.io/zone",
+                "the zone of its PersistentVolumeClaims' volumes"
+            ]
+        );
+        let plain =
+            pod(json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": []}}));
+        assert!(super::placement(plain.spec.as_ref())
+            .unwrap()
+            .unmodelled
+            .is_empty());
     }
 }
