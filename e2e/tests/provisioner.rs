@@ -574,6 +574,55 @@ fn selective_pod(env: &Env, namespace: &str, name: &str, terms: serde_json::Valu
     }));
 }
 
+/// What a failed wait needs to be understood from CI's output alone: the
+/// pool's claims, the namespace's pods and events, the nodes, and the tail
+/// of the provisioner's log.
+fn state_dump(env: &Env, pool: &str, namespace: &str, provisioner: &str) -> String {
+    let show = |args: &[&str]| {
+        let out = env.kubectl(args);
+        format!(
+            "$ kubectl {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let selector = format!("spotwright.io/nodepool={pool}");
+    let log = env
+        .state
+        .join("e2e")
+        .join(format!("{provisioner}-provisioner.log"));
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = strip_ansi(&lines[lines.len().saturating_sub(60)..].join("\n"));
+    [
+        show(&["get", "nodeclaims", "-l", &selector, "-o", "yaml"]),
+        show(&["get", "pods", "-n", namespace, "-o", "yaml"]),
+        show(&["get", "events", "-n", namespace]),
+        show(&["get", "nodes", "--show-labels"]),
+        format!("provisioner log (tail):\n{tail}"),
+    ]
+    .join("\n")
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape runs to its final letter ("\u{1b}[2m").
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn pod_events(env: &Env, namespace: &str, pod: &str) -> String {
     let out = env.kubectl(&[
         "get",
@@ -661,12 +710,16 @@ async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_
         json!([
         {"key": "topology.k8s.aws/zone-id", "operator": "DoesNotExist"}]),
     );
-    eventually(
-        "a mismatch Event on the pod",
-        Duration::from_secs(180),
-        || async { pod_events(env, &namespace, "refused").contains("NominationMismatch") },
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while !pod_events(env, &namespace, "refused").contains("NominationMismatch") {
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "timed out after 180s waiting for a mismatch Event on the pod\n{}",
+                state_dump(env, &pool, &namespace, "mismatch")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let metrics = provisioner.metrics().await;
     let mismatches = counter_in(
         &metrics,
