@@ -33,7 +33,7 @@ pub struct NodePoolSpec {
     /// How and when nodes of this pool may be disrupted.
     #[serde(default)]
     pub disruption: Disruption,
-    /// Upper bounds on the total resources of this pool's nodes.
+    /// Upper bounds on the pool's totals: `cpu`, `memory`, `ephemeral-storage` and `pods` cap the sum of its nodes' capacity, `nodes` their number, and a domain-prefixed name such as `nvidia.com/gpu` an extended resource. NodeClaims in flight count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
     /// Priority among NodePools that fit the same pod: higher is tried first.
@@ -214,16 +214,34 @@ pub enum DisruptionReason {
     Rebalance,
 }
 
-/// Upper bounds on a pool's total capacity.
+/// Upper bounds on a pool's totals, by key: `cpu`, `memory`,
+/// `ephemeral-storage` and `pods` cap the sum of the nodes' capacity,
+/// `nodes` their number, and a domain-prefixed name (`nvidia.com/gpu`) an
+/// extended resource. In-flight NodeClaims count as nodes.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-pub struct Limits {
-    /// Total CPU of all the pool's nodes, such as `1000`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<Quantity>,
-    /// Total memory of all the pool's nodes, such as `4000Gi`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<Quantity>,
+#[serde(transparent)]
+#[schemars(schema_with = "limits_schema")]
+pub struct Limits(pub BTreeMap<String, Quantity>);
+
+/// The schema of [`Limits`]: a map of quantities whose keys are the ones
+/// the provisioner counts, so a typo is refused rather than ignored.
+fn limits_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "pattern": QUANTITY_PATTERN
+        },
+        "x-kubernetes-validations": [{
+            "rule": "self.all(k, k in ['cpu', 'memory', 'ephemeral-storage', 'pods', 'nodes'] || k.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))",
+            "message": "limits keys are cpu, memory, ephemeral-storage, pods, nodes, or an extended resource such as nvidia.com/gpu"
+        }]
+    })
 }
+
+/// A Kubernetes quantity (`1000`, `500m`, `4000Gi`, `1e3`).
+const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 /// Observed state of a NodePool.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

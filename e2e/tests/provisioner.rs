@@ -700,7 +700,7 @@ async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_
     // Empty nodes stay a while, so the scheduler gets to refuse the node.
     let pool = pool_with(env, &client, &id, "10m").await;
     let namespace = format!("prov-{id}");
-    let provisioner = Provisioner::start(env, "mismatch", MOTO, &[]).await;
+    let mut provisioner = Provisioner::start(env, "mismatch", MOTO, &[]).await;
     // The solver's catalog has no zone-id label, so it believes any node
     // fits; the node carries one, so the scheduler refuses it.
     selective_pod(
@@ -712,9 +712,9 @@ async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     while !pod_events(env, &namespace, "refused").contains("NominationMismatch") {
-        if tokio::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline || !provisioner.process.is_running() {
             panic!(
-                "timed out after 180s waiting for a mismatch Event on the pod\n{}",
+                "no mismatch Event on the pod after 180s (or the provisioner exited)\n{}",
                 state_dump(env, &pool, &namespace, "mismatch")
             );
         }

@@ -673,54 +673,79 @@ async fn only_one_elector_leads_and_the_other_takes_over_when_it_stops() {
 /// The API server checks requirements as the CRD says: `Gte`/`Lte` (and
 /// `Gt`/`Lt`) take one integer, `Exists` takes no values.
 #[tokio::test]
-async fn the_api_server_accepts_gte_and_lte_and_refuses_malformed_requirements() {
+async fn the_api_server_accepts_gte_lte_and_every_limit_and_refuses_malformed_ones() {
     let client = env().client().await;
     let pools: Api<spotwright_api::NodePool> = Api::all(client);
     let dry_run = PostParams {
         dry_run: true,
         ..PostParams::default()
     };
-    let pool = |requirement: serde_json::Value| -> spotwright_api::NodePool {
-        serde_json::from_value(json!({
+    let pool = |requirement: serde_json::Value, limits: serde_json::Value| {
+        serde_json::from_value::<spotwright_api::NodePool>(json!({
             "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool",
             "metadata": {"name": format!("e2e-ops-{}", unique_suffix())},
             "spec": {"template": {"spec": {"nodeClassRef": {"name": "default"},
-                "requirements": [requirement]}}}
+                "requirements": [requirement]}},
+                "limits": limits}
         }))
         .expect("a NodePool")
     };
-    for ok in [
-        json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}),
-        json!({"key": "spotwright.io/instance-memory", "operator": "Lte", "values": ["65536"]}),
-        json!({"key": "spotwright.io/instance-family", "operator": "Exists"}),
+    let exists = json!({"key": "spotwright.io/instance-family", "operator": "Exists"});
+    for (requirement, limits) in [
+        (
+            json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}),
+            json!({}),
+        ),
+        (
+            json!({"key": "spotwright.io/instance-memory", "operator": "Lte", "values": ["65536"]}),
+            json!({}),
+        ),
+        (
+            exists.clone(),
+            json!({"cpu": "1000", "memory": "4000Gi", "ephemeral-storage": "10Ti",
+                "pods": 500, "nodes": 20, "nvidia.com/gpu": 8}),
+        ),
     ] {
-        let created = pools.create(&dry_run, &pool(ok.clone())).await;
-        assert!(created.is_ok(), "{ok} refused: {created:?}");
+        let created = pools
+            .create(&dry_run, &pool(requirement.clone(), limits.clone()))
+            .await;
+        assert!(
+            created.is_ok(),
+            "{requirement} {limits} refused: {created:?}"
+        );
     }
-    for (bad, message) in [
+    for (requirement, limits, message) in [
         (
             json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["four"]}),
+            json!({}),
             "one integer",
         ),
         (
             json!({"key": "spotwright.io/instance-cpu", "operator": "Lt", "values": ["1", "2"]}),
+            json!({}),
             "one integer",
         ),
         (
             json!({"key": "spotwright.io/instance-family", "operator": "Exists", "values": ["m5"]}),
+            json!({}),
             "no values",
         ),
+        (exists.clone(), json!({"gpus": 4}), "limits keys are"),
+        (exists.clone(), json!({"nodes": "twenty"}), "should match"),
     ] {
-        match pools.create(&dry_run, &pool(bad.clone())).await {
+        match pools
+            .create(&dry_run, &pool(requirement.clone(), limits.clone()))
+            .await
+        {
             Err(kube::Error::Api(status)) => {
-                assert_eq!(status.code, 422, "{bad}: {status:?}");
+                assert_eq!(status.code, 422, "{requirement} {limits}: {status:?}");
                 assert!(
                     status.message.contains(message),
-                    "{bad}: {}",
+                    "{requirement} {limits}: {}",
                     status.message
                 );
             }
-            other => panic!("{bad} was not refused: {other:?}"),
+            other => panic!("{requirement} {limits} was not refused: {other:?}"),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use common::*;
 use spotwright_provisioner::controllers::disruption::simulate::{simulate, Leaving, Simulation};
 use spotwright_provisioner::model::problem::Problem;
-use spotwright_solver::model::InstanceType;
+use spotwright_solver::model::{InstanceType, Limit, LimitedResource};
 
 fn types() -> Vec<InstanceType> {
     [2, 4, 8]
@@ -97,8 +97,18 @@ fn the_leaving_node_itself_takes_nothing() {
 #[test]
 fn the_leaving_node_is_taken_off_the_pool_limit() {
     let mut p = problem(vec![node("old", "z1", 4000, 2000)]);
-    p.nodepools[0].limit_cpu_millis = Some(4000);
-    p.nodepools[0].used_cpu_millis = 4000;
+    p.nodepools[0].limits = vec![
+        Limit {
+            resource: LimitedResource::Cpu,
+            max: 4000,
+            used: 4000,
+        },
+        Limit {
+            resource: LimitedResource::Nodes,
+            max: 1,
+            used: 1,
+        },
+    ];
     let result = simulate(p, leaving("old", &[("a", 1000)]), &HashSet::new(), &types());
     assert_eq!(
         new_node_cpus(&result).len(),

@@ -24,8 +24,8 @@ pub(crate) struct PoolType {
     /// Allocatable minus this type's DaemonSet overhead: what pods may use.
     pub for_pods: Res,
     pub overhead: Res,
-    pub capacity_cpu: u64,
-    pub capacity_memory: u64,
+    /// What a node of this type counts against each of the pool's limits.
+    pub limit_cost: Vec<u64>,
     pub cheapest: f64,
 }
 
@@ -141,8 +141,7 @@ pub(crate) fn build(
             prices,
             for_pods,
             overhead,
-            capacity_cpu: instance_type.capacity.cpu_millis,
-            capacity_memory: instance_type.capacity.memory_bytes,
+            limit_cost: crate::limits::cost_of(&pool.limits, instance_type),
             cheapest,
         });
     }

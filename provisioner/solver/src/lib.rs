@@ -6,6 +6,7 @@
 mod catalog;
 mod classes;
 mod daemonsets;
+mod limits;
 mod merge;
 pub mod model;
 mod offerings;

@@ -165,12 +165,87 @@ pub struct NodePoolFacts {
     /// `spotwright.io/nodepool`).
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
-    /// Limits on the sum of the pool's nodes' capacity; `None`: unlimited.
-    pub limit_cpu_millis: Option<u64>,
-    pub limit_memory_bytes: Option<u64>,
-    /// Capacity of the pool's nodes and NodeClaims now.
-    pub used_cpu_millis: u64,
-    pub used_memory_bytes: u64,
+    /// `spec.limits`: caps on the sum over the pool's nodes and NodeClaims.
+    /// Empty: unlimited.
+    pub limits: Vec<Limit>,
+}
+
+/// What a NodePool's `spec.limits` can cap: the sum of its nodes' capacity
+/// in one resource, or the number of nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LimitedResource {
+    /// In millicores.
+    Cpu,
+    /// In bytes.
+    Memory,
+    /// In bytes.
+    EphemeralStorage,
+    /// Pod slots (each node's `pods` capacity).
+    Pods,
+    /// Nodes and NodeClaims, one each.
+    Nodes,
+    /// An extended resource such as `nvidia.com/gpu`.
+    Extended(String),
+}
+
+impl LimitedResource {
+    /// The `spec.limits` key this stands for, or `None` for a key that is
+    /// neither a base resource, `nodes`, nor a domain-prefixed name.
+    pub fn parse(key: &str) -> Option<Self> {
+        Some(match key {
+            "cpu" => LimitedResource::Cpu,
+            "memory" => LimitedResource::Memory,
+            "ephemeral-storage" => LimitedResource::EphemeralStorage,
+            "pods" => LimitedResource::Pods,
+            "nodes" => LimitedResource::Nodes,
+            other if other.contains('/') => LimitedResource::Extended(other.to_owned()),
+            _ => return None,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            LimitedResource::Cpu => "cpu",
+            LimitedResource::Memory => "memory",
+            LimitedResource::EphemeralStorage => "ephemeral-storage",
+            LimitedResource::Pods => "pods",
+            LimitedResource::Nodes => "nodes",
+            LimitedResource::Extended(name) => name,
+        }
+    }
+
+    /// What one node of `capacity` counts against this limit.
+    pub fn of(&self, capacity: &Resources) -> u64 {
+        match self {
+            LimitedResource::Cpu => capacity.cpu_millis,
+            LimitedResource::Memory => capacity.memory_bytes,
+            LimitedResource::EphemeralStorage => capacity.ephemeral_bytes,
+            LimitedResource::Pods => capacity.pods,
+            LimitedResource::Nodes => 1,
+            LimitedResource::Extended(name) => capacity
+                .extended
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, v)| *v),
+        }
+    }
+}
+
+/// One entry of a NodePool's `spec.limits`, with what the pool holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub resource: LimitedResource,
+    /// The cap, in the resource's base unit.
+    pub max: u64,
+    /// The pool's nodes and in-flight NodeClaims, counted the same way.
+    pub used: u64,
+}
+
+impl Limit {
+    /// How much more the pool may take.
+    pub fn left(&self) -> u64 {
+        self.max.saturating_sub(self.used)
+    }
 }
 
 /// Where and how an instance type can be bought.

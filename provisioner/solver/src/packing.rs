@@ -4,6 +4,7 @@
 
 use crate::catalog::PoolCatalog;
 use crate::classes::{ClassPool, Classes};
+use crate::limits::{max_cost, Budget};
 use crate::model::{ExistingNode, NodePoolFacts};
 use crate::offerings::{zone_slots, zones_of, SlotMask};
 use crate::pods::PodFacts;
@@ -34,36 +35,14 @@ pub(crate) struct OpenNode {
     /// a spread) is on it.
     pub zone: Option<usize>,
     pub tally: NodeTally,
-    /// Largest capacity among the remaining types, held against the pool's limits.
-    pub reserved: (u64, u64),
+    /// The largest cost among the remaining types, held against the pool's
+    /// limits (empty for a pool without limits).
+    pub reserved: Vec<u64>,
     /// Cpu and memory left in the cheapest remaining type: the quick test
     /// for a pod that would ride for free.
     pub free: (u64, u64),
     /// Union of the remaining types' slots.
     pub slots: SlotMask,
-}
-
-/// What is left of a pool's limits.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Budget {
-    pub cpu: Option<u64>,
-    pub memory: Option<u64>,
-}
-
-impl Budget {
-    pub(crate) fn admits(&self, cpu: u64, memory: u64) -> bool {
-        self.cpu.is_none_or(|b| cpu <= b) && self.memory.is_none_or(|b| memory <= b)
-    }
-
-    pub(crate) fn take(&mut self, cpu: u64, memory: u64) {
-        self.cpu = self.cpu.map(|b| b.saturating_sub(cpu));
-        self.memory = self.memory.map(|b| b.saturating_sub(memory));
-    }
-
-    pub(crate) fn give_back(&mut self, cpu: u64, memory: u64) {
-        self.cpu = self.cpu.map(|b| b.saturating_add(cpu));
-        self.memory = self.memory.map(|b| b.saturating_add(memory));
-    }
 }
 
 pub(crate) struct Placement {
@@ -120,17 +99,7 @@ impl<'s> Packer<'s> {
         });
         let budgets = catalogs
             .iter()
-            .map(|c| {
-                let pool = &nodepools[c.nodepool];
-                Budget {
-                    cpu: pool
-                        .limit_cpu_millis
-                        .map(|l| l.saturating_sub(pool.used_cpu_millis)),
-                    memory: pool
-                        .limit_memory_bytes
-                        .map(|l| l.saturating_sub(pool.used_memory_bytes)),
-                }
-            })
+            .map(|c| Budget::new(&nodepools[c.nodepool].limits))
             .collect();
         let mut smallest_pod = pods.first().map(|p| p.requests.clone()).unwrap_or_default();
         for pod in pods {
@@ -372,8 +341,7 @@ impl<'s> Packer<'s> {
     /// A node of this pool with no pods yet: every type the pool's limits
     /// still admit (or every type, when `within_limits` is false).
     pub(crate) fn empty_node(&self, catalog: usize, within_limits: bool) -> Option<OpenNode> {
-        let budget = self.budgets[catalog];
-        if !within_limits || (budget.cpu.is_none() && budget.memory.is_none()) {
+        if !within_limits || self.budgets[catalog].is_unlimited() {
             if let Some(Some(template)) = self.templates.get(catalog) {
                 return Some(template.clone());
             }
@@ -382,7 +350,7 @@ impl<'s> Packer<'s> {
     }
 
     fn build_empty_node(&self, catalog: usize, within_limits: bool) -> Option<OpenNode> {
-        let budget = self.budgets[catalog];
+        let budget = &self.budgets[catalog];
         let pool = &self.catalogs[catalog];
         if pool.unusable.is_some() {
             return None;
@@ -391,7 +359,7 @@ impl<'s> Packer<'s> {
             .types
             .iter()
             .enumerate()
-            .filter(|(_, t)| !within_limits || budget.admits(t.capacity_cpu, t.capacity_memory))
+            .filter(|(_, t)| !within_limits || budget.admits(&t.limit_cost))
             .map(|(i, t)| (i as u32, t.slots))
             .collect();
         if types.is_empty() {
@@ -412,7 +380,7 @@ impl<'s> Packer<'s> {
             },
             zone: None,
             tally: NodeTally::default(),
-            reserved: (0, 0),
+            reserved: Vec::new(),
             free: (0, 0),
             slots: 0,
         };
@@ -527,16 +495,8 @@ impl<'s> Packer<'s> {
         let facts = &self.pods[pod];
         let catalog = self.open[index].catalog;
         let upper = self.upper_of(catalog, &fit.types);
-        let pool = &self.catalogs[catalog];
-        let reserved = fit.types.iter().fold((0, 0), |(c, m), (t, _)| {
-            let t = &pool.types[*t as usize];
-            (c.max(t.capacity_cpu), m.max(t.capacity_memory))
-        });
+        self.reserve(index, &fit.types);
         let node = &mut self.open[index];
-        let budget = &mut self.budgets[catalog];
-        budget.give_back(node.reserved.0, node.reserved.1);
-        budget.take(reserved.0, reserved.1);
-        node.reserved = reserved;
         node.slots = fit.types.iter().fold(0, |acc, (_, m)| acc | m);
         node.types = fit.types;
         node.upper = upper;
@@ -548,6 +508,24 @@ impl<'s> Packer<'s> {
             self.zone_counts.add(&facts.matches, z);
         }
         self.open[index].free = self.slack_of(index);
+    }
+}
+
+impl Packer<'_> {
+    /// Holds against the pool's limits the largest cost among `types`, in
+    /// place of what node `index` held before.
+    pub(crate) fn reserve(&mut self, index: usize, types: &[(u32, SlotMask)]) {
+        let catalog = self.open[index].catalog;
+        let pool = &self.catalogs[catalog];
+        let mut held = Vec::new();
+        for (t, _) in types {
+            max_cost(&mut held, &pool.types[*t as usize].limit_cost);
+        }
+        let node = &mut self.open[index];
+        let budget = &mut self.budgets[catalog];
+        budget.give_back(&node.reserved);
+        budget.take(&held);
+        node.reserved = held;
     }
 }
 

@@ -42,15 +42,18 @@ impl Packer<'_> {
         if fitting.is_empty() {
             return format!("pool {name}: no instance type has room for the pod's requests plus DaemonSet overhead");
         }
-        let budget = self.budgets[catalog];
-        let admitted =
-            |t: &usize| budget.admits(pool.types[*t].capacity_cpu, pool.types[*t].capacity_memory);
+        let budget = &self.budgets[catalog];
+        let admitted = |t: &usize| budget.admits(&pool.types[*t].limit_cost);
         if !fitting.iter().any(admitted) {
-            let cpu_blocks = fitting
+            let limits = &self.input.nodepools[pool.nodepool].limits;
+            let mut exceeded: Vec<&str> = fitting
                 .iter()
-                .all(|t| budget.cpu.is_some_and(|b| pool.types[*t].capacity_cpu > b));
-            let dimension = if cpu_blocks { "cpu" } else { "memory" };
-            return format!("exceeds NodePool {name}'s {dimension} limit");
+                .filter_map(|t| budget.exceeded_by(&pool.types[*t].limit_cost))
+                .filter_map(|i| limits.get(i).map(|l| l.resource.key()))
+                .collect();
+            exceeded.sort_unstable();
+            exceeded.dedup();
+            return format!("exceeds NodePool {name}'s {} limit", exceeded.join(", "));
         }
         let remaining: Vec<(u32, SlotMask)> = fitting
             .iter()

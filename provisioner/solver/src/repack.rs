@@ -107,9 +107,7 @@ impl Packer<'_> {
         let node = &self.open[index];
         let catalog = node.catalog;
         if node.pods.is_empty() {
-            let (cpu, memory) = node.reserved;
-            self.budgets[catalog].give_back(cpu, memory);
-            self.open[index].reserved = (0, 0);
+            self.reserve(index, &[]);
             return;
         }
         let mut classes: Vec<usize> = node.pods.iter().map(|p| self.pods[*p].class).collect();
@@ -122,9 +120,8 @@ impl Packer<'_> {
             .iter()
             .enumerate()
             .filter_map(|(t, pool_type)| {
-                if pool_type.capacity_cpu > node.reserved.0
-                    || pool_type.capacity_memory > node.reserved.1
-                {
+                let cost = pool_type.limit_cost.iter().zip(&node.reserved);
+                if cost.into_iter().any(|(cost, held)| cost > held) {
                     return None;
                 }
                 let mut mask = pool_type.slots & restrict;
@@ -142,15 +139,8 @@ impl Packer<'_> {
             return;
         }
         let upper = self.upper_of(catalog, &types);
-        let reserved = types.iter().fold((0, 0), |(c, m), (t, _)| {
-            let t = &pool.types[*t as usize];
-            (c.max(t.capacity_cpu), m.max(t.capacity_memory))
-        });
-        let budget = &mut self.budgets[catalog];
+        self.reserve(index, &types);
         let node = &mut self.open[index];
-        budget.give_back(node.reserved.0, node.reserved.1);
-        budget.take(reserved.0, reserved.1);
-        node.reserved = reserved;
         node.slots = types.iter().fold(0, |acc, (_, m)| acc | m);
         node.types = types;
         node.upper = upper;

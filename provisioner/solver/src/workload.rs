@@ -87,10 +87,7 @@ pub fn default_pool() -> NodePoolFacts {
         requirements: Vec::new(),
         labels: [(NODEPOOL_LABEL.to_string(), "default".to_string())].into(),
         taints: Vec::new(),
-        limit_cpu_millis: None,
-        limit_memory_bytes: None,
-        used_cpu_millis: 0,
-        used_memory_bytes: 0,
+        limits: Vec::new(),
     }
 }
 

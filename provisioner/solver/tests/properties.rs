@@ -96,13 +96,32 @@ fn world(seed: u64, max_pods: u64) -> World {
                 m.min_values = Some(1 + d.below(3) as u32);
                 p.requirements.push(m);
             }
+            let mut limit = |resource, max: u64, used: u64| {
+                p.limits.push(Limit {
+                    resource,
+                    max,
+                    used,
+                })
+            };
             if d.chance(40) {
-                p.limit_cpu_millis = Some(4_000 + d.below(40_000));
-                p.used_cpu_millis = d.below(3_000);
+                limit(
+                    LimitedResource::Cpu,
+                    4_000 + d.below(40_000),
+                    d.below(3_000),
+                );
             }
             if d.chance(20) {
-                p.limit_memory_bytes = Some((8 + d.below(64)) * GIB);
-                p.used_memory_bytes = d.below(4) * GIB;
+                limit(
+                    LimitedResource::Memory,
+                    (8 + d.below(64)) * GIB,
+                    d.below(4) * GIB,
+                );
+            }
+            if d.chance(20) {
+                limit(LimitedResource::Nodes, 1 + d.below(4), d.below(2));
+            }
+            if d.chance(15) {
+                limit(LimitedResource::Pods, 20 + d.below(200), d.below(20));
             }
             p
         })
@@ -453,7 +472,7 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
         }
         members.push((n.labels.get(ZONE).cloned(), placed));
     }
-    let mut planned: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut planned: HashMap<&str, Vec<u64>> = HashMap::new();
     for node in &plan.new_nodes {
         let pool = w
             .pools
@@ -466,7 +485,7 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
         if node.instance_types.is_empty() || node.zones.is_empty() || !node.price.is_finite() {
             return Err(format!("empty new node {node:?}"));
         }
-        let mut max_capacity = (0, 0);
+        let mut max_capacity = vec![0; pool.limits.len()];
         for name in &node.instance_types {
             let t = w
                 .types
@@ -499,10 +518,9 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
             }) {
                 return Err("zone node selector ignored".into());
             }
-            max_capacity = (
-                max_capacity.0.max(t.capacity.cpu_millis),
-                max_capacity.1.max(t.capacity.memory_bytes),
-            );
+            for (held, limit) in max_capacity.iter_mut().zip(&pool.limits) {
+                *held = (*held).max(limit.resource.of(&t.capacity));
+            }
         }
         if placed
             .iter()
@@ -527,9 +545,12 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
                 return Err(format!("minValues broken: {node:?}"));
             }
         }
-        let entry = planned.entry(pool.name.as_str()).or_default();
-        entry.0 += max_capacity.0;
-        entry.1 += max_capacity.1;
+        let entry = planned
+            .entry(pool.name.as_str())
+            .or_insert_with(|| vec![0; pool.limits.len()]);
+        for (total, held) in entry.iter_mut().zip(&max_capacity) {
+            *total += held;
+        }
         let pinned = (node.zones.len() == 1).then(|| node.zones[0].clone());
         if placed
             .iter()
@@ -541,15 +562,17 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
         members.push((pinned, placed));
     }
     for pool in &w.pools {
-        let (cpu, mem) = planned.get(pool.name.as_str()).copied().unwrap_or_default();
-        if pool
-            .limit_cpu_millis
-            .is_some_and(|l| pool.used_cpu_millis + cpu > l && cpu > 0)
-            || pool
-                .limit_memory_bytes
-                .is_some_and(|l| pool.used_memory_bytes + mem > l && mem > 0)
-        {
-            return Err(format!("pool {} limit exceeded", pool.name));
+        let Some(totals) = planned.get(pool.name.as_str()) else {
+            continue;
+        };
+        for (limit, total) in pool.limits.iter().zip(totals) {
+            if *total > 0 && limit.used + total > limit.max {
+                return Err(format!(
+                    "pool {} {} limit exceeded",
+                    pool.name,
+                    limit.resource.key()
+                ));
+            }
         }
     }
     // Hostname spread and anti-affinity, per node.

@@ -201,8 +201,7 @@ fn daemonset_overhead_is_counted_per_type_with_its_own_selector_and_tolerations(
 #[test]
 fn nodepool_limits_are_never_exceeded_and_are_the_reason() {
     let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
-    case.pools[0].limit_cpu_millis = Some(10_000);
-    case.pools[0].used_cpu_millis = 2_000;
+    case.pools[0].limits = vec![limit(LimitedResource::Cpu, 10_000, 2_000)];
     case.pods = (0..3).map(|i| pod(&format!("p{i}"), 3000, 1)).collect();
     let plan = case.solve();
     assert_eq!(
@@ -623,7 +622,7 @@ fn soft_spread_constraints_do_not_constrain() {
 #[test]
 fn memory_limit_is_named_when_memory_is_what_blocks() {
     let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
-    case.pools[0].limit_memory_bytes = Some(4 * GIB);
+    case.pools[0].limits = vec![limit(LimitedResource::Memory, 4 * GIB, 0)];
     case.pods = vec![pod("p", 100, 0)];
     let plan = case.solve();
     assert!(
@@ -661,4 +660,62 @@ fn a_merge_that_raises_the_bill_is_not_taken() {
     assert_eq!(plan.new_nodes.len(), 2, "{plan:?}");
     let total: f64 = plan.new_nodes.iter().map(|n| n.price).sum();
     assert!((total - 0.3).abs() < 1e-9, "{total}");
+}
+
+fn limit(resource: LimitedResource, max: u64, used: u64) -> Limit {
+    Limit {
+        resource,
+        max,
+        used,
+    }
+}
+
+#[test]
+fn a_nodes_limit_caps_the_count_and_names_itself() {
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    case.pools[0].limits = vec![limit(LimitedResource::Nodes, 3, 1)];
+    case.pods = (0..3).map(|i| pod(&format!("p{i}"), 3000, 1)).collect();
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 2, "1 node held + 2 new = 3: {plan:?}");
+    assert!(
+        reason(&plan, "ns/p2").contains("exceeds NodePool default's nodes limit")
+            || reason(&plan, "ns/p0").contains("nodes limit")
+            || reason(&plan, "ns/p1").contains("nodes limit"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_pods_limit_counts_each_node_s_pod_slots() {
+    // A pods limit of one and a half nodes' pod slots admits one node.
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    let slots = case.types[0].capacity.pods;
+    case.pools[0].limits = vec![limit(LimitedResource::Pods, slots + slots / 2, 0)];
+    case.pods = (0..2).map(|i| pod(&format!("p{i}"), 3000, 1)).collect();
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(plan.unschedulable.len(), 1);
+    assert!(plan.unschedulable[0].1.contains("pods limit"), "{plan:?}");
+}
+
+#[test]
+fn an_extended_resource_limit_steers_away_from_the_types_that_carry_it() {
+    let mut gpu = itype("g4", 4, "amd64", &["a"], 0.05);
+    gpu.capacity.extended = vec![("nvidia.com/gpu".into(), 1)];
+    gpu.allocatable.extended = gpu.capacity.extended.clone();
+    let plain = itype("m4", 4, "amd64", &["a"], 0.1);
+    let mut case = Case::new(vec![gpu, plain]);
+    case.pools[0].limits = vec![limit(
+        LimitedResource::Extended("nvidia.com/gpu".into()),
+        1,
+        1,
+    )];
+    case.pods = vec![pod("p", 1000, 1)];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(
+        plan.new_nodes[0].instance_types,
+        vec!["m4".to_owned()],
+        "the GPU type is cheaper but the pool has no GPU left"
+    );
 }

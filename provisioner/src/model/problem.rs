@@ -46,11 +46,19 @@ pub struct Problem {
     pub usage: HashMap<String, PoolUsage>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A NodePool's nodes and in-flight NodeClaims: how many, and their
+/// summed capacity (what `spec.limits` and `status.resources` count).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolUsage {
     pub nodes: u64,
-    pub cpu_millis: u64,
-    pub memory_bytes: u64,
+    pub capacity: Resources,
+}
+
+impl PoolUsage {
+    fn count(&mut self, capacity: &Resources) {
+        self.nodes += 1;
+        facts::add_resources(&mut self.capacity, capacity);
+    }
 }
 
 /// The solver's input for the objects: pending pods, nodes (registered and
@@ -146,10 +154,7 @@ fn add_nodes(
         };
         existing.unavailable |= leaving.contains(name);
         if let Some(pool) = existing.labels.get(keys::NODEPOOL_LABEL) {
-            let slot = used.entry(pool.clone()).or_default();
-            slot.nodes += 1;
-            slot.cpu_millis += capacity.cpu_millis;
-            slot.memory_bytes += capacity.memory_bytes;
+            used.entry(pool.clone()).or_default().count(&capacity);
         }
         problem.nodes.push(existing);
     }
@@ -236,10 +241,9 @@ fn add_in_flight(
             .as_ref()
             .and_then(|l| l.get(keys::NODEPOOL_LABEL))
         {
-            let slot = used.entry(pool.clone()).or_default();
-            slot.nodes += 1;
-            slot.cpu_millis += instance_type.capacity.cpu_millis;
-            slot.memory_bytes += instance_type.capacity.memory_bytes;
+            used.entry(pool.clone())
+                .or_default()
+                .count(&instance_type.capacity);
         }
         problem.nodes.push(facts::in_flight_node(
             claim,
@@ -285,8 +289,8 @@ fn add_nodepool(
         ));
         return;
     }
-    let usage = used.get(&name).copied().unwrap_or_default();
-    match facts::nodepool_facts(pool, usage.cpu_millis, usage.memory_bytes) {
+    let usage = used.get(&name).cloned().unwrap_or_default();
+    match facts::nodepool_facts(pool, usage.nodes, &usage.capacity) {
         Ok(mut facts) => {
             // Launches can only go where the NodeClass has subnets.
             facts.requirements.push(Requirement {
@@ -399,7 +403,7 @@ mod tests {
             node.labels.get(keys::HOSTNAME_LABEL).map(String::as_str),
             Some("n1")
         );
-        assert_eq!(problem.usage["pool"].cpu_millis, 1930);
+        assert_eq!(problem.usage["pool"].capacity.cpu_millis, 1930);
     }
 
     #[test]

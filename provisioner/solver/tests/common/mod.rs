@@ -94,10 +94,7 @@ pub fn pool(name: &str) -> NodePoolFacts {
         requirements: vec![],
         labels: labels(&[("spotwright.io/nodepool", name)]),
         taints: vec![],
-        limit_cpu_millis: None,
-        limit_memory_bytes: None,
-        used_cpu_millis: 0,
-        used_memory_bytes: 0,
+        limits: Vec::new(),
     }
 }
 

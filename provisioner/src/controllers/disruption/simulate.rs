@@ -52,12 +52,11 @@ pub fn simulate(
         .iter_mut()
         .filter(|p| p.name == leaving.nodepool)
     {
-        pool.used_cpu_millis = pool
-            .used_cpu_millis
-            .saturating_sub(leaving.capacity.cpu_millis);
-        pool.used_memory_bytes = pool
-            .used_memory_bytes
-            .saturating_sub(leaving.capacity.memory_bytes);
+        for limit in &mut pool.limits {
+            limit.used = limit
+                .used
+                .saturating_sub(limit.resource.of(&leaving.capacity));
+        }
     }
     if leaving.pods.is_empty() {
         return Simulation::Fits(Vec::new());

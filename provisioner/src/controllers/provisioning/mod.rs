@@ -142,13 +142,13 @@ async fn write_pool_statuses<L>(ctx: &Provisioning<L>, snapshot: &Snapshot, prob
     let now = ctx.clock.now();
     for pool in &snapshot.nodepools {
         let name = pool.metadata.name.as_deref().unwrap_or_default();
-        let usage = problem.usage.get(name).copied().unwrap_or_default();
+        let usage = problem.usage.get(name).cloned().unwrap_or_default();
         let not_ready = problem
             .skipped_pools
             .iter()
             .find(|(p, _)| p == name)
             .map(|(_, why)| why.as_str());
-        if let Some(status) = pool_status::desired(pool, usage, not_ready, now) {
+        if let Some(status) = pool_status::desired(pool, &usage, not_ready, now) {
             pool_status::write(&api, pool, &status).await;
         }
     }
