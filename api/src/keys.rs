@@ -54,6 +54,10 @@ pub const NODECLASS_HASH_ANNOTATION: &str = "spotwright.io/nodeclass-hash";
 /// Taint on a node that is being replaced or removed: nothing new lands there.
 pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
 
+/// On a NodeClaim launched under `minValuesPolicy: BestEffort` that keeps
+/// fewer values than a `minValues` asks: `<key>=<kept>/<wanted>`, comma-separated.
+pub const MIN_VALUES_RELAXED_ANNOTATION: &str = "spotwright.io/min-values-relaxed";
+
 /// Annotation on a NodeClaim being replaced: JSON with the reason, when the
 /// replacement began and the names of the replacement NodeClaims. Written
 /// before anything else is done, so a restarted provisioner resumes the

@@ -84,6 +84,9 @@ pub struct NodeClaimTemplateSpec {
     /// Lifetime after which a node is replaced regardless of budgets, such as `720h`; `Never` disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after: Option<String>,
+    /// What happens when the requirements' `minValues` cannot be met: `Strict` (the default) launches nothing for the pod; `BestEffort` launches keeping as many values as there are, and annotates the NodeClaim `spotwright.io/min-values-relaxed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_values_policy: Option<MinValuesPolicy>,
 }
 
 /// A node-label requirement, with an optional floor on the variety of values.
@@ -112,6 +115,16 @@ pub struct NodeSelectorRequirementWithMinValues {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
     pub min_values: Option<i32>,
+}
+
+/// What happens when a NodePool's `minValues` cannot be met.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum MinValuesPolicy {
+    /// No launch that keeps fewer values than `minValues`.
+    #[default]
+    Strict,
+    /// When capacity is short, launch keeping as many values as there are.
+    BestEffort,
 }
 
 /// Operators of a node-label requirement.

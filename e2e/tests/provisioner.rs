@@ -750,3 +750,83 @@ async fn a_pod_the_scheduler_refuses_on_its_node_gets_one_launch_and_a_mismatch_
     ]);
     cleanup(env, &client, &pool, &namespace).await;
 }
+
+#[tokio::test]
+async fn best_effort_launches_with_fewer_types_than_min_values_and_says_so() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-best-effort").await;
+    let id = unique_suffix();
+    ensure_network(&kubernetes_minor(env)).await;
+    let pool = format!("e2e-prov-{id}");
+    let namespace = format!("prov-{id}");
+    // Three types, five asked: Strict would launch nothing.
+    let types = ["c5.large", "c5.xlarge", "m5.large"];
+    env.apply(&local_nodeclass(&pool, json!({"alias": "eks@latest"})));
+    env.apply(&json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"name": pool},
+                "minValuesPolicy": "BestEffort",
+                "requirements": [
+                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                        "values": types, "minValues": 5}
+                ]
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"}
+        }
+    }));
+    opted_in_namespace(env, &client, &namespace, &pool).await;
+    let _provisioner = Provisioner::start(env, "best-effort", MOTO, &[]).await;
+    selective_pod(
+        env,
+        &namespace,
+        "relaxed",
+        json!([{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]),
+    );
+    eventually("the pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    let claims = pool_claims(&client, &pool).await;
+    assert_eq!(claims.len(), 1, "one launch");
+    let claim = &claims[0];
+    let annotations = claim.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("spotwright.io/min-values-relaxed")
+            .map(String::as_str),
+        Some("node.kubernetes.io/instance-type=3/5"),
+        "{annotations:?}"
+    );
+    let kept: Vec<i32> = claim
+        .spec
+        .requirements
+        .iter()
+        .filter(|r| r.key == "node.kubernetes.io/instance-type")
+        .filter_map(|r| r.min_values)
+        .collect();
+    assert!(
+        !kept.is_empty() && kept.iter().all(|m| *m == 3),
+        "the claim asks for the 3 it keeps: {kept:?}"
+    );
+    let claim_name = claim.metadata.name.clone().unwrap_or_default();
+    let out = env.kubectl(&[
+        "get",
+        "events",
+        "-A",
+        "--field-selector",
+        &format!("involvedObject.name={claim_name}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ]);
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events.contains("MinValuesRelaxed") && events.contains("=3/5"),
+        "{events}"
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+}

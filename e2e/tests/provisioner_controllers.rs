@@ -670,82 +670,91 @@ async fn only_one_elector_leads_and_the_other_takes_over_when_it_stops() {
         .await;
 }
 
-/// The API server checks requirements as the CRD says: `Gte`/`Lte` (and
-/// `Gt`/`Lt`) take one integer, `Exists` takes no values.
+/// The API server checks NodePools as the CRD says: `Gte`/`Lte` (and
+/// `Gt`/`Lt`) take one integer, `Exists` takes no values, `limits` keys are
+/// resources Spotwright counts with quantities, `minValuesPolicy` is
+/// `Strict` or `BestEffort`.
 #[tokio::test]
 async fn the_api_server_accepts_gte_lte_and_every_limit_and_refuses_malformed_ones() {
     let client = env().client().await;
-    let pools: Api<spotwright_api::NodePool> = Api::all(client);
+    let resource = kube::api::ApiResource::erase::<spotwright_api::NodePool>(&());
+    // Untyped: a bad enum value must reach the API server to be refused.
+    let pools: Api<kube::api::DynamicObject> = Api::all_with(client, &resource);
     let dry_run = PostParams {
         dry_run: true,
         ..PostParams::default()
     };
-    let pool = |requirement: serde_json::Value, limits: serde_json::Value| {
-        serde_json::from_value::<spotwright_api::NodePool>(json!({
-            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool",
-            "metadata": {"name": format!("e2e-ops-{}", unique_suffix())},
-            "spec": {"template": {"spec": {"nodeClassRef": {"name": "default"},
-                "requirements": [requirement]}},
-                "limits": limits}
-        }))
-        .expect("a NodePool")
+    let pool = |(requirement, limits, policy): &(serde_json::Value, serde_json::Value, &str)| {
+        let mut object =
+            kube::api::DynamicObject::new(&format!("e2e-ops-{}", unique_suffix()), &resource);
+        object.data = json!({"spec": {
+            "template": {"spec": {"nodeClassRef": {"name": "default"},
+                "requirements": [requirement], "minValuesPolicy": policy}},
+            "limits": limits}});
+        object
     };
     let exists = json!({"key": "spotwright.io/instance-family", "operator": "Exists"});
-    for (requirement, limits) in [
-        (
-            json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}),
-            json!({}),
-        ),
-        (
-            json!({"key": "spotwright.io/instance-memory", "operator": "Lte", "values": ["65536"]}),
-            json!({}),
-        ),
-        (
-            exists.clone(),
-            json!({"cpu": "1000", "memory": "4000Gi", "ephemeral-storage": "10Ti",
-                "pods": 500, "nodes": 20, "nvidia.com/gpu": 8}),
-        ),
+    let gte = json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]});
+    let lte =
+        json!({"key": "spotwright.io/instance-memory", "operator": "Lte", "values": ["65536"]});
+    let every_limit = json!({"cpu": "1000", "memory": "4000Gi", "ephemeral-storage": "10Ti",
+        "pods": 500, "nodes": 20, "nvidia.com/gpu": 8});
+    for case in [
+        (gte, json!({}), "Strict"),
+        (lte, json!({}), "Strict"),
+        (exists.clone(), every_limit, "BestEffort"),
     ] {
-        let created = pools
-            .create(&dry_run, &pool(requirement.clone(), limits.clone()))
-            .await;
-        assert!(
-            created.is_ok(),
-            "{requirement} {limits} refused: {created:?}"
-        );
+        let created = pools.create(&dry_run, &pool(&case)).await;
+        assert!(created.is_ok(), "{case:?} refused: {created:?}");
     }
-    for (requirement, limits, message) in [
+    for (case, message) in [
         (
-            json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["four"]}),
-            json!({}),
+            (
+                json!({"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["four"]}),
+                json!({}),
+                "Strict",
+            ),
             "one integer",
         ),
         (
-            json!({"key": "spotwright.io/instance-cpu", "operator": "Lt", "values": ["1", "2"]}),
-            json!({}),
+            (
+                json!({"key": "spotwright.io/instance-cpu", "operator": "Lt", "values": ["1", "2"]}),
+                json!({}),
+                "Strict",
+            ),
             "one integer",
         ),
         (
-            json!({"key": "spotwright.io/instance-family", "operator": "Exists", "values": ["m5"]}),
-            json!({}),
+            (
+                json!({"key": "spotwright.io/instance-family", "operator": "Exists", "values": ["m5"]}),
+                json!({}),
+                "Strict",
+            ),
             "no values",
         ),
-        (exists.clone(), json!({"gpus": 4}), "limits keys are"),
-        (exists.clone(), json!({"nodes": "twenty"}), "should match"),
+        (
+            (exists.clone(), json!({"gpus": 4}), "Strict"),
+            "limits keys are",
+        ),
+        (
+            (exists.clone(), json!({"nodes": "twenty"}), "Strict"),
+            "should match",
+        ),
+        (
+            (exists.clone(), json!({}), "Sometimes"),
+            "Unsupported value",
+        ),
     ] {
-        match pools
-            .create(&dry_run, &pool(requirement.clone(), limits.clone()))
-            .await
-        {
+        match pools.create(&dry_run, &pool(&case)).await {
             Err(kube::Error::Api(status)) => {
-                assert_eq!(status.code, 422, "{requirement} {limits}: {status:?}");
+                assert_eq!(status.code, 422, "{case:?}: {status:?}");
                 assert!(
                     status.message.contains(message),
-                    "{requirement} {limits}: {}",
+                    "{case:?}: {}",
                     status.message
                 );
             }
-            other => panic!("{requirement} {limits} was not refused: {other:?}"),
+            other => panic!("{case:?} was not refused: {other:?}"),
         }
     }
 }

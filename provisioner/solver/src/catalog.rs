@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use spotwright_api::keys::{CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 
-use crate::model::{CapacityType, DaemonSetFacts, InstanceType, NodePoolFacts, Operator};
+use crate::model::{
+    CapacityType, DaemonSetFacts, InstanceType, MinValuesPolicy, NodePoolFacts, Operator,
+};
 use crate::offerings::{
     slot, slot_capacity_type, slot_zone, slots, zones_of, CandidateLabels, SlotMask, Zones,
 };
@@ -50,6 +52,8 @@ pub(crate) struct PoolCatalog {
     pub types: Vec<PoolType>,
     /// `(key, minimum distinct values)` from the pool's requirements.
     pub min_values: Vec<(String, usize)>,
+    /// `minValuesPolicy: BestEffort`: nodes may be opened that keep fewer.
+    pub best_effort: bool,
     /// Set when the pool cannot launch anything at all, and why.
     pub unusable: Option<String>,
 }
@@ -162,6 +166,7 @@ pub(crate) fn build(
         labels,
         types,
         min_values,
+        best_effort: pool.min_values_policy == MinValuesPolicy::BestEffort,
         unusable: None,
     };
     if catalog.types.is_empty() {
@@ -173,8 +178,11 @@ pub(crate) fn build(
         let all: Vec<(u32, SlotMask)> = (0..catalog.types.len() as u32)
             .map(|t| (t, catalog.types[t as usize].slots))
             .collect();
-        if let Some(reason) = catalog.min_values_shortfall(&all, instance_types) {
-            catalog.unusable = Some(format!("pool {}: {reason}", pool.name));
+        match catalog.min_values_shortfall(&all, instance_types) {
+            Some(reason) if !catalog.best_effort => {
+                catalog.unusable = Some(format!("pool {}: {reason}", pool.name));
+            }
+            _ => {}
         }
     }
     catalog
@@ -188,15 +196,27 @@ impl PoolCatalog {
         remaining: &[(u32, SlotMask)],
         instance_types: &[InstanceType],
     ) -> Option<String> {
-        for (key, needed) in &self.min_values {
-            let have = self.distinct_values(key, remaining, instance_types);
-            if have < *needed {
-                return Some(format!(
-                    "minValues {needed} on {key} not met (only {have} would remain)"
-                ));
-            }
-        }
-        None
+        self.min_values_unmet(remaining, instance_types)
+            .first()
+            .map(|(key, needed, have)| {
+                format!("minValues {needed} on {key} not met (only {have} would remain)")
+            })
+    }
+
+    /// Every `(key, minValues, distinct values kept)` that `remaining` falls short on.
+    pub fn min_values_unmet(
+        &self,
+        remaining: &[(u32, SlotMask)],
+        instance_types: &[InstanceType],
+    ) -> Vec<(&str, usize, usize)> {
+        self.min_values
+            .iter()
+            .map(|(key, needed)| {
+                let have = self.distinct_values(key, remaining, instance_types);
+                (key.as_str(), *needed, have)
+            })
+            .filter(|(_, needed, have)| have < needed)
+            .collect()
     }
 
     fn distinct_values(

@@ -25,7 +25,7 @@ pub use requirements::label_matches;
 
 use model::{
     CapacityType, DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, PendingPod,
-    Requirement, Resources,
+    RelaxedMinValues, Requirement, Resources,
 };
 
 /// Everything one solve looks at.
@@ -68,6 +68,9 @@ pub struct NewNode {
     pub requirements: Vec<Requirement>,
     /// $/h of the cheapest offering chosen (Spot when any is left).
     pub price: f64,
+    /// Under `minValuesPolicy: BestEffort`, the `minValues` this launch
+    /// could not keep (its requirements carry the relaxed figures).
+    pub min_values_relaxed: Vec<RelaxedMinValues>,
 }
 
 /// Places `input.pods`. Pure and deterministic: the same input gives the same plan.

@@ -168,6 +168,28 @@ pub struct NodePoolFacts {
     /// `spec.limits`: caps on the sum over the pool's nodes and NodeClaims.
     /// Empty: unlimited.
     pub limits: Vec<Limit>,
+    /// What happens when the requirements' `minValues` cannot be met.
+    pub min_values_policy: MinValuesPolicy,
+}
+
+/// `spec.template.spec.minValuesPolicy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MinValuesPolicy {
+    /// A launch that cannot keep `minValues` open is not made.
+    #[default]
+    Strict,
+    /// A pod that no launch keeping `minValues` can take gets one that
+    /// keeps as many values as there are ([`RelaxedMinValues`]).
+    BestEffort,
+}
+
+/// A `minValues` a new node could not keep, under `BestEffort`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelaxedMinValues {
+    pub key: String,
+    pub wanted: u32,
+    /// Distinct values the launch keeps open (fewer than `wanted`).
+    pub kept: u32,
 }
 
 /// What a NodePool's `spec.limits` can cap: the sum of its nodes' capacity

@@ -43,6 +43,9 @@ pub(crate) struct OpenNode {
     pub free: (u64, u64),
     /// Union of the remaining types' slots.
     pub slots: SlotMask,
+    /// Opened under `minValuesPolicy: BestEffort` for a pod no node keeping
+    /// `minValues` could take: its types may keep fewer values.
+    pub relaxed: bool,
 }
 
 pub(crate) struct Placement {
@@ -156,7 +159,7 @@ impl<'s> Packer<'s> {
             if self.place_on_open(pod) {
                 continue;
             }
-            if !self.open_new(pod) {
+            if !self.open_new(pod, false) && !self.open_new(pod, true) {
                 unplaced.push(pod);
             }
         }
@@ -254,7 +257,7 @@ impl<'s> Packer<'s> {
         if self
             .cheapest_new_node(pod)
             .is_some_and(|alone| alone < after - before)
-            && self.open_new(pod)
+            && self.open_new(pod, false)
         {
             return true;
         }
@@ -316,12 +319,18 @@ impl<'s> Packer<'s> {
             && (!facts.needs_zone || node.zone.is_some())
     }
 
-    fn open_new(&mut self, pod: usize) -> bool {
+    /// Opens a node for `pod` in the first pool (by weight) that can take
+    /// it; `relaxed`: only in `BestEffort` pools, `minValues` not enforced.
+    fn open_new(&mut self, pod: usize, relaxed: bool) -> bool {
         for position in 0..self.pool_order.len() {
             let catalog = self.pool_order[position];
-            let Some(empty) = self.empty_node(catalog, true) else {
+            if relaxed && !self.catalogs[catalog].best_effort {
+                continue;
+            }
+            let Some(mut empty) = self.empty_node(catalog, true) else {
                 continue;
             };
+            empty.relaxed = relaxed;
             if let Some(fit) = self.try_fit(&empty, pod) {
                 let index = self.open.len();
                 self.open.push(empty);
@@ -383,6 +392,7 @@ impl<'s> Packer<'s> {
             reserved: Vec::new(),
             free: (0, 0),
             slots: 0,
+            relaxed: false,
         };
         node.upper = self.upper_of(catalog, &node.types);
         node.slots = node.types.iter().fold(0, |acc, (_, m)| acc | m);
@@ -448,13 +458,42 @@ impl<'s> Packer<'s> {
             });
             zone = Some(chosen);
         }
-        if catalog
-            .min_values_shortfall(&types, self.input.instance_types)
-            .is_some()
-        {
+        let short = || {
+            catalog
+                .min_values_shortfall(&types, self.input.instance_types)
+                .is_some()
+        };
+        // A relaxed node takes only pods no node of its pool could take
+        // with minValues kept: the others keep their diversity.
+        let refused = if node.relaxed {
+            !self.needs_relaxing(pod, node.catalog)
+        } else {
+            short()
+        };
+        if refused {
             return None;
         }
         Some(Fit { types, zone })
+    }
+
+    /// Whether the types of pool `catalog` that could hold `pod` alone
+    /// already fall short of the pool's `minValues`.
+    fn needs_relaxing(&self, pod: usize, catalog: usize) -> bool {
+        let facts = &self.pods[pod];
+        let ClassPool::Allowed(masks) = &self.classes.list[facts.class].pools[catalog] else {
+            return false;
+        };
+        let pool = &self.catalogs[catalog];
+        let alone: Vec<(u32, SlotMask)> = pool
+            .types
+            .iter()
+            .zip(masks)
+            .enumerate()
+            .filter(|(_, (t, mask))| **mask != 0 && facts.requests.fits_in(&t.for_pods))
+            .map(|(i, (_, mask))| (i as u32, *mask))
+            .collect();
+        pool.min_values_shortfall(&alone, self.input.instance_types)
+            .is_some()
     }
 
     /// The zone for a node that gets pinned: within every zone spread's

@@ -5,7 +5,7 @@
 use spotwright_api::keys::{CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 
 use crate::catalog::PoolCatalog;
-use crate::model::{Operator, PendingPod, Requirement};
+use crate::model::{Operator, PendingPod, RelaxedMinValues, Requirement};
 use crate::offerings::{
     slot_capacity_type, slot_zone, slots, zones_of, CandidateLabels, SlotMask, Zones, SPOT_SLOTS,
 };
@@ -115,6 +115,12 @@ pub(crate) fn new_node(node: &OpenNode, cx: &PlanContext<'_>) -> NewNode {
         None,
     ));
 
+    let min_values_relaxed = relaxed_min_values(node, cx);
+    for relaxed in &min_values_relaxed {
+        for r in requirements.iter_mut().filter(|r| r.key == relaxed.key) {
+            r.min_values = r.min_values.map(|m| m.min(relaxed.kept));
+        }
+    }
     NewNode {
         nodepool: pool.name.clone(),
         pods: node
@@ -128,7 +134,25 @@ pub(crate) fn new_node(node: &OpenNode, cx: &PlanContext<'_>) -> NewNode {
         capacity_types,
         requirements,
         price,
+        min_values_relaxed,
     }
+}
+
+/// The `minValues` a relaxed node keeps fewer values of than its pool asks.
+fn relaxed_min_values(node: &OpenNode, cx: &PlanContext<'_>) -> Vec<RelaxedMinValues> {
+    if !node.relaxed {
+        return Vec::new();
+    }
+    let catalog = &cx.catalogs[node.catalog];
+    catalog
+        .min_values_unmet(&node.types, cx.input.instance_types)
+        .into_iter()
+        .map(|(key, wanted, kept)| RelaxedMinValues {
+            key: key.to_owned(),
+            wanted: u32::try_from(wanted).unwrap_or(u32::MAX),
+            kept: u32::try_from(kept).unwrap_or(u32::MAX),
+        })
+        .collect()
 }
 
 /// The node constraints of the node's pods, as requirements: each node

@@ -38,8 +38,8 @@ use spotwright_api::keys::{
 };
 
 use crate::model::{
-    CapacityType, DaemonSetFacts, ExistingNode, InstanceType, LabelSelector, NodePoolFacts,
-    Offering, Operator, PendingPod, Requirement, Resources, SpreadConstraint,
+    CapacityType, DaemonSetFacts, ExistingNode, InstanceType, LabelSelector, MinValuesPolicy,
+    NodePoolFacts, Offering, Operator, PendingPod, Requirement, Resources, SpreadConstraint,
 };
 use crate::Input;
 
@@ -88,6 +88,7 @@ pub fn default_pool() -> NodePoolFacts {
         labels: [(NODEPOOL_LABEL.to_string(), "default".to_string())].into(),
         taints: Vec::new(),
         limits: Vec::new(),
+        min_values_policy: MinValuesPolicy::Strict,
     }
 }
 

@@ -95,6 +95,9 @@ fn world(seed: u64, max_pods: u64) -> World {
                 let mut m = req(INSTANCE_TYPE, Operator::Exists, &[]);
                 m.min_values = Some(1 + d.below(3) as u32);
                 p.requirements.push(m);
+                if d.chance(50) {
+                    p.min_values_policy = MinValuesPolicy::BestEffort;
+                }
             }
             let mut limit = |resource, max: u64, used: u64| {
                 p.limits.push(Limit {
@@ -388,7 +391,8 @@ fn domains(w: &World) -> Vec<String> {
             .filter_map(|r| r.min_values)
             .max()
             .unwrap_or(0) as usize;
-        if usable.len() < min_types.max(1) {
+        let best_effort = pool.min_values_policy == MinValuesPolicy::BestEffort;
+        if usable.is_empty() || (usable.len() < min_types && !best_effort) {
             continue;
         }
         zones.extend(
@@ -541,8 +545,28 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
             }
         }
         for r in pool.requirements.iter().filter(|r| r.min_values.is_some()) {
-            if node.instance_types.len() < r.min_values.unwrap_or(0) as usize {
-                return Err(format!("minValues broken: {node:?}"));
+            let wanted = r.min_values.unwrap_or(0) as usize;
+            match node.min_values_relaxed.iter().find(|m| m.key == r.key) {
+                None if node.instance_types.len() < wanted => {
+                    return Err(format!("minValues broken: {node:?}"));
+                }
+                None => {}
+                Some(_) if pool.min_values_policy == MinValuesPolicy::Strict => {
+                    return Err(format!("minValues relaxed under Strict: {node:?}"));
+                }
+                Some(m) => {
+                    let carried = node
+                        .requirements
+                        .iter()
+                        .filter(|c| c.key == r.key)
+                        .filter_map(|c| c.min_values);
+                    if m.kept as usize != node.instance_types.len()
+                        || m.kept as usize >= wanted
+                        || carried.clone().any(|c| c != m.kept)
+                    {
+                        return Err(format!("relaxed minValues misreported: {node:?}"));
+                    }
+                }
             }
         }
         let entry = planned
@@ -695,9 +719,14 @@ fn the_generator_exercises_every_rule() {
                 .iter()
                 .filter(|k| pods[k.as_str()].required_affinity.len() > 1);
             *seen.entry("OR'd affinity terms placed").or_default() += with_terms.count();
+            if !n.min_values_relaxed.is_empty() {
+                *seen.entry("minValues relaxed").or_default() += 1;
+            }
         }
         for (_, reason) in &plan.unschedulable {
-            let kind = if reason.contains("limit") {
+            let kind = if reason.contains("nodes limit") || reason.contains("pods limit") {
+                "count limit"
+            } else if reason.contains("limit") {
                 "limit"
             } else if reason.contains("taint") {
                 "taint"
@@ -716,6 +745,8 @@ fn the_generator_exercises_every_rule() {
         "anti-affinity placed",
         "hostname spread placed",
         "OR'd affinity terms placed",
+        "minValues relaxed",
+        "count limit",
         "limit",
         "taint",
         "minValues",

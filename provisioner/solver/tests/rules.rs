@@ -719,3 +719,76 @@ fn an_extended_resource_limit_steers_away_from_the_types_that_carry_it() {
         "the GPU type is cheaper but the pool has no GPU left"
     );
 }
+
+#[test]
+fn best_effort_relaxes_min_values_only_for_the_pod_that_needs_it() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut minimum = req(INSTANCE_TYPE, Operator::Exists, &[]);
+    minimum.min_values = Some(3);
+    case.pools[0].requirements = vec![minimum];
+    case.pools[0].min_values_policy = MinValuesPolicy::BestEffort;
+    // As in the Strict case: a and b get nodes that keep 3 types; only m16
+    // fits huge, so its node keeps 1 of the 3 asked.
+    case.pods = vec![pod("a", 3000, 0), pod("b", 2000, 0), pod("huge", 9000, 0)];
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    assert_eq!(plan.new_nodes.len(), 3, "{plan:?}");
+    for node in &plan.new_nodes {
+        let carried = node
+            .requirements
+            .iter()
+            .filter(|r| r.key == INSTANCE_TYPE)
+            .filter_map(|r| r.min_values)
+            .collect::<Vec<_>>();
+        if node.pods == vec!["ns/huge".to_owned()] {
+            assert_eq!(node.instance_types, vec!["m16".to_owned()]);
+            assert_eq!(
+                node.min_values_relaxed,
+                vec![RelaxedMinValues {
+                    key: INSTANCE_TYPE.into(),
+                    wanted: 3,
+                    kept: 1
+                }]
+            );
+            assert!(
+                carried.iter().all(|m| *m == 1),
+                "the claim asks for what it keeps: {carried:?}"
+            );
+        } else {
+            assert!(node.instance_types.len() >= 3, "{node:?}");
+            assert!(node.min_values_relaxed.is_empty(), "{node:?}");
+            assert!(carried.iter().all(|m| *m == 3), "{carried:?}");
+        }
+    }
+}
+
+#[test]
+fn best_effort_launches_when_capacity_errors_leave_too_few_types() {
+    let mut types = sizes(&["a"]);
+    // Capacity errors took every offering but m8's and m16's.
+    for t in types
+        .iter_mut()
+        .filter(|t| t.name != "m8" && t.name != "m16")
+    {
+        for offering in &mut t.offerings {
+            offering.available = false;
+        }
+    }
+    let mut minimum = req(INSTANCE_TYPE, Operator::Exists, &[]);
+    minimum.min_values = Some(3);
+    let mut strict = Case::new(types.clone());
+    strict.pools[0].requirements = vec![minimum.clone()];
+    strict.pods = vec![pod("p", 1000, 0)];
+    let plan = strict.solve();
+    assert!(plan.new_nodes.is_empty(), "Strict: no launch: {plan:?}");
+    assert!(reason(&plan, "ns/p").contains("minValues 3"), "{plan:?}");
+
+    let mut best_effort = Case::new(types);
+    best_effort.pools[0].requirements = vec![minimum];
+    best_effort.pools[0].min_values_policy = MinValuesPolicy::BestEffort;
+    best_effort.pods = vec![pod("p", 1000, 0)];
+    let plan = best_effort.solve();
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(plan.new_nodes[0].instance_types, vec!["m8", "m16"]);
+    assert_eq!(plan.new_nodes[0].min_values_relaxed[0].kept, 2);
+}

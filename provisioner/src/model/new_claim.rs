@@ -88,11 +88,14 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
             expire_after: template.spec.expire_after.clone(),
         },
     );
+    let mut annotations = template.metadata.annotations.clone();
+    if let Some(relaxed) = min_values_relaxed(node) {
+        annotations.insert(keys::MIN_VALUES_RELAXED_ANNOTATION.to_owned(), relaxed);
+    }
     claim.metadata = ObjectMeta {
         name: Some(name.to_owned()),
         labels: Some(labels),
-        annotations: (!template.metadata.annotations.is_empty())
-            .then(|| template.metadata.annotations.clone()),
+        annotations: (!annotations.is_empty()).then_some(annotations),
         finalizers: Some(vec![TERMINATION_FINALIZER.to_owned()]),
         ..ObjectMeta::default()
     };
@@ -100,9 +103,20 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
     claim
 }
 
+/// `<key>=<kept>/<wanted>` for each `minValues` the node could not keep.
+pub fn min_values_relaxed(node: &NewNode) -> Option<String> {
+    let relaxed: Vec<String> = node
+        .min_values_relaxed
+        .iter()
+        .map(|r| format!("{}={}/{}", r.key, r.kept, r.wanted))
+        .collect();
+    (!relaxed.is_empty()).then(|| relaxed.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spotwright_solver::model::RelaxedMinValues;
 
     #[test]
     fn names_are_dns_labels_with_the_pool_prefix() {
@@ -129,5 +143,49 @@ mod tests {
         assert_eq!(api.operator, RequirementOperator::In);
         assert_eq!(api.min_values, Some(2));
         assert_eq!(crate::model::facts::requirement(&api), r);
+    }
+
+    #[test]
+    fn a_relaxed_launch_is_annotated_with_what_it_kept() {
+        let pool: NodePool = serde_json::from_value(serde_json::json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool",
+            "metadata": {"name": "p"},
+            "spec": {"template": {
+                "metadata": {"annotations": {"team": "a"}},
+                "spec": {"nodeClassRef": {"name": "c"}, "minValuesPolicy": "BestEffort"}}}
+        }))
+        .expect("a NodePool");
+        let class = NodeClass::new("c", Default::default());
+        let mut node = NewNode {
+            nodepool: "p".into(),
+            pods: vec!["ns/a".into()],
+            requests: Default::default(),
+            instance_types: vec!["m5.large".into(), "m6i.large".into()],
+            zones: vec!["us-east-1a".into()],
+            capacity_types: vec![],
+            requirements: vec![],
+            price: 0.1,
+            min_values_relaxed: vec![],
+        };
+        let annotation = |claim: &NodeClaim| {
+            claim
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(keys::MIN_VALUES_RELAXED_ANNOTATION).cloned())
+        };
+        assert_eq!(annotation(&new_claim("p-x", &pool, &class, &node)), None);
+        node.min_values_relaxed = vec![RelaxedMinValues {
+            key: keys::INSTANCE_TYPE_LABEL.into(),
+            wanted: 5,
+            kept: 2,
+        }];
+        let claim = new_claim("p-x", &pool, &class, &node);
+        assert_eq!(
+            annotation(&claim).as_deref(),
+            Some("node.kubernetes.io/instance-type=2/5")
+        );
+        let annotations = claim.metadata.annotations.unwrap_or_default();
+        assert_eq!(annotations["team"], "a", "the template's stay");
     }
 }

@@ -95,6 +95,7 @@ pub fn pool(name: &str) -> NodePoolFacts {
         labels: labels(&[("spotwright.io/nodepool", name)]),
         taints: vec![],
         limits: Vec::new(),
+        min_values_policy: MinValuesPolicy::Strict,
     }
 }
 

@@ -33,8 +33,8 @@ use spotwright_api::keys::{
 };
 use spotwright_api::prices::{InstanceTypeName, PriceCatalog};
 use spotwright_solver::model::{
-    CapacityType, DaemonSetFacts, InstanceType, LabelSelector, NodePoolFacts, Offering, Operator,
-    PendingPod, Requirement, Resources, SpreadConstraint, Toleration,
+    CapacityType, DaemonSetFacts, InstanceType, LabelSelector, MinValuesPolicy, NodePoolFacts,
+    Offering, Operator, PendingPod, Requirement, Resources, SpreadConstraint, Toleration,
 };
 use spotwright_solver::workload::Workload;
 
@@ -159,6 +159,7 @@ pub fn nodepool() -> NodePoolFacts {
         labels: [(NODEPOOL_LABEL.to_string(), "default".to_string())].into(),
         taints: Vec::new(),
         limits: Vec::new(),
+        min_values_policy: MinValuesPolicy::Strict,
     }
 }
 

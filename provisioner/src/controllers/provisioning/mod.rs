@@ -32,7 +32,7 @@ use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
-use crate::model::new_claim::{claim_name, new_claim};
+use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim};
 use crate::model::pod::CachedPod;
 use crate::model::problem::Problem;
 use crate::state::{ClusterState, Snapshot};
@@ -211,6 +211,13 @@ async fn launch_new<L: Launcher>(
         node.price
     );
     let name = created.metadata.name.clone().unwrap_or_default();
+    if let Some(relaxed) = min_values_relaxed(node) {
+        let note = format!(
+            "minValuesPolicy BestEffort: capacity is short, so this launch keeps fewer values than minValues asks (key=kept/wanted): {relaxed}"
+        );
+        let notice = Notice::warning("MinValuesRelaxed", "Provision", note);
+        ctx.act.events.about(&created, notice).await;
+    }
     if let Ok(mut nominations) = ctx.nominations.lock() {
         let now = ctx.clock.now();
         for pod in &node.pods {

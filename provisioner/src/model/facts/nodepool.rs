@@ -3,10 +3,13 @@
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use spotwright_api::keys;
 use spotwright_api::quantity;
-use spotwright_api::v1alpha1::{NodeSelectorRequirementWithMinValues, RequirementOperator};
+use spotwright_api::v1alpha1::{
+    MinValuesPolicy as ApiMinValuesPolicy, NodeSelectorRequirementWithMinValues,
+    RequirementOperator,
+};
 use spotwright_api::NodePool;
 use spotwright_solver::model::{
-    Limit, LimitedResource, NodePoolFacts, Operator, Requirement, Resources, Taint,
+    Limit, LimitedResource, MinValuesPolicy, NodePoolFacts, Operator, Requirement, Resources, Taint,
 };
 
 use super::selectors::effect;
@@ -63,6 +66,10 @@ pub fn nodepool_facts(
         labels,
         taints: template.spec.taints.iter().filter_map(taint).collect(),
         limits,
+        min_values_policy: match template.spec.min_values_policy {
+            Some(ApiMinValuesPolicy::BestEffort) => MinValuesPolicy::BestEffort,
+            Some(ApiMinValuesPolicy::Strict) | None => MinValuesPolicy::Strict,
+        },
         name,
     })
 }
