@@ -830,3 +830,50 @@ async fn best_effort_launches_with_fewer_types_than_min_values_and_says_so() {
     );
     cleanup(env, &client, &pool, &namespace).await;
 }
+
+#[tokio::test]
+async fn the_heaviest_preference_that_can_be_met_picks_the_zone_of_the_node() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-preferences").await;
+    let id = unique_suffix();
+    let pool = pool(env, &client, &id).await;
+    let namespace = format!("prov-{id}");
+    let _provisioner = Provisioner::start(env, "preferences", MOTO, &[]).await;
+    let zone = |zone: &str| json!({"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]});
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "choosy", "namespace": namespace},
+        "spec": {
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": {"matchExpressions": [zone("us-east-1a")]}},
+                // The heaviest: no such zone, so it is dropped first.
+                {"weight": 100, "preference": {"matchExpressions": [zone("us-east-1z")]}},
+                {"weight": 50, "preference": {"matchExpressions": [zone("us-east-1c")]}}
+            ]}},
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
+    }));
+    eventually("the pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    let pod = running_pods(&client, &namespace).await.remove(0);
+    let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_name)
+        .await
+        .expect("the pod's node");
+    assert_eq!(
+        node.metadata
+            .labels
+            .unwrap_or_default()
+            .get("topology.kubernetes.io/zone")
+            .map(String::as_str),
+        Some("us-east-1c"),
+        "weight 50 is the heaviest preference a node can meet"
+    );
+    assert_eq!(pool_claims(&client, &pool).await.len(), 1);
+    cleanup(env, &client, &pool, &namespace).await;
+}

@@ -8,11 +8,13 @@ use spotwright_api::keys::ZONE_LABEL;
 
 use crate::catalog::PoolCatalog;
 use crate::model::{
-    ExistingNode, InstanceType, NodePoolFacts, NodeSelectorTerms, PendingPod, Toleration,
+    ExistingNode, InstanceType, NodePoolFacts, NodeSelectorTerms, PendingPod, PreferredTerm,
+    Toleration,
 };
 use crate::offerings::{
     slot_capacity_type, slot_zone, slots, zones_of, CandidateLabels, SlotMask, Zones,
 };
+use crate::preferences::placement_terms;
 use crate::requirements::node_constraints_match;
 use crate::taints::{describe, first_blocking_taint};
 
@@ -42,6 +44,7 @@ pub(crate) struct PodClass {
 type ClassKey<'a> = (
     &'a BTreeMap<String, String>,
     &'a NodeSelectorTerms,
+    &'a [PreferredTerm],
     &'a [Toleration],
 );
 
@@ -65,14 +68,27 @@ pub(crate) fn group<'a>(pods: &'a [PendingPod], cx: &ClassContext<'a, '_>) -> Cl
     let mut list = Vec::new();
     let mut of_pod = Vec::with_capacity(pods.len());
     for pod in pods {
-        let key: ClassKey<'a> = (&pod.node_selector, &pod.required_affinity, &pod.tolerations);
+        let key: ClassKey<'a> = (
+            &pod.node_selector,
+            &pod.required_affinity,
+            &pod.preferred_affinity,
+            &pod.tolerations,
+        );
         let class = *index.entry(key).or_insert_with(|| {
-            list.push(build(
-                &pod.node_selector,
-                &pod.required_affinity,
-                &pod.tolerations,
-                cx,
-            ));
+            let terms = placement_terms(pod);
+            let mut class = build(&pod.node_selector, &terms, &pod.tolerations, cx);
+            if !pod.preferred_affinity.is_empty() {
+                // Spread domains follow the required constraints only, as
+                // kube-scheduler's nodeAffinityPolicy Honor counts them.
+                let required = build(
+                    &pod.node_selector,
+                    &pod.required_affinity,
+                    &pod.tolerations,
+                    cx,
+                );
+                class.eligible_zones = required.eligible_zones;
+            }
+            list.push(class);
             list.len() - 1
         });
         of_pod.push(class);
@@ -125,11 +141,11 @@ fn launch_terms(
         .unwrap_or_else(|| terms.clone())
 }
 
-fn build<'a>(
-    node_selector: &'a BTreeMap<String, String>,
-    terms: &'a NodeSelectorTerms,
-    tolerations: &'a [Toleration],
-    cx: &ClassContext<'a, '_>,
+fn build(
+    node_selector: &BTreeMap<String, String>,
+    terms: &NodeSelectorTerms,
+    tolerations: &[Toleration],
+    cx: &ClassContext<'_, '_>,
 ) -> PodClass {
     let mut eligible_zones = 0u64;
     let for_launch = launch_terms(node_selector, terms, cx);

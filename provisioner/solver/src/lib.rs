@@ -13,6 +13,7 @@ mod offerings;
 mod packing;
 mod plan;
 mod pods;
+mod preferences;
 mod reasons;
 mod repack;
 mod requirements;
@@ -73,8 +74,15 @@ pub struct NewNode {
     pub min_values_relaxed: Vec<RelaxedMinValues>,
 }
 
-/// Places `input.pods`. Pure and deterministic: the same input gives the same plan.
+/// Places `input.pods`. Pure and deterministic: the same input gives the
+/// same plan. Preferred node affinity is honoured as Karpenter does it
+/// ([`preferences`]).
 pub fn solve(input: &Input) -> Plan {
+    preferences::solve_relaxing(input, solve_required)
+}
+
+/// Places `input.pods` by their required constraints only.
+fn solve_required(input: &Input) -> Plan {
     let names = resource_names(input);
     let mut zones = offered_zones(input);
     let node_zones: Vec<Option<usize>> = input

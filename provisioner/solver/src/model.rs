@@ -103,6 +103,13 @@ pub struct SpreadConstraint {
     pub selector: LabelSelector,
 }
 
+/// One preferred node-affinity term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PreferredTerm {
+    pub weight: i32,
+    pub requirements: Vec<Requirement>,
+}
+
 /// A pod that could not be scheduled, as the solver needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingPod {
@@ -113,6 +120,10 @@ pub struct PendingPod {
     pub requests: Resources,
     pub node_selector: BTreeMap<String, String>,
     pub required_affinity: NodeSelectorTerms,
+    /// `preferredDuringSchedulingIgnoredDuringExecution` node affinity:
+    /// the heaviest is solved as required, and dropped if nothing can take
+    /// the pod with it, then the next ([`crate::solve`]).
+    pub preferred_affinity: Vec<PreferredTerm>,
     pub tolerations: Vec<Toleration>,
     pub topology_spread: Vec<SpreadConstraint>,
     /// Required pod anti-affinity on `kubernetes.io/hostname`: no two pods

@@ -11,6 +11,7 @@ use crate::offerings::{
 };
 use crate::packing::OpenNode;
 use crate::pods::PodFacts;
+use crate::preferences::placement_terms;
 use crate::requirements::matching_term;
 use crate::resources::ResourceNames;
 use crate::{Input, NewNode};
@@ -169,6 +170,7 @@ fn pod_requirements(node: &OpenNode, cx: &PlanContext<'_>) -> Vec<Requirement> {
         }
         seen_classes.push(class);
         let source: &PendingPod = &cx.input.pods[*pod];
+        let terms = placement_terms(source);
         for (key, value) in &source.node_selector {
             out.push(requirement(key, vec![value.clone()], None));
         }
@@ -181,11 +183,11 @@ fn pod_requirements(node: &OpenNode, cx: &PlanContext<'_>) -> Vec<Requirement> {
                     zone: &cx.zones.names[slot_zone(s)],
                     capacity_type: slot_capacity_type(s),
                 };
-                matching_term(&source.required_affinity, &candidate).flatten()
+                matching_term(&terms, &candidate).flatten()
             })
         });
-        if let Some(term) = term {
-            out.extend(source.required_affinity[term].iter().cloned());
+        if let Some(term) = term.and_then(|t| terms.get(t)) {
+            out.extend(term.iter().cloned());
         }
     }
     out

@@ -200,6 +200,13 @@ fn world(seed: u64, max_pods: u64) -> World {
                 7 => p.node_selector = labels(&[(ARCH, ["amd64", "arm64"][d.below(2) as usize])]),
                 _ => {}
             }
+            if d.chance(15) {
+                let zone = ["a", "b", "c", "nowhere"][d.below(4) as usize];
+                p.preferred_affinity.push(PreferredTerm {
+                    weight: 1 + d.below(100) as i32,
+                    requirements: vec![req(ZONE, Operator::In, &[zone])],
+                });
+            }
             p
         })
         .collect();
@@ -719,6 +726,13 @@ fn the_generator_exercises_every_rule() {
                 .iter()
                 .filter(|k| pods[k.as_str()].required_affinity.len() > 1);
             *seen.entry("OR'd affinity terms placed").or_default() += with_terms.count();
+            let preferred_zone = n.pods.iter().filter(|k| {
+                pods[k.as_str()]
+                    .preferred_affinity
+                    .iter()
+                    .any(|t| t.requirements.iter().any(|r| r.values == n.zones))
+            });
+            *seen.entry("preferred zone honoured").or_default() += preferred_zone.count();
             if !n.min_values_relaxed.is_empty() {
                 *seen.entry("minValues relaxed").or_default() += 1;
             }
@@ -746,6 +760,7 @@ fn the_generator_exercises_every_rule() {
         "hostname spread placed",
         "OR'd affinity terms placed",
         "minValues relaxed",
+        "preferred zone honoured",
         "count limit",
         "limit",
         "taint",

@@ -792,3 +792,58 @@ fn best_effort_launches_when_capacity_errors_leave_too_few_types() {
     assert_eq!(plan.new_nodes[0].instance_types, vec!["m8", "m16"]);
     assert_eq!(plan.new_nodes[0].min_values_relaxed[0].kept, 2);
 }
+
+fn prefer(weight: i32, requirements: Vec<Requirement>) -> PreferredTerm {
+    PreferredTerm {
+        weight,
+        requirements,
+    }
+}
+
+#[test]
+fn the_heaviest_satisfiable_preference_decides_the_new_node() {
+    let mut case = Case::new(sizes(&["a", "b", "c"]));
+    let mut p = pod("p", 1000, 0);
+    p.preferred_affinity = vec![
+        prefer(10, vec![req(ZONE, Operator::In, &["c"])]),
+        // Heaviest, but no type is m99: dropped first.
+        prefer(100, vec![req(INSTANCE_TYPE, Operator::In, &["m99"])]),
+        prefer(50, vec![req(ZONE, Operator::In, &["b"])]),
+    ];
+    case.pods = vec![p];
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    assert_eq!(plan.new_nodes[0].zones, vec!["b".to_owned()], "{plan:?}");
+    let zone = plan.new_nodes[0]
+        .requirements
+        .iter()
+        .find(|r| r.key == ZONE && r.values == ["b"]);
+    assert!(zone.is_some(), "the claim carries the preference: {plan:?}");
+}
+
+#[test]
+fn a_preference_nothing_meets_still_leaves_the_pod_a_node() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut p = pod("p", 1000, 0);
+    p.required_affinity = vec![vec![req(ZONE, Operator::In, &["a"])]];
+    p.preferred_affinity = vec![prefer(1, vec![req(ZONE, Operator::In, &["z"])])];
+    case.pods = vec![p, pod("q", 1000, 0)];
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    assert_eq!(plan.new_nodes.len(), 1, "one node for both: {plan:?}");
+}
+
+#[test]
+fn preferences_do_not_stop_pods_sharing_a_node_that_meets_them() {
+    let mut case = Case::new(sizes(&["a", "b"]));
+    case.pods = (0..4)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 500, 0);
+            p.preferred_affinity = vec![prefer(1, vec![req(ZONE, Operator::In, &["b"])])];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(plan.new_nodes[0].zones, vec!["b".to_owned()]);
+}

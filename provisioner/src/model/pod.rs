@@ -147,6 +147,7 @@ impl CachedPod {
             requests,
             node_selector: placement.node_selector.clone(),
             required_affinity: placement.required_affinity.clone(),
+            preferred_affinity: placement.preferred_affinity.clone(),
             tolerations: placement.tolerations.clone(),
             topology_spread: placement.topology_spread.clone(),
             hostname_anti_affinity: placement.hostname_anti_affinity.clone(),

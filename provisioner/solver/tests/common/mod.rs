@@ -107,6 +107,7 @@ pub fn pod(name: &str, cpu_millis: u64, memory_gib: u64) -> PendingPod {
         requests: res(cpu_millis, memory_gib),
         node_selector: BTreeMap::new(),
         required_affinity: vec![],
+        preferred_affinity: Vec::new(),
         tolerations: vec![],
         topology_spread: vec![],
         hostname_anti_affinity: vec![],

@@ -240,6 +240,7 @@ fn pod(namespace: &str, name: String, app_label: &str, requests: Resources) -> P
         requests,
         node_selector: BTreeMap::new(),
         required_affinity: Vec::new(),
+        preferred_affinity: Vec::new(),
         tolerations: Vec::new(),
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),

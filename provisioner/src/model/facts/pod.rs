@@ -6,10 +6,12 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use spotwright_api::quantity;
 use spotwright_solver::model::{
-    LabelSelector, NodeSelectorTerms, Resources, SpreadConstraint, Toleration,
+    LabelSelector, NodeSelectorTerms, PreferredTerm, Resources, SpreadConstraint, Toleration,
 };
 
-use super::selectors::{label_selector, required_node_affinity, tolerations};
+use super::selectors::{
+    label_selector, preferred_node_affinity, required_node_affinity, tolerations,
+};
 use super::{FactsError, FieldError};
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -20,6 +22,7 @@ const HOSTNAME: &str = "kubernetes.io/hostname";
 pub struct Placement {
     pub node_selector: BTreeMap<String, String>,
     pub required_affinity: NodeSelectorTerms,
+    pub preferred_affinity: Vec<PreferredTerm>,
     pub tolerations: Vec<Toleration>,
     pub topology_spread: Vec<SpreadConstraint>,
     /// Required pod anti-affinity on `kubernetes.io/hostname` within the
@@ -122,6 +125,8 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         required_affinity: required_node_affinity(spec.affinity.as_ref())
             .map_err(|e| UnreadableField::new("spec.affinity.nodeAffinity", e))?,
+        preferred_affinity: preferred_node_affinity(spec.affinity.as_ref())
+            .map_err(|e| UnreadableField::new("spec.affinity.nodeAffinity", e))?,
         tolerations: tolerations(spec.tolerations.as_ref())
             .map_err(|e| UnreadableField::new("spec.tolerations", e))?,
         topology_spread,
@@ -219,6 +224,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
+    use spotwright_solver::model::Operator;
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).unwrap()
@@ -244,6 +250,49 @@ mod tests {
         assert_eq!(r.ephemeral_bytes, 2 << 30);
         assert_eq!(r.extended, vec![("nvidia.com/gpu".to_owned(), 1)]);
         assert_eq!(r.pods, 1);
+    }
+
+    #[test]
+    fn preferred_node_affinity_is_read_with_its_weights() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "containers": [{"name": "a"}],
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 20, "preference": {"matchExpressions": [
+                    {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1b"]}]}},
+                {"weight": 80, "preference": {"matchExpressions": [
+                    {"key": "spotwright.io/instance-cpu", "operator": "Gt", "values": ["4"]}]}}
+            ]}}}}),
+        );
+        let read = placement(p.spec.as_ref()).expect("readable");
+        assert!(read.required_affinity.is_empty());
+        let read: Vec<(i32, &str, Operator)> = read
+            .preferred_affinity
+            .iter()
+            .map(|t| {
+                (
+                    t.weight,
+                    t.requirements[0].key.as_str(),
+                    t.requirements[0].operator,
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            vec![
+                (20, "topology.kubernetes.io/zone", Operator::In),
+                (80, "spotwright.io/instance-cpu", Operator::Gt)
+            ]
+        );
+        let bad = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "containers": [{"name": "a"}],
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [
+                    {"key": "k", "operator": "Near", "values": ["x"]}]}}]}}}}),
+        );
+        let err = placement(bad.spec.as_ref()).expect_err("an unknown operator");
+        assert_eq!(err.field, "spec.affinity.nodeAffinity");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::FieldError;
 use k8s_openapi::api::core::v1::{Affinity, NodeSelectorRequirement, Toleration as K8sToleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as K8sLabelSelector;
 use spotwright_solver::model::{
-    LabelSelector, NodeSelectorTerms, Operator, Requirement, TaintEffect, Toleration,
+    LabelSelector, NodeSelectorTerms, Operator, PreferredTerm, Requirement, TaintEffect, Toleration,
 };
 
 pub fn operator(value: &str) -> Option<Operator> {
@@ -63,6 +63,35 @@ pub fn required_node_affinity(
                 .flatten()
                 .map(node_requirement)
                 .collect::<Result<Vec<_>, _>>()
+        })
+        .collect()
+}
+
+/// The preferred node-affinity terms, as written (the solver orders them).
+pub fn preferred_node_affinity(
+    affinity: Option<&Affinity>,
+) -> Result<Vec<PreferredTerm>, FieldError> {
+    let preferred = affinity
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    preferred
+        .into_iter()
+        .flatten()
+        .map(|term| {
+            let requirements = term
+                .preference
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(node_requirement)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(PreferredTerm {
+                weight: term.weight,
+                requirements,
+            })
         })
         .collect()
 }
