@@ -62,7 +62,7 @@ pub(crate) fn solve_relaxing(input: &Input, solve_required: impl Fn(&Input) -> P
 pub(crate) fn with_preference(pod: &PendingPod, dropped: usize) -> PendingPod {
     let mut order: Vec<&PreferredTerm> = pod.preferred_affinity.iter().collect();
     // Heaviest first; equal weights keep the pod's order.
-    order.sort_by(|a, b| b.weight.cmp(&a.weight));
+    order.sort_by_key(|t| std::cmp::Reverse(t.weight));
     let mut out = pod.clone();
     out.preferred_affinity = order
         .get(dropped)
