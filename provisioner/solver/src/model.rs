@@ -129,6 +129,9 @@ pub struct PendingPod {
     /// Required pod anti-affinity on `kubernetes.io/hostname`: no two pods
     /// matching any of these selectors (in the pod's namespace) on one node.
     pub hostname_anti_affinity: Vec<LabelSelector>,
+    /// Required pod anti-affinity on `topology.kubernetes.io/zone`: the pod
+    /// goes to no zone holding a pod (of its namespace) matching one of these.
+    pub zone_anti_affinity: Vec<LabelSelector>,
 }
 
 /// What a DaemonSet puts on every node it matches.

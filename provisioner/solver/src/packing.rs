@@ -192,10 +192,7 @@ impl<'s> Packer<'s> {
             }
             if facts.needs_zone {
                 match node.zone {
-                    Some(z)
-                        if self
-                            .zone_counts
-                            .allows(&facts.zone_spread, class.eligible_zones, z) => {}
+                    Some(z) if self.zone_allows(facts, class.eligible_zones, z) => {}
                     _ => continue,
                 }
             }
@@ -425,10 +422,7 @@ impl<'s> Packer<'s> {
         let mut restrict = SlotMask::MAX;
         if facts.needs_zone {
             if let Some(z) = node.zone {
-                if !self
-                    .zone_counts
-                    .allows(&facts.zone_spread, class.eligible_zones, z)
-                {
+                if !self.zone_allows(facts, class.eligible_zones, z) {
                     return None;
                 }
                 restrict = zone_slots(z);
@@ -476,6 +470,16 @@ impl<'s> Packer<'s> {
         Some(Fit { types, zone })
     }
 
+    /// Whether one more of `facts`'s pods in zone `z` keeps its zone spread
+    /// within maxSkew and meets its zone anti-affinity.
+    fn zone_allows(&self, facts: &PodFacts, eligible: u64, z: usize) -> bool {
+        self.zone_counts.allows(&facts.zone_spread, eligible, z)
+            && facts
+                .zone_anti
+                .iter()
+                .all(|s| self.zone_counts.count(*s, z) == 0)
+    }
+
     /// Whether the types of pool `catalog` that could hold `pod` alone
     /// already fall short of the pool's `minValues`.
     fn needs_relaxing(&self, pod: usize, catalog: usize) -> bool {
@@ -510,7 +514,7 @@ impl<'s> Packer<'s> {
         let pool = &self.catalogs[catalog];
         let mut best: Option<(u32, f64, usize)> = None;
         for z in (0..64).filter(|z| zones & (1 << z) != 0) {
-            if !self.zone_counts.allows(&facts.zone_spread, eligible, z) {
+            if !self.zone_allows(facts, eligible, z) {
                 continue;
             }
             let load = self.zone_counts.load(&facts.zone_spread, z);

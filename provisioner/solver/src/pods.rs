@@ -19,6 +19,8 @@ pub(crate) struct PodFacts {
     pub zone_spread: Vec<(SelectorId, u32)>,
     /// Hard hostname spread: `(selector, maxSkew)`.
     pub hostname_spread: Vec<(SelectorId, u32)>,
+    /// Zone anti-affinity: no zone where a pod matches one of these.
+    pub zone_anti: Vec<SelectorId>,
     /// Must land on a node whose zone is fixed: it spreads by zone, or a
     /// zone spread counts it.
     pub needs_zone: bool,
@@ -44,6 +46,9 @@ pub(crate) fn intern_selectors(pods: &[PendingPod]) -> Interned<'_> {
         }
         for selector in &pod.hostname_anti_affinity {
             selectors.intern(&pod.namespace, selector);
+        }
+        for selector in &pod.zone_anti_affinity {
+            zone_selectors.push(selectors.intern(&pod.namespace, selector));
         }
     }
     let mut zone_counted = vec![false; selectors.len()];
@@ -78,6 +83,7 @@ pub(crate) fn facts(
                 anti: Vec::new(),
                 zone_spread: Vec::new(),
                 hostname_spread: Vec::new(),
+                zone_anti: Vec::new(),
                 needs_zone: matches.iter().any(|s| interned.zone_counted[*s as usize]),
                 matches,
                 unsupported: None,
@@ -101,6 +107,12 @@ pub(crate) fn facts(
                 .iter()
                 .map(|s| selectors_lookup(selectors, &pod.namespace, s))
                 .collect();
+            facts.zone_anti = pod
+                .zone_anti_affinity
+                .iter()
+                .map(|s| selectors_lookup(selectors, &pod.namespace, s))
+                .collect();
+            facts.needs_zone |= !facts.zone_anti.is_empty();
             facts
         })
         .collect()

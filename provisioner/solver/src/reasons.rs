@@ -68,6 +68,11 @@ impl Packer<'_> {
                 "pool {name}: hostname topology spread with maxSkew 0 can never be met"
             );
         }
+        if !facts.zone_anti.is_empty() {
+            return format!(
+                "pool {name}: every zone it offers holds a pod the pod's zone anti-affinity excludes"
+            );
+        }
         if !facts.zone_spread.is_empty() {
             return format!(
                 "pool {name}: no zone keeps the pod's zone topology spread within maxSkew"

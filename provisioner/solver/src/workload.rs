@@ -223,6 +223,7 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
         tolerations: Vec::new(),
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
+        zone_anti_affinity: Vec::new(),
     };
     match kind {
         Kind::Generic => {
@@ -296,6 +297,7 @@ pub fn blank_pod(index: usize, cpu_millis: u64, memory_mib: u64) -> PendingPod {
         tolerations: Vec::new(),
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
+        zone_anti_affinity: Vec::new(),
     }
 }
 

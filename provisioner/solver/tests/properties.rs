@@ -177,7 +177,7 @@ fn world(seed: u64, max_pods: u64) -> World {
             p.requests.memory_bytes = (64 + d.below(4_000)) * MIB;
             p.labels = labels(&[("app", "plain")]);
             let group = d.below(2);
-            match d.below(8) {
+            match d.below(9) {
                 1 => {
                     let app = format!("zs{group}");
                     p.labels = labels(&[("app", &app)]);
@@ -198,6 +198,11 @@ fn world(seed: u64, max_pods: u64) -> World {
                 5 => p.tolerations = vec![tolerate("team")],
                 6 => p.required_affinity = affinity_terms(&mut d),
                 7 => p.node_selector = labels(&[(ARCH, ["amd64", "arm64"][d.below(2) as usize])]),
+                8 => {
+                    let app = format!("za{group}");
+                    p.labels = labels(&[("app", &app)]);
+                    p.zone_anti_affinity = vec![selector("app", &app)];
+                }
                 _ => {}
             }
             if d.chance(15) {
@@ -624,6 +629,26 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
             }
         }
     }
+    // Zone anti-affinity: at most one such replica per zone.
+    for group in 0..2u32 {
+        let app = format!("za{group}");
+        let mut per_zone: BTreeMap<&str, u32> = BTreeMap::new();
+        for (zone, placed) in &members {
+            let n = placed
+                .iter()
+                .filter(|p| p.labels.get("app") == Some(&app))
+                .count() as u32;
+            if n > 0 {
+                let zone = zone
+                    .as_deref()
+                    .ok_or("zone anti-affinity pod without a zone")?;
+                *per_zone.entry(zone).or_default() += n;
+            }
+        }
+        if per_zone.values().any(|n| *n > 1) {
+            return Err(format!("zone anti-affinity broken for {app}: {per_zone:?}"));
+        }
+    }
     // Zone spread over the domains.
     let zones = domains(w);
     for group in 0..2u32 {
@@ -721,6 +746,7 @@ fn the_generator_exercises_every_rule() {
             *seen.entry("zone spread placed").or_default() += app("zs");
             *seen.entry("anti-affinity placed").or_default() += app("aa");
             *seen.entry("hostname spread placed").or_default() += app("hs");
+            *seen.entry("zone anti-affinity placed").or_default() += app("za");
             let with_terms = n
                 .pods
                 .iter()
@@ -758,6 +784,7 @@ fn the_generator_exercises_every_rule() {
         "zone spread placed",
         "anti-affinity placed",
         "hostname spread placed",
+        "zone anti-affinity placed",
         "OR'd affinity terms placed",
         "minValues relaxed",
         "preferred zone honoured",

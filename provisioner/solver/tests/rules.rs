@@ -847,3 +847,40 @@ fn preferences_do_not_stop_pods_sharing_a_node_that_meets_them() {
     assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
     assert_eq!(plan.new_nodes[0].zones, vec!["b".to_owned()]);
 }
+
+#[test]
+fn zone_anti_affinity_sends_each_replica_to_a_zone_of_its_own() {
+    let mut case = Case::new(sizes(&["a", "b", "c"]));
+    // A replica already runs in zone a.
+    let mut running = node("n0", "a", 4000, 0);
+    running.pods = vec![PlacedPod {
+        namespace: "ns".into(),
+        labels: labels(&[("app", "db")]).into(),
+    }];
+    case.nodes = vec![running];
+    case.pods = (0..3)
+        .map(|i| {
+            let mut p = pod(&format!("db{i}"), 500, 0);
+            p.labels = labels(&[("app", "db")]);
+            p.zone_anti_affinity = vec![selector("app", "db")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert!(plan.to_existing.is_empty(), "zone a is taken: {plan:?}");
+    let mut zones: Vec<String> = plan
+        .new_nodes
+        .iter()
+        .map(|n| {
+            assert_eq!(n.zones.len(), 1, "pinned: {n:?}");
+            n.zones[0].clone()
+        })
+        .collect();
+    zones.sort();
+    assert_eq!(zones, vec!["b", "c"], "{plan:?}");
+    assert_eq!(plan.unschedulable.len(), 1, "no zone left for the third");
+    assert!(
+        plan.unschedulable[0].1.contains("zone anti-affinity"),
+        "{plan:?}"
+    );
+}

@@ -151,6 +151,7 @@ impl CachedPod {
             tolerations: placement.tolerations.clone(),
             topology_spread: placement.topology_spread.clone(),
             hostname_anti_affinity: placement.hostname_anti_affinity.clone(),
+            zone_anti_affinity: placement.zone_anti_affinity.clone(),
         })
     }
 

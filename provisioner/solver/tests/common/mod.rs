@@ -111,6 +111,7 @@ pub fn pod(name: &str, cpu_millis: u64, memory_gib: u64) -> PendingPod {
         tolerations: vec![],
         topology_spread: vec![],
         hostname_anti_affinity: vec![],
+        zone_anti_affinity: Vec::new(),
     }
 }
 

@@ -244,6 +244,7 @@ fn pod(namespace: &str, name: String, app_label: &str, requests: Resources) -> P
         tolerations: Vec::new(),
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
+        zone_anti_affinity: Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@ use super::selectors::{
 use super::{FactsError, FieldError};
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
 
 /// Where a pod may go, as the solver reads it. The replicas of one
 /// template share it.
@@ -28,6 +29,8 @@ pub struct Placement {
     /// Required pod anti-affinity on `kubernetes.io/hostname` within the
     /// pod's namespace.
     pub hostname_anti_affinity: Vec<LabelSelector>,
+    /// The same on `topology.kubernetes.io/zone`.
+    pub zone_anti_affinity: Vec<LabelSelector>,
     /// Required constraints the solver does not model, described: the node
     /// launched for the pod may not suit it, and the pod is told so.
     pub unmodelled: Vec<String>,
@@ -76,6 +79,7 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
         });
     }
     let mut hostname_anti_affinity = Vec::new();
+    let mut zone_anti_affinity = Vec::new();
     let anti = spec
         .affinity
         .as_ref()
@@ -88,8 +92,13 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
     for term in anti.into_iter().flatten() {
         let own_namespace =
             term.namespaces.as_ref().is_none_or(Vec::is_empty) && term.namespace_selector.is_none();
-        if term.topology_key == HOSTNAME && own_namespace {
-            hostname_anti_affinity.push(
+        let modelled = match term.topology_key.as_str() {
+            HOSTNAME if own_namespace => Some(&mut hostname_anti_affinity),
+            ZONE if own_namespace => Some(&mut zone_anti_affinity),
+            _ => None,
+        };
+        if let Some(list) = modelled {
+            list.push(
                 label_selector(term.label_selector.as_ref())
                     .map_err(|e| UnreadableField::new("spec.affinity.podAntiAffinity", e))?,
             );
@@ -131,6 +140,7 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
             .map_err(|e| UnreadableField::new("spec.tolerations", e))?,
         topology_spread,
         hostname_anti_affinity,
+        zone_anti_affinity,
         unmodelled,
     })
 }
@@ -312,23 +322,29 @@ mod tests {
     }
 
     #[test]
-    fn spread_and_hostname_anti_affinity_are_read() {
+    fn spread_and_hostname_and_zone_anti_affinity_are_read() {
         let p = pod(
             json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}}, "spec": {
                 "containers": [],
                 "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}],
                 "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                     {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}},
-                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "web"}}}]}}
+                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "web"}}},
+                    {"topologyKey": "topology.kubernetes.io/zone", "namespaces": ["other"], "labelSelector": {"matchLabels": {"app": "db"}}},
+                    {"topologyKey": "topology.k8s.aws/zone-id", "labelSelector": {"matchLabels": {"app": "web"}}}]}}
             }}),
         );
         let placement = placement(p.spec.as_ref()).unwrap();
         assert_eq!(placement.topology_spread.len(), 1);
         assert!(placement.topology_spread[0].hard);
         assert_eq!(placement.hostname_anti_affinity.len(), 1);
+        assert_eq!(placement.zone_anti_affinity.len(), 1);
         assert_eq!(
             placement.unmodelled,
-            ["required pod anti-affinity on topology.kubernetes.io/zone"]
+            [
+                "required pod anti-affinity on topology.kubernetes.io/zone across namespaces",
+                "required pod anti-affinity on topology.k8s.aws/zone-id"
+            ]
         );
     }
 
