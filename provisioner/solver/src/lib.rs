@@ -125,6 +125,7 @@ fn solve_required(input: &Input) -> Plan {
             let mut state = packing::existing_state(node, *zone, &names);
             for matches in pods::existing_matches(node, &interned.selectors) {
                 state.count_resident(&matches);
+                zone_counts.see(&matches);
                 if let Some(z) = zone {
                     zone_counts.add(&matches, *z);
                 }

@@ -48,6 +48,9 @@ impl Packer<'_> {
         }
         let mut lacking = Lacking::count(self, &order);
         for &source in &order {
+            if self.affinity_bound(source) {
+                continue;
+            }
             let pods = self.pods_to_move(source);
             if pods
                 .first()

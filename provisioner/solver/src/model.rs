@@ -132,6 +132,13 @@ pub struct PendingPod {
     /// Required pod anti-affinity on `topology.kubernetes.io/zone`: the pod
     /// goes to no zone holding a pod (of its namespace) matching one of these.
     pub zone_anti_affinity: Vec<LabelSelector>,
+    /// Required pod affinity on `kubernetes.io/hostname`: the pod goes to a
+    /// node holding a pod (of its namespace) matching each of these, running
+    /// or placed in this solve; as in kube-scheduler, a pod that matches its
+    /// own term may go anywhere while no pod matches it.
+    pub hostname_affinity: Vec<LabelSelector>,
+    /// The same on `topology.kubernetes.io/zone`: a zone holding such a pod.
+    pub zone_affinity: Vec<LabelSelector>,
 }
 
 /// What a DaemonSet puts on every node it matches.

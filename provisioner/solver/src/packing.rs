@@ -9,7 +9,7 @@ use crate::model::{ExistingNode, NodePoolFacts};
 use crate::offerings::{zone_slots, zones_of, SlotMask};
 use crate::pods::PodFacts;
 use crate::resources::{Res, CPU, MEMORY};
-use crate::topology::{NodeTally, ZoneCounts};
+use crate::topology::{NodeTally, SelectorId, ZoneCounts};
 use crate::Input;
 
 pub(crate) struct ExistingState {
@@ -139,10 +139,16 @@ impl<'s> Packer<'s> {
 
     pub fn run(&mut self) -> Placement {
         let mut order: Vec<usize> = (0..self.pods.len()).collect();
-        // First-fit decreasing by (cpu, memory), as Karpenter sorts.
+        // First-fit decreasing by (cpu, memory), as Karpenter sorts; pods
+        // with pod affinity after the rest, so their targets are placed.
         order.sort_by(|a, b| {
-            let (ra, rb) = (&self.pods[*a].requests.base, &self.pods[*b].requests.base);
-            rb[CPU].cmp(&ra[CPU]).then(rb[MEMORY].cmp(&ra[MEMORY]))
+            let (fa, fb) = (&self.pods[*a], &self.pods[*b]);
+            let follows = |f: &PodFacts| !f.affinity_host.is_empty() || !f.affinity_zone.is_empty();
+            let (ra, rb) = (&fa.requests.base, &fb.requests.base);
+            follows(fa)
+                .cmp(&follows(fb))
+                .then(rb[CPU].cmp(&ra[CPU]))
+                .then(rb[MEMORY].cmp(&ra[MEMORY]))
         });
         let mut to_existing = Vec::new();
         let mut unplaced = Vec::new();
@@ -187,6 +193,7 @@ impl<'s> Packer<'s> {
             }
             if !node.tally.anti_affinity_allows(&facts.matches, &facts.anti)
                 || !node.tally.hostname_spread_allows(&facts.hostname_spread)
+                || !self.host_affinity_allows(facts, &node.tally)
             {
                 continue;
             }
@@ -211,6 +218,7 @@ impl<'s> Packer<'s> {
         let state = &mut self.existing[node];
         state.requested.add_assign(&facts.requests);
         state.tally.add_pod(&facts.matches, &facts.anti);
+        self.zone_counts.see(&facts.matches);
         if let Some(z) = state.zone {
             self.zone_counts.add(&facts.matches, z);
         }
@@ -416,6 +424,7 @@ impl<'s> Packer<'s> {
             || !node.requests.fits_with(&facts.requests, &node.upper)
             || !node.tally.anti_affinity_allows(&facts.matches, &facts.anti)
             || !node.tally.hostname_spread_allows(&facts.hostname_spread)
+            || !self.host_affinity_allows(facts, &node.tally)
         {
             return None;
         }
@@ -478,6 +487,24 @@ impl<'s> Packer<'s> {
                 .zone_anti
                 .iter()
                 .all(|s| self.zone_counts.count(*s, z) == 0)
+            && facts
+                .affinity_zone
+                .iter()
+                .all(|s| self.zone_counts.count(*s, z) > 0 || self.first_of_its_kind(facts, *s))
+    }
+
+    /// Hostname pod affinity: every term's pods are on the node.
+    fn host_affinity_allows(&self, facts: &PodFacts, tally: &NodeTally) -> bool {
+        facts
+            .affinity_host
+            .iter()
+            .all(|s| tally.count(*s) > 0 || self.first_of_its_kind(facts, *s))
+    }
+
+    /// kube-scheduler's exception: while no pod anywhere matches an
+    /// affinity term, a pod that matches its own term may go anywhere.
+    fn first_of_its_kind(&self, facts: &PodFacts, selector: SelectorId) -> bool {
+        !self.zone_counts.seen(selector) && facts.matches.contains(&selector)
     }
 
     /// Whether the types of pool `catalog` that could hold `pod` alone
@@ -547,6 +574,7 @@ impl<'s> Packer<'s> {
         node.requests.add_assign(&facts.requests);
         node.tally.add_pod(&facts.matches, &facts.anti);
         node.pods.push(pod);
+        self.zone_counts.see(&facts.matches);
         if let Some(z) = node.zone {
             self.zone_counts.add(&facts.matches, z);
         }

@@ -21,6 +21,12 @@ pub(crate) struct PodFacts {
     pub hostname_spread: Vec<(SelectorId, u32)>,
     /// Zone anti-affinity: no zone where a pod matches one of these.
     pub zone_anti: Vec<SelectorId>,
+    /// Pod affinity: a node (a zone) where a pod matches each of these.
+    pub affinity_host: Vec<SelectorId>,
+    pub affinity_zone: Vec<SelectorId>,
+    /// It has pod affinity, or another pod's affinity names it: the cost
+    /// passes leave its node whole, so no follower loses its target.
+    pub affinity_bound: bool,
     /// Must land on a node whose zone is fixed: it spreads by zone, or a
     /// zone spread counts it.
     pub needs_zone: bool,
@@ -32,11 +38,14 @@ pub(crate) struct PodFacts {
 pub(crate) struct Interned<'a> {
     pub selectors: Selectors<'a>,
     pub zone_counted: Vec<bool>,
+    /// Selectors some pod's pod affinity names.
+    pub affinity: Vec<bool>,
 }
 
 pub(crate) fn intern_selectors(pods: &[PendingPod]) -> Interned<'_> {
     let mut selectors = Selectors::default();
     let mut zone_selectors = Vec::new();
+    let mut affinity_selectors = Vec::new();
     for pod in pods {
         for spread in pod.topology_spread.iter().filter(|s| s.hard) {
             let id = selectors.intern(&pod.namespace, &spread.selector);
@@ -50,14 +59,27 @@ pub(crate) fn intern_selectors(pods: &[PendingPod]) -> Interned<'_> {
         for selector in &pod.zone_anti_affinity {
             zone_selectors.push(selectors.intern(&pod.namespace, selector));
         }
+        for selector in &pod.hostname_affinity {
+            affinity_selectors.push(selectors.intern(&pod.namespace, selector));
+        }
+        for selector in &pod.zone_affinity {
+            let id = selectors.intern(&pod.namespace, selector);
+            zone_selectors.push(id);
+            affinity_selectors.push(id);
+        }
     }
     let mut zone_counted = vec![false; selectors.len()];
     for id in zone_selectors {
         zone_counted[id as usize] = true;
     }
+    let mut affinity = vec![false; selectors.len()];
+    for id in affinity_selectors {
+        affinity[id as usize] = true;
+    }
     Interned {
         selectors,
         zone_counted,
+        affinity,
     }
 }
 
@@ -84,6 +106,9 @@ pub(crate) fn facts(
                 zone_spread: Vec::new(),
                 hostname_spread: Vec::new(),
                 zone_anti: Vec::new(),
+                affinity_host: Vec::new(),
+                affinity_zone: Vec::new(),
+                affinity_bound: matches.iter().any(|s| interned.affinity[*s as usize]),
                 needs_zone: matches.iter().any(|s| interned.zone_counted[*s as usize]),
                 matches,
                 unsupported: None,
@@ -112,7 +137,16 @@ pub(crate) fn facts(
                 .iter()
                 .map(|s| selectors_lookup(selectors, &pod.namespace, s))
                 .collect();
-            facts.needs_zone |= !facts.zone_anti.is_empty();
+            let lookup = |list: &[crate::model::LabelSelector]| -> Vec<SelectorId> {
+                list.iter()
+                    .map(|s| selectors_lookup(selectors, &pod.namespace, s))
+                    .collect()
+            };
+            facts.affinity_host = lookup(&pod.hostname_affinity);
+            facts.affinity_zone = lookup(&pod.zone_affinity);
+            facts.affinity_bound |=
+                !facts.affinity_host.is_empty() || !facts.affinity_zone.is_empty();
+            facts.needs_zone |= !facts.zone_anti.is_empty() || !facts.affinity_zone.is_empty();
             facts
         })
         .collect()

@@ -68,6 +68,11 @@ impl Packer<'_> {
                 "pool {name}: hostname topology spread with maxSkew 0 can never be met"
             );
         }
+        if !facts.affinity_host.is_empty() || !facts.affinity_zone.is_empty() {
+            return format!(
+                "pool {name}: no node or zone that holds the pods its required pod affinity names can take it"
+            );
+        }
         if !facts.zone_anti.is_empty() {
             return format!(
                 "pool {name}: every zone it offers holds a pod the pod's zone anti-affinity excludes"

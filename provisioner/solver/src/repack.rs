@@ -27,6 +27,9 @@ impl Packer<'_> {
         }
         let smallest = (self.smallest_pod.base[CPU], self.smallest_pod.base[MEMORY]);
         for origin in origins {
+            if self.affinity_bound(origin) {
+                continue;
+            }
             slack.retain(|(_, cpu, memory)| *cpu >= smallest.0 && *memory >= smallest.1);
             if slack.is_empty() {
                 break;
@@ -69,6 +72,15 @@ impl Packer<'_> {
                 }
             }
         }
+    }
+
+    /// A node holding a pod with pod affinity, or one another pod's affinity
+    /// names: moving pods off it could leave a follower without its target.
+    pub(crate) fn affinity_bound(&self, index: usize) -> bool {
+        self.open[index]
+            .pods
+            .iter()
+            .any(|p| self.pods[*p].affinity_bound)
     }
 
     /// Room left in the node's cheapest remaining type.

@@ -123,13 +123,30 @@ impl NodeTally {
 /// Matching-pod counts per selector per zone.
 pub(crate) struct ZoneCounts {
     counts: Vec<Vec<u32>>,
+    /// Per selector: whether any pod matching it runs or was placed, in any
+    /// zone or none (pod affinity's "no pod matches yet" exception).
+    seen: Vec<bool>,
 }
 
 impl ZoneCounts {
     pub fn new(selectors: usize, zones: usize) -> Self {
         ZoneCounts {
             counts: vec![vec![0; zones]; selectors],
+            seen: vec![false; selectors],
         }
+    }
+
+    /// Pods matching `matches` run or were placed somewhere.
+    pub fn see(&mut self, matches: &[SelectorId]) {
+        for s in matches {
+            if let Some(seen) = self.seen.get_mut(*s as usize) {
+                *seen = true;
+            }
+        }
+    }
+
+    pub fn seen(&self, selector: SelectorId) -> bool {
+        self.seen.get(selector as usize).copied().unwrap_or(false)
     }
 
     pub fn add(&mut self, matches: &[SelectorId], zone: usize) {

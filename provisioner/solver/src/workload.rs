@@ -224,6 +224,8 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
         zone_anti_affinity: Vec::new(),
+        hostname_affinity: Vec::new(),
+        zone_affinity: Vec::new(),
     };
     match kind {
         Kind::Generic => {
@@ -298,6 +300,8 @@ pub fn blank_pod(index: usize, cpu_millis: u64, memory_mib: u64) -> PendingPod {
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
         zone_anti_affinity: Vec::new(),
+        hostname_affinity: Vec::new(),
+        zone_affinity: Vec::new(),
     }
 }
 

@@ -177,7 +177,7 @@ fn world(seed: u64, max_pods: u64) -> World {
             p.requests.memory_bytes = (64 + d.below(4_000)) * MIB;
             p.labels = labels(&[("app", "plain")]);
             let group = d.below(2);
-            match d.below(9) {
+            match d.below(11) {
                 1 => {
                     let app = format!("zs{group}");
                     p.labels = labels(&[("app", &app)]);
@@ -202,6 +202,21 @@ fn world(seed: u64, max_pods: u64) -> World {
                     let app = format!("za{group}");
                     p.labels = labels(&[("app", &app)]);
                     p.zone_anti_affinity = vec![selector("app", &app)];
+                }
+                // Pod affinity: targets `<kind>-t` and followers `<kind>-f`.
+                9 | 10 => {
+                    let kind = if d.chance(50) { "ha" } else { "zf" };
+                    let target = format!("{kind}{group}-t");
+                    if d.chance(40) {
+                        p.labels = labels(&[("app", &target)]);
+                    } else {
+                        p.labels = labels(&[("app", &format!("{kind}{group}-f"))]);
+                        if kind == "ha" {
+                            p.hostname_affinity = vec![selector("app", &target)];
+                        } else {
+                            p.zone_affinity = vec![selector("app", &target)];
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -629,6 +644,35 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
             }
         }
     }
+    // Pod affinity: each follower shares its node (its zone) with a target.
+    for group in 0..2u32 {
+        for kind in ["ha", "zf"] {
+            let (target, follower) = (format!("{kind}{group}-t"), format!("{kind}{group}-f"));
+            let has = |placed: &[&PendingPod], app: &str| {
+                placed
+                    .iter()
+                    .any(|p| p.labels.get("app").map(String::as_str) == Some(app))
+            };
+            let target_zones: Vec<&Option<String>> = members
+                .iter()
+                .filter(|(_, placed)| has(placed, &target))
+                .map(|(zone, _)| zone)
+                .collect();
+            for (zone, placed) in &members {
+                if !has(placed, &follower) {
+                    continue;
+                }
+                let met = if kind == "ha" {
+                    has(placed, &target)
+                } else {
+                    zone.is_some() && target_zones.contains(&zone)
+                };
+                if !met {
+                    return Err(format!("{follower} placed away from {target} ({zone:?})"));
+                }
+            }
+        }
+    }
     // Zone anti-affinity: at most one such replica per zone.
     for group in 0..2u32 {
         let app = format!("za{group}");
@@ -747,6 +791,18 @@ fn the_generator_exercises_every_rule() {
             *seen.entry("anti-affinity placed").or_default() += app("aa");
             *seen.entry("hostname spread placed").or_default() += app("hs");
             *seen.entry("zone anti-affinity placed").or_default() += app("za");
+            *seen
+                .entry("hostname affinity followers placed")
+                .or_default() += n
+                .pods
+                .iter()
+                .filter(|k| !pods[k.as_str()].hostname_affinity.is_empty())
+                .count();
+            *seen.entry("zone affinity followers placed").or_default() += n
+                .pods
+                .iter()
+                .filter(|k| !pods[k.as_str()].zone_affinity.is_empty())
+                .count();
             let with_terms = n
                 .pods
                 .iter()
@@ -785,6 +841,8 @@ fn the_generator_exercises_every_rule() {
         "anti-affinity placed",
         "hostname spread placed",
         "zone anti-affinity placed",
+        "hostname affinity followers placed",
+        "zone affinity followers placed",
         "OR'd affinity terms placed",
         "minValues relaxed",
         "preferred zone honoured",

@@ -884,3 +884,97 @@ fn zone_anti_affinity_sends_each_replica_to_a_zone_of_its_own() {
         "{plan:?}"
     );
 }
+
+fn follower(name: &str, cpu: u64, target: &str) -> PendingPod {
+    let mut p = pod(name, cpu, 0);
+    p.labels = labels(&[("app", "follower")]);
+    p.hostname_affinity = vec![selector("app", target)];
+    p
+}
+
+#[test]
+fn hostname_affinity_puts_followers_on_the_node_of_their_pending_target() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut target = pod("target", 1500, 0);
+    target.labels = labels(&[("app", "cache")]);
+    // Listed first, the followers are still placed after their target.
+    case.pods = vec![
+        follower("f0", 500, "cache"),
+        follower("f1", 500, "cache"),
+        target,
+        pod("other", 1500, 0),
+    ];
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    let with_target = plan
+        .new_nodes
+        .iter()
+        .find(|n| n.pods.contains(&"ns/target".to_owned()))
+        .expect("a node for the target");
+    for f in ["ns/f0", "ns/f1"] {
+        assert!(with_target.pods.contains(&f.to_owned()), "{plan:?}");
+    }
+}
+
+#[test]
+fn hostname_affinity_to_a_running_pod_means_its_node_or_nothing() {
+    let mut case = Case::new(sizes(&["a"]));
+    let mut running = node("n0", "a", 2000, 0);
+    running.pods = vec![PlacedPod {
+        namespace: "ns".into(),
+        labels: labels(&[("app", "cache")]).into(),
+    }];
+    case.nodes = vec![running, node("n1", "a", 8000, 0)];
+    case.pods = vec![
+        follower("fits", 1000, "cache"),
+        follower("too-big", 3000, "cache"),
+    ];
+    let plan = case.solve();
+    assert_eq!(
+        plan.to_existing,
+        vec![("ns/fits".to_owned(), "n0".to_owned())]
+    );
+    assert!(
+        plan.new_nodes.is_empty(),
+        "no new node has the target: {plan:?}"
+    );
+    assert!(
+        reason(&plan, "ns/too-big").contains("pod affinity"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn the_first_of_a_self_affine_group_goes_anywhere_and_the_rest_follow() {
+    let mut case = Case::new(sizes(&["a", "b", "c"]));
+    case.pods = (0..4)
+        .map(|i| {
+            let mut p = pod(&format!("g{i}"), 500, 0);
+            p.labels = labels(&[("app", "group")]);
+            p.zone_affinity = vec![selector("app", "group")];
+            p
+        })
+        .collect();
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    let zones: std::collections::BTreeSet<&String> =
+        plan.new_nodes.iter().flat_map(|n| &n.zones).collect();
+    assert_eq!(zones.len(), 1, "one zone for the group: {plan:?}");
+}
+
+#[test]
+fn zone_affinity_follows_a_running_target_to_its_zone() {
+    let mut case = Case::new(sizes(&["a", "b", "c"]));
+    let mut running = node("n0", "b", 1000, 900);
+    running.pods = vec![PlacedPod {
+        namespace: "ns".into(),
+        labels: labels(&[("app", "db")]).into(),
+    }];
+    case.nodes = vec![running];
+    let mut p = pod("api", 2000, 0);
+    p.zone_affinity = vec![selector("app", "db")];
+    case.pods = vec![p];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
+    assert_eq!(plan.new_nodes[0].zones, vec!["b".to_owned()], "{plan:?}");
+}

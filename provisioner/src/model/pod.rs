@@ -152,6 +152,8 @@ impl CachedPod {
             topology_spread: placement.topology_spread.clone(),
             hostname_anti_affinity: placement.hostname_anti_affinity.clone(),
             zone_anti_affinity: placement.zone_anti_affinity.clone(),
+            hostname_affinity: placement.hostname_affinity.clone(),
+            zone_affinity: placement.zone_affinity.clone(),
         })
     }
 

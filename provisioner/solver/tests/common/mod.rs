@@ -112,6 +112,8 @@ pub fn pod(name: &str, cpu_millis: u64, memory_gib: u64) -> PendingPod {
         topology_spread: vec![],
         hostname_anti_affinity: vec![],
         zone_anti_affinity: Vec::new(),
+        hostname_affinity: Vec::new(),
+        zone_affinity: Vec::new(),
     }
 }
 

@@ -245,6 +245,8 @@ fn pod(namespace: &str, name: String, app_label: &str, requests: Resources) -> P
         topology_spread: Vec::new(),
         hostname_anti_affinity: Vec::new(),
         zone_anti_affinity: Vec::new(),
+        hostname_affinity: Vec::new(),
+        zone_affinity: Vec::new(),
     }
 }
 

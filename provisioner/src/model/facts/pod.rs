@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use spotwright_api::quantity;
 use spotwright_solver::model::{
@@ -31,6 +31,10 @@ pub struct Placement {
     pub hostname_anti_affinity: Vec<LabelSelector>,
     /// The same on `topology.kubernetes.io/zone`.
     pub zone_anti_affinity: Vec<LabelSelector>,
+    /// Required pod affinity on `kubernetes.io/hostname` and on
+    /// `topology.kubernetes.io/zone` within the pod's namespace.
+    pub hostname_affinity: Vec<LabelSelector>,
+    pub zone_affinity: Vec<LabelSelector>,
     /// Required constraints the solver does not model, described: the node
     /// launched for the pod may not suit it, and the pod is told so.
     pub unmodelled: Vec<String>,
@@ -63,9 +67,9 @@ pub fn requests_of(spec: Option<&PodSpec>) -> Result<Resources, UnreadableField>
     pod_requests(spec).map_err(|e| UnreadableField::new("resources", e))
 }
 
-/// Where a pod may go: selectors, required node affinity, tolerations,
-/// spread and hostname anti-affinity (other topology keys and namespaces are
-/// left to the scheduler).
+/// Where a pod may go: selectors, node affinity, tolerations, spread, and
+/// pod (anti-)affinity on hostname and zone within the namespace (other
+/// topology keys and namespaces are left to the scheduler, and named).
 pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
     let spec = spec.ok_or_else(|| UnreadableField::new("spec", FieldError::Missing))?;
     let mut topology_spread = Vec::new();
@@ -78,50 +82,22 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
                 .map_err(|e| UnreadableField::new("spec.topologySpreadConstraints", e))?,
         });
     }
-    let mut hostname_anti_affinity = Vec::new();
-    let mut zone_anti_affinity = Vec::new();
-    let anti = spec
-        .affinity
-        .as_ref()
+    let affinity = spec.affinity.as_ref();
+    let mut unmodelled = Vec::new();
+    let anti = affinity
         .and_then(|a| a.pod_anti_affinity.as_ref())
         .and_then(|a| {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         });
-    let mut unmodelled = Vec::new();
-    for term in anti.into_iter().flatten() {
-        let own_namespace =
-            term.namespaces.as_ref().is_none_or(Vec::is_empty) && term.namespace_selector.is_none();
-        let modelled = match term.topology_key.as_str() {
-            HOSTNAME if own_namespace => Some(&mut hostname_anti_affinity),
-            ZONE if own_namespace => Some(&mut zone_anti_affinity),
-            _ => None,
-        };
-        if let Some(list) = modelled {
-            list.push(
-                label_selector(term.label_selector.as_ref())
-                    .map_err(|e| UnreadableField::new("spec.affinity.podAntiAffinity", e))?,
-            );
-        } else {
-            unmodelled.push(format!(
-                "required pod anti-affinity on {}{}",
-                term.topology_key,
-                if own_namespace {
-                    ""
-                } else {
-                    " across namespaces"
-                }
-            ));
-        }
-    }
-    let affinity = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
-    let required = affinity.and_then(|a| {
-        a.required_during_scheduling_ignored_during_execution
-            .as_ref()
-    });
-    for term in required.into_iter().flatten() {
-        unmodelled.push(format!("required pod affinity on {}", term.topology_key));
-    }
+    let anti = PodTerms::sort(anti, "anti-affinity", &mut unmodelled)?;
+    let attract = affinity
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    let attract = PodTerms::sort(attract, "affinity", &mut unmodelled)?;
     let claims_volume = spec
         .volumes
         .iter()
@@ -139,10 +115,59 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
         tolerations: tolerations(spec.tolerations.as_ref())
             .map_err(|e| UnreadableField::new("spec.tolerations", e))?,
         topology_spread,
-        hostname_anti_affinity,
-        zone_anti_affinity,
+        hostname_anti_affinity: anti.hostname,
+        zone_anti_affinity: anti.zone,
+        hostname_affinity: attract.hostname,
+        zone_affinity: attract.zone,
         unmodelled,
     })
+}
+
+/// Required pod (anti-)affinity terms by the topology the solver models:
+/// hostname or zone, within the pod's namespace.
+#[derive(Default)]
+struct PodTerms {
+    hostname: Vec<LabelSelector>,
+    zone: Vec<LabelSelector>,
+}
+
+impl PodTerms {
+    /// Sorts `terms`; the ones on other keys or across namespaces are
+    /// described in `unmodelled`.
+    fn sort(
+        terms: Option<&Vec<PodAffinityTerm>>,
+        kind: &str,
+        unmodelled: &mut Vec<String>,
+    ) -> Result<PodTerms, UnreadableField> {
+        let mut sorted = PodTerms::default();
+        for term in terms.into_iter().flatten() {
+            let own_namespace = term.namespaces.as_ref().is_none_or(Vec::is_empty)
+                && term.namespace_selector.is_none();
+            let list = match term.topology_key.as_str() {
+                HOSTNAME if own_namespace => &mut sorted.hostname,
+                ZONE if own_namespace => &mut sorted.zone,
+                key => {
+                    let scope = if own_namespace {
+                        ""
+                    } else {
+                        " across namespaces"
+                    };
+                    unmodelled.push(format!("required pod {kind} on {key}{scope}"));
+                    continue;
+                }
+            };
+            let field = if kind == "affinity" {
+                "spec.affinity.podAffinity"
+            } else {
+                "spec.affinity.podAntiAffinity"
+            };
+            list.push(
+                label_selector(term.label_selector.as_ref())
+                    .map_err(|e| UnreadableField::new(field, e))?,
+            );
+        }
+        Ok(sorted)
+    }
 }
 
 /// What a pod needs on a node, the way the scheduler counts it: app
@@ -349,21 +374,27 @@ mod tests {
     }
 
     #[test]
-    fn pod_affinity_and_claimed_volumes_are_named_as_unmodelled() {
+    fn pod_affinity_is_read_and_the_rest_named_as_unmodelled() {
         let p = pod(
             json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
                 "containers": [],
                 "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "db"}}}]}},
+                    {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "db"}}},
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "cache"}}},
+                    {"topologyKey": "kubernetes.io/hostname", "namespaceSelector": {}, "labelSelector": {"matchLabels": {"app": "x"}}},
+                    {"topologyKey": "rack", "labelSelector": {"matchLabels": {"app": "db"}}}]}},
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}},
                     {"name": "cfg", "configMap": {"name": "c"}}]
             }}),
         );
         let placement = placement(p.spec.as_ref()).unwrap();
+        assert_eq!(placement.zone_affinity.len(), 1);
+        assert_eq!(placement.hostname_affinity.len(), 1);
         assert_eq!(
             placement.unmodelled,
             [
-                "required pod affinity on topology.kubernetes.io/zone",
+                "required pod affinity on kubernetes.io/hostname across namespaces",
+                "required pod affinity on rack",
                 "the zone of its PersistentVolumeClaims' volumes"
             ]
         );
