@@ -877,3 +877,80 @@ async fn the_heaviest_preference_that_can_be_met_picks_the_zone_of_the_node() {
     assert_eq!(pool_claims(&client, &pool).await.len(), 1);
     cleanup(env, &client, &pool, &namespace).await;
 }
+
+#[tokio::test]
+async fn followers_join_their_target_and_zone_anti_affine_replicas_split() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-affinity").await;
+    let id = unique_suffix();
+    let pool = pool(env, &client, &id).await;
+    let namespace = format!("prov-{id}");
+    let _provisioner = Provisioner::start(env, "affinity", MOTO, &[]).await;
+    let pod = |name: &str, app: &str, affinity: serde_json::Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
+            "spec": {"affinity": affinity,
+                "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}]}
+        })
+    };
+    let term = |key: &str, app: &str| {
+        json!({"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": key, "labelSelector": {"matchLabels": {"app": app}}}]})
+    };
+    // Followers first: the solver still places the target before them.
+    for name in ["follower-0", "follower-1"] {
+        env.apply(&pod(
+            name,
+            "follower",
+            json!({"podAffinity": term("kubernetes.io/hostname", "cache")}),
+        ));
+    }
+    env.apply(&pod("cache", "cache", json!({})));
+    for name in ["replica-0", "replica-1"] {
+        env.apply(&pod(
+            name,
+            "replica",
+            json!({"podAntiAffinity": term("topology.kubernetes.io/zone", "replica")}),
+        ));
+    }
+    eventually("all five pods to run", Duration::from_secs(180), || async {
+        running_pods(&client, &namespace).await.len() == 5
+    })
+    .await;
+    let pods = running_pods(&client, &namespace).await;
+    let node_of = |name: &str| {
+        pods.iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.spec.as_ref()?.node_name.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(node_of("follower-0"), node_of("cache"));
+    assert_eq!(node_of("follower-1"), node_of("cache"));
+    let nodes = Api::<Node>::all(client.clone());
+    let mut zones = Vec::new();
+    for replica in ["replica-0", "replica-1"] {
+        let node = nodes
+            .get(&node_of(replica))
+            .await
+            .expect("the replica's node");
+        let labels = node.metadata.labels.unwrap_or_default();
+        zones.push(
+            labels
+                .get("topology.kubernetes.io/zone")
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    assert_ne!(zones[0], zones[1], "one replica per zone: {zones:?}");
+    let claims = pool_claims(&client, &pool).await;
+    assert!(
+        claims.len() <= 3,
+        "no node launched that no pod could use: {} claims",
+        claims.len()
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+}
