@@ -69,7 +69,7 @@ fn an_empty_node_is_removed_after_consolidate_after() {
 fn zero_removes_at_once_and_never_never_does() {
     let claim = initialized();
     let node = ready_node();
-    let now = at(5);
+    let now = at(45);
     let since = next_empty_since(true, None, now);
     assert_eq!(
         decide(&claim, Some(&node), &[], policy("0s"), since, now),
@@ -87,6 +87,27 @@ fn zero_removes_at_once_and_never_never_does() {
             at(1_000_000)
         ),
         EmptinessDecision::Ignore
+    );
+}
+
+#[test]
+fn a_new_node_waits_out_the_nomination_window_even_at_zero() {
+    // Initialized at 0: the pods launched for it may not be bound yet.
+    let claim = initialized();
+    let node = ready_node();
+    let since = next_empty_since(true, None, at(5));
+    assert_eq!(
+        decide(&claim, Some(&node), &[], policy("0s"), since, at(5)),
+        EmptinessDecision::Wait {
+            remaining: NOMINATION_WINDOW - Duration::from_secs(5)
+        }
+    );
+    let window = NOMINATION_WINDOW.as_secs() as i64;
+    assert_eq!(
+        decide(&claim, Some(&node), &[], policy("0s"), since, at(window)),
+        EmptinessDecision::Remove {
+            empty_for: Duration::from_secs(window as u64 - 5)
+        }
     );
 }
 
@@ -154,7 +175,7 @@ fn do_not_disrupt_on_the_node_or_a_pod_blocks_removal() {
     let claim = initialized();
     let node = annotate(ready_node(), "spotwright.io/do-not-disrupt", "true");
     assert!(matches!(
-        decide(&claim, Some(&node), &[], policy("0s"), Some(at(0)), at(9)),
+        decide(&claim, Some(&node), &[], policy("0s"), Some(at(0)), at(60)),
         EmptinessDecision::Blocked { reason } if reason.starts_with("Node")
     ));
     let ds = CachedPod::from(&annotate(
@@ -163,7 +184,7 @@ fn do_not_disrupt_on_the_node_or_a_pod_blocks_removal() {
         "true",
     ));
     assert!(matches!(
-        decide(&claim, Some(&ready_node()), &[&ds], policy("0s"), Some(at(0)), at(9)),
+        decide(&claim, Some(&ready_node()), &[&ds], policy("0s"), Some(at(0)), at(60)),
         EmptinessDecision::Blocked { reason } if reason.contains("apps/agent")
     ));
     let not_true = annotate(ready_node(), "spotwright.io/do-not-disrupt", "false");
@@ -174,7 +195,7 @@ fn do_not_disrupt_on_the_node_or_a_pod_blocks_removal() {
             &[],
             policy("0s"),
             Some(at(0)),
-            at(9)
+            at(60)
         ),
         EmptinessDecision::Remove { .. }
     ));

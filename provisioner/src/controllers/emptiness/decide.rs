@@ -10,8 +10,16 @@ use spotwright_api::duration::Lifetime;
 use spotwright_api::v1alpha1::ConsolidationPolicy;
 use spotwright_api::{conditions, NodeClaim, NodePool};
 
-use crate::model::claim::{elapsed, is_condition_true};
+use crate::model::claim::{elapsed, find_condition, is_condition_true};
 use crate::model::pod::{do_not_disrupt, CachedPod};
+
+/// How long a node stays after it is initialized before it can count as
+/// empty. The pods it was launched for bind only once it is ready, on the
+/// scheduler's own retry (backoff up to 10 s): removing it before that, even
+/// with `consolidateAfter: 0s`, would launch again for them or lose a bare
+/// pod bound to a node being deleted (Karpenter keeps a nomination window
+/// for the same reason).
+pub const NOMINATION_WINDOW: Duration = Duration::from_secs(30);
 
 /// What the NodePool says about removing its empty nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +91,13 @@ pub fn decide(
         return EmptinessDecision::NotEmpty;
     }
     let empty_for = empty_since.map_or(Duration::ZERO, |since| elapsed(since, now));
-    if let Some(remaining) = consolidate_after
-        .checked_sub(empty_for)
-        .filter(|r| !r.is_zero())
-    {
+    let ready_for = find_condition(claim, conditions::INITIALIZED).map_or(NOMINATION_WINDOW, |c| {
+        elapsed(c.last_transition_time.0, now)
+    });
+    let remaining = consolidate_after
+        .saturating_sub(empty_for)
+        .max(NOMINATION_WINDOW.saturating_sub(ready_for));
+    if !remaining.is_zero() {
         return EmptinessDecision::Wait { remaining };
     }
     match do_not_disrupt(node, pods) {
