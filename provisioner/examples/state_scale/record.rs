@@ -291,7 +291,17 @@ pub(crate) fn feeds(dir: &Path) -> anyhow::Result<Feeds> {
         nodeclasses: replay(dir.join("nodeclasses.jsonl"))?,
         daemonsets: replay(dir.join("daemonsets.jsonl"))?,
         namespaces: replay(dir.join("namespaces.jsonl"))?,
+        volume_claims: nothing(),
+        volumes: nothing(),
+        storage_classes: nothing(),
     })
+}
+
+/// A feed of a kind the recording does not hold: listed, empty.
+fn nothing<K: Send + 'static>() -> Feed<K> {
+    stream::iter([Ok(watcher::Event::Init), Ok(watcher::Event::InitDone)])
+        .chain(stream::pending())
+        .boxed()
 }
 
 // ---------------------------------------------------------------------------

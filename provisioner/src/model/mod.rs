@@ -15,3 +15,4 @@ pub mod new_claim;
 pub mod node;
 pub mod pod;
 pub mod problem;
+pub mod volumes;

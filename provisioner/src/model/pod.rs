@@ -157,6 +157,24 @@ impl CachedPod {
         })
     }
 
+    /// The PersistentVolumeClaims the pod's volumes use, generic ephemeral
+    /// ones (`<pod>-<volume>`) included.
+    pub fn volume_claims(&self) -> Vec<String> {
+        let Ok(placement) = &self.shape.placement else {
+            return Vec::new();
+        };
+        let ephemeral = placement
+            .ephemeral_volumes
+            .iter()
+            .map(|v| format!("{}-{v}", self.name));
+        placement
+            .volume_claims
+            .iter()
+            .cloned()
+            .chain(ephemeral)
+            .collect()
+    }
+
     /// The pod as spread and anti-affinity count it where it runs.
     pub fn placed(&self) -> PlacedPod {
         PlacedPod {

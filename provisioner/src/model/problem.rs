@@ -17,6 +17,7 @@ use super::claim::is_condition_true;
 use super::disruption::is_disrupting;
 use super::facts::{self, FactsError};
 use super::pod::CachedPod;
+use super::volumes::{and_terms, VolumeTopology};
 
 /// What the cluster holds, as the caches saw it.
 pub struct Objects<'a> {
@@ -29,6 +30,8 @@ pub struct Objects<'a> {
     /// Namespaces annotated `spotwright.io/capacity`.
     pub opted_in: &'a BTreeSet<String>,
     pub scheduler_name: &'a str,
+    /// Where the pods' volumes let them run.
+    pub volumes: &'a VolumeTopology<'a>,
 }
 
 /// The solver's input, owned.
@@ -101,13 +104,29 @@ fn sort_pods<'a>(
         if let Some(node) = pod.node_name.as_deref() {
             pods_by_node.entry(node).or_default().push(pod);
         } else if pod.is_provisionable(objects.scheduler_name, objects.opted_in) {
-            match pod.pending() {
+            match pending_with_volumes(pod, objects.volumes) {
                 Ok(pending) => problem.pods.push(pending),
                 Err(err) => problem.unreadable.push((pod.key(), err)),
             }
         }
     }
     pods_by_node
+}
+
+/// The pod as the solver places it, held to where its volumes are.
+fn pending_with_volumes(
+    pod: &CachedPod,
+    volumes: &VolumeTopology,
+) -> Result<PendingPod, FactsError> {
+    let mut pending = pod.pending()?;
+    let claims = pod.volume_claims();
+    if !claims.is_empty() {
+        let terms = volumes.terms(pod.namespace(), &claims).map_err(|reason| {
+            FactsError::unreadable(&format!("pod {}", pod.key()), "spec.volumes", reason)
+        })?;
+        pending.required_affinity = and_terms(&pending.required_affinity, &terms);
+    }
+    Ok(pending)
 }
 
 /// Registered nodes, with what runs on them; a node that is leaving takes
@@ -382,6 +401,7 @@ mod tests {
                 daemonsets: &[],
                 opted_in: &BTreeSet::new(),
                 scheduler_name: "spotwright",
+                volumes: &VolumeTopology::default(),
             },
             &[m5_large()],
         )
@@ -412,5 +432,62 @@ mod tests {
         let node = &problem.nodes[0];
         assert_eq!(node.allocatable.cpu_millis, 0);
         assert_eq!(node.taints.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+    use serde_json::json;
+
+    fn pod_with_claim(name: &str, claim: &str) -> CachedPod {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"schedulerName": "spotwright", "containers": [{"name": "c"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+        }))
+        .expect("a pod");
+        CachedPod::from(&pod)
+    }
+
+    #[test]
+    fn a_pod_s_volume_holds_it_to_its_zone_and_a_missing_claim_leaves_it_out() {
+        let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "team"}, "spec": {"volumeName": "pv"}}))
+        .expect("a claim");
+        let volume: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pv"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In",
+                    "values": ["us-east-1b"]}]}]}}}}))
+        .expect("a volume");
+        let volumes = VolumeTopology::new(&[&claim], &[&volume], &[]);
+        let (held, lost) = (pod_with_claim("p", "data"), pod_with_claim("q", "gone"));
+        let problem = build(
+            &Objects {
+                pods: &[&held, &lost],
+                nodes: &[],
+                claims: &[],
+                nodepools: &[],
+                nodeclasses: &[],
+                daemonsets: &[],
+                opted_in: &BTreeSet::new(),
+                scheduler_name: "spotwright",
+                volumes: &volumes,
+            },
+            &[],
+        );
+        assert_eq!(problem.pods.len(), 1);
+        let zone = &problem.pods[0].required_affinity;
+        assert_eq!(zone.len(), 1);
+        assert_eq!(zone[0][0].key, keys::ZONE_LABEL);
+        assert_eq!(zone[0][0].values, ["us-east-1b"]);
+        assert_eq!(problem.unreadable.len(), 1);
+        assert_eq!(problem.unreadable[0].0, "team/q");
+        assert!(problem.unreadable[0]
+            .1
+            .to_string()
+            .contains("team/gone not found"));
     }
 }

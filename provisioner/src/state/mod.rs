@@ -1,5 +1,6 @@
 //! The one cluster state: a single watch per kind (Pods, Nodes, NodeClaims,
-//! NodePools, NodeClasses, DaemonSets, Namespaces), trimmed to what the
+//! NodePools, NodeClasses, DaemonSets, Namespaces, and the volume kinds:
+//! PersistentVolumeClaims, PersistentVolumes, StorageClasses), trimmed to what the
 //! controllers read ([`trim`]; pods kept compact by [`pods`]), shared by
 //! every controller. Controllers read
 //! a [`Snapshot`] (built once per change, indexed by name, providerID and
@@ -17,7 +18,8 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
@@ -41,10 +43,12 @@ pub enum Kind {
     NodeClasses,
     DaemonSets,
     Namespaces,
+    /// PersistentVolumeClaims, PersistentVolumes and StorageClasses.
+    Volumes,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Pods,
         Kind::Nodes,
         Kind::NodeClaims,
@@ -52,6 +56,7 @@ impl Kind {
         Kind::NodeClasses,
         Kind::DaemonSets,
         Kind::Namespaces,
+        Kind::Volumes,
     ];
 
     fn index(self) -> usize {
@@ -76,6 +81,9 @@ pub struct Feeds {
     pub nodeclasses: Feed<NodeClass>,
     pub daemonsets: Feed<DaemonSet>,
     pub namespaces: Feed<Namespace>,
+    pub volume_claims: Feed<PersistentVolumeClaim>,
+    pub volumes: Feed<PersistentVolume>,
+    pub storage_classes: Feed<StorageClass>,
 }
 
 impl Feeds {
@@ -94,6 +102,9 @@ impl Feeds {
             nodeclasses: watcher(Api::all(client.clone()), all()).boxed(),
             daemonsets: watcher(Api::all(client.clone()), all()).boxed(),
             namespaces: watcher(Api::all(client.clone()), all()).boxed(),
+            volume_claims: watcher(Api::all(client.clone()), all()).boxed(),
+            volumes: watcher(Api::all(client.clone()), all()).boxed(),
+            storage_classes: watcher(Api::all(client.clone()), all()).boxed(),
         }
     }
 }
@@ -106,6 +117,9 @@ struct Stores {
     nodeclasses: Store<NodeClass>,
     daemonsets: Store<DaemonSet>,
     namespaces: Store<Namespace>,
+    volume_claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
+    storage_classes: Store<StorageClass>,
 }
 
 struct Shared {
@@ -141,6 +155,9 @@ impl ClusterState {
         let (nodeclasses, nodeclasses_writer) = reflector::store();
         let (daemonsets, daemonsets_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
+        let (volume_claims, volume_claims_writer) = reflector::store();
+        let (volumes, volumes_writer) = reflector::store();
+        let (storage_classes, storage_classes_writer) = reflector::store();
         let state = ClusterState(Arc::new(Shared {
             stores: Stores {
                 pods: pods.clone(),
@@ -150,6 +167,9 @@ impl ClusterState {
                 nodeclasses,
                 daemonsets,
                 namespaces,
+                volume_claims,
+                volumes,
+                storage_classes,
             },
             versions,
             generation: AtomicU64::new(0),
@@ -182,6 +202,19 @@ impl ClusterState {
             namespaces_writer,
             feeds.namespaces,
             trim::namespace,
+        );
+        state.reflect(
+            Kind::Volumes,
+            volume_claims_writer,
+            feeds.volume_claims,
+            trim::common,
+        );
+        state.reflect(Kind::Volumes, volumes_writer, feeds.volumes, trim::common);
+        state.reflect(
+            Kind::Volumes,
+            storage_classes_writer,
+            feeds.storage_classes,
+            trim::common,
         );
         state
     }
@@ -245,6 +278,9 @@ impl ClusterState {
             s.nodeclasses.wait_until_ready(),
             s.daemonsets.wait_until_ready(),
             s.namespaces.wait_until_ready(),
+            s.volume_claims.wait_until_ready(),
+            s.volumes.wait_until_ready(),
+            s.storage_classes.wait_until_ready(),
         );
     }
 
@@ -287,6 +323,9 @@ impl ClusterState {
             nodeclasses: s.nodeclasses.state(),
             daemonsets: s.daemonsets.state(),
             namespaces: s.namespaces.state(),
+            volume_claims: s.volume_claims.state(),
+            volumes: s.volumes.state(),
+            storage_classes: s.storage_classes.state(),
         }
     }
 
@@ -371,6 +410,9 @@ mod tests {
             nodeclasses: feed(Vec::new()),
             daemonsets: feed(Vec::new()),
             namespaces: feed(Vec::new()),
+            volume_claims: feed(Vec::new()),
+            volumes: feed(Vec::new()),
+            storage_classes: feed(Vec::new()),
         }
     }
 

@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::InstanceType;
 
@@ -14,6 +15,7 @@ use crate::model::claim::{instance_id, node_name, provider_id};
 use crate::model::node::node_provider_id;
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Objects, Problem};
+use crate::model::volumes::VolumeTopology;
 
 /// The objects of the state at one moment, as the caches hold them.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +27,9 @@ pub struct Lists {
     pub nodeclasses: Vec<Arc<NodeClass>>,
     pub daemonsets: Vec<Arc<DaemonSet>>,
     pub namespaces: Vec<Arc<Namespace>>,
+    pub volume_claims: Vec<Arc<PersistentVolumeClaim>>,
+    pub volumes: Vec<Arc<PersistentVolume>>,
+    pub storage_classes: Vec<Arc<StorageClass>>,
 }
 
 /// The cluster at one moment, with the indexes the controllers look up by.
@@ -36,6 +41,9 @@ pub struct Snapshot {
     pub nodepools: Vec<Arc<NodePool>>,
     pub nodeclasses: Vec<Arc<NodeClass>>,
     pub daemonsets: Vec<Arc<DaemonSet>>,
+    pub volume_claims: Vec<Arc<PersistentVolumeClaim>>,
+    pub volumes: Vec<Arc<PersistentVolume>>,
+    pub storage_classes: Vec<Arc<StorageClass>>,
     /// Namespaces annotated `spotwright.io/capacity`.
     pub opted_in: BTreeSet<String>,
     claim_by_name: HashMap<String, usize>,
@@ -95,6 +103,9 @@ impl Snapshot {
             nodepools: lists.nodepools,
             nodeclasses: lists.nodeclasses,
             daemonsets: lists.daemonsets,
+            volume_claims: lists.volume_claims,
+            volumes: lists.volumes,
+            storage_classes: lists.storage_classes,
         }
     }
 
@@ -154,6 +165,9 @@ impl Snapshot {
         let (pods, nodes, claims) = (refs(&self.pods), refs(&self.nodes), refs(&self.claims));
         let (nodepools, nodeclasses) = (refs(&self.nodepools), refs(&self.nodeclasses));
         let daemonsets = refs(&self.daemonsets);
+        let (volume_claims, volumes) = (refs(&self.volume_claims), refs(&self.volumes));
+        let storage_classes = refs(&self.storage_classes);
+        let volumes = VolumeTopology::new(&volume_claims, &volumes, &storage_classes);
         problem::build(
             &Objects {
                 pods: &pods,
@@ -164,6 +178,7 @@ impl Snapshot {
                 daemonsets: &daemonsets,
                 opted_in: &self.opted_in,
                 scheduler_name,
+                volumes: &volumes,
             },
             instance_types,
         )

@@ -14,6 +14,7 @@ pub use node::{
 };
 pub use nodepool::{nodepool_facts, requirement, taint};
 pub use pod::{placement, pod_requests, requests_of, Placement, UnreadableField};
+pub use selectors::node_requirement;
 
 /// Why one field cannot be read into the solver's model.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -35,6 +35,10 @@ pub struct Placement {
     /// `topology.kubernetes.io/zone` within the pod's namespace.
     pub hostname_affinity: Vec<LabelSelector>,
     pub zone_affinity: Vec<LabelSelector>,
+    /// The PersistentVolumeClaims its volumes name, and its generic
+    /// ephemeral volumes (whose claims are `<pod>-<volume>`).
+    pub volume_claims: Vec<String>,
+    pub ephemeral_volumes: Vec<String>,
     /// Required constraints the solver does not model, described: the node
     /// launched for the pod may not suit it, and the pod is told so.
     pub unmodelled: Vec<String>,
@@ -98,14 +102,15 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
                 .as_ref()
         });
     let attract = PodTerms::sort(attract, "affinity", &mut unmodelled)?;
-    let claims_volume = spec
-        .volumes
-        .iter()
-        .flatten()
-        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-    if claims_volume {
-        unmodelled.push("the zone of its PersistentVolumeClaims' volumes".to_owned());
-    }
+    let volumes = spec.volumes.iter().flatten();
+    let volume_claims = volumes
+        .clone()
+        .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.clone()))
+        .collect();
+    let ephemeral_volumes = volumes
+        .filter(|v| v.ephemeral.is_some())
+        .map(|v| v.name.clone())
+        .collect();
     Ok(Placement {
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         required_affinity: required_node_affinity(spec.affinity.as_ref())
@@ -119,6 +124,8 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
         zone_anti_affinity: anti.zone,
         hostname_affinity: attract.hostname,
         zone_affinity: attract.zone,
+        volume_claims,
+        ephemeral_volumes,
         unmodelled,
     })
 }
@@ -394,10 +401,10 @@ mod tests {
             placement.unmodelled,
             [
                 "required pod affinity on kubernetes.io/hostname across namespaces",
-                "required pod affinity on rack",
-                "the zone of its PersistentVolumeClaims' volumes"
+                "required pod affinity on rack"
             ]
         );
+        assert_eq!(placement.volume_claims, ["d"]);
         let plain =
             pod(json!({"metadata": {"name": "q", "namespace": "ns"}, "spec": {"containers": []}}));
         assert!(super::placement(plain.spec.as_ref())

@@ -30,7 +30,7 @@ pub fn effect(value: &str) -> Option<TaintEffect> {
     })
 }
 
-fn node_requirement(r: &NodeSelectorRequirement) -> Result<Requirement, FieldError> {
+pub fn node_requirement(r: &NodeSelectorRequirement) -> Result<Requirement, FieldError> {
     Ok(Requirement {
         key: r.key.clone(),
         operator: operator(&r.operator)
