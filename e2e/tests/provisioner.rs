@@ -954,3 +954,59 @@ async fn followers_join_their_target_and_zone_anti_affine_replicas_split() {
     );
     cleanup(env, &client, &pool, &namespace).await;
 }
+
+#[tokio::test]
+async fn a_pod_bound_to_a_zonal_volume_gets_a_node_in_that_zone() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-volume").await;
+    let id = unique_suffix();
+    let pool = pool(env, &client, &id).await;
+    let namespace = format!("prov-{id}");
+    let volume = format!("e2e-pv-{id}");
+    let class = format!("e2e-manual-{id}");
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class, "hostPath": {"path": "/tmp/e2e"},
+            "persistentVolumeReclaimPolicy": "Retain",
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1c"]}]}]}}}
+    }));
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class, "volumeName": volume,
+            "resources": {"requests": {"storage": "1Gi"}}}
+    }));
+    let _provisioner = Provisioner::start(env, "volume", MOTO, &[]).await;
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stateful", "namespace": namespace},
+        "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
+    }));
+    eventually("the pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    let pod = running_pods(&client, &namespace).await.remove(0);
+    let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_name)
+        .await
+        .expect("the pod's node");
+    let labels = node.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("topology.kubernetes.io/zone")
+            .map(String::as_str),
+        Some("us-east-1c"),
+        "the volume's zone"
+    );
+    assert_eq!(pool_claims(&client, &pool).await.len(), 1, "one launch");
+    cleanup(env, &client, &pool, &namespace).await;
+    env.kubectl(&["delete", "pv", &volume, "--wait=false"]);
+}
