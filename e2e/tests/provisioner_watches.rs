@@ -17,7 +17,7 @@ use spotwright_e2e::harness::{env, Env};
 const MOTO: &str = "http://127.0.0.1:15000";
 
 /// The kinds the provisioner's cluster state watches, as the API server names them.
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 10] = [
     "pods",
     "nodes",
     "nodeclaims",
@@ -25,6 +25,9 @@ const KINDS: [&str; 7] = [
     "nodeclasses",
     "daemonsets",
     "namespaces",
+    "persistentvolumeclaims",
+    "persistentvolumes",
+    "storageclasses",
 ];
 
 /// Open WATCH requests on the API server, by resource (all clients).
