@@ -139,6 +139,10 @@ pub struct PendingPod {
     pub hostname_affinity: Vec<LabelSelector>,
     /// The same on `topology.kubernetes.io/zone`: a zone holding such a pod.
     pub zone_affinity: Vec<LabelSelector>,
+    /// Preferred pod anti-affinity on `kubernetes.io/hostname` (weights
+    /// aside): honoured where it costs nothing extra, like `ScheduleAnyway`
+    /// spreads.
+    pub preferred_hostname_anti_affinity: Vec<LabelSelector>,
 }
 
 /// What a DaemonSet puts on every node it matches.

@@ -182,11 +182,12 @@ impl<'s> Packer<'s> {
         }
     }
 
-    /// The existing node the pod fits on that ends fullest.
+    /// The existing node the pod fits on that meets its soft constraints,
+    /// then ends fullest.
     fn best_existing(&self, pod: usize) -> Option<usize> {
         let facts = &self.pods[pod];
         let class = &self.classes.list[facts.class];
-        let mut best: Option<(f64, usize)> = None;
+        let mut best: Option<((bool, f64), usize)> = None;
         for (i, node) in self.existing.iter().enumerate() {
             if !class.existing[i] || !node.requested.fits_with(&facts.requests, &node.allocatable) {
                 continue;
@@ -205,9 +206,15 @@ impl<'s> Packer<'s> {
             }
             let mut after = node.requested.clone();
             after.add_assign(&facts.requests);
-            let fullness = after.fullness(&node.allocatable);
-            if best.is_none_or(|(f, _)| fullness > f) {
-                best = Some((fullness, i));
+            let soft = self.soft_allows(facts, &node.tally, node.zone, class.eligible_zones);
+            let score = (soft, after.fullness(&node.allocatable));
+            let better = |(soft_before, full_before): (bool, f64)| match (score.0, soft_before) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => score.1 > full_before,
+            };
+            if best.is_none_or(|(b, _)| better(b)) {
+                best = Some((score, i));
             }
         }
         best.map(|(_, i)| i)
@@ -228,15 +235,28 @@ impl<'s> Packer<'s> {
     /// cheapest type still has room for the pod (it rides for free), else
     /// the first that can grow to take it.
     fn place_on_open(&mut self, pod: usize) -> bool {
-        let free_ride = (0..self.active.len()).find_map(|position| {
-            let node = &self.open[self.active[position]];
-            if !self.fits_cheapest(node, pod) {
-                return None;
-            }
-            let fit = self.try_fit(node, pod)?;
-            let keeps_cheapest = fit.types.first().map(|t| t.0) == node.types.first().map(|t| t.0);
-            keeps_cheapest.then_some((position, fit))
-        });
+        let facts = &self.pods[pod];
+        let eligible = self.classes.list[facts.class].eligible_zones;
+        let ride = |soft_only: bool| {
+            (0..self.active.len()).find_map(|position| {
+                let node = &self.open[self.active[position]];
+                if !self.fits_cheapest(node, pod)
+                    || (soft_only && !self.soft_allows(facts, &node.tally, node.zone, eligible))
+                {
+                    return None;
+                }
+                let fit = self.try_fit(node, pod)?;
+                let keeps_cheapest =
+                    fit.types.first().map(|t| t.0) == node.types.first().map(|t| t.0);
+                keeps_cheapest.then_some((position, fit))
+            })
+        };
+        // A free ride that meets the soft constraints first: it costs the same.
+        let free_ride = if facts.has_soft() {
+            ride(true).or_else(|| ride(false))
+        } else {
+            ride(false)
+        };
         if let Some((position, fit)) = free_ride {
             self.commit_at(position, pod, fit);
             return true;
@@ -491,6 +511,22 @@ impl<'s> Packer<'s> {
                 .affinity_zone
                 .iter()
                 .all(|s| self.zone_counts.count(*s, z) > 0 || self.first_of_its_kind(facts, *s))
+    }
+
+    /// The soft constraints hold on a node with `tally`, in `zone` if known.
+    pub(crate) fn soft_allows(
+        &self,
+        facts: &PodFacts,
+        tally: &NodeTally,
+        zone: Option<usize>,
+        eligible: u64,
+    ) -> bool {
+        facts.soft_anti.iter().all(|s| tally.count(*s) == 0)
+            && tally.hostname_spread_allows(&facts.soft_hostname_spread)
+            && zone.is_none_or(|z| {
+                self.zone_counts
+                    .allows(&facts.soft_zone_spread, eligible, z)
+            })
     }
 
     /// Hostname pod affinity: every term's pods are on the node.

@@ -24,6 +24,11 @@ pub(crate) struct PodFacts {
     /// Pod affinity: a node (a zone) where a pod matches each of these.
     pub affinity_host: Vec<SelectorId>,
     pub affinity_zone: Vec<SelectorId>,
+    /// Soft constraints, honoured only where they cost nothing extra:
+    /// preferred hostname anti-affinity, `ScheduleAnyway` spreads.
+    pub soft_anti: Vec<SelectorId>,
+    pub soft_hostname_spread: Vec<(SelectorId, u32)>,
+    pub soft_zone_spread: Vec<(SelectorId, u32)>,
     /// It has pod affinity, or another pod's affinity names it: the cost
     /// passes leave its node whole, so no follower loses its target.
     pub affinity_bound: bool,
@@ -32,6 +37,14 @@ pub(crate) struct PodFacts {
     pub needs_zone: bool,
     /// A hard constraint the solver cannot honour.
     pub unsupported: Option<String>,
+}
+
+impl PodFacts {
+    pub fn has_soft(&self) -> bool {
+        !self.soft_anti.is_empty()
+            || !self.soft_hostname_spread.is_empty()
+            || !self.soft_zone_spread.is_empty()
+    }
 }
 
 /// Selectors of every spread constraint and anti-affinity term in the batch.
@@ -47,11 +60,14 @@ pub(crate) fn intern_selectors(pods: &[PendingPod]) -> Interned<'_> {
     let mut zone_selectors = Vec::new();
     let mut affinity_selectors = Vec::new();
     for pod in pods {
-        for spread in pod.topology_spread.iter().filter(|s| s.hard) {
+        for spread in &pod.topology_spread {
             let id = selectors.intern(&pod.namespace, &spread.selector);
-            if spread.topology_key == ZONE_LABEL {
+            if spread.hard && spread.topology_key == ZONE_LABEL {
                 zone_selectors.push(id);
             }
+        }
+        for selector in &pod.preferred_hostname_anti_affinity {
+            selectors.intern(&pod.namespace, selector);
         }
         for selector in &pod.hostname_anti_affinity {
             selectors.intern(&pod.namespace, selector);
@@ -108,11 +124,22 @@ pub(crate) fn facts(
                 zone_anti: Vec::new(),
                 affinity_host: Vec::new(),
                 affinity_zone: Vec::new(),
+                soft_anti: Vec::new(),
+                soft_hostname_spread: Vec::new(),
+                soft_zone_spread: Vec::new(),
                 affinity_bound: matches.iter().any(|s| interned.affinity[*s as usize]),
                 needs_zone: matches.iter().any(|s| interned.zone_counted[*s as usize]),
                 matches,
                 unsupported: None,
             };
+            for spread in pod.topology_spread.iter().filter(|s| !s.hard) {
+                let id = selectors_lookup(selectors, &pod.namespace, &spread.selector);
+                match spread.topology_key.as_str() {
+                    ZONE_LABEL => facts.soft_zone_spread.push((id, spread.max_skew)),
+                    HOSTNAME_LABEL => facts.soft_hostname_spread.push((id, spread.max_skew)),
+                    _ => {}
+                }
+            }
             for spread in pod.topology_spread.iter().filter(|s| s.hard) {
                 let id = selectors_lookup(selectors, &pod.namespace, &spread.selector);
                 match spread.topology_key.as_str() {
@@ -142,6 +169,7 @@ pub(crate) fn facts(
                     .map(|s| selectors_lookup(selectors, &pod.namespace, s))
                     .collect()
             };
+            facts.soft_anti = lookup(&pod.preferred_hostname_anti_affinity);
             facts.affinity_host = lookup(&pod.hostname_affinity);
             facts.affinity_zone = lookup(&pod.zone_affinity);
             facts.affinity_bound |=

@@ -52,6 +52,15 @@ impl Packer<'_> {
                 });
                 let Some(position) = target else { continue };
                 let target = slack[position].0;
+                // A move shrinks a node at best: not worth a soft constraint.
+                let facts = &self.pods[pod];
+                let destination = &self.open[target];
+                let eligible = self.classes.list[facts.class].eligible_zones;
+                if facts.has_soft()
+                    && !self.soft_allows(facts, &destination.tally, destination.zone, eligible)
+                {
+                    continue;
+                }
                 let Some(fit) = self.try_fit(&self.open[target], pod) else {
                     continue;
                 };

@@ -226,6 +226,7 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
         zone_anti_affinity: Vec::new(),
         hostname_affinity: Vec::new(),
         zone_affinity: Vec::new(),
+        preferred_hostname_anti_affinity: Vec::new(),
     };
     match kind {
         Kind::Generic => {
@@ -302,6 +303,7 @@ pub fn blank_pod(index: usize, cpu_millis: u64, memory_mib: u64) -> PendingPod {
         zone_anti_affinity: Vec::new(),
         hostname_affinity: Vec::new(),
         zone_affinity: Vec::new(),
+        preferred_hostname_anti_affinity: Vec::new(),
     }
 }
 

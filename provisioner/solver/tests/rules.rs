@@ -978,3 +978,64 @@ fn zone_affinity_follows_a_running_target_to_its_zone() {
     assert_eq!(plan.new_nodes.len(), 1, "{plan:?}");
     assert_eq!(plan.new_nodes[0].zones, vec!["b".to_owned()], "{plan:?}");
 }
+
+fn web_preferring_apart(name: &str) -> PendingPod {
+    let mut p = pod(name, 500, 0);
+    p.labels = labels(&[("app", "web")]);
+    p.preferred_hostname_anti_affinity = vec![selector("app", "web")];
+    p
+}
+
+#[test]
+fn preferred_anti_affinity_picks_between_free_rides_but_opens_no_node() {
+    let mut case = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    // Two nodes with room for both web pods each: apart costs nothing.
+    case.pods = vec![
+        pod("a", 2500, 0),
+        pod("b", 2500, 0),
+        web_preferring_apart("w0"),
+        web_preferring_apart("w1"),
+    ];
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes.len(), 2, "{plan:?}");
+    for node in &plan.new_nodes {
+        let webs = node.pods.iter().filter(|p| p.starts_with("ns/w")).count();
+        assert_eq!(webs, 1, "one web pod per node: {plan:?}");
+    }
+    // Alone, they share one node rather than pay for a second.
+    let mut alone = Case::new(vec![itype("m4", 4, "amd64", &["a"], 0.1)]);
+    alone.pods = vec![web_preferring_apart("w0"), web_preferring_apart("w1")];
+    assert_eq!(alone.solve().new_nodes.len(), 1);
+}
+
+#[test]
+fn a_schedule_anyway_spread_picks_the_emptier_zone_among_free_places() {
+    let mut case = Case::new(sizes(&["a", "b"]));
+    let mut crowded = node("in-a", "a", 4000, 2000);
+    crowded.pods = vec![PlacedPod {
+        namespace: "ns".into(),
+        labels: labels(&[("app", "web")]).into(),
+    }];
+    // Fuller, so without the spread it would be chosen.
+    let roomy = node("in-b", "b", 4000, 0);
+    case.nodes = vec![crowded, roomy];
+    let mut p = pod("w", 500, 0);
+    p.labels = labels(&[("app", "web")]);
+    let mut soft = spread(ZONE, 1, "web");
+    soft.hard = false;
+    p.topology_spread = vec![soft];
+    case.pods = vec![p.clone()];
+    let plan = case.solve();
+    assert_eq!(
+        plan.to_existing,
+        vec![("ns/w".to_owned(), "in-b".to_owned())]
+    );
+    p.topology_spread.clear();
+    case.pods = vec![p];
+    let plan = case.solve();
+    assert_eq!(
+        plan.to_existing,
+        vec![("ns/w".to_owned(), "in-a".to_owned())],
+        "the fullest, without the spread"
+    );
+}

@@ -154,6 +154,7 @@ impl CachedPod {
             zone_anti_affinity: placement.zone_anti_affinity.clone(),
             hostname_affinity: placement.hostname_affinity.clone(),
             zone_affinity: placement.zone_affinity.clone(),
+            preferred_hostname_anti_affinity: placement.preferred_hostname_anti_affinity.clone(),
         })
     }
 

@@ -114,6 +114,7 @@ pub fn pod(name: &str, cpu_millis: u64, memory_gib: u64) -> PendingPod {
         zone_anti_affinity: Vec::new(),
         hostname_affinity: Vec::new(),
         zone_affinity: Vec::new(),
+        preferred_hostname_anti_affinity: Vec::new(),
     }
 }
 

@@ -247,6 +247,7 @@ fn pod(namespace: &str, name: String, app_label: &str, requests: Resources) -> P
         zone_anti_affinity: Vec::new(),
         hostname_affinity: Vec::new(),
         zone_affinity: Vec::new(),
+        preferred_hostname_anti_affinity: Vec::new(),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Placement {
     /// `topology.kubernetes.io/zone` within the pod's namespace.
     pub hostname_affinity: Vec<LabelSelector>,
     pub zone_affinity: Vec<LabelSelector>,
+    /// Preferred pod anti-affinity on `kubernetes.io/hostname` within the
+    /// pod's namespace (other preferred terms are left to the scheduler).
+    pub preferred_hostname_anti_affinity: Vec<LabelSelector>,
     /// The PersistentVolumeClaims its volumes name, and its generic
     /// ephemeral volumes (whose claims are `<pod>-<volume>`).
     pub volume_claims: Vec<String>,
@@ -102,6 +105,19 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
                 .as_ref()
         });
     let attract = PodTerms::sort(attract, "affinity", &mut unmodelled)?;
+    let preferred_anti: Vec<PodAffinityTerm> = affinity
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .flatten()
+        .map(|w| w.pod_affinity_term.clone())
+        .collect();
+    // Preferences the solver does not model are the scheduler's to score:
+    // nothing to report.
+    let preferred_anti = PodTerms::sort(Some(&preferred_anti), "anti-affinity", &mut Vec::new())?;
     let volumes = spec.volumes.iter().flatten();
     let volume_claims = volumes
         .clone()
@@ -124,6 +140,7 @@ pub fn placement(spec: Option<&PodSpec>) -> Result<Placement, UnreadableField> {
         zone_anti_affinity: anti.zone,
         hostname_affinity: attract.hostname,
         zone_affinity: attract.zone,
+        preferred_hostname_anti_affinity: preferred_anti.hostname,
         volume_claims,
         ephemeral_volumes,
         unmodelled,
@@ -363,7 +380,10 @@ mod tests {
                     {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}},
                     {"topologyKey": "topology.kubernetes.io/zone", "labelSelector": {"matchLabels": {"app": "web"}}},
                     {"topologyKey": "topology.kubernetes.io/zone", "namespaces": ["other"], "labelSelector": {"matchLabels": {"app": "db"}}},
-                    {"topologyKey": "topology.k8s.aws/zone-id", "labelSelector": {"matchLabels": {"app": "web"}}}]}}
+                    {"topologyKey": "topology.k8s.aws/zone-id", "labelSelector": {"matchLabels": {"app": "web"}}}],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}},
+                    {"weight": 50, "podAffinityTerm": {"topologyKey": "rack", "labelSelector": {"matchLabels": {"app": "web"}}}}]}}
             }}),
         );
         let placement = placement(p.spec.as_ref()).unwrap();
@@ -371,6 +391,7 @@ mod tests {
         assert!(placement.topology_spread[0].hard);
         assert_eq!(placement.hostname_anti_affinity.len(), 1);
         assert_eq!(placement.zone_anti_affinity.len(), 1);
+        assert_eq!(placement.preferred_hostname_anti_affinity.len(), 1);
         assert_eq!(
             placement.unmodelled,
             [
