@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use spotwright_solver::model::{PendingPod, SpreadConstraint};
 use spotwright_solver::solve;
-use spotwright_solver::workload::{
-    blank_pod, cost_lower_bound, karpenter_benchmark, label_value_index, match_label, zone_affinity,
-};
+use spotwright_solver::workload::{blank_pod, cost_lower_bound, karpenter_benchmark, match_label};
 
 fn dump_dir() -> Option<PathBuf> {
     std::env::var_os("KARPENTER_WORKLOAD_DIR")
@@ -47,8 +45,8 @@ fn dumped_pod(index: usize, line: &str) -> Option<PendingPod> {
             selector: match_label(&k, &l),
         });
     } else if class.starts_with("affinity:") {
-        let (_, l) = only_label(&v["affinity_match"])?;
-        pod.required_affinity = zone_affinity(label_value_index(&l));
+        let (k, l) = only_label(&v["affinity_match"])?;
+        pod.zone_affinity.push(match_label(&k, &l));
     } else if class.starts_with("anti-affinity:") {
         let (k, l) = only_label(&v["anti_affinity_match"])?;
         pod.hostname_anti_affinity.push(match_label(&k, &l));

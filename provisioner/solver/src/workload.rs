@@ -17,10 +17,9 @@
 //!   2. zonal topology spread (maxSkew 1, DoNotSchedule) on `my-label: v2`,
 //!      `v2` drawn independently of the pod's own `my-label`;
 //!   3. the same on `kubernetes.io/hostname`;
-//!   4. zonal pod self-affinity on `my-affininity: v` (sic). The model has no
-//!      pod affinity, so it becomes required node affinity to one zone per
-//!      value (`a` → `test-zone-1`, `b` → `-2`, `c` → `-3`, `d` → `-1`, …):
-//!      each group in one zone, as Karpenter places it;
+//!   4. zonal pod self-affinity on `my-affininity: v` (sic): required pod
+//!      affinity on `topology.kubernetes.io/zone` to its own group, so each
+//!      group lands in one zone, as Karpenter places it;
 //!   5. `app: nginx` pods with hostname anti-affinity to each other.
 //! - [`karpenter_benchmark`]: those with one NodePool `default` (no
 //!   requirements, no limits, no taints), no DaemonSets and no nodes.
@@ -252,7 +251,8 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
             let value = (draws.next() % LABEL_VALUES.len() as u64) as usize;
             pod.labels
                 .insert("my-affininity".into(), LABEL_VALUES[value].into());
-            pod.required_affinity = zone_affinity(value);
+            pod.zone_affinity
+                .push(selector("my-affininity", LABEL_VALUES[value]));
         }
         Kind::HostnameAntiAffinity => {
             pod.labels.insert("app".into(), "nginx".into());
@@ -264,22 +264,6 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
     pod.requests.cpu_millis = draws.pick(&CPU_MILLIS);
     pod.requests.memory_bytes = draws.pick(&MEMORY_MIB) * MIB;
     pod
-}
-
-/// Required node affinity standing in for zonal pod self-affinity of the
-/// group with label value index `value`.
-pub fn zone_affinity(value: usize) -> Vec<Vec<Requirement>> {
-    vec![vec![Requirement {
-        key: ZONE_LABEL.into(),
-        operator: Operator::In,
-        values: vec![ZONES[value % ZONES.len()].into()],
-        min_values: None,
-    }]]
-}
-
-/// The index of a label value `a`..`g` (0 for anything else).
-pub fn label_value_index(value: &str) -> usize {
-    LABEL_VALUES.iter().position(|v| *v == value).unwrap_or(0)
 }
 
 /// A pod of the benchmark's shape, for callers that bring their own draws
