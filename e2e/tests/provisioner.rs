@@ -1010,3 +1010,77 @@ async fn a_pod_bound_to_a_zonal_volume_gets_a_node_in_that_zone() {
     cleanup(env, &client, &pool, &namespace).await;
     env.kubectl(&["delete", "pv", &volume, "--wait=false"]);
 }
+
+#[tokio::test]
+async fn a_nodes_limit_caps_launches_and_gte_picks_the_types() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-limits").await;
+    let id = unique_suffix();
+    ensure_network(&kubernetes_minor(env)).await;
+    let pool = format!("e2e-prov-{id}");
+    let namespace = format!("prov-{id}");
+    env.apply(&local_nodeclass(&pool, json!({"alias": "eks@latest"})));
+    env.apply(&json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
+        "spec": {
+            "template": {"spec": {
+                "nodeClassRef": {"name": pool},
+                "requirements": [
+                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                    {"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}
+                ]
+            }},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"},
+            "limits": {"nodes": 1}
+        }
+    }));
+    opted_in_namespace(env, &client, &namespace, &pool).await;
+    let provisioner = Provisioner::start(env, "limits", MOTO, &[]).await;
+    // One pod per node: the second needs a node the limit does not allow.
+    for i in 0..2 {
+        env.apply(&json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("capped-{i}"), "namespace": namespace, "labels": {"app": "capped"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "capped"}}}]}}}
+        }));
+    }
+    eventually("one pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    eventually(
+        "the other pod told which limit blocks it",
+        Duration::from_secs(60),
+        || async {
+            (0..2).any(|i| {
+                pod_events(env, &namespace, &format!("capped-{i}")).contains("nodes limit")
+            })
+        },
+    )
+    .await;
+    let claims = pool_claims(&client, &pool).await;
+    assert_eq!(claims.len(), 1, "the nodes limit holds");
+    let cpus: u64 = claims[0]
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("spotwright.io/instance-cpu"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(cpus >= 4, "Gte 4 picked a type with {cpus} vCPU");
+    let metrics = provisioner.metrics().await;
+    assert!(
+        counter_in(
+            &metrics,
+            "spotwright_provisioner_unschedulable_pods_total{reason=\"no_fit\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    cleanup(env, &client, &pool, &namespace).await;
+}
