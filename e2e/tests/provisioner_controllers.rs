@@ -514,7 +514,12 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
         }
     });
     env.apply(&nodepool);
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    // Initialized 5 minutes ago: past the nomination window, in which a
+    // new node is never removed as empty.
+    let now = k8s_openapi::jiff::Timestamp::now().as_second() - 300;
+    let now = k8s_openapi::jiff::Timestamp::from_second(now)
+        .expect("a timestamp")
+        .to_string();
     let initialized = |node: &str| {
         json!({"nodeName": node, "conditions": [
             {"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": now},
