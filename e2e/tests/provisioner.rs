@@ -605,6 +605,25 @@ fn state_dump(env: &Env, pool: &str, namespace: &str, provisioner: &str) -> Stri
     .join("\n")
 }
 
+/// Waits for the one pod of `namespace` to run, and gives its node's zone.
+async fn zone_of_the_running_pod(client: &Client, namespace: &str) -> String {
+    eventually("the pod to run", Duration::from_secs(150), || async {
+        running_pods(client, namespace).await.len() == 1
+    })
+    .await;
+    let pod = running_pods(client, namespace).await.remove(0);
+    let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_name)
+        .await
+        .expect("the pod's node");
+    let labels = node.metadata.labels.unwrap_or_default();
+    labels
+        .get("topology.kubernetes.io/zone")
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -855,23 +874,9 @@ async fn the_heaviest_preference_that_can_be_met_picks_the_zone_of_the_node() {
             "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
                 "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
     }));
-    eventually("the pod to run", Duration::from_secs(150), || async {
-        running_pods(&client, &namespace).await.len() == 1
-    })
-    .await;
-    let pod = running_pods(&client, &namespace).await.remove(0);
-    let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
-    let node = Api::<Node>::all(client.clone())
-        .get(&node_name)
-        .await
-        .expect("the pod's node");
     assert_eq!(
-        node.metadata
-            .labels
-            .unwrap_or_default()
-            .get("topology.kubernetes.io/zone")
-            .map(String::as_str),
-        Some("us-east-1c"),
+        zone_of_the_running_pod(&client, &namespace).await,
+        "us-east-1c",
         "weight 50 is the heaviest preference a node can meet"
     );
     assert_eq!(pool_claims(&client, &pool).await.len(), 1);
@@ -988,22 +993,9 @@ async fn a_pod_bound_to_a_zonal_volume_gets_a_node_in_that_zone() {
             "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
                 "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
     }));
-    eventually("the pod to run", Duration::from_secs(150), || async {
-        running_pods(&client, &namespace).await.len() == 1
-    })
-    .await;
-    let pod = running_pods(&client, &namespace).await.remove(0);
-    let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
-    let node = Api::<Node>::all(client.clone())
-        .get(&node_name)
-        .await
-        .expect("the pod's node");
-    let labels = node.metadata.labels.unwrap_or_default();
     assert_eq!(
-        labels
-            .get("topology.kubernetes.io/zone")
-            .map(String::as_str),
-        Some("us-east-1c"),
+        zone_of_the_running_pod(&client, &namespace).await,
+        "us-east-1c",
         "the volume's zone"
     );
     assert_eq!(pool_claims(&client, &pool).await.len(), 1, "one launch");

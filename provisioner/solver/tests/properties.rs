@@ -676,19 +676,7 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
     // Zone anti-affinity: at most one such replica per zone.
     for group in 0..2u32 {
         let app = format!("za{group}");
-        let mut per_zone: BTreeMap<&str, u32> = BTreeMap::new();
-        for (zone, placed) in &members {
-            let n = placed
-                .iter()
-                .filter(|p| p.labels.get("app") == Some(&app))
-                .count() as u32;
-            if n > 0 {
-                let zone = zone
-                    .as_deref()
-                    .ok_or("zone anti-affinity pod without a zone")?;
-                *per_zone.entry(zone).or_default() += n;
-            }
-        }
+        let per_zone = pods_per_zone(&members, &app)?;
         if per_zone.values().any(|n| *n > 1) {
             return Err(format!("zone anti-affinity broken for {app}: {per_zone:?}"));
         }
@@ -698,17 +686,10 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
     for group in 0..2u32 {
         let app = format!("zs{group}");
         let mut per_zone: BTreeMap<&str, u32> = zones.iter().map(|z| (z.as_str(), 0)).collect();
-        for (zone, placed) in &members {
-            let n = placed
-                .iter()
-                .filter(|p| p.labels.get("app") == Some(&app))
-                .count() as u32;
-            if n > 0 {
-                let zone = zone.as_deref().ok_or("zone-spread pod without a zone")?;
-                *per_zone
-                    .get_mut(zone)
-                    .ok_or(format!("zone {zone} outside domains {zones:?}"))? += n;
-            }
+        for (zone, n) in pods_per_zone(&members, &app)? {
+            *per_zone
+                .get_mut(zone)
+                .ok_or(format!("zone {zone} outside domains {zones:?}"))? += n;
         }
         let (max, min) = (
             per_zone.values().max().copied().unwrap_or(0),
@@ -719,6 +700,28 @@ fn check(w: &World, plan: &Plan) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How many pods labelled `app: <app>` each zone holds; such a pod on a
+/// node without a zone is an error.
+fn pods_per_zone<'a>(
+    members: &'a [(Option<String>, Vec<&PendingPod>)],
+    app: &str,
+) -> Result<BTreeMap<&'a str, u32>, String> {
+    let mut per_zone = BTreeMap::new();
+    for (zone, placed) in members {
+        let n = placed
+            .iter()
+            .filter(|p| p.labels.get("app").map(String::as_str) == Some(app))
+            .count() as u32;
+        if n > 0 {
+            let zone = zone
+                .as_deref()
+                .ok_or(format!("{app} pod on a node without a zone"))?;
+            *per_zone.entry(zone).or_default() += n;
+        }
+    }
+    Ok(per_zone)
 }
 
 fn run(w: &World) -> Plan {
