@@ -62,6 +62,35 @@ async fn pool_with(env: &Env, client: &Client, id: &str, consolidate_after: &str
     name
 }
 
+/// A NodeClass on the test network and a NodePool of `template_spec`
+/// (its class filled in) and `spec` (merged in; empty nodes go at once),
+/// with namespace `prov-<id>` opted in to it.
+async fn pool_from(
+    env: &Env,
+    client: &Client,
+    id: &str,
+    mut template_spec: serde_json::Value,
+    spec: serde_json::Value,
+) -> String {
+    ensure_network(&kubernetes_minor(env)).await;
+    let name = format!("e2e-prov-{id}");
+    template_spec["nodeClassRef"] = json!({"name": name});
+    let mut nodepool = json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": template_spec},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"}
+        }
+    });
+    for (key, value) in spec.as_object().into_iter().flatten() {
+        nodepool["spec"][key] = value.clone();
+    }
+    env.apply(&local_nodeclass(&name, json!({"alias": "eks@latest"})));
+    env.apply(&nodepool);
+    opted_in_namespace(env, client, &format!("prov-{id}"), &name).await;
+    name
+}
+
 fn kubernetes_minor(env: &Env) -> String {
     let out = env.kubectl(&["version", "-o", "json"]);
     let version: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -777,28 +806,24 @@ async fn best_effort_launches_with_fewer_types_than_min_values_and_says_so() {
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-best-effort").await;
     let id = unique_suffix();
-    ensure_network(&kubernetes_minor(env)).await;
-    let pool = format!("e2e-prov-{id}");
     let namespace = format!("prov-{id}");
     // Three types, five asked: Strict would launch nothing.
     let types = ["c5.large", "c5.xlarge", "m5.large"];
-    env.apply(&local_nodeclass(&pool, json!({"alias": "eks@latest"})));
-    env.apply(&json!({
-        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
-        "spec": {
-            "template": {"spec": {
-                "nodeClassRef": {"name": pool},
-                "minValuesPolicy": "BestEffort",
-                "requirements": [
-                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-                    {"key": "node.kubernetes.io/instance-type", "operator": "In",
-                        "values": types, "minValues": 5}
-                ]
-            }},
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"}
-        }
-    }));
-    opted_in_namespace(env, &client, &namespace, &pool).await;
+    let pool = pool_from(
+        env,
+        &client,
+        &id,
+        json!({
+            "minValuesPolicy": "BestEffort",
+            "requirements": [
+                {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+                {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                    "values": types, "minValues": 5}
+            ]
+        }),
+        json!({}),
+    )
+    .await;
     let _provisioner = Provisioner::start(env, "best-effort", MOTO, &[]).await;
     selective_pod(
         env,
@@ -1010,26 +1035,19 @@ async fn a_nodes_limit_caps_launches_and_gte_picks_the_types() {
     let client = env.client().await;
     let _webhook = Webhook::start(env, "provisioner-limits").await;
     let id = unique_suffix();
-    ensure_network(&kubernetes_minor(env)).await;
-    let pool = format!("e2e-prov-{id}");
     let namespace = format!("prov-{id}");
-    env.apply(&local_nodeclass(&pool, json!({"alias": "eks@latest"})));
-    env.apply(&json!({
-        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
-        "spec": {
-            "template": {"spec": {
-                "nodeClassRef": {"name": pool},
-                "requirements": [
-                    {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-                    {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                    {"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}
-                ]
-            }},
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s"},
-            "limits": {"nodes": 1}
-        }
-    }));
-    opted_in_namespace(env, &client, &namespace, &pool).await;
+    let pool = pool_from(
+        env,
+        &client,
+        &id,
+        json!({"requirements": [
+            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+            {"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}
+        ]}),
+        json!({"limits": {"nodes": 1}}),
+    )
+    .await;
     let provisioner = Provisioner::start(env, "limits", MOTO, &[]).await;
     // One pod per node: the second needs a node the limit does not allow.
     for i in 0..2 {
