@@ -5,6 +5,7 @@
 
 mod catalog;
 mod classes;
+mod constraints;
 mod daemonsets;
 mod limits;
 mod merge;
