@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use spotwright_api::keys::ZONE_LABEL;
 use spotwright_solver::model::{NodeSelectorTerms, Requirement};
@@ -74,28 +76,11 @@ impl<'a> VolumeTopology<'a> {
             .get(&(namespace, name))
             .ok_or_else(|| format!("PersistentVolumeClaim {namespace}/{name} not found"))?;
         let spec = claim.spec.as_ref();
-        if let Some(volume) = spec
+        let bound_to = spec
             .and_then(|s| s.volume_name.as_deref())
-            .filter(|v| !v.is_empty())
-        {
-            let volume = self
-                .volumes
-                .get(volume)
-                .ok_or_else(|| format!("PersistentVolume {volume} of claim {name} not found"))?;
-            let required = volume
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_affinity.as_ref())
-                .and_then(|a| a.required.as_ref());
-            return match required {
-                Some(selector) => convert(&selector.node_selector_terms).map_err(|e| {
-                    format!(
-                        "PersistentVolume {volume:?}: {e}",
-                        volume = volume.metadata.name
-                    )
-                }),
-                None => Ok(Vec::new()),
-            };
+            .filter(|v| !v.is_empty());
+        if let Some(volume) = bound_to {
+            return self.volume_terms(volume, name);
         }
         let class = match spec.and_then(|s| s.storage_class_name.as_deref()) {
             Some(class) => self.classes.get(class).copied(),
@@ -111,27 +96,50 @@ impl<'a> VolumeTopology<'a> {
                 "PersistentVolumeClaim {namespace}/{name} is unbound and binds immediately: the scheduler waits for it"
             ));
         }
-        let terms: Vec<NodeSelectorTerm> = class
-            .allowed_topologies
-            .iter()
-            .flatten()
-            .map(|t| NodeSelectorTerm {
-                match_expressions: Some(
-                    t.match_label_expressions
-                        .iter()
-                        .flatten()
-                        .map(|e| k8s_openapi::api::core::v1::NodeSelectorRequirement {
-                            key: e.key.clone(),
-                            operator: "In".to_owned(),
-                            values: Some(e.values.clone()),
-                        })
-                        .collect(),
-                ),
-                match_fields: None,
-            })
-            .collect();
-        convert(&terms).map_err(|e| format!("StorageClass {:?}: {e}", class.metadata.name))
+        class_terms(class)
     }
+
+    /// The required node affinity of PersistentVolume `volume` (none: anywhere).
+    fn volume_terms(&self, volume: &str, claim: &str) -> Result<NodeSelectorTerms, String> {
+        let found = self
+            .volumes
+            .get(volume)
+            .ok_or_else(|| format!("PersistentVolume {volume} of claim {claim} not found"))?;
+        let required = found
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_affinity.as_ref())
+            .and_then(|a| a.required.as_ref());
+        match required {
+            Some(selector) => convert(&selector.node_selector_terms)
+                .map_err(|e| format!("PersistentVolume {volume}: {e}")),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A StorageClass's `allowedTopologies` as terms (none: anywhere).
+fn class_terms(class: &StorageClass) -> Result<NodeSelectorTerms, String> {
+    let terms: Vec<NodeSelectorTerm> = class
+        .allowed_topologies
+        .iter()
+        .flatten()
+        .map(|t| NodeSelectorTerm {
+            match_expressions: Some(
+                t.match_label_expressions
+                    .iter()
+                    .flatten()
+                    .map(|e| NodeSelectorRequirement {
+                        key: e.key.clone(),
+                        operator: "In".to_owned(),
+                        values: Some(e.values.clone()),
+                    })
+                    .collect(),
+            ),
+            match_fields: None,
+        })
+        .collect();
+    convert(&terms).map_err(|e| format!("StorageClass {:?}: {e}", class.metadata.name))
 }
 
 /// Kubernetes terms as the solver's, the EBS CSI zone key read as the zone.
