@@ -83,7 +83,12 @@ pub struct NodeClaimTemplateSpec {
     pub node_class_ref: NodeClassReference,
     /// Lifetime after which a node is replaced regardless of budgets, such as `720h`; `Never` disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(Never|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub expire_after: Option<String>,
+    /// How long a draining node waits for its pods to be evicted, such as `1h`; once it has waited that long, the pods still on it are deleted regardless of PodDisruptionBudgets and `spotwright.io/do-not-disrupt`. Unset: a drain never forces, it reports the blocked evictions and retries. Copied onto each NodeClaim at launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub termination_grace_period: Option<String>,
     /// What happens when the requirements' `minValues` cannot be met: `Strict` (the default) launches nothing for the pod; `BestEffort` launches keeping as many values as there are, and annotates the NodeClaim `spotwright.io/min-values-relaxed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_values_policy: Option<MinValuesPolicy>,
@@ -453,6 +458,10 @@ pub struct NodeClaimSpec {
     /// Lifetime after which the node is replaced, copied from its NodePool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after: Option<String>,
+    /// How long a drain of this node may be held up before its pods are deleted, copied from its NodePool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub termination_grace_period: Option<String>,
 }
 
 /// Observed state of a NodeClaim.

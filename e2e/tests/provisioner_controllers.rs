@@ -311,118 +311,197 @@ async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
     controller.abort();
 }
 
+/// A claim's node running one web pod that its PodDisruptionBudget
+/// (`pdb_spec`) does not let go, a DaemonSet pod beside it, and a
+/// termination controller that has put its finalizer on the claim.
+struct BlockedDrain {
+    client: Client,
+    id: String,
+    claim_name: String,
+    node_name: String,
+    namespace: String,
+    instances: Arc<FakeInstances>,
+    deleted_at_grace: prometheus::IntCounter,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl BlockedDrain {
+    async fn set_up(name: &str, pdb_spec: serde_json::Value, grace: Option<&str>) -> BlockedDrain {
+        let client = env().client().await;
+        let id = unique_suffix();
+        let object_name = format!("e2e-{name}-{id}");
+        let (claim_name, node_name, namespace) =
+            (object_name.clone(), object_name.clone(), object_name);
+        kwok_node(&client, &node_name, &id, json!({})).await;
+        launched_claim(
+            &client,
+            &claim_name,
+            &format!("e2e-{name}"),
+            &id,
+            json!({"nodeName": node_name}),
+        )
+        .await;
+        let claims: Api<NodeClaim> = Api::all(client.clone());
+        if let Some(grace) = grace {
+            let spec = json!({"spec": {"terminationGracePeriod": grace}});
+            claims
+                .patch(&claim_name, &PatchParams::default(), &Patch::Merge(&spec))
+                .await
+                .expect("grace period set");
+        }
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let manifest = json!({"metadata": {"name": namespace}});
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(manifest).expect("ns"),
+            )
+            .await
+            .expect("namespace");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let web = json!({
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "nodeName": node_name,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]
+            }
+        });
+        let daemon = json!({
+            "metadata": {"name": "agent", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "00000000-0000-0000-0000-000000000001"}]},
+            "spec": {
+                "nodeName": node_name,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]
+            }
+        });
+        for pod in [web, daemon] {
+            let pod: Pod = serde_json::from_value(pod).expect("pod");
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .expect("pod created");
+        }
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+        let pdb = json!({"metadata": {"name": "web"}, "spec": pdb_spec});
+        let pdb: PodDisruptionBudget = serde_json::from_value(pdb).expect("pdb");
+        pdbs.create(&PostParams::default(), &pdb)
+            .await
+            .expect("pdb created");
+        eventually(
+            "the pod to run and the PDB to count it",
+            Duration::from_secs(30),
+            || async {
+                let running = pods
+                    .get("web")
+                    .await
+                    .ok()
+                    .and_then(|p| p.status?.phase)
+                    .is_some_and(|phase| phase == "Running");
+                let counted = pdbs
+                    .get("web")
+                    .await
+                    .ok()
+                    .and_then(|p| p.status)
+                    .is_some_and(|s| {
+                        s.current_healthy == Some(1) && s.disruptions_allowed == Some(0)
+                    });
+                running && counted
+            },
+        )
+        .await;
+
+        let instances = Arc::new(FakeInstances::default());
+        let deleted_at_grace =
+            prometheus::IntCounter::new("deleted_at_grace", "pods deleted").expect("counter");
+        let settings = TerminationSettings {
+            drain_poll: Duration::from_millis(500),
+            eviction_backoff: Duration::from_secs(1),
+            pods_deleted_at_grace: Some(deleted_at_grace.clone()),
+            ..TerminationSettings::default()
+        };
+        let controller = tokio::spawn(termination::run(Termination {
+            client: client.clone(),
+            state: state(&client, &id),
+            events: Events::new(client.clone()),
+            clock: clock(),
+            instances: instances.clone(),
+            settings,
+        }));
+        eventually(
+            "the termination finalizer on the claim",
+            Duration::from_secs(30),
+            || async {
+                claims
+                    .get(&claim_name)
+                    .await
+                    .ok()
+                    .is_some_and(|c| c.finalizers().iter().any(|f| f == TERMINATION_FINALIZER))
+            },
+        )
+        .await;
+        BlockedDrain {
+            client,
+            id,
+            claim_name,
+            node_name,
+            namespace,
+            instances,
+            deleted_at_grace,
+            controller,
+        }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    async fn web_is_going(&self) -> bool {
+        match self.pods().get_opt("web").await {
+            Ok(None) => true,
+            Ok(Some(pod)) => pod.metadata.deletion_timestamp.is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits for the claim to be gone, then checks the node and instance went too.
+    async fn assert_finished(&self) {
+        let claims: Api<NodeClaim> = Api::all(self.client.clone());
+        eventually("the claim to be gone", Duration::from_secs(60), || async {
+            matches!(claims.get_opt(&self.claim_name).await, Ok(None))
+        })
+        .await;
+        assert!(self.web_is_going().await, "the web pod is gone or going");
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        assert!(
+            matches!(nodes.get_opt(&self.node_name).await, Ok(None)),
+            "node deleted"
+        );
+        assert_eq!(self.instances.terminated(), vec![instance_of(&self.id)]);
+    }
+
+    async fn clean_up(self) {
+        self.controller.abort();
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let _ = namespaces
+            .delete(&self.namespace, &DeleteParams::default())
+            .await;
+        cleanup(&self.client, &self.claim_name, &self.node_name).await;
+    }
+}
+
 #[tokio::test]
 async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
     let _serial = SERIAL.lock().await;
-    let client = env().client().await;
-    let id = unique_suffix();
-    let (claim_name, node_name, namespace) = (
-        format!("e2e-term-{id}"),
-        format!("e2e-term-{id}"),
-        format!("e2e-term-{id}"),
-    );
-    kwok_node(&client, &node_name, &id, json!({})).await;
-    launched_claim(
-        &client,
-        &claim_name,
-        "e2e-term",
-        &id,
-        json!({"nodeName": node_name}),
+    let drain = BlockedDrain::set_up(
+        "term",
+        json!({"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}),
+        None,
     )
     .await;
-
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-        )
-        .await
-        .expect("namespace");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "web", "labels": {"app": "web"}},
-        "spec": {
-            "nodeName": node_name,
-            "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]
-        }
-    }))
-    .expect("pod");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("pod created");
-    let daemon: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "agent", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "00000000-0000-0000-0000-000000000001"}]},
-        "spec": {
-            "nodeName": node_name,
-            "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]
-        }
-    }))
-    .expect("daemon pod");
-    pods.create(&PostParams::default(), &daemon)
-        .await
-        .expect("daemon pod created");
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
-    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
-        "metadata": {"name": "web"},
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}
-    }))
-    .expect("pdb");
-    pdbs.create(&PostParams::default(), &pdb)
-        .await
-        .expect("pdb created");
-    eventually(
-        "the pod to run and the PDB to count it",
-        Duration::from_secs(30),
-        || async {
-            let running = pods
-                .get("web")
-                .await
-                .ok()
-                .and_then(|p| p.status?.phase)
-                .is_some_and(|phase| phase == "Running");
-            let counted = pdbs
-                .get("web")
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .is_some_and(|s| s.current_healthy == Some(1) && s.disruptions_allowed == Some(0));
-            running && counted
-        },
-    )
-    .await;
-
-    let instances = Arc::new(FakeInstances::default());
-    let settings = TerminationSettings {
-        drain_poll: Duration::from_millis(500),
-        eviction_backoff: Duration::from_secs(1),
-        ..TerminationSettings::default()
-    };
-    let controller = tokio::spawn(termination::run(Termination {
-        client: client.clone(),
-        state: state(&client, &id),
-        events: Events::new(client.clone()),
-        clock: clock(),
-        instances: instances.clone(),
-        settings,
-    }));
+    let client = drain.client.clone();
     let claims: Api<NodeClaim> = Api::all(client.clone());
-    eventually(
-        "the termination finalizer on the claim",
-        Duration::from_secs(30),
-        || async {
-            claims
-                .get(&claim_name)
-                .await
-                .ok()
-                .is_some_and(|c| c.finalizers().iter().any(|f| f == TERMINATION_FINALIZER))
-        },
-    )
-    .await;
     claims
-        .delete(&claim_name, &DeleteParams::default())
+        .delete(&drain.claim_name, &DeleteParams::default())
         .await
         .expect("claim deleted");
 
@@ -432,7 +511,7 @@ async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
         Duration::from_secs(30),
         || async {
             nodes
-                .get(&node_name)
+                .get(&drain.node_name)
                 .await
                 .ok()
                 .and_then(|n| n.spec)
@@ -446,24 +525,29 @@ async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
         },
     )
     .await;
-    // The budget refuses: the pod stays and nothing is terminated.
+    // The budget refuses: the pod stays, nothing is terminated, and the
+    // blocked drain is reported.
+    eventually("a DrainBlocked Event", Duration::from_secs(30), || async {
+        event_reasons(&client, &drain.claim_name)
+            .await
+            .iter()
+            .any(|r| r == "DrainBlocked")
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let web = pods.get("web").await.expect("pod still there");
+    assert!(!drain.web_is_going().await, "evicted despite the PDB");
     assert!(
-        web.metadata.deletion_timestamp.is_none(),
-        "evicted despite the PDB"
-    );
-    assert!(
-        instances.terminated().is_empty(),
+        drain.instances.terminated().is_empty(),
         "terminated before the drain"
     );
     let claim = claims
-        .get(&claim_name)
+        .get(&drain.claim_name)
         .await
         .expect("claim held by its finalizer");
     assert_eq!(condition(&claim, "Disrupting").as_deref(), Some("True"));
 
     // The budget allows it now: drained, terminated, gone.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &drain.namespace);
     pdbs.patch(
         "web",
         &PatchParams::default(),
@@ -471,32 +555,40 @@ async fn termination_drains_through_a_pdb_then_terminates_and_deletes() {
     )
     .await
     .expect("pdb relaxed");
-    eventually("the claim to be gone", Duration::from_secs(60), || async {
-        matches!(claims.get_opt(&claim_name).await, Ok(None))
+    drain.assert_finished().await;
+    assert_eq!(drain.deleted_at_grace.get(), 0, "evicted, not deleted");
+    drain.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_termination_grace_period_ends_a_drain_a_pdb_blocks() {
+    let _serial = SERIAL.lock().await;
+    const GRACE_SECONDS: u64 = 8;
+    let pdb = json!({"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}});
+    let grace = format!("{GRACE_SECONDS}s");
+    let drain = BlockedDrain::set_up("grace", pdb, Some(&grace)).await;
+    let claims: Api<NodeClaim> = Api::all(drain.client.clone());
+    let deleted = std::time::Instant::now();
+    claims
+        .delete(&drain.claim_name, &DeleteParams::default())
+        .await
+        .expect("claim deleted");
+    eventually("the web pod to be deleted", Duration::from_secs(60), || {
+        drain.web_is_going()
     })
     .await;
-    assert!(matches!(
-        pods.get_opt("web").await,
-        Ok(None)
-            | Ok(Some(Pod {
-                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                    deletion_timestamp: Some(_),
-                    ..
-                },
-                ..
-            }))
-    ));
+    let waited = deleted.elapsed();
     assert!(
-        matches!(nodes.get_opt(&node_name).await, Ok(None)),
-        "node deleted"
+        waited >= Duration::from_secs(GRACE_SECONDS - 2),
+        "the PDB held the pod for the grace period, not {waited:?}"
     );
-    assert_eq!(instances.terminated(), vec![instance_of(&id)]);
-
-    controller.abort();
-    let _ = namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await;
-    cleanup(&client, &claim_name, &node_name).await;
+    drain.assert_finished().await;
+    let reasons = event_reasons(&drain.client, &drain.claim_name).await;
+    for wanted in ["DrainBlocked", "PodDeletedAfterGracePeriod"] {
+        assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
+    }
+    assert_eq!(drain.deleted_at_grace.get(), 1, "one pod deleted");
+    drain.clean_up().await;
 }
 
 #[tokio::test]

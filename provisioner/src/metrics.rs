@@ -20,6 +20,7 @@ pub struct Metrics {
     pub drifted_nodeclaims: IntGaugeVec,
     pub disruption_decisions: IntCounterVec,
     pub evictions_blocked: IntCounter,
+    pub pods_deleted_at_grace: IntCounter,
     pub drift_replacement: Histogram,
     pub kube_requests: IntCounterVec,
     pub snapshot_builds: IntCounter,
@@ -129,6 +130,10 @@ impl Metrics {
                 "spotwright_provisioner_evictions_blocked_total",
                 "Evictions a PodDisruptionBudget refused (429) while draining; each is retried with backoff.",
             ))?,
+            pods_deleted_at_grace: IntCounter::with_opts(Opts::new(
+                "spotwright_provisioner_pods_deleted_after_grace_period_total",
+                "Pods deleted, PodDisruptionBudgets notwithstanding, because their node's drain outlasted its terminationGracePeriod.",
+            ))?,
             drift_replacement: Histogram::with_opts(
                 HistogramOpts::new(
                     "spotwright_provisioner_drift_replacement_seconds",
@@ -150,6 +155,7 @@ impl Metrics {
         registry.register(Box::new(metrics.drifted_nodeclaims.clone()))?;
         registry.register(Box::new(metrics.disruption_decisions.clone()))?;
         registry.register(Box::new(metrics.evictions_blocked.clone()))?;
+        registry.register(Box::new(metrics.pods_deleted_at_grace.clone()))?;
         registry.register(Box::new(metrics.drift_replacement.clone()))?;
         registry.register(Box::new(metrics.kube_requests.clone()))?;
         registry.register(Box::new(metrics.snapshot_builds.clone()))?;

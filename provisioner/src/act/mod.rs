@@ -10,6 +10,7 @@ pub mod instances;
 pub mod kube_client;
 pub mod launcher;
 pub mod nodes;
+pub mod pods;
 
 /// Field manager of every write the provisioner's controllers make.
 pub const FIELD_MANAGER: &str = "spotwright-provisioner";

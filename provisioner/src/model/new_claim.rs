@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use spotwright_api::keys;
 use spotwright_api::v1alpha1::{
     NodeClaimSpec, NodeClassReference, NodeSelectorRequirementWithMinValues, RequirementOperator,
@@ -86,6 +87,7 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
             startup_taints: template.spec.startup_taints.clone(),
             resources,
             expire_after: template.spec.expire_after.clone(),
+            termination_grace_period: template.spec.termination_grace_period.clone(),
         },
     );
     let mut annotations = template.metadata.annotations.clone();
@@ -97,10 +99,26 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
         labels: Some(labels),
         annotations: (!annotations.is_empty()).then_some(annotations),
         finalizers: Some(vec![TERMINATION_FINALIZER.to_owned()]),
+        owner_references: owned_by(pool).map(|owner| vec![owner]),
         ..ObjectMeta::default()
     };
     annotate_hashes(&mut claim, pool, class);
     claim
+}
+
+/// The claim's owner: its NodePool, so that nothing is orphaned when the
+/// pool goes (the garbage collector deletes what the pool's own finalizer
+/// did not already drain). Not `blockOwnerDeletion`: that would need
+/// `update` on `nodepools/finalizers` where owner-reference enforcement is on.
+fn owned_by(pool: &NodePool) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: NodePool::api_version(&()).into_owned(),
+        kind: NodePool::kind(&()).into_owned(),
+        name: pool.metadata.name.clone()?,
+        uid: pool.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: None,
+    })
 }
 
 /// `<key>=<kept>/<wanted>` for each `minValues` the node could not keep.
@@ -187,5 +205,45 @@ mod tests {
         );
         let annotations = claim.metadata.annotations.unwrap_or_default();
         assert_eq!(annotations["team"], "a", "the template's stay");
+    }
+
+    #[test]
+    fn the_claim_is_owned_by_its_pool_and_keeps_its_grace_period() {
+        let pool = |uid: Option<&str>| -> NodePool {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool",
+                "metadata": {"name": "p", "uid": uid},
+                "spec": {"template": {"spec": {
+                    "nodeClassRef": {"name": "c"}, "terminationGracePeriod": "90s"}}}
+            }))
+            .expect("a NodePool")
+        };
+        let class = NodeClass::new("c", Default::default());
+        let node = NewNode {
+            nodepool: "p".into(),
+            pods: vec![],
+            requests: Default::default(),
+            instance_types: vec!["m5.large".into()],
+            zones: vec![],
+            capacity_types: vec![],
+            requirements: vec![],
+            price: 0.1,
+            min_values_relaxed: vec![],
+        };
+        let claim = new_claim("p-x", &pool(Some("u-1")), &class, &node);
+        let owners = claim.metadata.owner_references.unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].uid.as_str()
+            ),
+            ("NodePool", "p", "u-1")
+        );
+        assert_eq!(owners[0].api_version, "spotwright.io/v1alpha1");
+        assert_eq!(claim.spec.termination_grace_period.as_deref(), Some("90s"));
+        let unsaved = new_claim("p-x", &pool(None), &class, &node);
+        assert_eq!(unsaved.metadata.owner_references, None, "no uid, no owner");
     }
 }

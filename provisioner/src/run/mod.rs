@@ -138,6 +138,7 @@ fn spawn_instance_controllers(w: &Wiring, events: &Events) {
         instances: Arc::new(drained),
         settings: TerminationSettings {
             evictions_blocked: Some(w.metrics.evictions_blocked.clone()),
+            pods_deleted_at_grace: Some(w.metrics.pods_deleted_at_grace.clone()),
             ..TerminationSettings::default()
         },
     }));

@@ -5,8 +5,10 @@
 //! it stopped. Does, when a claim is deleted: taints its Node
 //! `spotwright.io/disrupted:NoSchedule` and cordons it, evicts its workload
 //! pods through the Eviction API (PodDisruptionBudgets are respected: a
-//! refusal backs off and is retried), then terminates the instance, deletes
-//! the Node and drops the finalizer.
+//! refusal backs off, is reported and retried), then terminates the
+//! instance, deletes the Node and drops the finalizer. A claim with a
+//! `terminationGracePeriod` stops waiting once it has drained that long:
+//! the pods left are deleted, PodDisruptionBudgets or not.
 
 pub mod decide;
 
@@ -16,9 +18,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::EvictParams;
-use kube::{Api, Client, Resource, ResourceExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::{Client, Resource, ResourceExt};
 use prometheus::IntCounter;
 use spotwright_api::{conditions, keys, NodeClaim};
 use tokio::time::Instant;
@@ -27,7 +28,7 @@ pub use decide::*;
 
 use crate::act::events::{Events, Notice};
 use crate::act::instances::Instances;
-use crate::act::{claims, nodes};
+use crate::act::{claims, nodes, pods};
 use crate::model::claim::{has_finalizer, ConditionUpdate};
 use crate::model::clock::SharedClock;
 use crate::state::{ClusterState, Kind, Snapshot};
@@ -55,6 +56,8 @@ pub struct TerminationSettings {
     pub error_retry: Duration,
     /// Counts refused evictions.
     pub evictions_blocked: Option<IntCounter>,
+    /// Counts pods deleted because a drain outlasted its grace period.
+    pub pods_deleted_at_grace: Option<IntCounter>,
 }
 
 impl Default for TerminationSettings {
@@ -65,6 +68,7 @@ impl Default for TerminationSettings {
             eviction_backoff_max: Duration::from_secs(20),
             error_retry: Duration::from_secs(5),
             evictions_blocked: None,
+            pods_deleted_at_grace: None,
         }
     }
 }
@@ -193,7 +197,7 @@ async fn reconcile<I: Instances>(
 ) -> Result<Next, Error> {
     if claim.meta().deletion_timestamp.is_none() {
         // Only the finalizer matters for a live claim.
-        if plan(claim, None, &[]) == TerminationStep::AddFinalizer {
+        if plan(claim, None, &[], ctx.clock.now()) == TerminationStep::AddFinalizer {
             claims::add_finalizer(&ctx.client, claim).await?;
         }
         return Ok(Next {
@@ -205,11 +209,12 @@ async fn reconcile<I: Instances>(
     let pods = node
         .map(|n| snapshot.pods_on(&n.name_any()))
         .unwrap_or_default();
-    let step = plan(claim, node, &pods);
+    let step = plan(claim, node, &pods, ctx.clock.now());
     if matches!(
         step,
         TerminationStep::Cordon { .. }
             | TerminationStep::Evict { .. }
+            | TerminationStep::ForceDelete { .. }
             | TerminationStep::AwaitPodExit { .. }
     ) {
         // Every draining pass makes sure, so a failed write is retried.
@@ -257,7 +262,16 @@ async fn execute<I: Instances>(
                 refused: None,
             })
         }
-        TerminationStep::Evict { node, pods } => evict_all(ctx, &node, &pods, in_a_row).await,
+        TerminationStep::Evict { node, pods } => {
+            evict_all(ctx, claim, &node, &pods, in_a_row).await
+        }
+        TerminationStep::ForceDelete { node, pods } => {
+            delete_all(ctx, claim, &node, &pods).await?;
+            Ok(Next {
+                after: Some(ctx.settings.drain_poll),
+                refused: Some(0),
+            })
+        }
         TerminationStep::AwaitPodExit { .. } => Ok(poll),
         TerminationStep::Finish { node, instance_id } => {
             finish(ctx, claim, node.as_deref(), instance_id.as_deref()).await?;
@@ -269,43 +283,83 @@ async fn execute<I: Instances>(
     }
 }
 
-/// One drain pass: evicts every pod; refusals back off, doubling.
+/// One drain pass: evicts every pod; refusals back off, doubling, and are
+/// reported on the claim.
 async fn evict_all<I: Instances>(
     ctx: &Termination<I>,
+    claim: &NodeClaim,
     node: &str,
-    pods: &[PodRef],
+    to_evict: &[PodRef],
     in_a_row: u32,
 ) -> Result<Next, Error> {
-    let mut refused = 0u64;
-    for pod in pods {
-        if !evict(&ctx.client, pod).await? {
-            refused += 1;
+    let mut refused = Vec::new();
+    for pod in to_evict {
+        if !pods::evict(&ctx.client, &pod.namespace, &pod.name).await? {
+            refused.push(format!("{}/{}", pod.namespace, pod.name));
         }
     }
     if let Some(counter) = &ctx.settings.evictions_blocked {
-        counter.inc_by(refused);
+        counter.inc_by(refused.len() as u64);
     }
-    if refused == 0 {
+    if refused.is_empty() {
         return Ok(Next {
             after: Some(ctx.settings.drain_poll),
             refused: Some(0),
         });
     }
-    let wait = eviction_delay(
+    let backoff = eviction_delay(
         ctx.settings.eviction_backoff,
         ctx.settings.eviction_backoff_max,
         in_a_row.saturating_add(1),
     );
+    let deadline = grace_deadline(claim);
+    let wait = wait_within_grace(backoff, deadline, ctx.clock.now());
     tracing::info!(
         node,
-        refused,
+        refused = refused.len(),
         wait_ms = wait.as_millis() as u64,
         "evictions refused by PodDisruptionBudgets; retrying"
     );
+    if report_blocked_drain(in_a_row) {
+        let until = match deadline {
+            Some(at) => format!("until the terminationGracePeriod ends at {at}"),
+            None => "with no terminationGracePeriod, never forced".to_owned(),
+        };
+        let note = format!(
+            "Node {node}: PodDisruptionBudgets refused evicting {}; retrying with backoff {until}",
+            refused.join(", ")
+        );
+        let notice = Notice::warning("DrainBlocked", "Terminate", note);
+        ctx.events.about(claim, notice).await;
+    }
     Ok(Next {
         after: Some(wait),
-        refused: Some(refused),
+        refused: Some(refused.len() as u64),
     })
+}
+
+/// The grace period is over: deletes every pod left, each named in an Event.
+async fn delete_all<I: Instances>(
+    ctx: &Termination<I>,
+    claim: &NodeClaim,
+    node: &str,
+    to_delete: &[PodRef],
+) -> Result<(), Error> {
+    let grace = claim.spec.termination_grace_period.as_deref().unwrap_or("");
+    for pod in to_delete {
+        pods::delete(&ctx.client, &pod.namespace, &pod.name).await?;
+        if let Some(counter) = &ctx.settings.pods_deleted_at_grace {
+            counter.inc();
+        }
+        let note = format!(
+            "pod {}/{} deleted from Node {node}: the terminationGracePeriod of {grace} is over, \
+             so PodDisruptionBudgets and do-not-disrupt no longer hold the drain",
+            pod.namespace, pod.name
+        );
+        let notice = Notice::warning("PodDeletedAfterGracePeriod", "Terminate", note);
+        ctx.events.about(claim, notice).await;
+    }
+    Ok(())
 }
 
 /// Drained: terminate the instance, delete the Node, drop the finalizer.
@@ -344,19 +398,4 @@ async fn mark_disrupting<I>(ctx: &Termination<I>, claim: &NodeClaim) -> Result<(
         message: "the claim is deleted; its node is drained and its instance terminated".to_owned(),
     };
     claims::write_condition(&ctx.client, claim, update, ctx.clock.now()).await
-}
-
-/// Evicts one pod; `false` when a PodDisruptionBudget refused (429).
-async fn evict(client: &Client, pod: &PodRef) -> Result<bool, Error> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
-    match api.evict(&pod.name, &EvictParams::default()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 429 => Ok(false),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(true),
-        Err(source) => Err(Error::Kube {
-            verb: "evict",
-            object: format!("{}/{}", pod.namespace, pod.name),
-            source,
-        }),
-    }
 }
