@@ -439,3 +439,108 @@ async fn capacity_errors_on_the_cheapest_types_still_place_every_pod() {
     eprintln!("CreateFleet calls {calls}, overrides faulted {faults}; faulted types {faulted:?}");
     cleanup(env, &client, &pool, &namespace).await;
 }
+
+#[tokio::test]
+async fn deleting_a_nodepool_drains_its_nodes_one_at_a_time_and_leaves_nothing() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-pool-deletion").await;
+    let id = unique_suffix();
+    let namespace = format!("prov-{id}");
+    let pool = pool_from(
+        env,
+        &client,
+        &id,
+        json!({"requirements": [
+            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+        ]}),
+        json!({"disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s",
+            "budgets": [{"nodes": "1"}]}}),
+    )
+    .await;
+    let _provisioner = Provisioner::start(env, "pool-deletion", MOTO, &[]).await;
+    env.apply(&json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "spread", "namespace": namespace},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "spread"}},
+            "template": {"metadata": {"labels": {"app": "spread"}}, "spec": {
+                "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "spread"}}}]}}}}}
+    }));
+    eventually(
+        "three pods on three nodes",
+        Duration::from_secs(180),
+        || async { running_pods(&client, &namespace).await.len() == 3 },
+    )
+    .await;
+    let pools: Api<spotwright_api::NodePool> = Api::all(client.clone());
+    let live = pools.get(&pool).await.expect("the pool");
+    assert!(
+        live.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "spotwright.io/termination"),
+        "the pool carries the finalizer"
+    );
+    let claims = pool_claims(&client, &pool).await;
+    assert_eq!(claims.len(), 3);
+    for claim in &claims {
+        let owners = claim.metadata.owner_references.clone().unwrap_or_default();
+        assert!(
+            owners.iter().any(|o| o.kind == "NodePool"
+                && o.name == pool
+                && Some(&o.uid) == live.metadata.uid.as_ref()),
+            "{owners:?}"
+        );
+    }
+
+    env.kubectl_ok(&["delete", "nodepool", &pool, "--wait=false"]);
+    let mut most_deleting_at_once = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let claims = pool_claims(&client, &pool).await;
+        let deleting = claims
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_some())
+            .count();
+        most_deleting_at_once = most_deleting_at_once.max(deleting);
+        if claims.is_empty() {
+            break;
+        }
+        assert!(
+            matches!(pools.get_opt(&pool).await, Ok(Some(_))),
+            "the pool went before its {} claims",
+            claims.len()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "claims left: {}",
+            claims.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(most_deleting_at_once, 1, "the budget of one node held");
+    eventually(
+        "the pool and its instances to go",
+        Duration::from_secs(60),
+        || async {
+            matches!(pools.get_opt(&pool).await, Ok(None)) && pool_instances(&pool).await.is_empty()
+        },
+    )
+    .await;
+    assert!(
+        pool_nodes(&client, &pool).await.is_empty(),
+        "no node of the pool is left"
+    );
+    let reasons = spotwright_e2e::harness::event_reasons(&client, &pool).await;
+    for wanted in ["NodePoolDeleting", "NodePoolDeleted"] {
+        assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
+    }
+    env.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+    env.kubectl(&["delete", "nodeclass", &pool, "--wait=false"]);
+}

@@ -11,6 +11,7 @@ pub mod kube_client;
 pub mod launcher;
 pub mod nodes;
 pub mod pods;
+pub mod pools;
 
 /// Field manager of every write the provisioner's controllers make.
 pub const FIELD_MANAGER: &str = "spotwright-provisioner";

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod emptiness;
 pub mod interruption;
 pub mod nodeclass;
+pub mod nodepool_deletion;
 pub mod orphans;
 pub mod provisioning;
 pub mod registration;

@@ -112,9 +112,30 @@ pub fn allowed(
     disrupting: usize,
     now: Timestamp,
 ) -> usize {
-    budgets
-        .iter()
-        .filter(|budget| covers(budget, reason))
+    let covering = budgets.iter().filter(|budget| covers(budget, reason));
+    allowed_by(covering, pool_nodes, disrupting, now)
+}
+
+/// As [`allowed`], for a disruption that has none of the reasons a budget
+/// can name (the NodePool itself is deleted): only budgets without
+/// `reasons` hold it.
+pub fn allowed_for_any_reason(
+    budgets: &[Budget],
+    pool_nodes: usize,
+    disrupting: usize,
+    now: Timestamp,
+) -> usize {
+    let covering = budgets.iter().filter(|budget| budget.reasons.is_empty());
+    allowed_by(covering, pool_nodes, disrupting, now)
+}
+
+fn allowed_by<'a>(
+    covering: impl Iterator<Item = &'a Budget>,
+    pool_nodes: usize,
+    disrupting: usize,
+    now: Timestamp,
+) -> usize {
+    covering
         .filter_map(|budget| {
             match (
                 is_active(budget, now),
@@ -233,6 +254,24 @@ mod tests {
             allowed(&budgets[1..2], Underutilized, 10, 0, now),
             usize::MAX
         );
+    }
+
+    #[test]
+    fn a_deleted_pool_is_held_only_by_budgets_without_reasons() {
+        let now = ts(MONDAY);
+        assert_eq!(allowed_for_any_reason(&[], 10, 3, now), usize::MAX);
+        let budgets = [
+            budget("30%"),
+            for_reasons("0", &[Drifted, Empty, Underutilized, Rebalance]),
+        ];
+        assert_eq!(allowed_for_any_reason(&budgets, 10, 1, now), 2);
+        assert_eq!(allowed_for_any_reason(&budgets, 10, 5, now), 0);
+        assert_eq!(
+            allowed_for_any_reason(&budgets[1..], 10, 0, now),
+            usize::MAX
+        );
+        let frozen = [budget("5"), scheduled("0", "0 9 * * 1-5", "8h")];
+        assert_eq!(allowed_for_any_reason(&frozen, 10, 0, now), 0);
     }
 
     #[test]

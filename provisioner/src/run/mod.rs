@@ -22,6 +22,7 @@ use crate::controllers::drift::{self, Drift, DriftSettings};
 use crate::controllers::emptiness::{self, Emptiness, EmptinessSettings};
 use crate::controllers::interruption::{self, Interruption, InterruptionSettings};
 use crate::controllers::nodeclass;
+use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
 use crate::controllers::provisioning::{self, pending_keys, Provisioning, ProvisioningSettings};
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
@@ -88,6 +89,12 @@ pub async fn controllers(w: Wiring) {
         events: events.clone(),
         clock: w.clock.clone(),
         settings: EmptinessSettings::default(),
+    }));
+    tokio::spawn(nodepool_deletion::run(NodePoolDeletion {
+        client: w.client.clone(),
+        state: w.state.clone(),
+        events: events.clone(),
+        clock: w.clock.clone(),
     }));
     spawn_instance_controllers(&w, &events);
     spawn_interruption(&w, &events);

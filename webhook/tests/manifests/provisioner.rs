@@ -25,7 +25,7 @@ fn provisioner_rbac_is_exactly_what_the_controllers_use() {
     let r = base();
     let read = ["get", "list", "watch"];
     let mut want = Vec::new();
-    want.extend(verbs("", "pods", &read));
+    want.extend(verbs("", "pods", &["get", "list", "watch", "delete"]));
     want.extend(verbs("", "pods/eviction", &["create"]));
     want.extend(verbs(
         "",
@@ -51,7 +51,11 @@ fn provisioner_rbac_is_exactly_what_the_controllers_use() {
     ] {
         want.extend(verbs("spotwright.io", status, &["get", "update", "patch"]));
     }
-    want.extend(verbs("spotwright.io", "nodepools", &read));
+    want.extend(verbs(
+        "spotwright.io",
+        "nodepools",
+        &["get", "list", "watch", "patch"],
+    ));
     want.extend(verbs("spotwright.io", "nodeclasses", &read));
     want.extend(verbs("events.k8s.io", "events", &["create", "patch"]));
     want.extend(verbs("", "events", &["create", "patch"]));
