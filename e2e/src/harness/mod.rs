@@ -135,7 +135,8 @@ impl Env {
         dir
     }
 
-    fn install(&self) {
+    /// Applies the local overlay (and dry-runs the base) and waits for the CRDs.
+    pub fn install(&self) {
         // The local variant is what runs here...
         self.kubectl_ok(&[
             "apply",

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod leader;
+pub mod recover;
 pub mod turns;
 
 use std::collections::BTreeSet;
