@@ -42,6 +42,12 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 pub const EKS_CAPACITY_TYPE_LABEL: &str = "eks.amazonaws.com/capacityType";
 /// The value EKS managed node groups use for on-demand capacity.
 pub const EKS_ON_DEMAND: &str = "ON_DEMAND";
+/// EKS managed node groups label their nodes with the group's name.
+pub const EKS_NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
+/// EKS tags a managed node group's instances with the group's name.
+pub const EKS_NODEGROUP_TAG: &str = "eks:nodegroup-name";
+/// EKS tags a managed node group's instances with the cluster's name.
+pub const EKS_CLUSTER_NAME_TAG: &str = "eks:cluster-name";
 
 /// Annotation on a NodeClaim: the hash of its NodePool's `spec.template`
 /// (requirements excluded) when the claim was made. A different hash now

@@ -1,14 +1,17 @@
 //! The node agent on the real control plane and moto: an EC2 instance
 //! tagged for the cluster becomes a Ready Node with EKS allocatable, and
-//! leaves with its instance.
+//! leaves with its instance; the system node group it keeps runs the
+//! add-ons.
 
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     InstanceMarketOptionsRequest, InstanceType, MarketType, ResourceType, Tag, TagSpecification,
 };
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
 use kube::Api;
+use spotwright_api::keys;
 use spotwright_e2e::harness::env;
 use spotwright_e2e::harness::process::eventually;
 
@@ -127,6 +130,125 @@ async fn a_tagged_spot_instance_becomes_a_ready_node_and_leaves_with_it() {
         "the Node to go with its instance",
         Duration::from_secs(30),
         || async { node_for(&nodes, &instance_id).await.is_none() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_system_node_group_runs_the_add_ons_on_two_on_demand_nodes() {
+    let env = env();
+    let client = env.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let selector = format!("{}=system", keys::EKS_NODEGROUP_LABEL);
+    eventually(
+        "two Ready system nodes",
+        Duration::from_secs(60),
+        || async {
+            let listed = nodes
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            listed.len() == 2 && listed.iter().all(ready)
+        },
+    )
+    .await;
+    let listed = nodes
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .expect("nodes")
+        .items;
+    let mut zones = std::collections::BTreeSet::new();
+    for node in &listed {
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels[keys::EKS_CAPACITY_TYPE_LABEL], keys::EKS_ON_DEMAND);
+        assert!(
+            !labels.contains_key(keys::CAPACITY_TYPE_LABEL),
+            "{labels:?}"
+        );
+        zones.insert(labels[keys::ZONE_LABEL].clone());
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        assert!(
+            taints.iter().any(|t| t.key == "CriticalAddonsOnly"),
+            "{taints:?}"
+        );
+    }
+    assert_eq!(zones.len(), 2, "one per zone");
+
+    let ec2 = ec2().await;
+    let tagged = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name(format!("tag:{}", keys::EKS_NODEGROUP_TAG))
+                .values("system")
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let instances: Vec<_> = tagged
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for instance in instances {
+        let tag = |key: &str| {
+            instance
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(key))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            tag(keys::EKS_CLUSTER_NAME_TAG).as_deref(),
+            Some("spotwright-local")
+        );
+        assert_eq!(
+            tag("kubernetes.io/cluster/spotwright-local").as_deref(),
+            Some("owned")
+        );
+        assert_eq!(tag(keys::NODECLAIM_TAG), None, "not Spotwright's");
+        assert!(instance.instance_lifecycle().is_none(), "on-demand");
+    }
+
+    let pods: Api<Pod> = Api::namespaced(client, "kube-system");
+    eventually(
+        "coredns running on the system nodes",
+        Duration::from_secs(60),
+        || async {
+            let running: Vec<Pod> = pods
+                .list(&ListParams::default().labels("k8s-app=kube-dns"))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .collect();
+            running.len() == 2
+                && running.iter().all(|p| {
+                    let node = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .unwrap_or_default();
+                    listed
+                        .iter()
+                        .any(|n| n.metadata.name.as_deref() == Some(node.as_str()))
+                })
+        },
     )
     .await;
 }

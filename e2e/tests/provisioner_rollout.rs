@@ -22,6 +22,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ensure_network, local_nodeclass, ssm, x86_64_images, Provisioner,
 };
+use spotwright_e2e::harness::system::system_view;
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
 
@@ -168,6 +169,9 @@ struct Watch {
     pdb_samples: AtomicUsize,
     max_disrupting: AtomicUsize,
     samples: AtomicUsize,
+    /// Samples where the system node group was not whole (a node cordoned,
+    /// tainted, gone, or an add-on pod missing).
+    system_disturbed: AtomicUsize,
 }
 
 /// Samples the PDB and the pool's claims every 100 ms until stopped; also
@@ -192,6 +196,9 @@ fn sample(
                         watch.pdb_violations.fetch_add(1, Ordering::SeqCst);
                     }
                 }
+            }
+            if !system_view(&client).await.is_whole() {
+                watch.system_disturbed.fetch_add(1, Ordering::SeqCst);
             }
             let claims = claims_of(&client, &pool).await;
             let disrupting = claims.iter().filter(|c| in_disruption(c)).count();
@@ -266,6 +273,8 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     )
     .await;
 
+    let system_before = system_view(&client).await;
+    assert!(system_before.is_whole(), "{system_before:?}");
     let watch = Arc::new(Watch::default());
     let replacements = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let sampler = sample(
@@ -348,6 +357,16 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         watch.pdb_violations.load(Ordering::SeqCst),
         0,
         "the PDB was violated during the rollout"
+    );
+    assert_eq!(
+        watch.system_disturbed.load(Ordering::SeqCst),
+        0,
+        "the system node group was touched during the rollout"
+    );
+    assert_eq!(
+        system_view(&client).await,
+        system_before,
+        "the same system nodes and add-on pods, untouched"
     );
     let seen = replacements.lock().map(|s| s.clone()).unwrap_or_default();
     assert!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{ec2, Provisioner, CLUSTER_NAME};
+use spotwright_e2e::harness::system::system_view;
 use spotwright_e2e::harness::webhook::Webhook;
 use spotwright_e2e::harness::{env, unique_suffix, Env};
 
@@ -98,6 +99,7 @@ async fn the_documented_uninstall_order_leaves_no_instance_and_nothing_stuck() {
     let webhook = Webhook::start(env, "uninstall-order").await;
     let provisioner = Provisioner::start(env, "uninstall-order", MOTO, &[]).await;
     let (_pool, namespace) = pool_with_nodes(env, &client, 2).await;
+    let system = system_view(&client).await;
 
     // docs/uninstall.md, in order, with the provisioner running throughout.
     env.kubectl_ok(&["delete", "nodepools", "--all", "--timeout=300s"]);
@@ -133,6 +135,11 @@ async fn the_documented_uninstall_order_leaves_no_instance_and_nothing_stuck() {
     )
     .await;
     assert_eq!(claimed_instances().await, Vec::<String>::new());
+    assert_eq!(
+        system_view(&client).await,
+        system,
+        "the system node group stays"
+    );
     // Put Spotwright back for the binaries that run after this one.
     env.install();
 }
@@ -145,6 +152,8 @@ async fn recovery_terminates_the_instances_and_lifts_the_finalizers_a_gone_provi
     let _webhook = Webhook::start(env, "uninstall-recover").await;
     let mut provisioner = Provisioner::start(env, "uninstall-recover", MOTO, &[]).await;
     let (pool, namespace) = pool_with_nodes(env, &client, 2).await;
+    let system = system_view(&client).await;
+    assert!(system.is_whole(), "{system:?}");
     provisioner.kill9();
     drop(provisioner);
 
@@ -200,6 +209,11 @@ async fn recovery_terminates_the_instances_and_lifts_the_finalizers_a_gone_provi
         },
     )
     .await;
+    assert_eq!(
+        system_view(&client).await,
+        system,
+        "the system node group is never touched"
+    );
     env.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
     env.kubectl(&["delete", "nodeclass", &pool, "--wait=false"]);
 }

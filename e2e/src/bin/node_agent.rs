@@ -7,8 +7,11 @@ use anyhow::Context;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, TypeFacts};
+use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, SystemNodeGroup, TypeFacts};
 use spotwright_serving::telemetry::{self, LogFormat};
+
+/// The zones the system node group spreads over.
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +36,17 @@ struct Cli {
     /// The kubelet version the Nodes report.
     #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSION", default_value = "v1.36.3")]
     kubelet_version: String,
+    /// The on-demand managed node group the agent keeps running, as EKS does
+    /// (instances tagged eks:nodegroup-name, nodes labelled
+    /// eks.amazonaws.com/nodegroup and tainted CriticalAddonsOnly); empty: none.
+    #[arg(long, env = "SPOTWRIGHT_SYSTEM_NODE_GROUP", default_value = "system")]
+    system_node_group: String,
+    /// How many nodes the system node group has.
+    #[arg(long, env = "SPOTWRIGHT_SYSTEM_NODES", default_value_t = 2)]
+    system_nodes: usize,
+    /// The system node group's instance type.
+    #[arg(long, default_value = "m5.large")]
+    system_instance_type: String,
     /// Root volume size in GiB (ephemeral-storage capacity).
     #[arg(long, default_value_t = spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB)]
     root_volume_gib: u64,
@@ -65,11 +79,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kubelet_version: cli.kubelet_version.clone(),
         root_volume_gib: cli.root_volume_gib,
     };
+    let system = (!cli.system_node_group.is_empty()).then(|| SystemNodeGroup {
+        name: cli.system_node_group.clone(),
+        size: cli.system_nodes,
+        instance_type: cli.system_instance_type.clone(),
+    });
     let mut types: HashMap<String, TypeFacts> = HashMap::new();
     let mut failures = 0u32;
     tracing::info!(cluster = %cli.cluster_name, "node agent started");
     loop {
-        match sync(&ec2, &api, &cli.cluster_name, &settings, &mut types).await {
+        let synced = sync(
+            &ec2,
+            &api,
+            &cli.cluster_name,
+            system.as_ref(),
+            &settings,
+            &mut types,
+        );
+        match synced.await {
             Ok(()) => failures = 0,
             Err(err) => {
                 failures = failures.saturating_add(1);
@@ -88,10 +115,21 @@ async fn sync(
     ec2_client: &aws_sdk_ec2::Client,
     api: &Api<Node>,
     cluster: &str,
+    system: Option<&SystemNodeGroup>,
     settings: &Settings,
     types: &mut HashMap<String, TypeFacts>,
 ) -> anyhow::Result<()> {
-    let instances = ec2::cluster_instances(ec2_client, cluster).await?;
+    let mut instances = ec2::cluster_instances(ec2_client, cluster).await?;
+    if let Some(group) = system {
+        let launches = node_agent::system_launches(&instances, group, &ZONES);
+        for zone in &launches {
+            let id = ec2::launch_system_instance(ec2_client, cluster, group, zone).await?;
+            tracing::info!(instance = %id, zone = %zone, group = %group.name, "system node group instance launched");
+        }
+        if !launches.is_empty() {
+            instances = ec2::cluster_instances(ec2_client, cluster).await?;
+        }
+    }
     let existing = nodes::managed_nodes(api).await?;
     let mut plan = node_agent::plan(&instances, types, &existing, settings);
     if !plan.unknown_types.is_empty() {

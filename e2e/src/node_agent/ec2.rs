@@ -1,11 +1,14 @@
-//! EC2 reads of the node agent: the cluster's instances and their types.
+//! EC2 calls of the node agent: the cluster's instances and their types,
+//! and the system node group's launches.
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName, InstanceType};
+use aws_sdk_ec2::types::{
+    Filter, InstanceStateName, InstanceType, Placement, ResourceType, Tag, TagSpecification,
+};
 use spotwright_api::eks::InstanceFacts;
 
-use super::{Instance, TypeFacts};
+use super::{Instance, SystemNodeGroup, TypeFacts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Ec2Error {
@@ -132,4 +135,55 @@ pub async fn instance_types(
         }
     }
     Ok(facts)
+}
+
+/// Launches one on-demand instance of the system node group in `zone`,
+/// tagged as EKS tags a managed node group's instances.
+pub async fn launch_system_instance(
+    client: &aws_sdk_ec2::Client,
+    cluster: &str,
+    group: &SystemNodeGroup,
+    zone: &str,
+) -> Result<String, Ec2Error> {
+    let images = client
+        .describe_images()
+        .send()
+        .await
+        .map_err(call_error("DescribeImages"))?;
+    let image = images
+        .images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .ok_or_else(|| Ec2Error::Call {
+            call: "DescribeImages",
+            message: "no image to launch the system node group from".to_owned(),
+        })?;
+    let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(tag(
+            &spotwright_api::keys::cluster_tag_key(cluster),
+            "owned",
+        ))
+        .tags(tag(spotwright_api::keys::EKS_CLUSTER_NAME_TAG, cluster))
+        .tags(tag(spotwright_api::keys::EKS_NODEGROUP_TAG, &group.name))
+        .tags(tag("Name", &format!("{cluster}-{}", group.name)))
+        .build();
+    let reply = client
+        .run_instances()
+        .image_id(image)
+        .instance_type(InstanceType::from(group.instance_type.as_str()))
+        .placement(Placement::builder().availability_zone(zone).build())
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .map_err(call_error("RunInstances"))?;
+    Ok(reply
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .unwrap_or_default()
+        .to_owned())
 }

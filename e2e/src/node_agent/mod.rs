@@ -19,6 +19,46 @@ use spotwright_api::keys;
 pub const MANAGED_LABEL: &str = "e2e.spotwright.io/node-agent";
 /// KWOK manages Nodes with this annotation (value `fake`).
 pub const KWOK_ANNOTATION: &str = "kwok.x-k8s.io/node";
+/// The taint on the system node group's nodes (`CriticalAddonsOnly=true:NoSchedule`).
+pub const SYSTEM_TAINT_KEY: &str = "CriticalAddonsOnly";
+
+/// The managed node group the agent keeps running, as EKS would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemNodeGroup {
+    pub name: String,
+    pub size: usize,
+    pub instance_type: String,
+}
+
+/// How many instances of the system node group to launch, and in which
+/// zones: running ones count, and new ones go to the zones with the fewest.
+pub fn system_launches(
+    instances: &[Instance],
+    group: &SystemNodeGroup,
+    zones: &[&str],
+) -> Vec<String> {
+    let mut per_zone: Vec<(usize, &str)> = zones
+        .iter()
+        .map(|zone| {
+            let running = instances
+                .iter()
+                .filter(|i| i.running && i.zone == *zone)
+                .filter(|i| i.tags.get(keys::EKS_NODEGROUP_TAG) == Some(&group.name))
+                .count();
+            (running, *zone)
+        })
+        .collect();
+    let running: usize = per_zone.iter().map(|(n, _)| n).sum();
+    let mut launches = Vec::new();
+    for _ in running..group.size {
+        let Some(emptiest) = per_zone.iter_mut().min_by_key(|(n, zone)| (*n, *zone)) else {
+            break;
+        };
+        emptiest.0 += 1;
+        launches.push(emptiest.1.to_owned());
+    }
+    launches
+}
 
 /// An EC2 instance, as far as the agent cares.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,16 +181,38 @@ pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> 
     if let Some(pool) = instance.tags.get(keys::NODEPOOL_TAG) {
         labels.insert(keys::NODEPOOL_LABEL.to_owned(), pool.clone());
     }
-    // The bootstrap registers Spot nodes with the Spot taint, as kubelet's
-    // --register-with-taints does on a real node.
-    let taints = instance.spot.then(|| {
-        vec![Taint {
+    let mut taints = Vec::new();
+    if let Some(group) = instance.tags.get(keys::EKS_NODEGROUP_TAG) {
+        // As EKS labels a managed node group's nodes; none of Spotwright's.
+        labels.remove(keys::CAPACITY_TYPE_LABEL);
+        labels.insert(keys::EKS_NODEGROUP_LABEL.to_owned(), group.clone());
+        let capacity = if instance.spot {
+            "SPOT"
+        } else {
+            keys::EKS_ON_DEMAND
+        };
+        labels.insert(
+            keys::EKS_CAPACITY_TYPE_LABEL.to_owned(),
+            capacity.to_owned(),
+        );
+        // The usual system node group taint: only add-ons that tolerate it.
+        taints.push(Taint {
+            key: SYSTEM_TAINT_KEY.to_owned(),
+            value: Some("true".to_owned()),
+            effect: "NoSchedule".to_owned(),
+            time_added: None,
+        });
+    } else if instance.spot {
+        // The bootstrap registers Spot nodes with the Spot taint, as kubelet's
+        // --register-with-taints does on a real node.
+        taints.push(Taint {
             key: keys::CAPACITY_TYPE_LABEL.to_owned(),
             value: Some(keys::SPOT.to_owned()),
             effect: "NoSchedule".to_owned(),
             time_added: None,
-        }]
-    });
+        });
+    }
+    let taints = (!taints.is_empty()).then_some(taints);
     let to_map = |resources: eks::NodeResources| {
         resources
             .quantities()

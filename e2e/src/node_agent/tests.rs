@@ -109,3 +109,63 @@ fn unknown_instance_types_are_reported_not_guessed() {
     assert!(plan.create.is_empty());
     assert_eq!(plan.unknown_types, vec!["x99.huge".to_owned()]);
 }
+
+fn system_instance(id: &str, zone: &str, running: bool) -> Instance {
+    let mut instance = instance(id, running, false);
+    instance.zone = zone.to_owned();
+    instance.tags = BTreeMap::from([(keys::EKS_NODEGROUP_TAG.to_owned(), "system".to_owned())]);
+    instance
+}
+
+#[test]
+fn a_system_node_group_instance_is_labelled_and_tainted_as_eks_does() {
+    let node = node_for(
+        &system_instance("i-sys", "us-east-1a", true),
+        &types()["m5.large"],
+        &settings(),
+    );
+    let labels = node.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels[keys::EKS_NODEGROUP_LABEL], "system");
+    assert_eq!(labels[keys::EKS_CAPACITY_TYPE_LABEL], "ON_DEMAND");
+    assert!(
+        !labels.contains_key(keys::CAPACITY_TYPE_LABEL),
+        "no Spotwright label"
+    );
+    assert!(!labels.contains_key(keys::NODEPOOL_LABEL));
+    let taints = node.spec.unwrap().taints.unwrap_or_default();
+    assert_eq!(taints.len(), 1);
+    assert_eq!(
+        (taints[0].key.as_str(), taints[0].effect.as_str()),
+        (SYSTEM_TAINT_KEY, "NoSchedule")
+    );
+}
+
+#[test]
+fn the_system_node_group_is_kept_at_its_size_spread_over_zones() {
+    let group = SystemNodeGroup {
+        name: "system".to_owned(),
+        size: 3,
+        instance_type: "m5.large".to_owned(),
+    };
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"];
+    assert_eq!(
+        system_launches(&[], &group, &zones),
+        ["us-east-1a", "us-east-1b", "us-east-1c"]
+    );
+    let some = [
+        system_instance("i-1", "us-east-1a", true),
+        system_instance("i-2", "us-east-1b", false),
+        instance("i-spot", true, true),
+    ];
+    assert_eq!(
+        system_launches(&some, &group, &zones),
+        ["us-east-1b", "us-east-1c"],
+        "a stopped one is replaced"
+    );
+    let full = [
+        system_instance("i-1", "us-east-1a", true),
+        system_instance("i-2", "us-east-1b", true),
+        system_instance("i-3", "us-east-1b", true),
+    ];
+    assert!(system_launches(&full, &group, &zones).is_empty());
+}
