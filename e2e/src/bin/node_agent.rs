@@ -33,9 +33,16 @@ struct Cli {
         default_value_t = 1000
     )]
     interval_ms: u64,
-    /// The kubelet version the Nodes report.
+    /// The kubelet version a Node reports when its image is not one of the EKS AMI parameters.
     #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSION", default_value = "v1.36.3")]
     kubelet_version: String,
+    /// The kubelet version of each Kubernetes minor's image: `1.35=v1.35.4,1.36=v1.36.3`.
+    #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSIONS", default_value = "")]
+    kubelet_versions: String,
+    /// Where the EKS-optimized AMI parameters are (`<prefix>/<minor>/.../image_id`): a node
+    /// reports the kubelet of the minor whose parameter names its image. Empty: none.
+    #[arg(long, env = "SPOTWRIGHT_EKS_AMI_SSM_PREFIX", default_value = "")]
+    ami_ssm_prefix: String,
     /// The on-demand managed node group the agent keeps running, as EKS does
     /// (instances tagged eks:nodegroup-name, nodes labelled
     /// eks.amazonaws.com/nodegroup and tainted CriticalAddonsOnly); empty: none.
@@ -73,10 +80,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kube = kube::Client::try_default()
         .await
         .context("configuring the Kubernetes client")?;
-    let ec2 = aws_sdk_ec2::Client::new(&spotwright_e2e::aws::sdk_config().await);
+    let aws = spotwright_e2e::aws::sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&aws);
+    let mut images = Images {
+        ssm: aws_sdk_ssm::Client::new(&aws),
+        prefix: cli.ami_ssm_prefix.clone(),
+        kubelet_versions: node_agent::parse_kubelet_versions(&cli.kubelet_versions)
+            .map_err(anyhow::Error::msg)
+            .context("--kubelet-versions")?,
+        read_at: None,
+    };
     let api: Api<Node> = Api::all(kube);
-    let settings = Settings {
+    let mut settings = Settings {
         kubelet_version: cli.kubelet_version.clone(),
+        image_versions: HashMap::new(),
         root_volume_gib: cli.root_volume_gib,
     };
     let system = (!cli.system_node_group.is_empty()).then(|| SystemNodeGroup {
@@ -93,7 +110,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &api,
             &cli.cluster_name,
             system.as_ref(),
-            &settings,
+            &mut images,
+            &mut settings,
             &mut types,
         );
         match synced.await {
@@ -111,25 +129,84 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where the agent learns which image runs which kubelet.
+struct Images {
+    ssm: aws_sdk_ssm::Client,
+    prefix: String,
+    kubelet_versions: std::collections::BTreeMap<String, String>,
+    /// When the parameters were last read: an image no parameter names
+    /// (an instance launched by hand) does not make the agent read them
+    /// every second.
+    read_at: Option<std::time::Instant>,
+}
+
+impl Images {
+    /// Reads the AMI parameters again when an instance runs an image not seen yet.
+    async fn refresh(
+        &mut self,
+        instances: &[node_agent::Instance],
+        settings: &mut Settings,
+    ) -> anyhow::Result<()> {
+        let unseen = instances.iter().any(|i| {
+            i.image_id
+                .as_ref()
+                .is_some_and(|image| !settings.image_versions.contains_key(image))
+        });
+        let recently = self
+            .read_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(10));
+        if self.prefix.is_empty() || !unseen || recently {
+            return Ok(());
+        }
+        self.read_at = Some(std::time::Instant::now());
+        let parameters = ec2::parameters_under(&self.ssm, &self.prefix).await?;
+        settings.image_versions =
+            node_agent::image_versions(&parameters, &self.prefix, &self.kubelet_versions);
+        Ok(())
+    }
+
+    /// The image of the kubelet version the agent started with, for the system node group.
+    fn of_version(&self, settings: &Settings) -> Option<String> {
+        let mut images: Vec<&String> = settings
+            .image_versions
+            .iter()
+            .filter(|(_, version)| **version == settings.kubelet_version)
+            .map(|(image, _)| image)
+            .collect();
+        images.sort();
+        images.first().map(|image| (*image).clone())
+    }
+}
+
 async fn sync(
     ec2_client: &aws_sdk_ec2::Client,
     api: &Api<Node>,
     cluster: &str,
     system: Option<&SystemNodeGroup>,
-    settings: &Settings,
+    images: &mut Images,
+    settings: &mut Settings,
     types: &mut HashMap<String, TypeFacts>,
 ) -> anyhow::Result<()> {
     let mut instances = ec2::cluster_instances(ec2_client, cluster).await?;
     if let Some(group) = system {
         let launches = node_agent::system_launches(&instances, group, &ZONES);
+        if !launches.is_empty() && settings.image_versions.is_empty() && !images.prefix.is_empty() {
+            let parameters = ec2::parameters_under(&images.ssm, &images.prefix).await?;
+            settings.image_versions =
+                node_agent::image_versions(&parameters, &images.prefix, &images.kubelet_versions);
+        }
+        let image = images.of_version(settings);
         for zone in &launches {
-            let id = ec2::launch_system_instance(ec2_client, cluster, group, zone).await?;
+            let id =
+                ec2::launch_system_instance(ec2_client, cluster, group, zone, image.as_deref())
+                    .await?;
             tracing::info!(instance = %id, zone = %zone, group = %group.name, "system node group instance launched");
         }
         if !launches.is_empty() {
             instances = ec2::cluster_instances(ec2_client, cluster).await?;
         }
     }
+    images.refresh(&instances, settings).await?;
     let existing = nodes::managed_nodes(api).await?;
     let mut plan = node_agent::plan(&instances, types, &existing, settings);
     if !plan.unknown_types.is_empty() {

@@ -54,56 +54,69 @@ pub fn unique_suffix() -> String {
 
 /// Brings the cluster up (idempotent) and installs Spotwright, once per test binary.
 pub fn env() -> &'static Env {
-    ENV.get_or_init(|| {
-        // Cargo sets CARGO_MANIFEST_DIR when it runs a test; the compile-time
-        // value can name another clone that shares the target folder.
-        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-        let repo = manifest_dir.join("..").canonicalize().expect("repo root");
-        // Test executables live in <target>/debug/deps; the binaries one level up.
-        let exe = std::env::current_exe().expect("test executable path");
-        let bin_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_owned();
-        let node_agent = bin_dir.join("spotwright-node-agent");
-        let output = Command::new(repo.join("e2e/cluster"))
-            .arg("up")
-            .env("SPOTWRIGHT_NODE_AGENT_BIN", &node_agent)
-            .output()
-            .expect("e2e/cluster runs");
-        assert!(
-            output.status.success(),
-            "e2e/cluster up failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let exports = String::from_utf8_lossy(&output.stdout);
-        let export = |name: &str| {
-            exports
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .unwrap_or_else(|| panic!("e2e/cluster up printed no {name}"))
-                .to_owned()
-        };
-        let kubeconfig = PathBuf::from(export("KUBECONFIG"));
-        let env = Env {
-            state: kubeconfig.parent().expect("state dir").to_owned(),
-            kubectl: PathBuf::from(export("SPOTWRIGHT_KUBECTL")),
-            kubeconfig,
-            repo,
-            bin_dir,
-        };
-        for (key, value) in exports
+    ENV.get_or_init(|| start(None))
+}
+
+/// As [`env`], with the plane at this Kubernetes minor (`e2e/cluster up
+/// --kubernetes`): a cluster running another version is started again.
+/// Only a binary's first call decides.
+pub fn env_at(kubernetes: &str) -> &'static Env {
+    ENV.get_or_init(|| start(Some(kubernetes)))
+}
+
+fn start(kubernetes: Option<&str>) -> Env {
+    // Cargo sets CARGO_MANIFEST_DIR when it runs a test; the compile-time
+    // value can name another clone that shares the target folder.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let repo = manifest_dir.join("..").canonicalize().expect("repo root");
+    // Test executables live in <target>/debug/deps; the binaries one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
+    let node_agent = bin_dir.join("spotwright-node-agent");
+    let mut up = Command::new(repo.join("e2e/cluster"));
+    up.arg("up");
+    if let Some(minor) = kubernetes {
+        up.args(["--kubernetes", minor]);
+    }
+    let output = up
+        .env("SPOTWRIGHT_NODE_AGENT_BIN", &node_agent)
+        .output()
+        .expect("e2e/cluster runs");
+    assert!(
+        output.status.success(),
+        "e2e/cluster up failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exports = String::from_utf8_lossy(&output.stdout);
+    let export = |name: &str| {
+        exports
             .lines()
-            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        {
-            // Programs started by the tests inherit the cluster's AWS settings.
-            std::env::set_var(key, value);
-        }
-        env.install();
-        env
-    })
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("e2e/cluster up printed no {name}"))
+            .to_owned()
+    };
+    let kubeconfig = PathBuf::from(export("KUBECONFIG"));
+    let env = Env {
+        state: kubeconfig.parent().expect("state dir").to_owned(),
+        kubectl: PathBuf::from(export("SPOTWRIGHT_KUBECTL")),
+        kubeconfig,
+        repo,
+        bin_dir,
+    };
+    for (key, value) in exports
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+    {
+        // Programs started by the tests inherit the cluster's AWS settings.
+        std::env::set_var(key, value);
+    }
+    env.install();
+    env
 }
 
 impl Env {

@@ -13,7 +13,7 @@ use super::Env;
 
 pub const PROVISIONER_METRICS_PORT: u16 = 18082;
 /// Where the tests publish the EKS AMI parameter (moto refuses `/aws/...`).
-pub const AMI_SSM_PREFIX: &str = "/spotwright-e2e/eks/optimized-ami";
+pub const AMI_SSM_PREFIX: &str = "/spotwright-local/eks/optimized-ami";
 /// Tag that marks the test VPC's subnets and security group.
 pub const DISCOVERY_TAG: &str = "spotwright.io/discovery";
 pub const CLUSTER_NAME: &str = "spotwright-local";
@@ -154,15 +154,19 @@ pub async fn ensure_network(kubernetes_minor: &str) {
             .await
             .expect("CreateSecurityGroup");
     }
+    // `e2e/cluster up` writes a distinct image for every minor; only a
+    // cluster started otherwise lacks the parameter.
+    let path = format!("{AMI_SSM_PREFIX}/{kubernetes_minor}/amazon-linux-2023/x86_64/standard/recommended/image_id");
+    let ssm = ssm().await;
+    if ssm.get_parameter().name(&path).send().await.is_ok() {
+        return;
+    }
     let image_id = x86_64_images()
         .await
         .into_iter()
         .next()
         .expect("moto ships x86_64 AMIs");
-    let path = format!("{AMI_SSM_PREFIX}/{kubernetes_minor}/amazon-linux-2023/x86_64/standard/recommended/image_id");
-    ssm()
-        .await
-        .put_parameter()
+    ssm.put_parameter()
         .name(path)
         .value(image_id)
         .r#type(aws_sdk_ssm::types::ParameterType::String)

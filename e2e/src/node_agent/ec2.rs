@@ -75,6 +75,7 @@ pub async fn cluster_instances(
                         .is_some_and(|l| l.as_str() == "spot"),
                     private_ip: instance.private_ip_address().map(str::to_owned),
                     private_dns_name: instance.private_dns_name().map(str::to_owned),
+                    image_id: instance.image_id().map(str::to_owned),
                     tags,
                 });
             }
@@ -144,20 +145,18 @@ pub async fn launch_system_instance(
     cluster: &str,
     group: &SystemNodeGroup,
     zone: &str,
+    image: Option<&str>,
 ) -> Result<String, Ec2Error> {
     let images = client
         .describe_images()
         .send()
         .await
         .map_err(call_error("DescribeImages"))?;
-    let image = images
-        .images()
-        .iter()
-        .find_map(|i| i.image_id())
-        .ok_or_else(|| Ec2Error::Call {
-            call: "DescribeImages",
-            message: "no image to launch the system node group from".to_owned(),
-        })?;
+    let any_image = images.images().iter().find_map(|i| i.image_id());
+    let image = image.or(any_image).ok_or_else(|| Ec2Error::Call {
+        call: "DescribeImages",
+        message: "no image to launch the system node group from".to_owned(),
+    })?;
     let tag = |key: &str, value: &str| Tag::builder().key(key).value(value).build();
     let tags = TagSpecification::builder()
         .resource_type(ResourceType::Instance)
@@ -186,4 +185,30 @@ pub async fn launch_system_instance(
         .and_then(|i| i.instance_id())
         .unwrap_or_default()
         .to_owned())
+}
+
+/// Every parameter under `prefix` (recursively), as (name, value).
+pub async fn parameters_under(
+    client: &aws_sdk_ssm::Client,
+    prefix: &str,
+) -> Result<Vec<(String, String)>, Ec2Error> {
+    let mut pages = client
+        .get_parameters_by_path()
+        .path(prefix)
+        .recursive(true)
+        .into_paginator()
+        .send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Ec2Error::Call {
+            call: "SSM GetParametersByPath",
+            message: aws_sdk_ssm::error::DisplayErrorContext(err).to_string(),
+        })?;
+        for parameter in page.parameters() {
+            if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
+                found.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+    Ok(found)
 }

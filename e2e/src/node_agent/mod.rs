@@ -70,6 +70,7 @@ pub struct Instance {
     pub spot: bool,
     pub private_ip: Option<String>,
     pub private_dns_name: Option<String>,
+    pub image_id: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -98,8 +99,56 @@ pub struct TypeFacts {
 /// How the agent's Nodes are made.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The kubelet version of an instance whose image is not known.
     pub kubelet_version: String,
+    /// The kubelet version each known image runs (from the EKS AMI parameters).
+    pub image_versions: HashMap<String, String>,
     pub root_volume_gib: u64,
+}
+
+impl Settings {
+    /// The kubelet a node of this instance runs: its image's, as on EKS.
+    pub fn kubelet_version_of(&self, instance: &Instance) -> String {
+        instance
+            .image_id
+            .as_ref()
+            .and_then(|image| self.image_versions.get(image))
+            .unwrap_or(&self.kubelet_version)
+            .clone()
+    }
+}
+
+/// Parses `1.35=v1.35.4,1.36=v1.36.3`: the kubelet version of each minor.
+pub fn parse_kubelet_versions(text: &str) -> Result<BTreeMap<String, String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((minor, version)) if !minor.is_empty() && version.starts_with('v') => {
+                Ok((minor.to_owned(), version.to_owned()))
+            }
+            _ => Err(format!(
+                "{pair:?} is not <minor>=v<version>, e.g. 1.36=v1.36.3"
+            )),
+        })
+        .collect()
+}
+
+/// The kubelet version of each image the EKS AMI parameters name:
+/// `<prefix>/<minor>/.../image_id = <image>` runs the minor's kubelet.
+pub fn image_versions(
+    parameters: &[(String, String)],
+    prefix: &str,
+    kubelet_versions: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    parameters
+        .iter()
+        .filter_map(|(path, image)| {
+            let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
+            let minor = rest.split('/').next()?;
+            Some((image.clone(), kubelet_versions.get(minor)?.clone()))
+        })
+        .collect()
 }
 
 /// A Node the agent made earlier.
@@ -260,7 +309,7 @@ pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> 
             addresses: Some(addresses),
             node_info: Some(NodeSystemInfo {
                 architecture: facts.arch.clone(),
-                kubelet_version: settings.kubelet_version.clone(),
+                kubelet_version: settings.kubelet_version_of(instance),
                 kube_proxy_version: String::new(),
                 operating_system: "linux".to_owned(),
                 os_image: "Amazon Linux 2023 (KWOK)".to_owned(),

@@ -9,6 +9,7 @@ fn instance(id: &str, running: bool, spot: bool) -> Instance {
         spot,
         private_ip: Some("10.0.0.7".to_owned()),
         private_dns_name: Some(format!("ip-{id}.ec2.internal")),
+        image_id: Some("ami-old".to_owned()),
         tags: BTreeMap::from([(keys::NODEPOOL_TAG.to_owned(), "default".to_owned())]),
     }
 }
@@ -32,6 +33,7 @@ fn types() -> HashMap<String, TypeFacts> {
 fn settings() -> Settings {
     Settings {
         kubelet_version: "v1.36.3".to_owned(),
+        image_versions: HashMap::new(),
         root_volume_gib: 20,
     }
 }
@@ -168,4 +170,49 @@ fn the_system_node_group_is_kept_at_its_size_spread_over_zones() {
         system_instance("i-3", "us-east-1b", true),
     ];
     assert!(system_launches(&full, &group, &zones).is_empty());
+}
+
+#[test]
+fn a_node_reports_the_kubelet_of_the_image_it_was_launched_from() {
+    let versions = parse_kubelet_versions("1.35=v1.35.4, 1.36=v1.36.3").unwrap();
+    let prefix = "/spotwright-local/eks/optimized-ami";
+    let parameters = [
+        (
+            format!("{prefix}/1.35/amazon-linux-2023/x86_64/standard/recommended/image_id"),
+            "ami-old".to_owned(),
+        ),
+        (
+            format!("{prefix}/1.36/amazon-linux-2023/x86_64/standard/recommended/image_id"),
+            "ami-new".to_owned(),
+        ),
+        (
+            format!("{prefix}/1.99/amazon-linux-2023/x86_64/standard/recommended/image_id"),
+            "ami-odd".to_owned(),
+        ),
+        (
+            "/elsewhere/1.35/image_id".to_owned(),
+            "ami-other".to_owned(),
+        ),
+    ];
+    let mut settings = settings();
+    settings.image_versions = image_versions(&parameters, prefix, &versions);
+    assert_eq!(
+        settings.image_versions.len(),
+        2,
+        "{:?}",
+        settings.image_versions
+    );
+    let mut old = instance("i-1", true, true);
+    let node = node_for(&old, &types()["m5.large"], &settings);
+    let info = node.status.unwrap().node_info.unwrap();
+    assert_eq!(info.kubelet_version, "v1.35.4");
+    old.image_id = Some("ami-unknown".to_owned());
+    assert_eq!(
+        settings.kubelet_version_of(&old),
+        "v1.36.3",
+        "unknown images run the default"
+    );
+    assert!(parse_kubelet_versions("1.35").is_err());
+    assert!(parse_kubelet_versions("1.35=1.35.4").is_err());
+    assert_eq!(parse_kubelet_versions("").unwrap().len(), 0);
 }
