@@ -7,9 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::NodeClaim;
@@ -311,6 +312,17 @@ async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
     controller.abort();
 }
 
+/// The ReplicaSet's web pods bound to `node`.
+async fn web_pods(pods: &Api<Pod>, node: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .collect()
+}
+
 /// A claim's node running one web pod that its PodDisruptionBudget
 /// (`pdb_spec`) does not let go, a DaemonSet pod beside it, and a
 /// termination controller that has put its finalizer on the claim.
@@ -359,14 +371,21 @@ impl BlockedDrain {
             .await
             .expect("namespace");
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let web = json!({
-            "metadata": {"name": "web", "labels": {"app": "web"}},
-            "spec": {
-                "nodeName": node_name,
-                "tolerations": [{"operator": "Exists"}],
-                "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]
-            }
-        });
+        // Managed, as a PDB with maxUnavailable needs: once gone, its
+        // replacement waits Pending, the node being cordoned.
+        let web: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node_name},
+                    "tolerations": [{"key": "user-taint", "operator": "Exists"}],
+                    "containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]}}}
+        }))
+        .expect("replica set");
+        Api::<ReplicaSet>::namespaced(client.clone(), &namespace)
+            .create(&PostParams::default(), &web)
+            .await
+            .expect("replica set created");
         let daemon = json!({
             "metadata": {"name": "agent", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "00000000-0000-0000-0000-000000000001"}]},
             "spec": {
@@ -375,12 +394,10 @@ impl BlockedDrain {
                 "containers": [{"name": "agent", "image": "registry.k8s.io/pause:3.10"}]
             }
         });
-        for pod in [web, daemon] {
-            let pod: Pod = serde_json::from_value(pod).expect("pod");
-            pods.create(&PostParams::default(), &pod)
-                .await
-                .expect("pod created");
-        }
+        let daemon: Pod = serde_json::from_value(daemon).expect("pod");
+        pods.create(&PostParams::default(), &daemon)
+            .await
+            .expect("pod created");
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
         let pdb = json!({"metadata": {"name": "web"}, "spec": pdb_spec});
         let pdb: PodDisruptionBudget = serde_json::from_value(pdb).expect("pdb");
@@ -391,12 +408,10 @@ impl BlockedDrain {
             "the pod to run and the PDB to count it",
             Duration::from_secs(30),
             || async {
-                let running = pods
-                    .get("web")
+                let running = web_pods(&pods, &node_name)
                     .await
-                    .ok()
-                    .and_then(|p| p.status?.phase)
-                    .is_some_and(|phase| phase == "Running");
+                    .iter()
+                    .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
                 let counted = pdbs
                     .get("web")
                     .await
@@ -455,12 +470,10 @@ impl BlockedDrain {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// No web pod is left on the node but one being deleted.
     async fn web_is_going(&self) -> bool {
-        match self.pods().get_opt("web").await {
-            Ok(None) => true,
-            Ok(Some(pod)) => pod.metadata.deletion_timestamp.is_some(),
-            Err(_) => false,
-        }
+        let left = web_pods(&self.pods(), &self.node_name).await;
+        left.iter().all(|p| p.metadata.deletion_timestamp.is_some())
     }
 
     /// Waits for the claim to be gone, then checks the node and instance went too.

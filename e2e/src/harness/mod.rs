@@ -123,10 +123,12 @@ impl Env {
     /// A client for the local cluster; make one per test (it lives on the test's runtime).
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
-        let config =
+        let mut config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
                 .expect("kubeconfig valid");
+        // As the provisioner's own client: a refused eviction comes back at once.
+        config.default_retry = false;
         kube::Client::try_from(config).expect("client")
     }
 

@@ -19,10 +19,17 @@ const API_SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A client whose every request is counted in `requests`
 /// (`verb`, `resource` labels), checked to reach the API server.
+///
+/// Without kube's built-in retry of 429, 503 and 504: it retries a request
+/// up to 15 times over minutes, so an eviction a PodDisruptionBudget refuses
+/// (429) would hold its drain worker for that long instead of coming back
+/// at once to be backed off, reported and retried by termination. Every
+/// controller loop already retries with its own backoff.
 pub async fn counted_client(requests: IntCounterVec) -> Result<kube::Client, Error> {
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| Error::Config(format!("no Kubernetes configuration: {e}")))?;
+    config.default_retry = false;
     let client = ClientBuilder::try_from(config)
         .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?
         .with_layer(&CountRequests { requests })
