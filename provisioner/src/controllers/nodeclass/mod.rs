@@ -91,13 +91,48 @@ pub async fn kubernetes_version(client: &Client) -> Result<String, kube::Error> 
     Ok(client.apiserver_version().await?.git_version)
 }
 
-/// Resolves every NodeClass of the state each `refresh`, until the process ends.
+/// How often the API server's version is read between two resolutions: a
+/// control-plane upgrade changes `eks@latest`'s path, and its nodes should
+/// not wait a whole refresh to drift.
+const VERSION_POLL: Duration = Duration::from_secs(5);
+
+/// Waits `refresh`, or less when the API server's version stops being
+/// `resolved_at` (the plane was upgraded).
+async fn wait_for_refresh_or_upgrade(
+    client: &Client,
+    resolved_at: Option<&str>,
+    refresh: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + refresh;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(VERSION_POLL.min(deadline - now)).await;
+        let Some(resolved_at) = resolved_at else {
+            continue;
+        };
+        match kubernetes_version(client).await {
+            Ok(version) if version != resolved_at => {
+                tracing::info!(from = resolved_at, to = %version, "the API server's version changed; resolving NodeClasses now");
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolves every NodeClass of the state each `refresh`, and at once when
+/// the control plane's version changes, until the process ends.
 pub async fn run(clients: Clients, state: ClusterState, clock: SharedClock, settings: Settings) {
     let api: Api<NodeClass> = Api::all(clients.kube.clone());
     state.ready().await;
     loop {
+        let mut resolved_at = None;
         match kubernetes_version(&clients.kube).await {
             Ok(version) => {
+                resolved_at = Some(version.clone());
                 for class in &state.snapshot().nodeclasses {
                     let (status, not_ready) = resolve(&clients, class, &settings, &version).await;
                     match write_status(&api, class, status, not_ready, clock.now()).await {
@@ -115,7 +150,7 @@ pub async fn run(clients: Clients, state: ClusterState, clock: SharedClock, sett
             }
             Err(err) => tracing::warn!(error = %err, "NodeClasses not resolved this round"),
         }
-        tokio::time::sleep(settings.refresh).await;
+        wait_for_refresh_or_upgrade(&clients.kube, resolved_at.as_deref(), settings.refresh).await;
     }
 }
 
