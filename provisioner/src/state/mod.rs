@@ -7,6 +7,7 @@
 //! node) and wait for the kinds they care about with [`Changes`]; none of
 //! them lists anything from the API server.
 
+pub mod backoff;
 pub mod pods;
 pub mod snapshot;
 pub mod trim;
@@ -231,14 +232,15 @@ impl ClusterState {
     ) where
         K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     {
-        let stream = reflector::reflector(writer, feed.modify(trim).default_backoff());
+        let stream =
+            reflector::reflector(writer, feed.modify(trim).backoff(backoff::watch_backoff()));
         self.follow(kind, stream.boxed());
     }
 
     /// Applies the pods' feed to `store` the same way; the store keeps
     /// each pod in its compact form.
     fn reflect_pods(&self, store: PodStore, feed: Feed<Pod>) {
-        let stream = feed.default_backoff().map(move |event| {
+        let stream = feed.backoff(backoff::watch_backoff()).map(move |event| {
             let event = event?;
             store.apply(event);
             Ok(())
