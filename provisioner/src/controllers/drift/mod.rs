@@ -47,7 +47,11 @@ use crate::act::claims;
 use crate::act::events::{Events, Notice};
 use crate::model::claim::{find_condition, nodepool_of, provider_id};
 use crate::model::clock::SharedClock;
-use crate::state::ClusterState;
+use crate::state::{ClusterState, Kind};
+
+/// The least time between two checks woken by changes: a burst of
+/// NodeClass or NodePool updates is judged once.
+const CHANGE_GAP: Duration = Duration::from_millis(500);
 
 /// How the drift controller behaves.
 #[derive(Clone, Debug)]
@@ -83,20 +87,26 @@ pub struct Drift {
 
 /// Judges every claim every `settings.interval`, until the process ends.
 pub async fn run(ctx: Drift) {
+    // A NodeClass's resolved AMIs or a NodePool's template changing is seen
+    // through the state, so the check that follows reads the new objects (a
+    // wake from the NodeClass controller alone could come before its write
+    // is back through the watch).
+    let mut changes = ctx.state.subscribe(&[Kind::NodeClasses, Kind::NodePools]);
     ctx.state.ready().await;
     loop {
         let written = judge_all(&ctx).await;
         if written > 0 {
             tracing::debug!(written, "drift conditions written");
         }
+        let interval = ctx.settings.interval;
         match &ctx.settings.wake {
             Some(wake) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(ctx.settings.interval) => {}
+                    _ = changes.pace(CHANGE_GAP, interval) => {}
                     _ = wake.notified() => {}
                 }
             }
-            None => tokio::time::sleep(ctx.settings.interval).await,
+            None => changes.pace(CHANGE_GAP, interval).await,
         }
     }
 }
