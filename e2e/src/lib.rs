@@ -5,3 +5,4 @@ pub mod aws;
 pub mod fault;
 pub mod harness;
 pub mod node_agent;
+pub mod timeline;
