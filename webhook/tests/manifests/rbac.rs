@@ -132,13 +132,14 @@ fn rbac_has_no_wildcards() {
                     label(role)
                 );
             }
-            // Only the provisioner deletes, and only what it launched: the
-            // Node of a terminated instance and its NodeClaim.
+            // Only the provisioner deletes: the Node of a terminated
+            // instance, its NodeClaim, and the pods a drain still finds once
+            // its NodePool's terminationGracePeriod is over.
             if strs(&rule["verbs"]).contains(&"delete") {
                 let deletes_own = label(role) == format!("ClusterRole/{PROVISIONER}")
                     && strs(&rule["resources"])
                         .iter()
-                        .all(|r| ["nodes", "nodeclaims"].contains(r));
+                        .all(|r| ["nodes", "nodeclaims", "pods"].contains(r));
                 assert!(
                     deletes_own,
                     "{}: must not grant delete on {rule}",
