@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -22,6 +21,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{
     ensure_network, local_nodeclass, ssm, x86_64_images, Provisioner,
 };
+use spotwright_e2e::harness::rollout::{deployment, one_at_a_time, pdb_counts, Guard};
 use spotwright_e2e::harness::system::system_view;
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
@@ -87,24 +87,6 @@ async fn setup(
     (name, namespace)
 }
 
-/// A Deployment of `replicas` pause pods of `cpu`, labelled `app: <name>`.
-fn deployment(
-    namespace: &str,
-    name: &str,
-    replicas: u32,
-    cpu: &str,
-    memory: &str,
-) -> serde_json::Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}}}
-    })
-}
-
 async fn claims_of(client: &Client, pool: &str) -> Vec<NodeClaim> {
     Api::<NodeClaim>::all(client.clone())
         .list(&ListParams::default().labels(&format!("{}={pool}", keys::NODEPOOL_LABEL)))
@@ -159,47 +141,24 @@ async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
     env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
 }
 
-/// What the sampler saw during a rollout.
+/// What the sampler saw of the pool's claims during a rollout.
 #[derive(Default)]
 struct Watch {
     stop: AtomicBool,
-    /// Samples where the PDB's healthy pods fell below its desired count.
-    pdb_violations: AtomicUsize,
-    /// Samples that read the PDB's status (the check above ran).
-    pdb_samples: AtomicUsize,
     max_disrupting: AtomicUsize,
     samples: AtomicUsize,
-    /// Samples where the system node group was not whole (a node cordoned,
-    /// tainted, gone, or an add-on pod missing).
-    system_disturbed: AtomicUsize,
 }
 
-/// Samples the PDB and the pool's claims every 100 ms until stopped; also
-/// records, per old claim, every replacement claim ever seen for it.
+/// Samples the pool's claims every 100 ms until stopped; also records, per
+/// old claim, every replacement claim ever seen for it.
 fn sample(
     client: Client,
     pool: String,
-    namespace: String,
     watch: Arc<Watch>,
     replacements: Arc<std::sync::Mutex<BTreeMap<String, BTreeSet<String>>>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
         while !watch.stop.load(Ordering::SeqCst) {
-            if let Ok(pdb) = pdbs.get("web").await {
-                let status = pdb.status.unwrap_or_default();
-                if let (Some(healthy), Some(desired)) =
-                    (status.current_healthy, status.desired_healthy)
-                {
-                    watch.pdb_samples.fetch_add(1, Ordering::SeqCst);
-                    if healthy < desired {
-                        watch.pdb_violations.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-            if !system_view(&client).await.is_whole() {
-                watch.system_disturbed.fetch_add(1, Ordering::SeqCst);
-            }
             let claims = claims_of(&client, &pool).await;
             let disrupting = claims.iter().filter(|c| in_disruption(c)).count();
             watch.max_disrupting.fetch_max(disrupting, Ordering::SeqCst);
@@ -233,11 +192,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
 
     // 30 pods of 500m: about 7 per 4-vCPU node, so 5 nodes.
     env.apply(&deployment(&namespace, "web", 30, "500m", "512Mi"));
-    env.apply(&json!({
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
-    }));
+    env.apply(&one_at_a_time(&namespace, "web"));
     eventually(
         "30 pods Running on initialized nodes",
         Duration::from_secs(180),
@@ -259,28 +214,16 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
             .all(|i| i.as_deref() == Some(old_image.as_str())),
         "{old:?}"
     );
-    eventually(
-        "the PDB to be computed",
-        Duration::from_secs(30),
-        || async {
-            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
-                .get("web")
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .is_some_and(|s| s.desired_healthy == Some(29) && s.current_healthy == Some(30))
-        },
-    )
-    .await;
+    pdb_counts(&client, &namespace, "web", 30).await;
 
     let system_before = system_view(&client).await;
     assert!(system_before.is_whole(), "{system_before:?}");
+    let (guard, guarding) = Guard::start(client.clone(), &namespace, "web");
     let watch = Arc::new(Watch::default());
     let replacements = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let sampler = sample(
         client.clone(),
         pool.clone(),
-        namespace.clone(),
         watch.clone(),
         replacements.clone(),
     );
@@ -339,7 +282,9 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         "drains and drift-to-replacement times are counted:\n{metrics}"
     );
     watch.stop.store(true, Ordering::SeqCst);
+    guard.stop();
     let _ = sampler.await;
+    let _ = guarding.await;
     let first_launch = first_launch.unwrap_or_default();
     eprintln!(
         "rollout of {} nodes: first replacement launched {:.1}s after the SSM write, all replaced in {:.1}s ({} samples, peak {} disrupted)",
@@ -349,20 +294,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         watch.samples.load(Ordering::SeqCst),
         watch.max_disrupting.load(Ordering::SeqCst)
     );
-    assert!(
-        watch.pdb_samples.load(Ordering::SeqCst) > 100,
-        "the PDB was sampled throughout the rollout"
-    );
-    assert_eq!(
-        watch.pdb_violations.load(Ordering::SeqCst),
-        0,
-        "the PDB was violated during the rollout"
-    );
-    assert_eq!(
-        watch.system_disturbed.load(Ordering::SeqCst),
-        0,
-        "the system node group was touched during the rollout"
-    );
+    guard.assert_held(100);
     assert_eq!(
         system_view(&client).await,
         system_before,

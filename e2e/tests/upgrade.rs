@@ -5,18 +5,18 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::{keys, NodeClaim};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::Provisioner;
+use spotwright_e2e::harness::rollout::{deployment, one_at_a_time, pdb_counts, Guard};
 use spotwright_e2e::harness::system::system_view;
 use spotwright_e2e::harness::webhook::Webhook;
 use spotwright_e2e::harness::{env_at, unique_suffix, Env};
@@ -58,51 +58,23 @@ async fn kubelets(client: &Client, pool: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// What a sampler saw while the nodes rolled.
-#[derive(Default)]
-struct Seen {
-    stop: AtomicBool,
-    samples: AtomicUsize,
-    pdb_violations: AtomicUsize,
-    lowest_healthy: AtomicUsize,
-    system_disturbed: AtomicUsize,
-    ami_drifted: AtomicUsize,
-}
-
-fn sample(
+/// Claims of `pool` seen drifted with reason `AMIDrift`, sampled until `stop`.
+fn ami_drifted(
     client: Client,
     pool: String,
-    namespace: String,
-    seen: Arc<Seen>,
-) -> tokio::task::JoinHandle<()> {
-    seen.lowest_healthy.store(usize::MAX, Ordering::SeqCst);
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<BTreeSet<String>> {
     tokio::spawn(async move {
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
         let mut drifted = BTreeSet::new();
-        while !seen.stop.load(Ordering::SeqCst) {
-            if let Some(status) = pdbs.get("web").await.ok().and_then(|p| p.status) {
-                if let (Some(healthy), Some(desired)) =
-                    (status.current_healthy, status.desired_healthy)
-                {
-                    seen.samples.fetch_add(1, Ordering::SeqCst);
-                    seen.lowest_healthy
-                        .fetch_min(healthy.max(0) as usize, Ordering::SeqCst);
-                    if healthy < desired {
-                        seen.pdb_violations.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-            if !system_view(&client).await.is_whole() {
-                seen.system_disturbed.fetch_add(1, Ordering::SeqCst);
-            }
+        while !stop.load(Ordering::SeqCst) {
             for claim in claims(&client, &pool).await {
                 if drift_reason(&claim).as_deref() == Some("AMIDrift") {
                     drifted.insert(claim.name_any());
                 }
             }
-            seen.ami_drifted.store(drifted.len(), Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        drifted
     })
 }
 
@@ -146,19 +118,14 @@ async fn a_control_plane_upgrade_rolls_every_spotwright_node_to_the_new_version(
     )
     .await;
     let _provisioner = Provisioner::start(env, "upgrade", MOTO, &[]).await;
-    env.apply(&json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": REPLICAS, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.k8s.io/pause:3.10",
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]}}}
-    }));
-    env.apply(&json!({
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}
-    }));
+    env.apply(&deployment(
+        &namespace,
+        "web",
+        REPLICAS as u32,
+        "500m",
+        "512Mi",
+    ));
+    env.apply(&one_at_a_time(&namespace, "web"));
     eventually(
         "30 pods Running on initialized 1.35 nodes",
         Duration::from_secs(240),
@@ -181,29 +148,13 @@ async fn a_control_plane_upgrade_rolls_every_spotwright_node_to_the_new_version(
         before.iter().all(|v| v.starts_with(&format!("v{FROM}."))),
         "{before:?}"
     );
-    eventually(
-        "the PDB to be computed",
-        Duration::from_secs(30),
-        || async {
-            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
-                .get("web")
-                .await
-                .ok()
-                .and_then(|p| p.status)
-                .is_some_and(|s| s.desired_healthy == Some(29) && s.current_healthy == Some(30))
-        },
-    )
-    .await;
+    pdb_counts(&client, &namespace, "web", REPLICAS as i32).await;
     let system = system_view(&client).await;
     assert!(system.is_whole(), "{system:?}");
 
-    let seen = Arc::new(Seen::default());
-    let sampler = sample(
-        client.clone(),
-        pool.clone(),
-        namespace.clone(),
-        seen.clone(),
-    );
+    let (guard, guarding) = Guard::start(client.clone(), &namespace, "web");
+    let stop = Arc::new(AtomicBool::new(false));
+    let drifting = ami_drifted(client.clone(), pool.clone(), stop.clone());
     let upgrade_started = Instant::now();
     let log = cluster(env, &["upgrade", TO]);
     let upgraded = Instant::now();
@@ -245,34 +196,23 @@ async fn a_control_plane_upgrade_rolls_every_spotwright_node_to_the_new_version(
     )
     .await;
     let all_replaced = upgraded.elapsed();
-    seen.stop.store(true, Ordering::SeqCst);
-    let _ = sampler.await;
+    stop.store(true, Ordering::SeqCst);
+    guard.stop();
+    let drifted = drifting.await.unwrap_or_default();
+    let _ = guarding.await;
     eprintln!(
         "upgrade {FROM} -> {TO}: plane upgraded in {:.1}s; first replacement launched {:.1}s after, all {} nodes replaced {:.1}s after; PDB lowest healthy {} of {REPLICAS} over {} samples",
         upgrade_took.as_secs_f64(),
         first_launch.unwrap_or_default().as_secs_f64(),
         old.len(),
         all_replaced.as_secs_f64(),
-        seen.lowest_healthy.load(Ordering::SeqCst),
-        seen.samples.load(Ordering::SeqCst),
+        guard.lowest_healthy.load(Ordering::SeqCst),
+        guard.pdb_samples.load(Ordering::SeqCst),
     );
+    guard.assert_held(50);
     assert!(
-        seen.samples.load(Ordering::SeqCst) > 50,
-        "the PDB was sampled throughout"
-    );
-    assert_eq!(
-        seen.pdb_violations.load(Ordering::SeqCst),
-        0,
-        "the PDB was violated"
-    );
-    assert!(
-        seen.ami_drifted.load(Ordering::SeqCst) >= 1,
+        !drifted.is_empty(),
         "the claims drifted with reason AMIDrift"
-    );
-    assert_eq!(
-        seen.system_disturbed.load(Ordering::SeqCst),
-        0,
-        "the system node group was touched"
     );
     assert_eq!(
         system_view(&client).await,

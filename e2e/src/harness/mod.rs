@@ -8,6 +8,7 @@ pub mod kubectl;
 pub mod process;
 pub mod prometheus;
 pub mod provisioner;
+pub mod rollout;
 pub mod system;
 pub mod webhook;
 
