@@ -452,12 +452,8 @@ async fn deleting_a_nodepool_drains_its_nodes_one_at_a_time_and_leaves_nothing()
         env,
         &client,
         &id,
-        json!({"requirements": [
-            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
-        ]}),
-        json!({"disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s",
-            "budgets": [{"nodes": "1"}]}}),
+        spot_amd64(json!([])),
+        when_empty("0s", "1"),
     )
     .await;
     let _provisioner = Provisioner::start(env, "pool-deletion", MOTO, &[]).await;

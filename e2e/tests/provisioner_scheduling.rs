@@ -469,11 +469,9 @@ async fn a_nodes_limit_caps_launches_and_gte_picks_the_types() {
         env,
         &client,
         &id,
-        json!({"requirements": [
-            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        spot_amd64(json!([
             {"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}
-        ]}),
+        ])),
         json!({"limits": {"nodes": 1}}),
     )
     .await;

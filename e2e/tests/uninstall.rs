@@ -30,12 +30,8 @@ async fn pool_with_nodes(
         env,
         client,
         &id,
-        json!({"requirements": [
-            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
-        ]}),
-        json!({"disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "0s",
-            "budgets": [{"nodes": "100%"}]}}),
+        spot_amd64(json!([])),
+        when_empty("0s", "100%"),
     )
     .await;
     env.apply(&json!({

@@ -107,14 +107,11 @@ async fn a_control_plane_upgrade_rolls_every_spotwright_node_to_the_new_version(
         env,
         &client,
         &id,
-        json!({"requirements": [
-            {"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]},
-            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        spot_amd64(json!([
             {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m"]},
             {"key": "spotwright.io/instance-cpu", "operator": "In", "values": ["4"]}
-        ]}),
-        json!({"disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30s",
-            "budgets": [{"nodes": "2"}]}}),
+        ])),
+        when_empty("30s", "2"),
     )
     .await;
     let _provisioner = Provisioner::start(env, "upgrade", MOTO, &[]).await;

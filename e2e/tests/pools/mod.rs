@@ -166,3 +166,19 @@ pub async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
     env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
     env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
 }
+
+/// A NodePool template spec for amd64 Spot capacity, plus `more` requirements.
+pub fn spot_amd64(more: serde_json::Value) -> serde_json::Value {
+    let mut requirements = vec![
+        json!({"key": "spotwright.io/capacity-type", "operator": "In", "values": ["spot"]}),
+        json!({"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}),
+    ];
+    requirements.extend(more.as_array().cloned().unwrap_or_default());
+    json!({ "requirements": requirements })
+}
+
+/// A NodePool spec part: empty nodes go after `after`, at most `nodes` at once.
+pub fn when_empty(after: &str, nodes: &str) -> serde_json::Value {
+    json!({"disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": after,
+        "budgets": [{"nodes": nodes}]}})
+}
