@@ -164,18 +164,6 @@ impl Images {
             node_agent::image_versions(&parameters, &self.prefix, &self.kubelet_versions);
         Ok(())
     }
-
-    /// The image of the kubelet version the agent started with, for the system node group.
-    fn of_version(&self, settings: &Settings) -> Option<String> {
-        let mut images: Vec<&String> = settings
-            .image_versions
-            .iter()
-            .filter(|(_, version)| **version == settings.kubelet_version)
-            .map(|(image, _)| image)
-            .collect();
-        images.sort();
-        images.first().map(|image| (*image).clone())
-    }
 }
 
 async fn sync(
@@ -190,12 +178,13 @@ async fn sync(
     let mut instances = ec2::cluster_instances(ec2_client, cluster).await?;
     if let Some(group) = system {
         let launches = node_agent::system_launches(&instances, group, &ZONES);
-        if !launches.is_empty() && settings.image_versions.is_empty() && !images.prefix.is_empty() {
+        let mut image = None;
+        if !launches.is_empty() && !images.prefix.is_empty() {
+            // As a managed node group at the control plane's version.
             let parameters = ec2::parameters_under(&images.ssm, &images.prefix).await?;
-            settings.image_versions =
-                node_agent::image_versions(&parameters, &images.prefix, &images.kubelet_versions);
+            image =
+                node_agent::x86_64_image_of(&parameters, &images.prefix, &settings.kubelet_version);
         }
-        let image = images.of_version(settings);
         for zone in &launches {
             let id =
                 ec2::launch_system_instance(ec2_client, cluster, group, zone, image.as_deref())

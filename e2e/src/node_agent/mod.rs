@@ -134,6 +134,22 @@ pub fn parse_kubelet_versions(text: &str) -> Result<BTreeMap<String, String>, St
         .collect()
 }
 
+/// The x86_64 image the EKS AMI parameters name for `kubelet_version`'s
+/// minor (`v1.35.4` → `<prefix>/1.35/amazon-linux-2023/x86_64/...`).
+pub fn x86_64_image_of(
+    parameters: &[(String, String)],
+    prefix: &str,
+    kubelet_version: &str,
+) -> Option<String> {
+    let version = kubelet_version.strip_prefix('v')?;
+    let minor = version.rsplit_once('.').map_or(version, |(minor, _)| minor);
+    let path = format!("{prefix}/{minor}/amazon-linux-2023/x86_64/standard/recommended/image_id");
+    parameters
+        .iter()
+        .find(|(name, _)| *name == path)
+        .map(|(_, image)| image.clone())
+}
+
 /// The kubelet version of each image the EKS AMI parameters name:
 /// `<prefix>/<minor>/.../image_id = <image>` runs the minor's kubelet.
 pub fn image_versions(

@@ -212,6 +212,11 @@ fn a_node_reports_the_kubelet_of_the_image_it_was_launched_from() {
         "v1.36.3",
         "unknown images run the default"
     );
+    assert_eq!(
+        x86_64_image_of(&parameters, prefix, "v1.36.3").as_deref(),
+        Some("ami-new")
+    );
+    assert_eq!(x86_64_image_of(&parameters, prefix, "v1.34.0"), None);
     assert!(parse_kubelet_versions("1.35").is_err());
     assert!(parse_kubelet_versions("1.35=1.35.4").is_err());
     assert_eq!(parse_kubelet_versions("").unwrap().len(), 0);
