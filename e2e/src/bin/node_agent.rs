@@ -94,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings {
         kubelet_version: cli.kubelet_version.clone(),
         image_versions: HashMap::new(),
+        zone_ids: HashMap::new(),
         root_volume_gib: cli.root_volume_gib,
     };
     let system = (!cli.system_node_group.is_empty()).then(|| SystemNodeGroup {
@@ -196,6 +197,9 @@ async fn sync(
         }
     }
     images.refresh(&instances, settings).await?;
+    if settings.zone_ids.is_empty() {
+        settings.zone_ids = ec2::zone_ids(ec2_client).await?;
+    }
     let existing = nodes::managed_nodes(api).await?;
     let mut plan = node_agent::plan(&instances, types, &existing, settings);
     if !plan.unknown_types.is_empty() {

@@ -212,3 +212,17 @@ pub async fn parameters_under(
     }
     Ok(found)
 }
+
+/// Each zone's id, as EC2 reports it (`us-east-1a` → `use1-az6`).
+pub async fn zone_ids(client: &aws_sdk_ec2::Client) -> Result<HashMap<String, String>, Ec2Error> {
+    let reply = client
+        .describe_availability_zones()
+        .send()
+        .await
+        .map_err(call_error("DescribeAvailabilityZones"))?;
+    Ok(reply
+        .availability_zones()
+        .iter()
+        .filter_map(|z| Some((z.zone_name()?.to_owned(), z.zone_id()?.to_owned())))
+        .collect())
+}

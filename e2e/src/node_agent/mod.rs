@@ -103,6 +103,9 @@ pub struct Settings {
     pub kubelet_version: String,
     /// The kubelet version each known image runs (from the EKS AMI parameters).
     pub image_versions: HashMap<String, String>,
+    /// Each zone's id (`us-east-1a` → `use1-az6`), which the cloud node
+    /// lifecycle labels a Node with before it takes pods.
+    pub zone_ids: HashMap<String, String>,
     pub root_volume_gib: u64,
 }
 
@@ -245,6 +248,9 @@ pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> 
     ]);
     if let Some(pool) = instance.tags.get(keys::NODEPOOL_TAG) {
         labels.insert(keys::NODEPOOL_LABEL.to_owned(), pool.clone());
+    }
+    if let Some(zone_id) = settings.zone_ids.get(&instance.zone) {
+        labels.insert(keys::ZONE_ID_LABEL.to_owned(), zone_id.clone());
     }
     let mut taints = Vec::new();
     if let Some(group) = instance.tags.get(keys::EKS_NODEGROUP_TAG) {

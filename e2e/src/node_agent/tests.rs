@@ -34,6 +34,7 @@ fn settings() -> Settings {
     Settings {
         kubelet_version: "v1.36.3".to_owned(),
         image_versions: HashMap::new(),
+        zone_ids: HashMap::from([("us-east-1a".to_owned(), "use1-az6".to_owned())]),
         root_volume_gib: 20,
     }
 }
@@ -60,6 +61,11 @@ fn a_running_instance_gets_a_node_with_provider_id_labels_and_eks_allocatable() 
     let labels = node.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[keys::CAPACITY_TYPE_LABEL], "spot");
     assert_eq!(labels[keys::NODEPOOL_LABEL], "default");
+    assert_eq!(
+        labels[keys::ZONE_ID_LABEL],
+        "use1-az6",
+        "as the cloud node lifecycle sets it"
+    );
     assert_eq!(labels["topology.kubernetes.io/region"], "us-east-1");
     assert_eq!(
         node.metadata.annotations.as_ref().unwrap()[KWOK_ANNOTATION],
