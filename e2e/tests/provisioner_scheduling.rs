@@ -369,6 +369,16 @@ async fn followers_join_their_target_and_zone_anti_affine_replicas_split() {
         ));
     }
     env.apply(&pod("cache", "cache", json!({})));
+    // The replicas come once the group runs: launched together, the
+    // scheduler may bind the target to a replica's new node first (it
+    // picks among ready nodes, without the extender here), where its
+    // followers cannot all follow.
+    eventually(
+        "the target and its followers to run",
+        Duration::from_secs(180),
+        || async { running_pods(&client, &namespace).await.len() == 3 },
+    )
+    .await;
     for name in ["replica-0", "replica-1"] {
         env.apply(&pod(
             name,
