@@ -10,6 +10,9 @@ pub const CAPACITY_ANNOTATION: &str = "spotwright.io/capacity";
 pub const NODEPOOL_ANNOTATION: &str = "spotwright.io/nodepool";
 /// Annotation on a Pod or Node that makes voluntary disruption skip the node.
 pub const DO_NOT_DISRUPT_ANNOTATION: &str = "spotwright.io/do-not-disrupt";
+/// Kubernetes' annotation on a Pod: what deleting it costs, relative to
+/// its siblings. Consolidation weighs it (with priority) as disruption cost.
+pub const POD_DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
 
 /// Node label: `spot` or `on-demand`. Also the key of the Spot taint.
 pub const CAPACITY_TYPE_LABEL: &str = "spotwright.io/capacity-type";
@@ -71,6 +74,10 @@ pub const MIN_VALUES_RELAXED_ANNOTATION: &str = "spotwright.io/min-values-relaxe
 pub const DISRUPTION_ANNOTATION: &str = "spotwright.io/disruption";
 /// Label on a replacement NodeClaim: the name of the NodeClaim it replaces.
 pub const REPLACES_LABEL: &str = "spotwright.io/replaces";
+/// Annotation on a replacement NodeClaim that replaces several at once
+/// (consolidation): the names of all of them, comma-separated. Its room
+/// stays promised until every one is gone.
+pub const REPLACES_ALL_ANNOTATION: &str = "spotwright.io/replaces-all";
 /// Annotation on a NodeClaim (RFC 3339 time): EC2 recommended rebalancing
 /// away from its instance. Disruption replaces it within budget.
 pub const REBALANCE_ANNOTATION: &str = "spotwright.io/rebalance-recommended";

@@ -167,6 +167,10 @@ pub struct Disruption {
     /// How many nodes may be disrupted at once; the most restrictive active budget wins.
     #[serde(default = "default_budgets")]
     pub budgets: Vec<Budget>,
+    /// Percent of the candidates' $/h that an underutilized consolidation must save, or nothing moves (0 to 100, default 10). A replacement is launched only with instance types at least this much cheaper.
+    #[serde(default = "default_consolidation_threshold")]
+    #[schemars(range(min = 0, max = 100))]
+    pub consolidation_threshold: u32,
 }
 
 impl Default for Disruption {
@@ -175,8 +179,13 @@ impl Default for Disruption {
             consolidation_policy: ConsolidationPolicy::default(),
             consolidate_after: default_consolidate_after(),
             budgets: default_budgets(),
+            consolidation_threshold: default_consolidation_threshold(),
         }
     }
+}
+
+fn default_consolidation_threshold() -> u32 {
+    10
 }
 
 fn default_consolidate_after() -> String {
@@ -435,6 +444,7 @@ pub struct ResolvedSecurityGroup {
     printcolumn = r#"{"name":"Zone","type":"string","jsonPath":".status.zone"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.nodeName"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Initialized\")].status"}"#,
+    printcolumn = r#"{"name":"Disruption","type":"string","jsonPath":".status.conditions[?(@.type==\"Disrupting\")].reason"}"#,
     printcolumn = r#"{"name":"Drifted","type":"string","jsonPath":".status.conditions[?(@.type==\"Drifted\")].status","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

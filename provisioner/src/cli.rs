@@ -60,6 +60,22 @@ pub struct Cli {
     /// Replacement nodes not initialized by then are terminated, the old node untainted, and the replacement retried later.
     #[arg(long, env = "SPOTWRIGHT_REPLACEMENT_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub replacement_timeout: Duration,
+    /// Whether underutilized consolidation may replace Spot nodes with cheaper Spot nodes (only when the NodePool's minValues, or 15, cheaper instance types still fit).
+    #[arg(long, env = "SPOTWRIGHT_SPOT_TO_SPOT_CONSOLIDATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub spot_to_spot_consolidation: bool,
+    /// $/h that one unit of disruption cost (a pod, weighed by priority and pod-deletion-cost) is worth: a consolidation must save more than its pods' cost times this.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_CONSOLIDATION_EVICTION_PRICE",
+        default_value_t = 0.001
+    )]
+    pub consolidation_eviction_price: f64,
+    /// At most this many consolidation actions begin per NodePool within --consolidation-rate-window.
+    #[arg(long, env = "SPOTWRIGHT_CONSOLIDATION_RATE_LIMIT", default_value_t = 5)]
+    pub consolidation_rate_limit: usize,
+    /// The rolling window of --consolidation-rate-limit.
+    #[arg(long, env = "SPOTWRIGHT_CONSOLIDATION_RATE_WINDOW", default_value = "10m", value_parser = duration)]
+    pub consolidation_rate_window: Duration,
     /// Cluster-tagged instances without a NodeClaim older than this are terminated.
     #[arg(long, env = "SPOTWRIGHT_ORPHAN_GRACE", default_value = "2m", value_parser = duration)]
     pub orphan_grace: Duration,
@@ -106,6 +122,18 @@ impl Cli {
                 "--batch-idle-duration must be > 0 and not above --batch-max-duration".into(),
             ));
         }
+        let price = self.consolidation_eviction_price;
+        if !price.is_finite() || price < 0.0 {
+            return Err(Error::Config(
+                "--consolidation-eviction-price must be a non-negative number".into(),
+            ));
+        }
+        if self.consolidation_rate_limit == 0 || self.consolidation_rate_window.is_zero() {
+            return Err(Error::Config(
+                "--consolidation-rate-limit and --consolidation-rate-window must be above zero"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -140,5 +168,23 @@ mod tests {
             Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "20s"])
                 .unwrap();
         assert!(inverted.validate().is_err());
+        assert!(cli.spot_to_spot_consolidation);
+        let negative = Cli::try_parse_from([
+            "p",
+            "--cluster-name",
+            "c",
+            "--consolidation-eviction-price=-1",
+        ])
+        .unwrap();
+        assert!(negative.validate().is_err());
+        let unlimited = Cli::try_parse_from([
+            "p",
+            "--cluster-name",
+            "c",
+            "--consolidation-rate-limit",
+            "0",
+        ])
+        .unwrap();
+        assert!(unlimited.validate().is_err());
     }
 }

@@ -9,6 +9,7 @@ use spotwright_provisioner::act::aws::pricing::pricing_client;
 use spotwright_provisioner::act::ec2_launcher::Ec2Launcher;
 use spotwright_provisioner::act::kube_client::counted_client;
 use spotwright_provisioner::cli::Cli;
+use spotwright_provisioner::controllers::disruption::consolidate::ConsolidationSettings;
 use spotwright_provisioner::controllers::disruption::decide::DisruptionTiming;
 use spotwright_provisioner::controllers::disruption::DisruptionSettings;
 use spotwright_provisioner::controllers::interruption::InterruptionSettings;
@@ -17,6 +18,8 @@ use spotwright_provisioner::controllers::provisioning::ProvisioningSettings;
 use spotwright_provisioner::controllers::registration::RegistrationSettings;
 use spotwright_provisioner::metrics::Metrics;
 use spotwright_provisioner::model::clock::SystemClock;
+use spotwright_provisioner::model::consolidation::cost::RateLimit;
+use spotwright_provisioner::model::consolidation::MAX_MULTI_CANDIDATES;
 use spotwright_provisioner::run::catalog::{self, CatalogSource};
 use spotwright_provisioner::run::leader::{run_as_leader, LeaderSettings};
 use spotwright_provisioner::run::turns::TurnSettings;
@@ -147,6 +150,17 @@ fn settings(cli: &Cli, aws: &aws_config::SdkConfig) -> Settings {
                 replacement_timeout: cli.replacement_timeout,
                 // Long enough for a failed launch's capacity to come back.
                 retry_after: Duration::from_secs(60),
+            },
+            consolidation: ConsolidationSettings {
+                decisions: spotwright_provisioner::model::consolidation::Settings {
+                    spot_to_spot: cli.spot_to_spot_consolidation,
+                    eviction_price: cli.consolidation_eviction_price,
+                    max_multi: MAX_MULTI_CANDIDATES,
+                },
+                rate_limit: RateLimit {
+                    max: cli.consolidation_rate_limit,
+                    window: cli.consolidation_rate_window,
+                },
             },
         },
         registration: RegistrationSettings {

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub evictions_blocked: IntCounter,
     pub pods_deleted_at_grace: IntCounter,
     pub drift_replacement: Histogram,
+    pub consolidation_actions: IntCounterVec,
+    pub consolidation_savings: Gauge,
+    pub consolidation_evaluation: Histogram,
     pub kube_requests: IntCounterVec,
     pub snapshot_builds: IntCounter,
 }
@@ -141,6 +144,24 @@ impl Metrics {
                 )
                 .buckets(REPLACEMENT_BUCKETS.to_vec()),
             )?,
+            consolidation_actions: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_consolidation_actions_total",
+                    "Underutilized consolidation actions, by action (delete, replace) and result (started, completed, rolled_back, held by budget or rate limit, blocked).",
+                ),
+                &["action", "result"],
+            )?,
+            consolidation_savings: Gauge::with_opts(Opts::new(
+                "spotwright_provisioner_consolidation_savings_dollars_per_hour",
+                "$/h saved by completed consolidation actions since start, counted at the dearest type each replacement could land on.",
+            ))?,
+            consolidation_evaluation: Histogram::with_opts(
+                HistogramOpts::new(
+                    "spotwright_provisioner_consolidation_evaluation_seconds",
+                    "Time to evaluate one NodePool's consolidation candidates (every simulation included).",
+                )
+                .buckets(SOLVE_BUCKETS.to_vec()),
+            )?,
         };
         registry.register(Box::new(metrics.pending_pods.clone()))?;
         registry.register(Box::new(metrics.batch_duration.clone()))?;
@@ -157,6 +178,9 @@ impl Metrics {
         registry.register(Box::new(metrics.evictions_blocked.clone()))?;
         registry.register(Box::new(metrics.pods_deleted_at_grace.clone()))?;
         registry.register(Box::new(metrics.drift_replacement.clone()))?;
+        registry.register(Box::new(metrics.consolidation_actions.clone()))?;
+        registry.register(Box::new(metrics.consolidation_savings.clone()))?;
+        registry.register(Box::new(metrics.consolidation_evaluation.clone()))?;
         registry.register(Box::new(metrics.kube_requests.clone()))?;
         registry.register(Box::new(metrics.snapshot_builds.clone()))?;
         Ok(metrics)

@@ -8,9 +8,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use spotwright_provisioner::controllers::disruption::simulate::{simulate, Leaving, Simulation};
 use spotwright_provisioner::model::problem::Problem;
-use spotwright_solver::model::{InstanceType, Limit, LimitedResource};
+use spotwright_provisioner::model::simulate::{Cluster, Leaving, Simulation};
+use spotwright_solver::model::{InstanceType, Limit, LimitedResource, PendingPod, Resources};
 
 fn types() -> Vec<InstanceType> {
     [2, 4, 8]
@@ -27,13 +27,28 @@ fn problem(nodes: Vec<spotwright_solver::model::ExistingNode>) -> Problem {
     }
 }
 
-fn leaving<'a>(node: &'a str, pods: &[(&str, u64)]) -> Leaving<'a> {
-    Leaving {
-        node,
+/// A leaving node, owned: its name, capacity and pods.
+struct Gone(&'static str, Resources, Vec<PendingPod>);
+
+fn leaving(node: &'static str, pods: &[(&str, u64)]) -> Gone {
+    let pods = pods.iter().map(|(name, cpu)| pod(name, *cpu, 0)).collect();
+    Gone(node, res(4000, 8), pods)
+}
+
+/// One drift simulation on a fresh cluster.
+fn simulate(
+    problem: Problem,
+    gone: Gone,
+    going: &HashSet<String>,
+    types: &[InstanceType],
+) -> Simulation {
+    let mut cluster = Cluster::new(problem, going, types.to_vec());
+    cluster.replacement_for(&Leaving {
+        node: gone.0,
         nodepool: "p",
-        capacity: res(4000, 8),
-        pods: pods.iter().map(|(name, cpu)| pod(name, *cpu, 0)).collect(),
-    }
+        capacity: &gone.1,
+        pods: &gone.2,
+    })
 }
 
 fn new_node_cpus(simulation: &Simulation) -> Vec<u64> {

@@ -37,6 +37,23 @@ pub fn instance_id(provider_id: &str) -> Option<&str> {
     rest.rsplit('/').next().filter(|id| id.starts_with("i-"))
 }
 
+/// $/h of the claim's offering (its instance type, zone and capacity
+/// type) in `instance_types`, once it is launched.
+pub fn offering_price(
+    claim: &NodeClaim,
+    instance_types: &[spotwright_solver::model::InstanceType],
+) -> Option<f64> {
+    let status = claim.status.as_ref()?;
+    let capacity = keys::CapacityType::parse(status.capacity_type.as_deref()?)?;
+    instance_types
+        .iter()
+        .find(|t| Some(&t.name) == status.instance_type.as_ref())?
+        .offerings
+        .iter()
+        .find(|o| Some(&o.zone) == status.zone.as_ref() && o.capacity_type == capacity)
+        .map(|o| o.price)
+}
+
 /// The Node name the claim recorded, when registration did.
 pub fn node_name(claim: &NodeClaim) -> Option<&str> {
     claim.status.as_ref()?.node_name.as_deref()

@@ -3,11 +3,20 @@
 //! must not count on a node that is going.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use kube::{Resource, ResourceExt};
 use spotwright_api::{conditions, keys, NodeClaim};
 
 use super::claim::{is_condition_true, nodepool_of};
+
+/// How long a node stays after it is initialized before emptiness or
+/// consolidation may take it. The pods it was launched for bind only once
+/// it is ready, on the scheduler's own retry (backoff up to 10 s): removing
+/// it before that, even with `consolidateAfter: 0s`, would launch again for
+/// them or lose a bare pod bound to a node being deleted (Karpenter keeps a
+/// nomination window for the same reason).
+pub const NOMINATION_WINDOW: Duration = Duration::from_secs(30);
 
 /// A NodePool's nodes and how many of them are being disrupted, for its budgets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -29,12 +38,18 @@ pub fn is_disrupting(claim: &NodeClaim) -> bool {
 }
 
 /// A replacement whose old claim (named in `existing`) is still there: its
-/// room is promised to the old node's pods.
+/// room is promised to the old node's pods. One that replaces several
+/// (consolidation) stays promised while any of them is there.
 pub fn is_promised(claim: &NodeClaim, existing: &HashSet<String>) -> bool {
-    claim
+    let by_label = claim
         .labels()
         .get(keys::REPLACES_LABEL)
-        .is_some_and(|old| existing.contains(old))
+        .is_some_and(|old| existing.contains(old));
+    by_label
+        || claim
+            .annotations()
+            .get(keys::REPLACES_ALL_ANNOTATION)
+            .is_some_and(|all| all.split(',').any(|old| existing.contains(old.trim())))
 }
 
 /// Per NodePool, its [`PoolCounts`].

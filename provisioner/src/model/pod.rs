@@ -31,6 +31,10 @@ pub struct PodShape {
     pub mirror: bool,
     /// Carries `spotwright.io/do-not-disrupt: "true"`.
     pub do_not_disrupt: bool,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// `controller.kubernetes.io/pod-deletion-cost` (0 when unset or unreadable).
+    pub deletion_cost: i32,
     /// What it needs on a node, the way the scheduler counts it.
     pub requests: Result<Resources, UnreadableField>,
     pub placement: Result<Placement, UnreadableField>,
@@ -49,6 +53,12 @@ impl PodShape {
                 .any(|o| o.kind == "DaemonSet" && o.api_version.starts_with("apps/")),
             mirror: pod.annotations().contains_key(keys::MIRROR_POD_ANNOTATION),
             do_not_disrupt: has_do_not_disrupt(pod.annotations()),
+            priority: spec.and_then(|s| s.priority).unwrap_or_default(),
+            deletion_cost: pod
+                .annotations()
+                .get(keys::POD_DELETION_COST_ANNOTATION)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_default(),
             requests: requests_of(spec),
             placement: placement(spec),
         }

@@ -31,6 +31,9 @@ pub enum Cause {
     Rebalance,
     /// Its `Drifted` condition is `True`.
     Drifted,
+    /// Consolidation found its pods a cheaper place: on the other nodes,
+    /// or on one cheaper node.
+    Underutilized,
 }
 
 impl Cause {
@@ -39,6 +42,7 @@ impl Cause {
             Cause::Expired => "Expired",
             Cause::Rebalance => "Rebalance",
             Cause::Drifted => "Drifted",
+            Cause::Underutilized => "Underutilized",
         }
     }
 
@@ -48,18 +52,36 @@ impl Cause {
             Cause::Expired => None,
             Cause::Rebalance => Some(DisruptionReason::Rebalance),
             Cause::Drifted => Some(DisruptionReason::Drifted),
+            Cause::Underutilized => Some(DisruptionReason::Underutilized),
         }
     }
 }
 
 /// The replacement of one claim, as recorded in [`keys::DISRUPTION_ANNOTATION`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Replacement {
     pub cause: Cause,
     /// When the replacement began (RFC 3339).
     pub started: Timestamp,
     /// The replacement NodeClaims; empty when the pods fit on other nodes.
     pub replacements: Vec<String>,
+    /// Set by consolidation: what the action saves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consolidation: Option<Saving>,
+}
+
+/// A consolidation's saving, as recorded on each claim it takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Saving {
+    /// `delete` or `replace`.
+    pub action: String,
+    /// The first claim of the action: it alone counts the action in the
+    /// metrics, so a multi-node action counts once.
+    pub lead: bool,
+    /// This claim's $/h.
+    pub before: f64,
+    /// Its share of the replacement's $/h at worst.
+    pub after: f64,
 }
 
 impl Replacement {
@@ -366,6 +388,7 @@ mod tests {
             cause: Cause::Drifted,
             started: at(0),
             replacements: vec!["n1".into()],
+            consolidation: None,
         };
         let mut c = initialized("a", 0);
         c.annotations_mut()
@@ -382,6 +405,7 @@ mod tests {
             cause: Cause::Drifted,
             started: at(0),
             replacements: vec!["n1".into(), "n2".into()],
+            consolidation: None,
         };
         let timeout = Duration::from_secs(600);
         let fresh = claim("n1", 0, vec![]);
@@ -443,6 +467,7 @@ mod tests {
             cause: Cause::Drifted,
             started: at(0),
             replacements: vec![],
+            consolidation: None,
         };
         assert_eq!(
             progress(&state, &[], at(0), Duration::from_secs(1)),

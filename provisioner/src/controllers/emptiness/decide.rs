@@ -11,15 +11,8 @@ use spotwright_api::v1alpha1::ConsolidationPolicy;
 use spotwright_api::{conditions, NodeClaim, NodePool};
 
 use crate::model::claim::{elapsed, find_condition, is_condition_true};
+pub use crate::model::disruption::NOMINATION_WINDOW;
 use crate::model::pod::{do_not_disrupt, CachedPod};
-
-/// How long a node stays after it is initialized before it can count as
-/// empty. The pods it was launched for bind only once it is ready, on the
-/// scheduler's own retry (backoff up to 10 s): removing it before that, even
-/// with `consolidateAfter: 0s`, would launch again for them or lose a bare
-/// pod bound to a node being deleted (Karpenter keeps a nomination window
-/// for the same reason).
-pub const NOMINATION_WINDOW: Duration = Duration::from_secs(30);
 
 /// What the NodePool says about removing its empty nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use kube::Api;
-use spotwright_api::keys;
 use spotwright_api::{NodeClaim, NodePool};
 use spotwright_solver::model::{InstanceType, Resources};
 use spotwright_solver::{solve, Input, NewNode, Plan};
@@ -383,16 +382,6 @@ async fn resume<L: Launcher>(ctx: &Provisioning<L>) {
 fn fleet_cost(claims: &[std::sync::Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64 {
     claims
         .iter()
-        .filter_map(|c| {
-            let s = c.status.as_ref()?;
-            let t = instance_types
-                .iter()
-                .find(|t| Some(&t.name) == s.instance_type.as_ref())?;
-            let capacity = keys::CapacityType::parse(s.capacity_type.as_deref()?)?;
-            t.offerings
-                .iter()
-                .find(|o| Some(&o.zone) == s.zone.as_ref() && o.capacity_type == capacity)
-                .map(|o| o.price)
-        })
+        .filter_map(|c| crate::model::claim::offering_price(c, instance_types))
         .sum()
 }
