@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use common::*;
 use proptest::prelude::*;
 use spotwright_provisioner::model::consolidation::{
-    evaluate, Action, Candidate, Decision, Rules, Settings, SPOT_TO_SPOT_MIN_TYPES,
+    evaluate, Action, Candidate, Decision, Evaluation, Pool, Rules, Settings,
+    SPOT_TO_SPOT_MIN_TYPES,
 };
 use spotwright_provisioner::model::problem::Problem;
 use spotwright_provisioner::model::simulate::{Cluster, Leaving};
@@ -81,13 +82,28 @@ fn settings() -> Settings {
     }
 }
 
+/// Evaluates with no recent peak.
+fn run(
+    cluster: &mut Cluster,
+    candidates: &[Candidate],
+    rules: &Rules,
+    settings: &Settings,
+) -> Evaluation {
+    let pool = Pool {
+        candidates,
+        recent_peak: &[],
+        rules,
+    };
+    evaluate(cluster, pool, settings)
+}
+
 fn decide(
     nodes: Vec<(ExistingNode, Candidate)>,
     rules: &Rules,
 ) -> Option<(Decision, Vec<Candidate>)> {
     let (existing, candidates): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
     let mut cluster = cluster_of(existing);
-    let evaluation = evaluate(&mut cluster, &candidates, rules, &settings());
+    let evaluation = run(&mut cluster, &candidates, rules, &settings());
     evaluation.decision.map(|d| (d, candidates))
 }
 
@@ -111,6 +127,40 @@ fn the_dearer_node_whose_pods_fit_elsewhere_is_deleted() {
     assert_eq!(decision.after, 0.0);
     assert_eq!(decision.moves.len(), 2);
     assert!(decision.moves.iter().all(|(_, to)| to == "a"));
+}
+
+#[test]
+fn room_for_the_pools_recent_peak_is_kept() {
+    let (a, ca) = running("a", 4, &[1000]);
+    let (b, cb) = running("b", 8, &[1000, 1000]);
+    let candidates = vec![ca, cb];
+    let peak: Vec<PendingPod> = (0..6).map(|i| pod(&format!("gone-{i}"), 1000, 0)).collect();
+    let rules = rules(0.1, 10);
+    let pool = Pool {
+        candidates: &candidates,
+        recent_peak: &peak,
+        rules: &rules,
+    };
+    let evaluation = evaluate(
+        &mut cluster_of(vec![a.clone(), b.clone()]),
+        pool,
+        &settings(),
+    );
+    assert_eq!(
+        evaluation.decision, None,
+        "the six pods just gone would need a launch"
+    );
+    let pool = Pool {
+        recent_peak: &peak[..2],
+        ..pool
+    };
+    let evaluation = evaluate(&mut cluster_of(vec![a, b]), pool, &settings());
+    let decision = evaluation.decision.expect("room for two more is left");
+    assert!(
+        decision.moves.iter().all(|(pod, _)| !pod.contains("gone")),
+        "only the candidates' own pods are moved: {:?}",
+        decision.moves
+    );
 }
 
 #[test]
@@ -167,7 +217,7 @@ fn turning_spot_to_spot_off_keeps_spot_nodes() {
         spot_to_spot: false,
         ..settings()
     };
-    let evaluation = evaluate(&mut cluster, &[candidate], &rules(0.1, 10), &off);
+    let evaluation = run(&mut cluster, &[candidate], &rules(0.1, 10), &off);
     assert_eq!(evaluation.decision, None);
     assert!(evaluation.rejected[0].1.contains("turned off"));
 }
@@ -178,7 +228,7 @@ fn an_on_demand_node_moves_to_spot_without_the_fifteen_types_rule() {
     candidate.capacity_type = CapacityType::OnDemand;
     candidate.price = 2.0 * spot_price(4);
     let mut cluster = cluster_of(vec![existing]);
-    let evaluation = evaluate(&mut cluster, &[candidate], &rules(0.1, 10), &settings());
+    let evaluation = run(&mut cluster, &[candidate], &rules(0.1, 10), &settings());
     let decision = evaluation.decision.expect("on-demand to Spot");
     let Action::Replace(new_node) = &decision.action else {
         panic!("expected a replacement");
@@ -196,14 +246,14 @@ fn a_saving_that_does_not_pay_for_the_evictions_is_refused() {
         eviction_price: 0.05,
         ..settings()
     };
-    let evaluation = evaluate(
+    let evaluation = run(
         &mut cluster,
         std::slice::from_ref(&candidate),
         &rules(0.1, 10),
         &dear,
     );
     assert_eq!(evaluation.decision, None, "2 pods × $0.05 > $0.08 saved");
-    let evaluation = evaluate(&mut cluster, &[candidate], &rules(0.1, 10), &settings());
+    let evaluation = run(&mut cluster, &[candidate], &rules(0.1, 10), &settings());
     assert!(evaluation.decision.is_some());
 }
 
@@ -284,8 +334,8 @@ proptest! {
         let rules = rules(f64::from(threshold) / 100.0, budget);
         let (existing, candidates): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
         let mut cluster = cluster_of(existing.clone());
-        let evaluation = evaluate(&mut cluster, &candidates, &rules, &settings());
-        let again = evaluate(&mut cluster_of(existing), &candidates, &rules, &settings());
+        let evaluation = run(&mut cluster, &candidates, &rules, &settings());
+        let again = run(&mut cluster_of(existing), &candidates, &rules, &settings());
         prop_assert_eq!(&evaluation.decision, &again.decision, "deterministic");
         let Some(decision) = evaluation.decision else { return Ok(()); };
         prop_assert!(decision.candidates.len() <= budget);

@@ -5,12 +5,17 @@
 //! decide, and begin the action through the same steps as a drift
 //! replacement ([`super::steps`]).
 //!
+//! The pool's recent peak is remembered: per pod template, the most pods
+//! its nodes held at any sweep within `consolidateAfter`. An action must
+//! leave room for those no longer there (see the model's stability rule).
+//!
 //! It waits while the cluster is not quiet: a pod pending for Spotwright, a
 //! claim not yet initialized, or a disruption under way anywhere. A
 //! simulation over a moving cluster would plan on room that is about to
 //! be taken or given back.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -20,6 +25,7 @@ use spotwright_api::duration::Lifetime;
 use spotwright_api::keys::{CapacityType, INSTANCE_TYPE_LABEL};
 use spotwright_api::v1alpha1::{ConsolidationPolicy, DisruptionReason};
 use spotwright_api::{conditions, NodeClaim, NodePool};
+use spotwright_solver::model::PendingPod;
 
 use super::decide::{Cause, Saving};
 use super::steps::{begin, Begun, Start};
@@ -32,11 +38,11 @@ use crate::model::claim::{
 };
 use crate::model::consolidation::cost::{fingerprint, pod_cost, settled_since, RateLimit};
 use crate::model::consolidation::{
-    evaluate, Action, Candidate, Decision, Rules, Settings, NEW_NODE, SPOT_TO_SPOT_MIN_TYPES,
+    evaluate, Action, Candidate, Decision, Pool, Rules, Settings, NEW_NODE, SPOT_TO_SPOT_MIN_TYPES,
 };
 use crate::model::disruption::{is_disrupting, NOMINATION_WINDOW};
 use crate::model::facts;
-use crate::model::pod::do_not_disrupt;
+use crate::model::pod::{do_not_disrupt, CachedPod};
 use crate::state::Snapshot;
 
 /// How consolidation behaves, from the flags.
@@ -56,12 +62,23 @@ pub struct Memory {
     begun: HashMap<String, VecDeque<Timestamp>>,
     /// Per NodePool: the last block announced, so each is said once.
     announced: HashMap<String, String>,
+    /// Per NodePool: its workload pods per template at each sweep, oldest first.
+    demand: HashMap<String, VecDeque<Sample>>,
+    /// Per template: one of its pods, as the solver places it.
+    templates: HashMap<u64, PendingPod>,
 }
+
+/// A pool's workload pods per template key, and when they were counted.
+type Sample = (Timestamp, HashMap<u64, usize>);
+
+/// The recent peak holds no more pods than this (it bounds the work).
+const MOST_PEAK_PODS: usize = 500;
 
 /// One look at every NodePool, after the sweep's drift and expiry.
 pub async fn sweep<L: Launcher>(ctx: &Disruption<L>, memory: &mut Memory, round: &mut Round<'_>) {
     let snapshot = round.snapshot;
     remember_pods(memory, snapshot, round.now);
+    remember_demand(memory, snapshot, round.now);
     if !round.begun_in.is_empty() || !quiet(snapshot, &ctx.settings.scheduler_name) {
         return;
     }
@@ -87,6 +104,100 @@ fn remember_pods(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
         seen.insert(name, settled_since(previous, print, now));
     }
     memory.settled = seen;
+}
+
+/// Samples each consolidating pool's workload pods per template, and
+/// forgets samples older than its `consolidateAfter`.
+fn remember_demand(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
+    let mut windows = HashMap::new();
+    for pool in &snapshot.nodepools {
+        if let Some(after) = underutilized_after(pool) {
+            windows.insert(pool.name_any(), after);
+        }
+    }
+    let mut counts: HashMap<String, HashMap<u64, usize>> = HashMap::new();
+    for claim in snapshot.claims.iter() {
+        let pool = nodepool_of(claim);
+        if !windows.contains_key(&pool) {
+            continue;
+        }
+        let Some(node) = crate::model::claim::node_name(claim) else {
+            continue;
+        };
+        let per_template = counts.entry(pool).or_default();
+        for pod in snapshot
+            .pods_on(node)
+            .into_iter()
+            .filter(|p| p.is_workload())
+        {
+            let template = template_key(pod);
+            *per_template.entry(template).or_default() += 1;
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                memory.templates.entry(template)
+            {
+                if let Ok(pending) = pod.pending() {
+                    slot.insert(pending);
+                }
+            }
+        }
+    }
+    memory.demand.retain(|pool, _| windows.contains_key(pool));
+    for (pool, window) in windows {
+        let samples = memory.demand.entry(pool.clone()).or_default();
+        samples.push_back((now, counts.remove(&pool).unwrap_or_default()));
+        while samples
+            .front()
+            .is_some_and(|(at, _)| elapsed(*at, now) > window)
+        {
+            samples.pop_front();
+        }
+    }
+    let live: std::collections::HashSet<u64> = memory
+        .demand
+        .values()
+        .flat_map(|samples| samples.iter().flat_map(|(_, c)| c.keys().copied()))
+        .collect();
+    memory.templates.retain(|key, _| live.contains(key));
+}
+
+/// What the replicas of one template share, as a key.
+fn template_key(pod: &CachedPod) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    pod.shape.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The pods `pool` held at its peak within its window and holds no longer.
+fn recent_peak(memory: &Memory, pool: &str) -> Vec<PendingPod> {
+    let Some(samples) = memory.demand.get(pool) else {
+        return Vec::new();
+    };
+    let Some((_, now)) = samples.back() else {
+        return Vec::new();
+    };
+    let mut peak: HashMap<u64, usize> = HashMap::new();
+    for (_, counts) in samples {
+        for (template, count) in counts {
+            let most = peak.entry(*template).or_default();
+            *most = (*most).max(*count);
+        }
+    }
+    let mut missing = Vec::new();
+    let mut templates: Vec<(u64, usize)> = peak.into_iter().collect();
+    templates.sort_unstable();
+    for (template, most) in templates {
+        let Some(sample) = memory.templates.get(&template) else {
+            continue;
+        };
+        let gone = most.saturating_sub(now.get(&template).copied().unwrap_or(0));
+        for i in 0..gone {
+            let mut pod = sample.clone();
+            pod.key = format!("{}/recent-peak-{template:x}-{i}", pod.namespace);
+            missing.push(pod);
+        }
+    }
+    missing.truncate(MOST_PEAK_PODS);
+    missing
 }
 
 /// No pod waits for Spotwright, no claim is still coming up, and no
@@ -144,8 +255,14 @@ async fn consolidate_pool<L: Launcher>(
         budget: budget.max(1),
     };
     let settings = &ctx.settings.consolidation.decisions;
+    let peak = recent_peak(memory, &name);
+    let question = Pool {
+        candidates: &found,
+        recent_peak: &peak,
+        rules: &rules,
+    };
     let started = std::time::Instant::now();
-    let evaluation = evaluate(round.cluster(ctx), &found, &rules, settings);
+    let evaluation = evaluate(round.cluster(ctx), question, settings);
     ctx.act
         .metrics
         .consolidation_evaluation

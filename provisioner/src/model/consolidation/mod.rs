@@ -11,8 +11,11 @@
 //! - the saving must pay for the disruption: `savings > eviction price ×
 //!   disruption cost` ([`cost`]);
 //! - it must be stable: every displaced pod is placed without any launch
-//!   but the one replacement, and the replacement could not itself be
-//!   replaced by a cheaper node ([`replace`]).
+//!   but the one replacement, and so are the pods the pool held at its
+//!   peak within `consolidateAfter` and no longer holds (a workload that
+//!   went down for a moment comes back without a launch); and the
+//!   replacement could not itself be replaced by a cheaper node
+//!   ([`replace`]).
 //!
 //! Multi-node consolidation tries the cheapest-to-disrupt candidates
 //! first, as many as a binary search finds that still go onto at most one
@@ -145,32 +148,30 @@ pub struct Evaluation {
     pub rejected: Vec<(usize, String)>,
 }
 
-/// The best consolidation among one NodePool's `candidates`, if any pays.
-pub fn evaluate(
-    cluster: &mut Cluster,
-    candidates: &[Candidate],
-    rules: &Rules,
-    settings: &Settings,
-) -> Evaluation {
+/// One NodePool's consolidation question.
+#[derive(Clone, Copy, Debug)]
+pub struct Pool<'a> {
+    pub candidates: &'a [Candidate],
+    /// Pods the pool held at its recent peak and holds no longer: every
+    /// action must leave room for them without a launch.
+    pub recent_peak: &'a [PendingPod],
+    pub rules: &'a Rules,
+}
+
+/// The best consolidation among one NodePool's candidates, if any pays.
+pub fn evaluate(cluster: &mut Cluster, pool: Pool, settings: &Settings) -> Evaluation {
     let mut evaluation = Evaluation::default();
-    if rules.budget == 0 || candidates.is_empty() {
+    let candidates = pool.candidates;
+    if pool.rules.budget == 0 || candidates.is_empty() {
         return evaluation;
     }
     let order = cheapest_to_disrupt_first(candidates);
-    let multi = multi_node(
-        cluster,
-        candidates,
-        &order,
-        rules,
-        settings,
-        &mut evaluation,
-    );
-    let mut best = multi;
+    let mut best = multi_node(cluster, pool, &order, settings, &mut evaluation);
     for &i in &order {
-        if !worth_simulating(cluster, &candidates[i], rules, settings) {
+        if !worth_simulating(cluster, &candidates[i], pool, settings) {
             continue;
         }
-        match judge(cluster, candidates, &[i], rules, settings, &mut evaluation) {
+        match judge(cluster, pool, &[i], settings, &mut evaluation) {
             Ok(decision) => best = better(best, decision, settings),
             Err(why) => evaluation.rejected.push((i, why)),
         }
@@ -203,25 +204,17 @@ fn cheapest_to_disrupt_first(candidates: &[Candidate]) -> Vec<usize> {
 /// [`Settings::max_multi`]) that consolidates, by binary search.
 fn multi_node(
     cluster: &mut Cluster,
-    candidates: &[Candidate],
+    pool: Pool,
     order: &[usize],
-    rules: &Rules,
     settings: &Settings,
     evaluation: &mut Evaluation,
 ) -> Option<Decision> {
-    let most = order.len().min(rules.budget).min(settings.max_multi);
+    let most = order.len().min(pool.rules.budget).min(settings.max_multi);
     let (mut low, mut high) = (2, most);
     let mut best = None;
     while low <= high {
         let middle = (low + high) / 2;
-        match judge(
-            cluster,
-            candidates,
-            &order[..middle],
-            rules,
-            settings,
-            evaluation,
-        ) {
+        match judge(cluster, pool, &order[..middle], settings, evaluation) {
             Ok(decision) => {
                 best = Some(decision);
                 low = middle + 1;
@@ -232,26 +225,24 @@ fn multi_node(
     best
 }
 
-/// A cheap bound before a solve: the candidate's pods need at least their
-/// requests of room, either free on the other nodes or on a type that
-/// costs less than the threshold allows.
+/// A cheap bound before a solve: the candidate's pods (and the recent
+/// peak's) need at least their requests of room, either free on the other
+/// nodes or on a type that costs less than the threshold allows.
 fn worth_simulating(
     cluster: &Cluster,
     candidate: &Candidate,
-    rules: &Rules,
+    pool: Pool,
     settings: &Settings,
 ) -> bool {
     if settings.eviction_price * candidate.disruption_cost >= candidate.price {
         return false;
     }
-    let needed = candidate
-        .pods
-        .iter()
-        .fold(Resources::default(), |mut sum, p| {
-            sum.cpu_millis += p.requests.cpu_millis;
-            sum.memory_bytes += p.requests.memory_bytes;
-            sum
-        });
+    let moving = candidate.pods.iter().chain(pool.recent_peak);
+    let needed = moving.fold(Resources::default(), |mut sum, p| {
+        sum.cpu_millis += p.requests.cpu_millis;
+        sum.memory_bytes += p.requests.memory_bytes;
+        sum
+    });
     let free = cluster
         .problem()
         .nodes
@@ -272,7 +263,7 @@ fn worth_simulating(
     if free.0 >= needed.cpu_millis && free.1 >= needed.memory_bytes {
         return true;
     }
-    let limit = candidate.price * (1.0 - rules.threshold);
+    let limit = candidate.price * (1.0 - pool.rules.threshold);
     cheapest_fitting(cluster.instance_types(), &needed).is_some_and(|p| p <= limit)
 }
 
@@ -291,15 +282,20 @@ fn cheapest_fitting(instance_types: &[InstanceType], needed: &Resources) -> Opti
 /// Simulates `chosen` going and judges the result against the rules.
 fn judge(
     cluster: &mut Cluster,
-    candidates: &[Candidate],
+    pool: Pool,
     chosen: &[usize],
-    rules: &Rules,
     settings: &Settings,
     evaluation: &mut Evaluation,
 ) -> Result<Decision, String> {
-    let going: Vec<&Candidate> = chosen.iter().map(|&i| &candidates[i]).collect();
+    let going: Vec<&Candidate> = chosen.iter().map(|&i| &pool.candidates[i]).collect();
     let leaving: Vec<Leaving> = going.iter().map(|c| c.leaving()).collect();
-    let plan = cluster.simulate(&leaving);
+    let pods: Vec<PendingPod> = going
+        .iter()
+        .flat_map(|c| &c.pods)
+        .chain(pool.recent_peak)
+        .cloned()
+        .collect();
+    let plan = cluster.simulate_pods(&leaving, &pods);
     evaluation.simulations += 1;
     if !plan.unschedulable.is_empty() {
         return Err(format!(
@@ -312,15 +308,15 @@ fn judge(
     let (action, after) = match plan.new_nodes.as_slice() {
         [] => (Action::Delete, 0.0),
         [one] => {
-            let (node, after) =
-                replace::choose(one, &going, rules, settings, cluster.instance_types())?;
+            let types = cluster.instance_types();
+            let (node, after) = replace::choose(one, &going, pool.rules, settings, types)?;
             (Action::Replace(Box::new(node)), after)
         }
         more => return Err(format!("its pods would need {} new nodes", more.len())),
     };
     let decision = Decision {
         candidates: chosen.to_vec(),
-        moves: moves(&plan),
+        moves: moves(&plan, &going),
         action,
         before,
         after,
@@ -336,10 +332,20 @@ fn judge(
     Ok(decision)
 }
 
-fn moves(plan: &Plan) -> Vec<(String, String)> {
-    let mut moves = plan.to_existing.clone();
-    for node in &plan.new_nodes {
-        moves.extend(node.pods.iter().map(|p| (p.clone(), NEW_NODE.to_owned())));
-    }
-    moves
+/// Where the candidates' own pods go (the recent peak's are left out).
+fn moves(plan: &Plan, going: &[&Candidate]) -> Vec<(String, String)> {
+    let own: std::collections::HashSet<&str> = going
+        .iter()
+        .flat_map(|c| c.pods.iter().map(|p| p.key.as_str()))
+        .collect();
+    let to_new = plan
+        .new_nodes
+        .iter()
+        .flat_map(|n| n.pods.iter().map(|p| (p.clone(), NEW_NODE.to_owned())));
+    plan.to_existing
+        .iter()
+        .cloned()
+        .chain(to_new)
+        .filter(|(pod, _)| own.contains(pod.as_str()))
+        .collect()
 }
