@@ -310,10 +310,43 @@ async fn two_half_empty_nodes(env: &Env, client: &Client, namespace: &str, pool:
     env.apply(&deployment(namespace, "web", 12, "500m", "256Mi"));
     settled(client, namespace, pool, 12, 240).await;
     set_node_annotation(client, pool, Some("true")).await;
+    keep_two_per_node(env, client, namespace).await;
     scale(env, namespace, "web", 4);
     settled(client, namespace, pool, 4, 60).await;
     let claims = live_claims(client, pool).await;
     assert_eq!(claims.len(), 2, "12 pods of 500m took two 4-vCPU nodes");
+    let on_nodes: BTreeSet<String> = running_pods(client, namespace)
+        .await
+        .into_iter()
+        .filter_map(|p| p.spec?.node_name)
+        .collect();
+    assert_eq!(on_nodes.len(), 2, "two pods left on each node");
+}
+
+/// Gives two pods on each node a higher `pod-deletion-cost`, so that the
+/// ReplicaSet keeps those when it scales down (it ranks by that first).
+async fn keep_two_per_node(env: &Env, client: &Client, namespace: &str) {
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pod in running_pods(client, namespace).await {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        per_node
+            .entry(node.unwrap_or_default())
+            .or_default()
+            .push(pod.name_any());
+    }
+    for pods in per_node.values() {
+        for pod in pods.iter().take(2) {
+            let out = env.kubectl(&[
+                "annotate",
+                "pod",
+                pod,
+                "-n",
+                namespace,
+                &format!("{}=100", keys::POD_DELETION_COST_ANNOTATION),
+            ]);
+            assert!(out.status.success(), "kubectl annotate: {out:?}");
+        }
+    }
 }
 
 async fn set_node_annotation(client: &Client, pool: &str, value: Option<&str>) {
@@ -367,10 +400,10 @@ async fn guards(env: &'static Env, client: Client) {
     let namespace = format!("prov-{id}");
     let pool = pool_from(env, &client, &id, four_vcpu(), underutilized("5s", "100%")).await;
     two_half_empty_nodes(env, &client, &namespace, &pool).await;
-    held(&client, &pool, 30, "do-not-disrupt on the Nodes").await;
+    held(&client, &pool, 20, "do-not-disrupt on the Nodes").await;
     patch_pool(env, &pool, json!({"budgets": [{"nodes": "0"}]}));
     set_node_annotation(&client, &pool, None).await;
-    held(&client, &pool, 30, "a budget of 0").await;
+    held(&client, &pool, 20, "a budget of 0").await;
     assert!(
         event_reasons(&client, &pool)
             .await
@@ -383,7 +416,7 @@ async fn guards(env: &'static Env, client: Client) {
         &pool,
         json!({"consolidationPolicy": "WhenEmpty", "budgets": [{"nodes": "100%"}]}),
     );
-    held(&client, &pool, 30, "consolidationPolicy: WhenEmpty").await;
+    held(&client, &pool, 20, "consolidationPolicy: WhenEmpty").await;
     patch_pool(
         env,
         &pool,
