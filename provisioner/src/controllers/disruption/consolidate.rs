@@ -14,7 +14,7 @@
 //! simulation over a moving cluster would plan on room that is about to
 //! be taken or given back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use crate::model::claim::{
     elapsed, find_condition, is_condition_true, nodepool_of, offering_price,
 };
 use crate::model::consolidation::cost::{fingerprint, pod_cost, settled_since, RateLimit};
+use crate::model::consolidation::peak::PoolHistory;
 use crate::model::consolidation::{
     evaluate, Action, Candidate, Decision, Pool, Rules, Settings, NEW_NODE, SPOT_TO_SPOT_MIN_TYPES,
 };
@@ -62,14 +63,11 @@ pub struct Memory {
     begun: HashMap<String, VecDeque<Timestamp>>,
     /// Per NodePool: the last block announced, so each is said once.
     announced: HashMap<String, String>,
-    /// Per NodePool: its workload pods per template at each sweep, oldest first.
-    demand: HashMap<String, VecDeque<Sample>>,
+    /// Per NodePool: its workload pods per template at each sweep.
+    demand: HashMap<String, PoolHistory>,
     /// Per template: one of its pods, as the solver places it.
     templates: HashMap<u64, PendingPod>,
 }
-
-/// A pool's workload pods per template key, and when they were counted.
-type Sample = (Timestamp, HashMap<u64, usize>);
 
 /// The recent peak holds no more pods than this (it bounds the work).
 const MOST_PEAK_PODS: usize = 500;
@@ -143,19 +141,17 @@ fn remember_demand(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
     }
     memory.demand.retain(|pool, _| windows.contains_key(pool));
     for (pool, window) in windows {
-        let samples = memory.demand.entry(pool.clone()).or_default();
-        samples.push_back((now, counts.remove(&pool).unwrap_or_default()));
-        while samples
-            .front()
-            .is_some_and(|(at, _)| elapsed(*at, now) > window)
-        {
-            samples.pop_front();
-        }
+        let looks = counts.remove(&pool).unwrap_or_default();
+        memory
+            .demand
+            .entry(pool)
+            .or_default()
+            .record(now, window, looks);
     }
-    let live: std::collections::HashSet<u64> = memory
+    let live: HashSet<u64> = memory
         .demand
         .values()
-        .flat_map(|samples| samples.iter().flat_map(|(_, c)| c.keys().copied()))
+        .flat_map(PoolHistory::templates)
         .collect();
     memory.templates.retain(|key, _| live.contains(key));
 }
@@ -169,28 +165,15 @@ fn template_key(pod: &CachedPod) -> u64 {
 
 /// The pods `pool` held at its peak within its window and holds no longer.
 fn recent_peak(memory: &Memory, pool: &str) -> Vec<PendingPod> {
-    let Some(samples) = memory.demand.get(pool) else {
+    let Some(history) = memory.demand.get(pool) else {
         return Vec::new();
     };
-    let Some((_, now)) = samples.back() else {
-        return Vec::new();
-    };
-    let mut peak: HashMap<u64, usize> = HashMap::new();
-    for (_, counts) in samples {
-        for (template, count) in counts {
-            let most = peak.entry(*template).or_default();
-            *most = (*most).max(*count);
-        }
-    }
     let mut missing = Vec::new();
-    let mut templates: Vec<(u64, usize)> = peak.into_iter().collect();
-    templates.sort_unstable();
-    for (template, most) in templates {
+    for (template, gone) in history.missing() {
         let Some(sample) = memory.templates.get(&template) else {
             continue;
         };
-        let gone = most.saturating_sub(now.get(&template).copied().unwrap_or(0));
-        for i in 0..gone {
+        for i in 0..gone.min(MOST_PEAK_PODS) {
             let mut pod = sample.clone();
             pod.key = format!("{}/recent-peak-{template:x}-{i}", pod.namespace);
             missing.push(pod);

@@ -23,6 +23,7 @@
 //! action worth the most (savings less the disruption's price) wins.
 
 pub mod cost;
+pub mod peak;
 pub mod replace;
 
 use spotwright_solver::model::{CapacityType, InstanceType, PendingPod, Resources};
