@@ -21,14 +21,14 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Client, ResourceExt};
 use spotwright_api::v1alpha1::DisruptionReason;
-use spotwright_api::{keys, NodeClaim};
+use spotwright_api::{conditions, keys, NodeClaim};
 
 pub use decide::*;
 
 use crate::act::claims;
 use crate::act::events::{Events, Notice};
 use crate::model::budgets;
-use crate::model::claim::node_name;
+use crate::model::claim::{node_name, ConditionUpdate};
 use crate::model::clock::SharedClock;
 use crate::model::disruption::{is_promised, pool_counts};
 use crate::state::{ClusterState, Snapshot};
@@ -131,6 +131,17 @@ async fn remove(
     node: Option<&k8s_openapi::api::core::v1::Node>,
     empty_for: Duration,
 ) {
+    // Says why in `kubectl get nodeclaims` (the Disruption column) while it drains.
+    let update = ConditionUpdate {
+        type_: conditions::DISRUPTING,
+        status: true,
+        reason: "Empty",
+        message: format!("empty for {}s: draining", empty_for.as_secs()),
+    };
+    let now = ctx.clock.now();
+    if let Err(err) = claims::write_condition(&ctx.client, claim, update, now).await {
+        tracing::debug!(claim = %claim.name_any(), error = %err, "Disrupting not written; removing anyway");
+    }
     if let Err(err) = claims::delete(&ctx.client, claim).await.map(drop) {
         tracing::warn!(error = %err, "removal failed; retrying");
         return;
