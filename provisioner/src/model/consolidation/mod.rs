@@ -26,6 +26,11 @@ pub mod cost;
 pub mod peak;
 pub mod replace;
 
+use std::time::Duration;
+
+use spotwright_api::duration::Lifetime;
+use spotwright_api::v1alpha1::ConsolidationPolicy;
+use spotwright_api::NodePool;
 use spotwright_solver::model::{CapacityType, InstanceType, PendingPod, Resources};
 use spotwright_solver::{NewNode, Plan};
 
@@ -349,4 +354,16 @@ fn moves(plan: &Plan, going: &[&Candidate]) -> Vec<(String, String)> {
         .chain(to_new)
         .filter(|(pod, _)| own.contains(pod.as_str()))
         .collect()
+}
+
+/// `consolidateAfter` for a pool that consolidates underutilized nodes
+/// (`None` for `WhenEmpty`, `Never` or an unreadable duration).
+pub fn underutilized_after(pool: &NodePool) -> Option<Duration> {
+    if pool.spec.disruption.consolidation_policy != ConsolidationPolicy::WhenEmptyOrUnderutilized {
+        return None;
+    }
+    match Lifetime::parse(&pool.spec.disruption.consolidate_after) {
+        Ok(Lifetime::After(after)) => Some(after),
+        _ => None,
+    }
 }

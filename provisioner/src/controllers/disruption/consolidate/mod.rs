@@ -14,18 +14,14 @@
 //! simulation over a moving cluster would plan on room that is about to
 //! be taken or given back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
-use std::time::Duration;
+mod candidates;
+mod memory;
 
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
-use spotwright_api::duration::Lifetime;
-use spotwright_api::keys::{CapacityType, INSTANCE_TYPE_LABEL};
-use spotwright_api::v1alpha1::{ConsolidationPolicy, DisruptionReason};
-use spotwright_api::{conditions, NodeClaim, NodePool};
-use spotwright_solver::model::PendingPod;
+use std::collections::HashSet;
+
+use kube::ResourceExt;
+use spotwright_api::v1alpha1::DisruptionReason;
+use spotwright_api::NodePool;
 
 use super::decide::{Cause, Saving};
 use super::steps::{begin, Begun, Start};
@@ -33,18 +29,13 @@ use super::{Disruption, Round};
 use crate::act::events::Notice;
 use crate::act::launcher::Launcher;
 use crate::model::budgets;
-use crate::model::claim::{
-    elapsed, find_condition, is_condition_true, nodepool_of, offering_price,
-};
-use crate::model::consolidation::cost::{fingerprint, pod_cost, settled_since, RateLimit};
-use crate::model::consolidation::peak::PoolHistory;
+use crate::model::consolidation::cost::RateLimit;
+use crate::model::consolidation::underutilized_after;
 use crate::model::consolidation::{
-    evaluate, Action, Candidate, Decision, Pool, Rules, Settings, NEW_NODE, SPOT_TO_SPOT_MIN_TYPES,
+    evaluate, Action, Candidate, Decision, Pool, Rules, Settings, NEW_NODE,
 };
-use crate::model::disruption::{is_disrupting, NOMINATION_WINDOW};
-use crate::model::facts;
-use crate::model::pod::{do_not_disrupt, CachedPod};
-use crate::state::Snapshot;
+use candidates::{candidates, min_types, quiet};
+use memory::{question_print, recent_peak, remember_demand, remember_pods};
 
 /// How consolidation behaves, from the flags.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,29 +45,17 @@ pub struct ConsolidationSettings {
     pub rate_limit: RateLimit,
 }
 
-/// What consolidation remembers between sweeps.
-#[derive(Default)]
-pub struct Memory {
-    /// Per Node: the fingerprint of its pods and since when it holds.
-    settled: HashMap<String, (u64, Timestamp)>,
-    /// Per NodePool: when its recent actions began, oldest first.
-    begun: HashMap<String, VecDeque<Timestamp>>,
-    /// Per NodePool: the last block announced, so each is said once.
-    announced: HashMap<String, String>,
-    /// Per NodePool: its workload pods per template at each sweep.
-    demand: HashMap<String, PoolHistory>,
-    /// Per template: one of its pods, as the solver places it.
-    templates: HashMap<u64, PendingPod>,
-}
-
-/// The recent peak holds no more pods than this (it bounds the work).
-const MOST_PEAK_PODS: usize = 500;
+pub use memory::Memory;
 
 /// One look at every NodePool, after the sweep's drift and expiry.
 pub async fn sweep<L: Launcher>(ctx: &Disruption<L>, memory: &mut Memory, round: &mut Round<'_>) {
     let snapshot = round.snapshot;
     remember_pods(memory, snapshot, round.now);
     remember_demand(memory, snapshot, round.now);
+    let pools: HashSet<String> = snapshot.nodepools.iter().map(|p| p.name_any()).collect();
+    memory.asked.retain(|pool, _| pools.contains(pool));
+    memory.begun.retain(|pool, _| pools.contains(pool));
+    memory.announced.retain(|pool, _| pools.contains(pool));
     if !round.begun_in.is_empty() || !quiet(snapshot, &ctx.settings.scheduler_name) {
         return;
     }
@@ -89,114 +68,6 @@ pub async fn sweep<L: Launcher>(ctx: &Disruption<L>, memory: &mut Memory, round:
         }
     }
 }
-
-/// Updates each Node's settled time from its pods.
-fn remember_pods(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
-    let mut seen = HashMap::new();
-    for node in &snapshot.nodes {
-        let name = node.name_any();
-        let pods = snapshot.pods_on(&name);
-        let uids = pods.iter().filter(|p| p.is_workload());
-        let print = fingerprint(uids.map(|p| p.uid.as_deref().unwrap_or(&p.name)));
-        let previous = memory.settled.get(&name).copied();
-        seen.insert(name, settled_since(previous, print, now));
-    }
-    memory.settled = seen;
-}
-
-/// Samples each consolidating pool's workload pods per template, and
-/// forgets samples older than its `consolidateAfter`.
-fn remember_demand(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
-    let mut windows = HashMap::new();
-    for pool in &snapshot.nodepools {
-        if let Some(after) = underutilized_after(pool) {
-            windows.insert(pool.name_any(), after);
-        }
-    }
-    let mut counts: HashMap<String, HashMap<u64, usize>> = HashMap::new();
-    for claim in snapshot.claims.iter() {
-        let pool = nodepool_of(claim);
-        if !windows.contains_key(&pool) {
-            continue;
-        }
-        let Some(node) = crate::model::claim::node_name(claim) else {
-            continue;
-        };
-        let per_template = counts.entry(pool).or_default();
-        for pod in snapshot
-            .pods_on(node)
-            .into_iter()
-            .filter(|p| p.is_workload())
-        {
-            let template = template_key(pod);
-            *per_template.entry(template).or_default() += 1;
-            if let std::collections::hash_map::Entry::Vacant(slot) =
-                memory.templates.entry(template)
-            {
-                if let Ok(pending) = pod.pending() {
-                    slot.insert(pending);
-                }
-            }
-        }
-    }
-    memory.demand.retain(|pool, _| windows.contains_key(pool));
-    for (pool, window) in windows {
-        let looks = counts.remove(&pool).unwrap_or_default();
-        memory
-            .demand
-            .entry(pool)
-            .or_default()
-            .record(now, window, looks);
-    }
-    let live: HashSet<u64> = memory
-        .demand
-        .values()
-        .flat_map(PoolHistory::templates)
-        .collect();
-    memory.templates.retain(|key, _| live.contains(key));
-}
-
-/// What the replicas of one template share, as a key.
-fn template_key(pod: &CachedPod) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    pod.shape.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The pods `pool` held at its peak within its window and holds no longer.
-fn recent_peak(memory: &Memory, pool: &str) -> Vec<PendingPod> {
-    let Some(history) = memory.demand.get(pool) else {
-        return Vec::new();
-    };
-    let mut missing = Vec::new();
-    for (template, gone) in history.missing() {
-        let Some(sample) = memory.templates.get(&template) else {
-            continue;
-        };
-        for i in 0..gone.min(MOST_PEAK_PODS) {
-            let mut pod = sample.clone();
-            pod.key = format!("{}/recent-peak-{template:x}-{i}", pod.namespace);
-            missing.push(pod);
-        }
-    }
-    missing.truncate(MOST_PEAK_PODS);
-    missing
-}
-
-/// No pod waits for Spotwright, no claim is still coming up, and no
-/// disruption is under way.
-fn quiet(snapshot: &Snapshot, scheduler_name: &str) -> bool {
-    let pending = snapshot
-        .pods
-        .iter()
-        .any(|p| p.is_provisionable(scheduler_name, &snapshot.opted_in));
-    let moving = snapshot
-        .claims
-        .iter()
-        .any(|c| is_disrupting(c) || !is_condition_true(c, conditions::INITIALIZED));
-    !pending && !moving
-}
-
 /// Evaluates one pool and begins its best action; whether one began.
 async fn consolidate_pool<L: Launcher>(
     ctx: &Disruption<L>,
@@ -212,7 +83,7 @@ async fn consolidate_pool<L: Launcher>(
     let instance_types = ctx.act.launcher.instance_types();
     let found = candidates(
         snapshot,
-        memory,
+        &memory.settled,
         &name,
         consolidate_after,
         &instance_types,
@@ -229,8 +100,10 @@ async fn consolidate_pool<L: Launcher>(
         count.disrupting,
         round.now,
     );
+    let limit = ctx.settings.consolidation.rate_limit;
     let begun = memory.begun.entry(name.clone()).or_default();
-    let rate_wait = ctx.settings.consolidation.rate_limit.wait(begun, round.now);
+    limit.allows(begun, round.now);
+    let rate_wait = limit.wait(begun, round.now);
     let rules = Rules {
         threshold: f64::from(pool.spec.disruption.consolidation_threshold.min(100)) / 100.0,
         min_types: min_types(pool),
@@ -244,6 +117,11 @@ async fn consolidate_pool<L: Launcher>(
         recent_peak: &peak,
         rules: &rules,
     };
+    let asked = question_print(memory, question, rate_wait.is_some(), round.now);
+    if memory.asked.get(&name) == Some(&asked) {
+        return false;
+    }
+    memory.asked.insert(name.clone(), asked);
     let started = std::time::Instant::now();
     let evaluation = evaluate(round.cluster(ctx), question, settings);
     ctx.act
@@ -280,101 +158,12 @@ async fn consolidate_pool<L: Launcher>(
         return false;
     }
     memory.announced.remove(&name);
-    start(ctx, memory, round, pool, decision, &found).await
-}
-
-/// `consolidateAfter` for a pool that consolidates underutilized nodes.
-fn underutilized_after(pool: &NodePool) -> Option<Duration> {
-    if pool.spec.disruption.consolidation_policy != ConsolidationPolicy::WhenEmptyOrUnderutilized {
-        return None;
+    let begun = start(ctx, memory, round, pool, decision, &found).await;
+    if begun {
+        memory.asked.remove(&name);
     }
-    match Lifetime::parse(&pool.spec.disruption.consolidate_after) {
-        Ok(Lifetime::After(after)) => Some(after),
-        _ => None,
-    }
+    begun
 }
-
-/// The pool's `minValues` on instance types, else Karpenter's 15.
-fn min_types(pool: &NodePool) -> usize {
-    pool.spec
-        .template
-        .spec
-        .requirements
-        .iter()
-        .filter(|r| r.key == INSTANCE_TYPE_LABEL)
-        .filter_map(|r| r.min_values)
-        .max()
-        .map_or(SPOT_TO_SPOT_MIN_TYPES, |m| m as usize)
-}
-
-/// The pool's nodes consolidation may act on now.
-fn candidates(
-    snapshot: &Snapshot,
-    memory: &Memory,
-    pool: &str,
-    consolidate_after: Duration,
-    instance_types: &[spotwright_solver::model::InstanceType],
-    now: Timestamp,
-) -> Vec<Candidate> {
-    snapshot
-        .claims
-        .iter()
-        .filter(|c| nodepool_of(c) == pool && c.meta().deletion_timestamp.is_none())
-        .filter(|c| old_enough(c, now))
-        .filter_map(|claim| {
-            let node = snapshot.node_named_by(claim)?;
-            let (_, since) = memory.settled.get(&node.name_any())?;
-            if elapsed(*since, now) < consolidate_after {
-                return None;
-            }
-            candidate(snapshot, claim, node, instance_types)
-        })
-        .collect()
-}
-
-/// Initialized for longer than the nomination window.
-fn old_enough(claim: &NodeClaim, now: Timestamp) -> bool {
-    find_condition(claim, conditions::INITIALIZED).is_some_and(|c| {
-        c.status == "True" && elapsed(c.last_transition_time.0, now) >= NOMINATION_WINDOW
-    })
-}
-
-/// The claim as a candidate: `None` when it is empty (emptiness removes
-/// it), carries `do-not-disrupt`, has no known price or an unreadable pod.
-fn candidate(
-    snapshot: &Snapshot,
-    claim: &NodeClaim,
-    node: &Node,
-    instance_types: &[spotwright_solver::model::InstanceType],
-) -> Option<Candidate> {
-    let node_name = node.name_any();
-    let pods = snapshot.pods_on(&node_name);
-    if do_not_disrupt(node, &pods).is_some() {
-        return None;
-    }
-    let workload: Vec<_> = pods.iter().filter(|p| p.is_workload()).collect();
-    if workload.is_empty() {
-        return None;
-    }
-    let mut pending = Vec::new();
-    let mut disruption_cost = 0.0;
-    for pod in workload {
-        pending.push(pod.pending().ok()?);
-        disruption_cost += pod_cost(pod.shape.priority, pod.shape.deletion_cost);
-    }
-    let status = claim.status.as_ref()?;
-    Some(Candidate {
-        claim: claim.name_any(),
-        node: node_name,
-        nodepool: nodepool_of(claim),
-        capacity: facts::node_capacity(node),
-        capacity_type: CapacityType::parse(status.capacity_type.as_deref()?)?,
-        price: offering_price(claim, instance_types).filter(|p| *p > 0.0)?,
-        pods: pending,
-        disruption_cost,
-    })
-}
-
 /// Begins `decision`; whether it began.
 async fn start<L: Launcher>(
     ctx: &Disruption<L>,
