@@ -138,12 +138,12 @@ pub(super) fn recent_peak(memory: &Memory, pool: &str) -> Vec<PendingPod> {
     missing
 }
 /// A fingerprint of what an evaluation of `question` reads: every node's
-/// pods, the candidates, the recent peak, the rules, whether the rate
-/// limit holds, and the minute.
+/// pods, the candidates, the recent peak, the rules, what holds it back
+/// (budget, rate limit), and the minute.
 pub(super) fn question_print(
     memory: &Memory,
     question: Pool,
-    rate_limited: bool,
+    held_by: Option<&str>,
     now: Timestamp,
 ) -> u64 {
     let mut print = FNV_OFFSET;
@@ -153,6 +153,7 @@ pub(super) fn question_print(
     for candidate in question.candidates {
         print = fnv1a(candidate.claim.as_bytes(), print);
     }
+    print = fnv1a(held_by.unwrap_or_default().as_bytes(), print);
     for pod in question.recent_peak {
         print = fnv1a(pod.key.as_bytes(), print);
     }
@@ -162,7 +163,6 @@ pub(super) fn question_print(
         rules.threshold.to_bits(),
         rules.min_types as u64,
         rules.budget as u64,
-        u64::from(rate_limited),
         minute as u64,
     ] {
         print = fnv1a(&number.to_le_bytes(), print);

@@ -34,6 +34,7 @@ use crate::model::consolidation::underutilized_after;
 use crate::model::consolidation::{
     evaluate, Action, Candidate, Decision, Pool, Rules, Settings, NEW_NODE,
 };
+use crate::model::disruption::PoolCounts;
 use candidates::{candidates, min_types, quiet};
 use memory::{question_print, recent_peak, remember_demand, remember_pods};
 
@@ -103,7 +104,7 @@ async fn consolidate_pool<L: Launcher>(
     let limit = ctx.settings.consolidation.rate_limit;
     let begun = memory.begun.entry(name.clone()).or_default();
     limit.allows(begun, round.now);
-    let rate_wait = limit.wait(begun, round.now);
+    let held = held_by(budget, count, limit, limit.wait(begun, round.now));
     let rules = Rules {
         threshold: f64::from(pool.spec.disruption.consolidation_threshold.min(100)) / 100.0,
         min_types: min_types(pool),
@@ -117,7 +118,8 @@ async fn consolidate_pool<L: Launcher>(
         recent_peak: &peak,
         rules: &rules,
     };
-    let asked = question_print(memory, question, rate_wait.is_some(), round.now);
+    let held_kind = held.as_ref().map(|(kind, _)| *kind);
+    let asked = question_print(memory, question, held_kind, round.now);
     if memory.asked.get(&name) == Some(&asked) {
         return false;
     }
@@ -132,26 +134,6 @@ async fn consolidate_pool<L: Launcher>(
         tracing::debug!(nodepool = %name, candidates = found.len(), simulations = evaluation.simulations, "nothing to consolidate");
         return false;
     };
-    let held = if budget == 0 {
-        Some((
-            "budget",
-            format!(
-                "the NodePool's Underutilized budget is used up ({} of {} nodes disrupted)",
-                count.disrupting, count.nodes
-            ),
-        ))
-    } else {
-        rate_wait.map(|wait| {
-            let limit = ctx.settings.consolidation.rate_limit;
-            let why = format!(
-                "the consolidation rate limit ({} per {}s) allows the next in {}s",
-                limit.max,
-                limit.window.as_secs(),
-                wait.as_secs()
-            );
-            ("rate_limit", why)
-        })
-    };
     if let Some((kind, why)) = held {
         let note = format!("{}, but not begun: {why}", describe(&decision, &found));
         announce_held(ctx, memory, pool, &decision, kind, note).await;
@@ -164,6 +146,33 @@ async fn consolidate_pool<L: Launcher>(
     }
     begun
 }
+
+/// What holds a found action back: the budget or the rate limit (its
+/// kind, and why in words).
+fn held_by(
+    budget: usize,
+    count: PoolCounts,
+    limit: RateLimit,
+    rate_wait: Option<std::time::Duration>,
+) -> Option<(&'static str, String)> {
+    if budget == 0 {
+        let why = format!(
+            "the NodePool's Underutilized budget is used up ({} of {} nodes disrupted)",
+            count.disrupting, count.nodes
+        );
+        return Some(("budget", why));
+    }
+    rate_wait.map(|wait| {
+        let why = format!(
+            "the consolidation rate limit ({} per {}s) allows the next in {}s",
+            limit.max,
+            limit.window.as_secs(),
+            wait.as_secs()
+        );
+        ("rate_limit", why)
+    })
+}
+
 /// Begins `decision`; whether it began.
 async fn start<L: Launcher>(
     ctx: &Disruption<L>,
