@@ -185,13 +185,14 @@ const REMAINING: usize = 6;
 async fn a_scale_down_shrinks_the_pool_to_near_a_fresh_solve_behind_the_pdb() {
     let env = env();
     let client = env.client().await;
-    let _webhook = Webhook::start(env, "consolidation").await;
-    let id = unique_suffix();
-    let namespace = format!("prov-{id}");
-    let pool = pool_from(
+    let Scenario {
+        webhook: _webhook,
+        pool,
+        namespace,
+    } = scenario(
         env,
         &client,
-        &id,
+        "consolidation",
         spot_amd64(json!([
             {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m", "r"]}
         ])),

@@ -445,13 +445,14 @@ async fn deleting_a_nodepool_drains_its_nodes_one_at_a_time_and_leaves_nothing()
     let _turn = SERIAL.lock().await;
     let env = env();
     let client = env.client().await;
-    let _webhook = Webhook::start(env, "provisioner-pool-deletion").await;
-    let id = unique_suffix();
-    let namespace = format!("prov-{id}");
-    let pool = pool_from(
+    let Scenario {
+        webhook: _webhook,
+        pool,
+        namespace,
+    } = scenario(
         env,
         &client,
-        &id,
+        "provisioner-pool-deletion",
         spot_amd64(json!([])),
         when_empty("0s", "1"),
     )

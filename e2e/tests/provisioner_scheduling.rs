@@ -472,13 +472,14 @@ async fn a_nodes_limit_caps_launches_and_gte_picks_the_types() {
     let _turn = SERIAL.lock().await;
     let env = env();
     let client = env.client().await;
-    let _webhook = Webhook::start(env, "provisioner-limits").await;
-    let id = unique_suffix();
-    let namespace = format!("prov-{id}");
-    let pool = pool_from(
+    let Scenario {
+        webhook: _webhook,
+        pool,
+        namespace,
+    } = scenario(
         env,
         &client,
-        &id,
+        "provisioner-limits",
         spot_amd64(json!([
             {"key": "spotwright.io/instance-cpu", "operator": "Gte", "values": ["4"]}
         ])),

@@ -18,8 +18,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::Provisioner;
 use spotwright_e2e::harness::rollout::{deployment, one_at_a_time, pdb_counts, Guard};
 use spotwright_e2e::harness::system::system_view;
-use spotwright_e2e::harness::webhook::Webhook;
-use spotwright_e2e::harness::{env_at, unique_suffix, Env};
+use spotwright_e2e::harness::{env_at, Env};
 
 mod pools;
 
@@ -100,13 +99,14 @@ async fn a_control_plane_upgrade_rolls_every_spotwright_node_to_the_new_version(
     let env = env_at(FROM);
     assert_eq!(kubernetes_minor(env), FROM, "the plane starts at {FROM}");
     let client = env.client().await;
-    let _webhook = Webhook::start(env, "upgrade").await;
-    let id = unique_suffix();
-    let namespace = format!("prov-{id}");
-    let pool = pool_from(
+    let Scenario {
+        webhook: _webhook,
+        pool,
+        namespace,
+    } = scenario(
         env,
         &client,
-        &id,
+        "upgrade",
         spot_amd64(json!([
             {"key": "spotwright.io/instance-category", "operator": "In", "values": ["c", "m"]},
             {"key": "spotwright.io/instance-cpu", "operator": "In", "values": ["4"]}

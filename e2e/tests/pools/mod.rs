@@ -13,8 +13,8 @@ use serde_json::json;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{ec2, ensure_network, local_nodeclass};
-use spotwright_e2e::harness::webhook::opted_in_namespace;
-use spotwright_e2e::harness::Env;
+use spotwright_e2e::harness::webhook::{opted_in_namespace, Webhook};
+use spotwright_e2e::harness::{unique_suffix, Env};
 
 pub const MOTO: &str = "http://127.0.0.1:15000";
 pub const MIN_TYPES: usize = 5;
@@ -82,6 +82,33 @@ pub async fn pool_from(
     env.apply(&nodepool);
     opted_in_namespace(env, client, &format!("prov-{id}"), &name).await;
     name
+}
+
+/// What a test runs in: the webhook (serving while this is held), a
+/// NodePool made by [`pool_from`] and the namespace opted in to it.
+pub struct Scenario {
+    pub webhook: Webhook,
+    pub pool: String,
+    pub namespace: String,
+}
+
+/// Starts the webhook `name` and makes a NodePool of `template_spec` and
+/// `spec` with its namespace ([`pool_from`]).
+pub async fn scenario(
+    env: &'static Env,
+    client: &Client,
+    name: &str,
+    template_spec: serde_json::Value,
+    spec: serde_json::Value,
+) -> Scenario {
+    let webhook = Webhook::start(env, name).await;
+    let id = unique_suffix();
+    let pool = pool_from(env, client, &id, template_spec, spec).await;
+    Scenario {
+        webhook,
+        pool,
+        namespace: format!("prov-{id}"),
+    }
 }
 
 pub fn kubernetes_minor(env: &Env) -> String {

@@ -176,17 +176,16 @@ async fn consider<L: Launcher>(
         announce(ctx, memory, claim, None, blocked).await;
         return;
     }
+    let unschedulable = |blocked: String| Blocked {
+        cause,
+        result: "unschedulable",
+        note: format!("{why}, but not replaced: {blocked}"),
+    };
     let simulation = simulate_leaving(claim, node, &pods, round.cluster(ctx));
     let new_nodes = match simulation {
         Simulation::Fits(new_nodes) => new_nodes,
         Simulation::Blocked(blocked) => {
-            let note = format!("{why}, but not replaced: {blocked}");
-            let blocked = Blocked {
-                cause,
-                result: "unschedulable",
-                note,
-            };
-            announce(ctx, memory, claim, Some(node), blocked).await;
+            announce(ctx, memory, claim, Some(node), unschedulable(blocked)).await;
             return;
         }
     };
@@ -206,13 +205,7 @@ async fn consider<L: Launcher>(
         }
         Begun::NextSweep => {}
         Begun::Blocked(blocked) => {
-            let note = format!("{why}, but not replaced: {blocked}");
-            let blocked = Blocked {
-                cause,
-                result: "unschedulable",
-                note,
-            };
-            announce(ctx, memory, claim, Some(node), blocked).await;
+            announce(ctx, memory, claim, Some(node), unschedulable(blocked)).await;
         }
     }
 }

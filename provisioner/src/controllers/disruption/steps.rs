@@ -244,13 +244,8 @@ async fn drain<L>(
         metrics
             .consolidation_savings
             .add(saving.before - saving.after);
-        if saving.lead {
-            metrics
-                .consolidation_actions
-                .with_label_values(&[&saving.action, "completed"])
-                .inc();
-        }
     }
+    count_consolidation(ctx, Some(state), "completed");
     let note = if state.replacements.is_empty() {
         "its pods fit on the other nodes; draining (PodDisruptionBudgets respected) and terminating"
             .to_owned()
@@ -264,6 +259,20 @@ async fn drain<L>(
     tracing::info!(claim = %claim.name_any(), "{note}");
     let notice = Notice::normal("Replaced", "Replace", note);
     ctx.act.events.on_claim_and_node(claim, node, notice).await;
+}
+
+/// Counts a consolidation action's `result` once: on its lead claim.
+fn count_consolidation<L>(ctx: &Disruption<L>, state: Option<&Replacement>, result: &str) {
+    let Some(saving) = state.and_then(|s| s.consolidation.as_ref()) else {
+        return;
+    };
+    if saving.lead {
+        ctx.act
+            .metrics
+            .consolidation_actions
+            .with_label_values(&[&saving.action, result])
+            .inc();
+    }
 }
 
 /// Gives a replacement up: its replacement claims are deleted (their
@@ -287,14 +296,7 @@ async fn roll_back<L>(
         .disruption_decisions
         .with_label_values(&[cause, "rolled_back"])
         .inc();
-    if let Some(saving) = state.and_then(|s| s.consolidation.as_ref()) {
-        if saving.lead {
-            metrics
-                .consolidation_actions
-                .with_label_values(&[&saving.action, "rolled_back"])
-                .inc();
-        }
-    }
+    count_consolidation(ctx, state, "rolled_back");
     let note = format!("replacement given up, node untainted, retried later: {why}");
     tracing::warn!(claim = %claim.name_any(), "{note}");
     let notice = Notice::warning("ReplacementRolledBack", "Replace", note);
