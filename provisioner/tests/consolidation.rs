@@ -372,4 +372,26 @@ proptest! {
             }
         }
     }
+
+    /// The search prunes candidates that cannot beat the best found, and
+    /// still no candidate alone is worth more than what it decides.
+    #[test]
+    fn no_single_candidate_is_worth_more_than_the_decision(shape in clusters(), threshold in 0u32..60, budget in 1usize..5) {
+        let nodes: Vec<_> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, (cpus, pods))| running(&format!("n{i}"), *cpus, pods))
+            .collect();
+        let rules = rules(f64::from(threshold) / 100.0, budget);
+        let (existing, candidates): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
+        let mut cluster = cluster_of(existing);
+        let best = run(&mut cluster, &candidates, &rules, &settings())
+            .decision
+            .map(|d| d.value(&settings()));
+        for alone in candidates.chunks(1) {
+            let Some(single) = run(&mut cluster, alone, &rules, &settings()).decision else { continue; };
+            let single = single.value(&settings());
+            prop_assert!(best.is_some_and(|best| best >= single - 1e-12), "{:?} < {}", best, single);
+        }
+    }
 }

@@ -82,6 +82,42 @@ pub fn solve(input: &Input) -> Plan {
     preferences::solve_relaxing(input, solve_required)
 }
 
+/// The instance types at least one of `nodepools` may launch (an available
+/// offering its requirements allow, with room for its DaemonSets), in
+/// their order. Solving with only these places pods as with all of them
+/// (as long as they still offer every zone the others did), and builds
+/// each pool's catalog from a few hundred types instead of a region's
+/// thousand-odd: callers that solve many times over one cluster filter
+/// once.
+pub fn launchable_types(
+    nodepools: &[NodePoolFacts],
+    daemonsets: &[DaemonSetFacts],
+    instance_types: &[InstanceType],
+) -> Vec<InstanceType> {
+    let input = Input {
+        pods: &[],
+        nodes: &[],
+        nodepools,
+        daemonsets,
+        instance_types,
+    };
+    let names = resource_names(&input);
+    let zones = offered_zones(&input);
+    let mut launchable = vec![false; instance_types.len()];
+    for (i, pool) in nodepools.iter().enumerate() {
+        let catalog = catalog::build(i, pool, instance_types, daemonsets, &zones, &names);
+        for pool_type in &catalog.types {
+            launchable[pool_type.instance_type] = true;
+        }
+    }
+    instance_types
+        .iter()
+        .zip(launchable)
+        .filter(|(_, launchable)| *launchable)
+        .map(|(t, _)| t.clone())
+        .collect()
+}
+
 /// Places `input.pods` by their required constraints only.
 fn solve_required(input: &Input) -> Plan {
     let names = resource_names(input);

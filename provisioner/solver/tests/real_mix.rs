@@ -10,8 +10,8 @@ mod real_mix;
 use std::collections::{BTreeMap, BTreeSet};
 
 use spotwright_solver::model::{CapacityType, InstanceType, PendingPod};
-use spotwright_solver::solve;
 use spotwright_solver::workload::cost_lower_bound;
+use spotwright_solver::{launchable_types, solve, Input};
 
 const PODS: usize = 500;
 
@@ -152,4 +152,31 @@ fn a_realistic_mix_is_placed_within_allocatable_and_near_the_bound() {
         "plan ${cost:.2}/h is {:.2}× the lower bound ${bound:.2}/h",
         cost / bound
     );
+}
+
+#[test]
+fn solving_with_only_the_launchable_types_gives_the_same_plan() {
+    let workload = real_mix::workload(PODS);
+    let input = workload.input();
+    let launchable = launchable_types(
+        &workload.nodepools,
+        &workload.daemonsets,
+        &input.instance_types,
+    );
+
+    let expected: Vec<&str> = workload
+        .instance_types
+        .iter()
+        .filter(|t| real_mix::pool_allows(t))
+        .map(|t| t.name.as_str())
+        .collect();
+    let kept: Vec<&str> = launchable.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(kept, expected);
+    assert!(kept.len() < workload.instance_types.len());
+
+    let narrowed = Input {
+        instance_types: &launchable,
+        ..input
+    };
+    assert_eq!(solve(&narrowed), solve(&input));
 }

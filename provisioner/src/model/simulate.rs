@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use spotwright_solver::model::{InstanceType, PendingPod, Resources};
-use spotwright_solver::{solve, Input, NewNode, Plan};
+use spotwright_solver::{launchable_types, solve, Input, NewNode, Plan};
 
 use crate::model::problem::Problem;
 
@@ -48,6 +48,8 @@ impl Cluster {
     /// `unavailable` (those that are themselves going, or whose room is
     /// promised to another node's pods) take no pods. Pending pods of the
     /// problem are left out: the provisioner serves them on its own.
+    /// Instance types no pool may launch are dropped once here
+    /// ([`launchable_types`]), not in every simulation.
     pub fn new(
         mut problem: Problem,
         unavailable: &HashSet<String>,
@@ -65,6 +67,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
+        let instance_types =
+            launchable_types(&problem.nodepools, &problem.daemonsets, &instance_types);
         Cluster {
             problem,
             instance_types,

@@ -62,7 +62,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn leaving(&self) -> Leaving<'_> {
+    /// It as a node leaving the cluster, for [`Cluster::simulate`].
+    pub fn leaving(&self) -> Leaving<'_> {
         Leaving {
             node: &self.node,
             nodepool: &self.nodepool,
@@ -173,7 +174,12 @@ pub fn evaluate(cluster: &mut Cluster, pool: Pool, settings: &Settings) -> Evalu
     }
     let order = cheapest_to_disrupt_first(candidates);
     let mut best = multi_node(cluster, pool, &order, settings, &mut evaluation);
-    for &i in &order {
+    for i in most_worth_first(candidates, &order, settings) {
+        let beaten = |best: &Decision| most_worth(&candidates[i], settings) <= best.value(settings);
+        if best.as_ref().is_some_and(beaten) {
+            // No candidate after this one can be worth more than the best.
+            break;
+        }
         if !worth_simulating(cluster, &candidates[i], pool, settings) {
             continue;
         }
@@ -194,7 +200,7 @@ fn better(best: Option<Decision>, other: Decision, settings: &Settings) -> Optio
 }
 
 /// Candidate indexes, lowest disruption cost first, then the dearest node.
-fn cheapest_to_disrupt_first(candidates: &[Candidate]) -> Vec<usize> {
+pub fn cheapest_to_disrupt_first(candidates: &[Candidate]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&candidates[a], &candidates[b]);
@@ -204,6 +210,22 @@ fn cheapest_to_disrupt_first(candidates: &[Candidate]) -> Vec<usize> {
             .then_with(|| a.claim.cmp(&b.claim))
     });
     order
+}
+
+/// The most a single candidate's action can be worth: deleting it.
+fn most_worth(candidate: &Candidate, settings: &Settings) -> f64 {
+    candidate.price - settings.eviction_price * candidate.disruption_cost
+}
+
+/// `order` re-sorted by [`most_worth`], highest first (stable, so equal
+/// ones keep `order`'s): the single-node search can stop at the first
+/// candidate that cannot beat the best found.
+fn most_worth_first(candidates: &[Candidate], order: &[usize], settings: &Settings) -> Vec<usize> {
+    let mut sorted = order.to_vec();
+    sorted.sort_by(|&a, &b| {
+        most_worth(&candidates[b], settings).total_cmp(&most_worth(&candidates[a], settings))
+    });
+    sorted
 }
 
 /// The largest prefix of `order` (two or more, within the budget and
@@ -240,7 +262,7 @@ fn worth_simulating(
     pool: Pool,
     settings: &Settings,
 ) -> bool {
-    if settings.eviction_price * candidate.disruption_cost >= candidate.price {
+    if most_worth(candidate, settings) <= 0.0 {
         return false;
     }
     let moving = candidate.pods.iter().chain(pool.recent_peak);
