@@ -89,12 +89,7 @@ fn run(
     rules: &Rules,
     settings: &Settings,
 ) -> Evaluation {
-    let pool = Pool {
-        candidates,
-        recent_peak: &[],
-        rules,
-    };
-    evaluate(cluster, pool, settings)
+    evaluate(cluster, Pool::at_rest(candidates, rules), settings)
 }
 
 fn decide(
@@ -318,6 +313,15 @@ fn clusters() -> impl Strategy<Value = Vec<(u64, Vec<u64>)>> {
     prop::collection::vec(one, 1..7)
 }
 
+/// One running node per `(cpus, pod cpus)` of `shape`, named `n0`, `n1`, …
+fn running_all(shape: &[(u64, Vec<u64>)]) -> (Vec<ExistingNode>, Vec<Candidate>) {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, (cpus, pods))| running(&format!("n{i}"), *cpus, pods))
+        .unzip()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -326,13 +330,8 @@ proptest! {
     /// nodes plus at most the one replacement, and is stable.
     #[test]
     fn every_decision_keeps_the_rules(shape in clusters(), threshold in 0u32..60, budget in 0usize..5) {
-        let nodes: Vec<_> = shape
-            .iter()
-            .enumerate()
-            .map(|(i, (cpus, pods))| running(&format!("n{i}"), *cpus, pods))
-            .collect();
         let rules = rules(f64::from(threshold) / 100.0, budget);
-        let (existing, candidates): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
+        let (existing, candidates) = running_all(&shape);
         let mut cluster = cluster_of(existing.clone());
         let evaluation = run(&mut cluster, &candidates, &rules, &settings());
         let again = run(&mut cluster_of(existing), &candidates, &rules, &settings());
@@ -377,13 +376,8 @@ proptest! {
     /// still no candidate alone is worth more than what it decides.
     #[test]
     fn no_single_candidate_is_worth_more_than_the_decision(shape in clusters(), threshold in 0u32..60, budget in 1usize..5) {
-        let nodes: Vec<_> = shape
-            .iter()
-            .enumerate()
-            .map(|(i, (cpus, pods))| running(&format!("n{i}"), *cpus, pods))
-            .collect();
         let rules = rules(f64::from(threshold) / 100.0, budget);
-        let (existing, candidates): (Vec<_>, Vec<_>) = nodes.into_iter().unzip();
+        let (existing, candidates) = running_all(&shape);
         let mut cluster = cluster_of(existing);
         let best = run(&mut cluster, &candidates, &rules, &settings())
             .decision

@@ -40,6 +40,7 @@ use spotwright_solver::model::{
     CapacityType, DaemonSetFacts, ExistingNode, InstanceType, NodePoolFacts, Operator, PendingPod,
     PlacedPod, Requirement, Resources,
 };
+use spotwright_solver::workload::Draws;
 use spotwright_solver::{solve, NewNode};
 
 /// The largest type the fleet's NodePool launches, in vCPU: small enough
@@ -100,14 +101,14 @@ impl Launch {
 /// [`packed`] with `pods` pods, then `share` of them deleted; `seed`
 /// draws both.
 pub fn underutilized(pods: usize, launch: Launch, share: f64, seed: u64) -> Fleet {
-    let mut draws = SplitMix64(seed);
+    let mut draws = Draws::new(seed);
     let mut fleet = packed(pods, launch, &mut draws);
     fleet.scale_down(share, &mut draws);
     fleet
 }
 
 /// The nodes the solver launches for `pods` pods of the mix.
-fn packed(pods: usize, launch: Launch, draws: &mut SplitMix64) -> Fleet {
+fn packed(pods: usize, launch: Launch, draws: &mut Draws) -> Fleet {
     let mut workload = real_mix::workload(pods);
     workload.nodepools = vec![nodepool()];
     let plan = solve(&workload.input());
@@ -224,7 +225,7 @@ impl Fleet {
 
     /// Deletes `share` of the pods at random: `web` pods in the same
     /// number from each zone, the others uniformly. Empty nodes go.
-    fn scale_down(&mut self, share: f64, draws: &mut SplitMix64) {
+    fn scale_down(&mut self, share: f64, draws: &mut Draws) {
         let mut web_by_zone: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         let mut others: Vec<&str> = Vec::new();
         for node in &self.nodes {
@@ -238,10 +239,10 @@ impl Fleet {
         let per_zone = web_by_zone.values().map(Vec::len).min().unwrap_or(0);
         let mut deleted: HashSet<String> = HashSet::new();
         for keys in web_by_zone.values_mut() {
-            deleted.extend(draws.pick(keys, share_of(per_zone, share)));
+            deleted.extend(pick(draws, keys, share_of(per_zone, share)));
         }
         let others_deleted = share_of(others.len(), share);
-        deleted.extend(draws.pick(&mut others, others_deleted));
+        deleted.extend(pick(draws, &mut others, others_deleted));
         for node in &mut self.nodes {
             node.pods.retain(|p| !deleted.contains(&p.key));
         }
@@ -389,32 +390,15 @@ fn share_of(n: usize, share: f64) -> usize {
     (n as f64 * share).round() as usize
 }
 
-/// A small seeded generator, so that the fleet is the same every run.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// `count` of `items`, drawn without replacement (a partial Fisher-Yates
+/// shuffle), as owned strings.
+fn pick(draws: &mut Draws, items: &mut [&str], count: usize) -> Vec<String> {
+    let count = count.min(items.len());
+    for i in 0..count {
+        let j = i + draws.below((items.len() - i) as u64) as usize;
+        items.swap(i, j);
     }
-
-    fn choose<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-
-    /// `count` of `items`, drawn without replacement (a partial
-    /// Fisher-Yates shuffle), as owned strings.
-    fn pick(&mut self, items: &mut [&str], count: usize) -> Vec<String> {
-        let count = count.min(items.len());
-        for i in 0..count {
-            let j = i + (self.next() % (items.len() - i) as u64) as usize;
-            items.swap(i, j);
-        }
-        items[..count].iter().map(|s| s.to_string()).collect()
-    }
+    items[..count].iter().map(|s| s.to_string()).collect()
 }
 
 /// The NodePool's consolidation rules: a 10% threshold, Spot to Spot with
@@ -445,12 +429,7 @@ pub fn evaluate_pool(
     rules: &Rules,
     settings: &Settings,
 ) -> Evaluation {
-    let pool = Pool {
-        candidates,
-        recent_peak: &[],
-        rules,
-    };
-    evaluate(cluster, pool, settings)
+    evaluate(cluster, Pool::at_rest(candidates, rules), settings)
 }
 
 /// What consolidating a fleet until no decision pays did.

@@ -143,11 +143,17 @@ pub fn karpenter_instance_types(count: usize) -> Vec<InstanceType> {
         .collect()
 }
 
-/// SplitMix64: small, seeded, good enough for workload draws.
-struct Draws(u64);
+/// SplitMix64: small, seeded, good enough for workload draws (and for the
+/// benchmarks' and property tests' fixtures, which draw the same way).
+#[derive(Clone, Debug)]
+pub struct Draws(u64);
 
 impl Draws {
-    fn next(&mut self) -> u64 {
+    pub fn new(seed: u64) -> Draws {
+        Draws(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -155,8 +161,23 @@ impl Draws {
         z ^ (z >> 31)
     }
 
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[(self.next() % from.len() as u64) as usize]
+    /// A draw in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `from`, which must not be empty.
+    pub fn choose<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[self.below(from.len() as u64) as usize]
+    }
+
+    pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        *self.choose(from)
     }
 }
 
@@ -186,7 +207,7 @@ enum Kind {
 
 /// `count` pods in Karpenter's `makeDiversePods` mix.
 pub fn karpenter_diverse_pods(count: usize, seed: u64) -> Vec<PendingPod> {
-    let mut draws = Draws(seed);
+    let mut draws = Draws::new(seed);
     let per_kind = count / 5;
     let kinds = [
         Kind::Generic,
@@ -248,7 +269,7 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
             });
         }
         Kind::ZoneAffinity => {
-            let value = (draws.next() % LABEL_VALUES.len() as u64) as usize;
+            let value = (draws.next_u64() % LABEL_VALUES.len() as u64) as usize;
             pod.labels
                 .insert("my-affininity".into(), LABEL_VALUES[value].into());
             pod.zone_affinity

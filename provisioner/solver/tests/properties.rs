@@ -8,29 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use common::*;
 use proptest::prelude::*;
 use spotwright_solver::model::*;
+use spotwright_solver::workload::Draws;
 use spotwright_solver::{solve, Input, Plan};
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
 const MIB: u64 = 1 << 20;
-
-/// SplitMix64 driven by the proptest seed.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Debug)]
 struct World {
@@ -51,7 +33,7 @@ fn all_tolerated() -> Toleration {
 }
 
 fn world(seed: u64, max_pods: u64) -> World {
-    let mut d = Draws(seed);
+    let mut d = Draws::new(seed);
     let types: Vec<InstanceType> = (0..1 + d.below(6))
         .map(|i| {
             let cpus = [1, 2, 4, 8, 16][d.below(5) as usize];

@@ -161,7 +161,7 @@ fn solving_with_only_the_launchable_types_gives_the_same_plan() {
     let launchable = launchable_types(
         &workload.nodepools,
         &workload.daemonsets,
-        &input.instance_types,
+        input.instance_types,
     );
 
     let expected: Vec<&str> = workload

@@ -165,6 +165,18 @@ pub struct Pool<'a> {
     pub rules: &'a Rules,
 }
 
+impl<'a> Pool<'a> {
+    /// A pool whose workload has not shrunk within `consolidateAfter`: no
+    /// recent peak to keep room for.
+    pub fn at_rest(candidates: &'a [Candidate], rules: &'a Rules) -> Pool<'a> {
+        Pool {
+            candidates,
+            recent_peak: &[],
+            rules,
+        }
+    }
+}
+
 /// The best consolidation among one NodePool's candidates, if any pays.
 pub fn evaluate(cluster: &mut Cluster, pool: Pool, settings: &Settings) -> Evaluation {
     let mut evaluation = Evaluation::default();
