@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use spotwright_api::duration::parse_go_duration;
 use spotwright_serving::telemetry::LogFormat;
 
+use crate::act::aws::eks::{ClusterOverrides, IpFamily};
 use crate::Error;
 
 fn duration(value: &str) -> Result<Duration, String> {
@@ -23,12 +24,18 @@ pub struct Cli {
     /// The EKS cluster's name: instances are tagged kubernetes.io/cluster/<name>=owned and only those are ever terminated.
     #[arg(long, env = "SPOTWRIGHT_CLUSTER_NAME")]
     pub cluster_name: String,
-    /// The API server URL written into node user data (EKS nodeadm); empty in tests.
+    /// The API server URL written into node user data (nodeadm); empty: from EKS DescribeCluster.
     #[arg(long, env = "SPOTWRIGHT_CLUSTER_ENDPOINT", default_value = "")]
     pub cluster_endpoint: String,
-    /// Base64 cluster CA written into node user data.
+    /// Base64 cluster CA written into node user data; empty: from EKS DescribeCluster.
     #[arg(long, env = "SPOTWRIGHT_CLUSTER_CA_BUNDLE", default_value = "")]
     pub cluster_ca_bundle: String,
+    /// The cluster's service CIDR (nodeadm infers the DNS address from it); empty: from EKS DescribeCluster.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_SERVICE_CIDR", default_value = "")]
+    pub cluster_service_cidr: String,
+    /// `ipv4` or `ipv6`: which of the cluster's service CIDRs nodes get; empty: from EKS DescribeCluster.
+    #[arg(long, env = "SPOTWRIGHT_CLUSTER_IP_FAMILY", default_value = "")]
+    pub cluster_ip_family: String,
     /// Address of the plain-HTTP listener serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -134,7 +141,27 @@ impl Cli {
                     .into(),
             ));
         }
+        self.cluster_overrides()?;
         Ok(())
+    }
+
+    /// The cluster settings the flags set; the rest comes from EKS.
+    pub fn cluster_overrides(&self) -> Result<ClusterOverrides, Error> {
+        let set = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        let ip_family = match self.cluster_ip_family.trim() {
+            "" => None,
+            family => Some(IpFamily::from_str(family, true).map_err(|_| {
+                Error::Config(format!(
+                    "--cluster-ip-family must be ipv4 or ipv6, not {family:?}"
+                ))
+            })?),
+        };
+        Ok(ClusterOverrides {
+            endpoint: set(&self.cluster_endpoint),
+            certificate_authority: set(&self.cluster_ca_bundle),
+            service_cidr: set(&self.cluster_service_cidr),
+            ip_family,
+        })
     }
 
     /// The interruption queue, when set.
@@ -186,5 +213,30 @@ mod tests {
         ])
         .unwrap();
         assert!(unlimited.validate().is_err());
+    }
+
+    #[test]
+    fn cluster_flags_override_discovery() {
+        let cli = Cli::try_parse_from(["p", "--cluster-name", "c"]).unwrap();
+        assert_eq!(
+            cli.cluster_overrides().unwrap(),
+            ClusterOverrides::default()
+        );
+        let set = Cli::try_parse_from([
+            "p",
+            "--cluster-name",
+            "c",
+            "--cluster-service-cidr",
+            "10.100.0.0/16",
+            "--cluster-ip-family",
+            "IPv6",
+        ])
+        .unwrap();
+        let overrides = set.cluster_overrides().unwrap();
+        assert_eq!(overrides.service_cidr.as_deref(), Some("10.100.0.0/16"));
+        assert_eq!(overrides.ip_family, Some(IpFamily::Ipv6));
+        let bad =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--cluster-ip-family", "v5"]).unwrap();
+        assert!(bad.validate().is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use prometheus::Registry;
+use spotwright_provisioner::act::aws::eks::discover;
 use spotwright_provisioner::act::aws::fleet::ClusterSettings;
 use spotwright_provisioner::act::aws::pricing::pricing_client;
 use spotwright_provisioner::act::ec2_launcher::Ec2Launcher;
@@ -60,7 +61,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(ToString::to_string)
         .unwrap_or_else(|| "us-east-1".into());
     let ec2 = aws_sdk_ec2::Client::new(&aws);
-    let launcher = launcher(&cli, &ec2);
+    let cluster = cluster_settings(&cli, &aws).await?;
+    let launcher = Arc::new(Ec2Launcher::new(ec2.clone(), cluster));
     // Every replica watches from the start, so a new leader starts warm and
     // /readyz means the state is synced.
     let state = ClusterState::watch(&client, &StateConfig::default());
@@ -112,17 +114,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The EC2 launcher for the cluster the flags name.
-fn launcher(cli: &Cli, ec2: &aws_sdk_ec2::Client) -> Arc<Ec2Launcher> {
-    Arc::new(Ec2Launcher::new(
-        ec2.clone(),
-        ClusterSettings {
-            name: cli.cluster_name.clone(),
-            endpoint: cli.cluster_endpoint.clone(),
-            certificate_authority: cli.cluster_ca_bundle.clone(),
-            service_cidr: None,
-        },
-    ))
+/// What nodes join with: the flags, and EKS DescribeCluster for the rest.
+async fn cluster_settings(
+    cli: &Cli,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<ClusterSettings> {
+    let overrides = cli.cluster_overrides()?;
+    let eks = aws_sdk_eks::Client::new(aws);
+    let (settings, described) = discover(&eks, &cli.cluster_name, &overrides)
+        .await
+        .with_context(|| {
+            format!(
+                "discovering cluster {} (EKS DescribeCluster); or set --cluster-endpoint, --cluster-ca-bundle and --cluster-service-cidr",
+                cli.cluster_name
+            )
+        })?;
+    tracing::info!(
+        cluster = settings.name,
+        endpoint = settings.endpoint,
+        service_cidr = settings.service_cidr.as_deref().unwrap_or_default(),
+        eks_version = described
+            .as_ref()
+            .and_then(|d| d.version.as_deref())
+            .unwrap_or("-"),
+        eks_status = described
+            .as_ref()
+            .and_then(|d| d.status.as_deref())
+            .unwrap_or("-"),
+        from_eks = described.is_some(),
+        "cluster settings for node user data"
+    );
+    Ok(settings)
 }
 
 /// The controllers' settings from the flags.

@@ -3,9 +3,14 @@ e2e/cluster up with moto's own Python, which has boto3): a VPC with one
 subnet per zone and a security group, tagged spotwright.io/discovery=<cluster>,
 and, for every Kubernetes minor the local cluster knows, the EKS-optimized
 AMI parameters under a writable prefix (moto refuses /aws/...), a distinct
-image per minor and architecture, so that an upgrade changes the image.
+image per minor and architecture, so that an upgrade changes the image;
+and the cluster itself in EKS, so that DescribeCluster answers with its
+version ($EKS_VERSION) and service CIDR ($EKS_SERVICE_CIDR), as on AWS
+(moto makes up the endpoint and CA, which KWOK's nodes never use).
 Idempotent: the network is found by tag, the images are chosen the same way
-each time. Usage: cluster-aws.py <cluster> <ssm-prefix> <minor>..."""
+each time, the EKS cluster is made once (again when its version is not current).
+Usage: cluster-aws.py <cluster> <ssm-prefix> <minor>..."""
+import os
 import sys
 
 import boto3
@@ -40,3 +45,22 @@ for arch in ["x86_64", "arm64"]:
         path = f"{prefix}/{minor}/amazon-linux-2023/{arch}/standard/recommended/image_id"
         ssm.put_parameter(Name=path, Value=image, Type="String", Overwrite=True)
         print(f"{path} = {image}")
+
+eks = boto3.client("eks")
+version, service_cidr = os.environ["EKS_VERSION"], os.environ["EKS_SERVICE_CIDR"]
+# moto has no UpdateClusterVersion: a cluster at another version is made anew.
+if cluster in eks.list_clusters()["clusters"] and eks.describe_cluster(name=cluster)["cluster"]["version"] != version:
+    eks.delete_cluster(name=cluster)
+if cluster not in eks.list_clusters()["clusters"]:
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=tagged)["Subnets"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]]
+    eks.create_cluster(
+        name=cluster,
+        version=version,
+        roleArn="arn:aws:iam::123456789012:role/" + cluster + "-cluster",
+        resourcesVpcConfig={"subnetIds": subnets, "securityGroupIds": groups},
+        kubernetesNetworkConfig={"serviceIpv4Cidr": service_cidr, "ipFamily": "ipv4"},
+    )
+described = eks.describe_cluster(name=cluster)["cluster"]
+print(f"EKS cluster {cluster}: {described['version']}, {described['endpoint']}, "
+      f"{described['kubernetesNetworkConfig']}")

@@ -8,15 +8,17 @@ use spotwright_api::keys::ZONE_LABEL;
 
 use crate::catalog::PoolCatalog;
 use crate::model::{
-    ExistingNode, InstanceType, NodePoolFacts, NodeSelectorTerms, PendingPod, PreferredTerm,
-    Toleration,
+    CapacityType, ExistingNode, InstanceType, NodePoolFacts, NodeSelectorTerms, PendingPod,
+    PreferredTerm, Toleration,
 };
 use crate::offerings::{
     slot_capacity_type, slot_zone, slots, zones_of, CandidateLabels, SlotMask, Zones,
 };
 use crate::preferences::placement_terms;
 use crate::requirements::node_constraints_match;
-use crate::taints::{describe, first_blocking_taint};
+use crate::taints::{
+    blocking_spot_taint, describe, first_blocking_pool_taint, first_blocking_taint,
+};
 
 /// Whether pods of one class may go to one pool, and on which offerings.
 #[derive(Debug)]
@@ -157,9 +159,10 @@ fn build(
             if let Some(reason) = &catalog.unusable {
                 return ClassPool::Refused(reason.clone());
             }
-            if let Some(taint) = first_blocking_taint(tolerations, &pool.taints) {
+            if let Some(taint) = first_blocking_pool_taint(tolerations, &pool.taints) {
                 return ClassPool::Refused(format!("pool {} has taint {}", pool.name, describe(taint)));
             }
+            let spot_taint = blocking_spot_taint(tolerations, &pool.taints);
             let masks: Vec<SlotMask> = catalog
                 .types
                 .iter()
@@ -167,6 +170,9 @@ fn build(
                     let labels = &cx.instance_types[t.instance_type].labels;
                     slots(t.slots)
                         .filter(|s| {
+                            if spot_taint.is_some() && slot_capacity_type(*s) == CapacityType::Spot {
+                                return false;
+                            }
                             let candidate = CandidateLabels {
                                 pool: &catalog.labels,
                                 instance_type: labels,
@@ -179,6 +185,13 @@ fn build(
                 })
                 .collect();
             let union = masks.iter().fold(0, |acc, m| acc | m);
+            if let (0, Some(taint)) = (union, spot_taint) {
+                return ClassPool::Refused(format!(
+                    "pool {} has taint {} on its Spot nodes and offers no on-demand node the pod fits",
+                    pool.name,
+                    describe(taint)
+                ));
+            }
             if union == 0 {
                 return ClassPool::Refused(format!(
                     "pool {}: its requirements and instance types do not meet the pod's node selector/affinity",

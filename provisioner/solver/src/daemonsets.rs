@@ -1,11 +1,13 @@
 //! DaemonSet overhead of one (NodePool, instance type): exactly the
 //! DaemonSets whose selector and affinity match that node's labels and whose
-//! tolerations cover the pool's taints.
+//! tolerations cover the pool's taints (the Spot taint aside: a DaemonSet
+//! that does not tolerate it still runs on the pool's on-demand nodes, so it
+//! is counted, never undercounted).
 
 use crate::model::{DaemonSetFacts, Taint};
 use crate::requirements::{node_constraints_match, NodeLabels};
 use crate::resources::{Res, ResourceNames, PODS};
-use crate::taints::first_blocking_taint;
+use crate::taints::first_blocking_pool_taint;
 
 /// Overhead on a node that can carry any of `candidates` (the allowed
 /// offerings of one instance type): a DaemonSet counts when it lands on at
@@ -18,7 +20,7 @@ pub(crate) fn overhead<L: NodeLabels>(
 ) -> Res {
     let mut total = names.zero();
     for daemonset in daemonsets {
-        if first_blocking_taint(&daemonset.tolerations, pool_taints).is_some() {
+        if first_blocking_pool_taint(&daemonset.tolerations, pool_taints).is_some() {
             continue;
         }
         let lands = candidates.iter().any(|labels| {

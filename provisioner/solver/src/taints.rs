@@ -1,6 +1,8 @@
 //! Taints and tolerations: `NoSchedule` and `NoExecute` taints must be
 //! tolerated; `PreferNoSchedule` never blocks.
 
+use spotwright_api::keys::{CAPACITY_TYPE_LABEL, SPOT};
+
 use crate::model::{Taint, TaintEffect, Toleration};
 
 pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
@@ -21,15 +23,44 @@ pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+fn blocks(tolerations: &[Toleration], taint: &Taint) -> bool {
+    taint.effect != TaintEffect::PreferNoSchedule
+        && !tolerations.iter().any(|t| tolerates(t, taint))
+}
+
 /// The first taint that keeps a pod with these tolerations off the node.
 pub(crate) fn first_blocking_taint<'t>(
     tolerations: &[Toleration],
     taints: &'t [Taint],
 ) -> Option<&'t Taint> {
-    taints.iter().find(|taint| {
-        taint.effect != TaintEffect::PreferNoSchedule
-            && !tolerations.iter().any(|t| tolerates(t, taint))
-    })
+    taints.iter().find(|taint| blocks(tolerations, taint))
+}
+
+/// The Spot taint (`spotwright.io/capacity-type=spot`): a NodePool that
+/// lists it puts it on its Spot nodes only, never on its on-demand ones.
+pub(crate) fn is_spot_taint(taint: &Taint) -> bool {
+    taint.key == CAPACITY_TYPE_LABEL && taint.value.as_deref() == Some(SPOT)
+}
+
+/// The first of a pool's taints that keeps the pod off every node the
+/// pool can launch (all of them but the Spot taint).
+pub(crate) fn first_blocking_pool_taint<'t>(
+    tolerations: &[Toleration],
+    pool_taints: &'t [Taint],
+) -> Option<&'t Taint> {
+    pool_taints
+        .iter()
+        .find(|taint| !is_spot_taint(taint) && blocks(tolerations, taint))
+}
+
+/// The pool's Spot taint, when it keeps the pod off the pool's Spot nodes.
+pub(crate) fn blocking_spot_taint<'t>(
+    tolerations: &[Toleration],
+    pool_taints: &'t [Taint],
+) -> Option<&'t Taint> {
+    pool_taints
+        .iter()
+        .find(|taint| is_spot_taint(taint) && blocks(tolerations, taint))
 }
 
 pub(crate) fn describe(taint: &Taint) -> String {

@@ -152,6 +152,41 @@ fn untolerated_pool_taint_is_the_reason() {
 }
 
 #[test]
+fn the_spot_taint_of_a_mixed_pool_keeps_only_its_spot_nodes_from_untolerating_pods() {
+    let mut case = Case::new(sizes(&["a"]));
+    case.pools[0].taints = vec![taint(CAPACITY_TYPE, "spot", TaintEffect::NoSchedule)];
+    case.pods = vec![pod("plain", 100, 0), {
+        let mut p = pod("tolerant", 100, 0);
+        p.tolerations = vec![tolerate(CAPACITY_TYPE)];
+        p
+    }];
+    let plan = case.solve();
+    let node_of = |name: &str| {
+        plan.new_nodes
+            .iter()
+            .find(|n| n.pods.iter().any(|p| p == name))
+            .unwrap_or_else(|| panic!("{name} has no new node: {plan:?}"))
+    };
+    // Spot is cheaper: the tolerating pod gets it; the other an on-demand node.
+    assert_eq!(
+        node_of("ns/plain").capacity_types,
+        vec![CapacityType::OnDemand]
+    );
+    assert_eq!(
+        node_of("ns/tolerant").capacity_types,
+        vec![CapacityType::Spot]
+    );
+    // A Spot-only pool has nowhere for the untolerating pod, and says why.
+    case.pools[0].requirements = vec![req(CAPACITY_TYPE, Operator::In, &["spot"])];
+    let plan = case.solve();
+    assert!(
+        reason(&plan, "ns/plain")
+            .contains("spotwright.io/capacity-type=spot:NoSchedule on its Spot nodes"),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn prefer_no_schedule_does_not_block() {
     let mut case = Case::new(sizes(&["a"]));
     case.pools[0].taints = vec![taint("soft", "x", TaintEffect::PreferNoSchedule)];

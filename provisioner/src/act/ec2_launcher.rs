@@ -20,6 +20,7 @@ use crate::model::facts;
 use crate::model::launch::{
     launch_from_requirements, plan_overrides, ErrorClass, OverrideError, UnavailableOfferings,
 };
+use crate::model::node::claim_taints;
 
 /// How long a capacity error keeps an offering out (as Karpenter).
 pub const UNAVAILABLE_FOR: Duration = Duration::from_secs(180);
@@ -139,6 +140,7 @@ impl Ec2Launcher {
         claim: &NodeClaim,
         class: &NodeClass,
         arch: &str,
+        capacity_type: CapacityType,
     ) -> Result<fleet::LaunchTemplateRef, LaunchFailure> {
         let status = class.status.clone().unwrap_or_default();
         let wanted = format!("({arch})");
@@ -162,13 +164,7 @@ impl Ec2Launcher {
         }
         let bootstrap = NodeBootstrap {
             labels: claim.metadata.labels.clone().unwrap_or_default(),
-            taints: claim
-                .spec
-                .taints
-                .iter()
-                .chain(&claim.spec.startup_taints)
-                .cloned()
-                .collect(),
+            taints: claim_taints(claim, Some(capacity_type)).cloned().collect(),
         };
         let spec = LaunchTemplateSpec {
             cluster_name: self.cluster.name.clone(),
@@ -284,8 +280,9 @@ struct Attempt<'a> {
     class: &'a NodeClass,
     name: String,
     uid: String,
-    /// One launch template per architecture, made once.
-    templates: HashMap<String, fleet::LaunchTemplateRef>,
+    /// One launch template per architecture and capacity type (the user
+    /// data's taints differ), made once.
+    templates: HashMap<(String, CapacityType), fleet::LaunchTemplateRef>,
     /// The capacity errors of the previous attempt.
     last_errors: Vec<OverrideError>,
 }
@@ -330,11 +327,14 @@ impl Ec2Launcher {
         // One template (one AMI) per request: keep the cheapest override's architecture.
         let arch = plan.cheapest_arch().unwrap_or("amd64").to_owned();
         plan.retain_arch(&arch);
-        let template = match attempt.templates.get(&arch) {
+        let key = (arch, plan.capacity_type);
+        let template = match attempt.templates.get(&key) {
             Some(t) => t.clone(),
             None => {
-                let t = self.template(attempt.claim, attempt.class, &arch).await?;
-                attempt.templates.insert(arch.clone(), t.clone());
+                let t = self
+                    .template(attempt.claim, attempt.class, &key.0, key.1)
+                    .await?;
+                attempt.templates.insert(key, t.clone());
                 t
             }
         };

@@ -120,6 +120,10 @@ fn provisioner_runs_with_leader_election_off_spotwright_nodes() {
         .collect();
     for name in [
         "SPOTWRIGHT_CLUSTER_NAME",
+        "SPOTWRIGHT_CLUSTER_ENDPOINT",
+        "SPOTWRIGHT_CLUSTER_CA_BUNDLE",
+        "SPOTWRIGHT_CLUSTER_SERVICE_CIDR",
+        "SPOTWRIGHT_CLUSTER_IP_FAMILY",
         "SPOTWRIGHT_INTERRUPTION_QUEUE",
         "POD_NAMESPACE",
         "POD_NAME",

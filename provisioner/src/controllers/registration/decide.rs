@@ -14,7 +14,7 @@ use spotwright_api::{conditions, NodeClaim};
 use crate::model::claim::{
     elapsed, find_condition, is_condition_true, provider_id, set_condition, ConditionUpdate,
 };
-use crate::model::node::{node_labels, node_taints, same_taint};
+use crate::model::node::{claim_capacity, claim_taints, node_labels, node_taints, same_taint};
 
 /// How registration behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,11 +93,7 @@ pub fn plan_node_update(claim: &NodeClaim, node: &Node) -> NodeUpdate {
         None
     } else {
         let existing = node_taints(node);
-        let missing: Vec<Taint> = claim
-            .spec
-            .taints
-            .iter()
-            .chain(&claim.spec.startup_taints)
+        let missing: Vec<Taint> = claim_taints(claim, claim_capacity(claim))
             .filter(|wanted| !existing.iter().any(|t| same_taint(t, wanted)))
             .fold(Vec::new(), |mut acc, t| {
                 if !acc.iter().any(|a| same_taint(a, t)) {
