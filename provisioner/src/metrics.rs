@@ -5,6 +5,8 @@ use prometheus::{
     Registry,
 };
 
+use crate::controllers::disruption::decide::Cause;
+
 #[derive(Clone)]
 pub struct Metrics {
     pub pending_pods: IntGauge,
@@ -36,6 +38,33 @@ const REPLACEMENT_BUCKETS: [f64; 10] = [
     10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0];
+
+/// The internal `reason`s of `launch_failures_total` (an EC2 error code is
+/// the reason otherwise, and has its series from its first failure).
+pub const LAUNCH_FAILURE_REASONS: [&str; 2] = ["no_capacity", "nodeclass_not_ready"];
+/// The `reason`s of `nodes_terminated_total`.
+pub const TERMINATION_REASONS: [&str; 2] = ["nodeclaim_deleted", "orphan"];
+/// The `result`s of `disruption_decisions_total`, for every `Cause`.
+pub const DISRUPTION_RESULTS: [&str; 6] = [
+    "replacing",
+    "drained",
+    "budget",
+    "do_not_disrupt",
+    "unschedulable",
+    "rolled_back",
+];
+/// The `action`s and `result`s of `consolidation_actions_total`.
+pub const CONSOLIDATION_ACTIONS: [&str; 2] = ["delete", "replace"];
+pub const CONSOLIDATION_RESULTS: [&str; 5] =
+    ["started", "completed", "rolled_back", "held", "blocked"];
+/// The `(kind, outcome)` of `interruption_messages_total` that act on a
+/// claim: the notices that delete one, and the rebalance that marks one.
+pub const INTERRUPTION_ACTIONS: [(&str, &str); 4] = [
+    ("spot_interruption", "deleted"),
+    ("scheduled_change", "deleted"),
+    ("state_change", "deleted"),
+    ("rebalance", "marked"),
+];
 
 impl Metrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
@@ -183,6 +212,64 @@ impl Metrics {
         registry.register(Box::new(metrics.consolidation_evaluation.clone()))?;
         registry.register(Box::new(metrics.kube_requests.clone()))?;
         registry.register(Box::new(metrics.snapshot_builds.clone()))?;
+        metrics.zero_known_series();
         Ok(metrics)
+    }
+
+    /// Every series of a fixed, known label set exists from the start at
+    /// 0, so rates, dashboards and alerts see zeros rather than nothing.
+    /// Labels from open sets (EC2 error codes, NodePools, instance types)
+    /// appear with their first event.
+    fn zero_known_series(&self) {
+        for reason in LAUNCH_FAILURE_REASONS {
+            self.launch_failures.with_label_values(&[reason]);
+        }
+        for reason in TERMINATION_REASONS {
+            self.nodes_terminated.with_label_values(&[reason]);
+        }
+        for cause in [
+            Cause::Expired,
+            Cause::Rebalance,
+            Cause::Drifted,
+            Cause::Underutilized,
+        ] {
+            for result in DISRUPTION_RESULTS {
+                self.disruption_decisions
+                    .with_label_values(&[cause.as_str(), result]);
+            }
+        }
+        for action in CONSOLIDATION_ACTIONS {
+            for result in CONSOLIDATION_RESULTS {
+                self.consolidation_actions
+                    .with_label_values(&[action, result]);
+            }
+        }
+        for (kind, outcome) in INTERRUPTION_ACTIONS {
+            self.interruption_messages
+                .with_label_values(&[kind, outcome]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_label_sets_are_exported_at_zero_from_the_start() {
+        let registry = Registry::new();
+        Metrics::register(&registry).expect("registers");
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encodes");
+        for series in [
+            "spotwright_provisioner_launch_failures_total{reason=\"no_capacity\"} 0",
+            "spotwright_provisioner_nodes_terminated_total{reason=\"orphan\"} 0",
+            "spotwright_provisioner_disruption_decisions_total{reason=\"Drifted\",result=\"drained\"} 0",
+            "spotwright_provisioner_consolidation_actions_total{action=\"replace\",result=\"completed\"} 0",
+            "spotwright_provisioner_interruption_messages_total{kind=\"spot_interruption\",outcome=\"deleted\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 }

@@ -50,19 +50,44 @@ impl Prometheus {
 
     /// An instant PromQL query; the first sample's value, if any.
     pub async fn query_value(&self, promql: &str) -> Option<f64> {
-        let client = reqwest::Client::new();
-        let response = client
-            .get(format!("http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query"))
-            .query(&[("query", promql)])
-            .send()
-            .await
-            .ok()?;
-        let body: Value = response.json().await.ok()?;
+        let body = self.query(promql).await?;
         body["data"]["result"].get(0)?["value"]
             .get(1)?
             .as_str()?
             .parse()
             .ok()
+    }
+
+    /// An instant PromQL query: Prometheus's whole JSON answer, a refused
+    /// query's (`"status": "error"`, `errorType`, `error`) included; `None`
+    /// when Prometheus does not answer with JSON.
+    pub async fn query(&self, promql: &str) -> Option<Value> {
+        self.api("query", &[("query", promql)]).await
+    }
+
+    /// Every metric name Prometheus holds a series of (`/api/v1/label/__name__/values`).
+    pub async fn metric_names(&self) -> Vec<String> {
+        let body = self.api("label/__name__/values", &[]).await;
+        body.as_ref()
+            .and_then(|b| b["data"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    async fn api(&self, path: &str, params: &[(&str, &str)]) -> Option<Value> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .ok()?;
+        let response = client
+            .get(format!("http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/{path}"))
+            .query(params)
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
     }
 }
 

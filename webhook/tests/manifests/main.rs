@@ -16,12 +16,15 @@
 //!   NetworkPolicy and RBAC;
 //! - `scheduler`: spotwright-scheduler (a second kube-scheduler), its
 //!   KubeSchedulerConfiguration, Deployment and RBAC;
+//! - `observability`: manifests/observability's ServiceMonitors (against
+//!   the base's Services) and the Grafana dashboard's ConfigMap;
 //! - `render`: rendering and the accessors the others share.
 //!
 //! Uses std, serde_yaml and serde_json only, not the webhook library.
 
 mod deployment;
 mod extender;
+mod observability;
 mod provisioner;
 mod rbac;
 mod registration;

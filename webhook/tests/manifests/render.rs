@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use crate::WEBHOOK;
 
 pub struct Rendered {
-    /// "base" or "overlays/local", for messages.
+    /// "base", "overlays/local" or "observability", for messages.
     pub name: &'static str,
     pub objects: Vec<Value>,
 }
@@ -69,6 +69,12 @@ pub fn base() -> &'static Rendered {
 pub fn local() -> &'static Rendered {
     static LOCAL: OnceLock<Rendered> = OnceLock::new();
     LOCAL.get_or_init(|| render("overlays/local"))
+}
+
+/// manifests/observability: ServiceMonitors and the Grafana dashboard.
+pub fn observability() -> &'static Rendered {
+    static OBSERVABILITY: OnceLock<Rendered> = OnceLock::new();
+    OBSERVABILITY.get_or_init(|| render("observability"))
 }
 
 pub fn parse_docs(text: &str, origin: &str) -> Vec<Value> {
