@@ -5,8 +5,6 @@ use prometheus::{
     Registry,
 };
 
-use crate::controllers::disruption::decide::Cause;
-
 #[derive(Clone)]
 pub struct Metrics {
     pub pending_pods: IntGauge,
@@ -44,7 +42,10 @@ const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 
 pub const LAUNCH_FAILURE_REASONS: [&str; 2] = ["no_capacity", "nodeclass_not_ready"];
 /// The `reason`s of `nodes_terminated_total`.
 pub const TERMINATION_REASONS: [&str; 2] = ["nodeclaim_deleted", "orphan"];
-/// The `result`s of `disruption_decisions_total`, for every `Cause`.
+/// The `reason`s of `disruption_decisions_total`: every disruption
+/// `Cause` (a test in controllers::disruption::decide keeps them equal).
+pub const DISRUPTION_CAUSES: [&str; 4] = ["Expired", "Rebalance", "Drifted", "Underutilized"];
+/// The `result`s of `disruption_decisions_total`, for every cause.
 pub const DISRUPTION_RESULTS: [&str; 6] = [
     "replacing",
     "drained",
@@ -227,15 +228,10 @@ impl Metrics {
         for reason in TERMINATION_REASONS {
             self.nodes_terminated.with_label_values(&[reason]);
         }
-        for cause in [
-            Cause::Expired,
-            Cause::Rebalance,
-            Cause::Drifted,
-            Cause::Underutilized,
-        ] {
+        for cause in DISRUPTION_CAUSES {
             for result in DISRUPTION_RESULTS {
                 self.disruption_decisions
-                    .with_label_values(&[cause.as_str(), result]);
+                    .with_label_values(&[cause, result]);
             }
         }
         for action in CONSOLIDATION_ACTIONS {

@@ -18,11 +18,14 @@
 //!   KubeSchedulerConfiguration, Deployment and RBAC;
 //! - `observability`: manifests/observability's ServiceMonitors (against
 //!   the base's Services) and the Grafana dashboard's ConfigMap;
+//! - `eks`: manifests/overlays/eks (cluster name, system node group
+//!   placement, PriorityClass, scheduler image), against the base;
 //! - `render`: rendering and the accessors the others share.
 //!
 //! Uses std, serde_yaml and serde_json only, not the webhook library.
 
 mod deployment;
+mod eks;
 mod extender;
 mod observability;
 mod provisioner;

@@ -71,6 +71,12 @@ pub fn local() -> &'static Rendered {
     LOCAL.get_or_init(|| render("overlays/local"))
 }
 
+/// manifests/overlays/eks: what EKS users apply.
+pub fn eks() -> &'static Rendered {
+    static EKS: OnceLock<Rendered> = OnceLock::new();
+    EKS.get_or_init(|| render("overlays/eks"))
+}
+
 /// manifests/observability: ServiceMonitors and the Grafana dashboard.
 pub fn observability() -> &'static Rendered {
     static OBSERVABILITY: OnceLock<Rendered> = OnceLock::new();

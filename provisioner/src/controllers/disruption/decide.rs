@@ -236,6 +236,24 @@ mod tests {
     use spotwright_api::v1alpha1::{NodeClaimSpec, NodeClaimStatus, NodeClassReference};
     use std::collections::HashSet;
 
+    #[test]
+    fn every_cause_has_its_metric_series_from_the_start() {
+        let causes = [
+            Cause::Expired,
+            Cause::Rebalance,
+            Cause::Drifted,
+            Cause::Underutilized,
+        ];
+        // A new cause fails to compile here until it is listed above.
+        for cause in causes {
+            match cause {
+                Cause::Expired | Cause::Rebalance | Cause::Drifted | Cause::Underutilized => {}
+            }
+        }
+        let names: Vec<&str> = causes.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names, crate::metrics::DISRUPTION_CAUSES);
+    }
+
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap_or(Timestamp::UNIX_EPOCH)
     }
