@@ -329,8 +329,10 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
     let namespace = format!("prov-{id}");
     const TRIALS: usize = 20;
     let mut kill_points = Vec::new();
+    // Each trial kills the provisioner the previous one restarted: one
+    // start per trial (each reads moto's whole catalog, ~8 s).
+    let mut provisioner = Provisioner::start(env, "crash-first", MOTO, &[]).await;
     for trial in 0..TRIALS {
-        let mut provisioner = Provisioner::start(env, &format!("crash-{trial}"), MOTO, &[]).await;
         // One pod per node (hostname anti-affinity), so every trial launches.
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -346,8 +348,7 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
         kill_points.push(wait);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         provisioner.kill9();
-        let _restarted =
-            Provisioner::start(env, &format!("crash-{trial}-restarted"), MOTO, &[]).await;
+        provisioner = Provisioner::start(env, &format!("crash-{trial}-restarted"), MOTO, &[]).await;
         let want = trial + 1;
         eventually(
             &format!("trial {trial}: {want} pods Running"),
@@ -370,8 +371,8 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
         );
     }
     eprintln!("kill points (ms after pod creation): {kill_points:?}");
-    let _provisioner = Provisioner::start(env, "crash-cleanup", MOTO, &[]).await;
     cleanup(env, &client, &pool, &namespace).await;
+    drop(provisioner);
 }
 
 /// The `n` cheapest amd64 `.large` types of categories c, m and r by the
