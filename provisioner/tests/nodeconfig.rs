@@ -259,7 +259,7 @@ fn a_bare_node_config_and_a_script_become_parts_of_their_own() {
 
 fn label_key() -> impl Strategy<Value = String> {
     (
-        "[a-z]{1,8}(\\.[a-z]{1,5})?/)?",
+        "([a-z]{1,8}(\\.[a-z]{1,5})?/)?",
         "[a-z][a-z0-9-]{0,10}[a-z0-9]",
     )
         .prop_map(|(prefix, name)| format!("{prefix}{name}"))

@@ -48,9 +48,7 @@ pub(crate) fn first_blocking_pool_taint<'t>(
     tolerations: &[Toleration],
     pool_taints: &'t [Taint],
 ) -> Option<&'t Taint> {
-    pool_taints
-        .iter()
-        .find(|taint| !is_spot_taint(taint) && blocks(tolerations, taint))
+    first_blocking_of_kind(tolerations, pool_taints, false)
 }
 
 /// The pool's Spot taint, when it keeps the pod off the pool's Spot nodes.
@@ -58,9 +56,17 @@ pub(crate) fn blocking_spot_taint<'t>(
     tolerations: &[Toleration],
     pool_taints: &'t [Taint],
 ) -> Option<&'t Taint> {
-    pool_taints
+    first_blocking_of_kind(tolerations, pool_taints, true)
+}
+
+fn first_blocking_of_kind<'t>(
+    tolerations: &[Toleration],
+    taints: &'t [Taint],
+    spot: bool,
+) -> Option<&'t Taint> {
+    taints
         .iter()
-        .find(|taint| is_spot_taint(taint) && blocks(tolerations, taint))
+        .find(|taint| is_spot_taint(taint) == spot && blocks(tolerations, taint))
 }
 
 pub(crate) fn describe(taint: &Taint) -> String {

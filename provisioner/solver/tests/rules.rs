@@ -167,15 +167,20 @@ fn the_spot_taint_of_a_mixed_pool_keeps_only_its_spot_nodes_from_untolerating_po
             .find(|n| n.pods.iter().any(|p| p == name))
             .unwrap_or_else(|| panic!("{name} has no new node: {plan:?}"))
     };
-    // Spot is cheaper: the tolerating pod gets it; the other an on-demand node.
+    // The untolerating pod gets an on-demand node (the tolerating one may share it).
     assert_eq!(
         node_of("ns/plain").capacity_types,
         vec![CapacityType::OnDemand]
     );
+    // Alone, the tolerating pod may have the pool's Spot too, cheapest first.
+    let plain = case.pods.remove(0);
+    let alone = case.solve();
+    assert_eq!(alone.new_nodes.len(), 1, "{alone:?}");
     assert_eq!(
-        node_of("ns/tolerant").capacity_types,
-        vec![CapacityType::Spot]
+        alone.new_nodes[0].capacity_types,
+        vec![CapacityType::Spot, CapacityType::OnDemand]
     );
+    case.pods.insert(0, plain);
     // A Spot-only pool has nowhere for the untolerating pod, and says why.
     case.pools[0].requirements = vec![req(CAPACITY_TYPE, Operator::In, &["spot"])];
     let plan = case.solve();
