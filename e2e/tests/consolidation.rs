@@ -18,7 +18,7 @@ use spotwright_e2e::harness::provisioner::{ec2, Provisioner};
 use spotwright_e2e::harness::rollout::{deployment, one_at_a_time, pdb_counts, Guard};
 use spotwright_e2e::harness::webhook::Webhook;
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
-use spotwright_provisioner::act::aws::catalog::fetch_instance_types;
+use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, SpotPrices};
 use spotwright_provisioner::model::claim::offering_price;
 use spotwright_provisioner::model::pod::CachedPod;
 use spotwright_provisioner::model::problem::{build, Objects};
@@ -47,9 +47,14 @@ fn four_vcpu() -> serde_json::Value {
 }
 
 async fn catalog() -> Vec<InstanceType> {
-    fetch_instance_types(&ec2().await, &HashMap::new(), DEFAULT_ROOT_VOLUME_GIB)
-        .await
-        .expect("the catalog as the provisioner reads it")
+    fetch_instance_types(
+        &ec2().await,
+        &HashMap::new(),
+        SpotPrices::History,
+        DEFAULT_ROOT_VOLUME_GIB,
+    )
+    .await
+    .expect("the catalog as the provisioner reads it")
 }
 
 /// Live (not deleting) claims of `pool`.

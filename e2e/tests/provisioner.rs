@@ -15,7 +15,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{ec2, FaultProxy, Provisioner};
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
 use spotwright_e2e::harness::{env, unique_suffix, Env};
-use spotwright_provisioner::act::aws::catalog::fetch_instance_types;
+use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, SpotPrices};
 use spotwright_solver::model::InstanceType;
 
 mod pools;
@@ -182,9 +182,14 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
         "the NodePool's cpu limit was exceeded: {peak_cpu}m"
     );
 
-    let catalog = fetch_instance_types(&ec2().await, &HashMap::new(), DEFAULT_ROOT_VOLUME_GIB)
-        .await
-        .expect("the catalog as the provisioner reads it");
+    let catalog = fetch_instance_types(
+        &ec2().await,
+        &HashMap::new(),
+        SpotPrices::History,
+        DEFAULT_ROOT_VOLUME_GIB,
+    )
+    .await
+    .expect("the catalog as the provisioner reads it");
     for pod in running_pods(&client, &namespace).await {
         let node_name = pod.spec.and_then(|s| s.node_name).unwrap_or_default();
         let node = Api::<Node>::all(client.clone())

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{Filter, InstanceType as Ec2Type, ResourceType, Tag, Tag
 use spotwright_api::keys::{CapacityType, NODECLAIM_TAG, NODEPOOL_TAG};
 use spotwright_api::v1alpha1::{AmiSelector, ResolvedSubnet, SelectorTerm};
 use spotwright_provisioner::act::aws::ami::{resolve_amis, AmiError, EKS_LATEST_ALIAS};
-use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, Arch};
+use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, Arch, SpotPrices};
 use spotwright_provisioner::act::aws::fleet::{
     self, describe_instances_by_cluster_tag, ensure_launch_template, find_instance_for_claim,
     template::delete_unused_launch_templates, terminate_instances, userdata, ClusterSettings,
@@ -151,7 +151,7 @@ fn discovery_terms(discovery: &str) -> Vec<SelectorTerm> {
 async fn the_catalog_from_moto_has_zonal_offerings_and_eks_allocatable() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
-    let types = fetch_instance_types(&aws.ec2, &Default::default(), 20)
+    let types = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
         .await
         .expect("catalog");
     assert!(types.len() > 100, "{} types", types.len());
@@ -385,7 +385,7 @@ async fn create_fleet_launches_one_tagged_spot_instance_per_claim() {
     let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
         .await
         .expect("subnets");
-    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), 20)
+    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
         .await
         .expect("catalog");
     let plan = plan_overrides(
@@ -562,7 +562,7 @@ async fn each_architecture_launches_from_its_own_template_and_image() {
     assert_eq!(templates.len(), 2);
     assert_ne!(templates["amd64"].name, templates["arm64"].name);
 
-    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), 20)
+    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
         .await
         .expect("catalog");
     let mut plan = plan_overrides(

@@ -102,6 +102,10 @@ pub struct Cli {
     /// Read on-demand prices from the AWS Pricing API (else the bundled snapshot only).
     #[arg(long, env = "SPOTWRIGHT_PRICING_API", default_value_t = true, action = clap::ArgAction::Set)]
     pub pricing_api: bool,
+    /// Read Spot prices from EC2's Spot price history (else the bundled
+    /// snapshot's discount model: see docs/provisioner-aws.md, "Prices").
+    #[arg(long, env = "SPOTWRIGHT_SPOT_PRICE_HISTORY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub spot_price_history: bool,
     /// How often on-demand prices are read from the Pricing API.
     #[arg(long, env = "SPOTWRIGHT_PRICING_REFRESH", default_value = "12h", value_parser = duration)]
     pub pricing_refresh: Duration,

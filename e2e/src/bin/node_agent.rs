@@ -77,7 +77,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let kube = kube::Client::try_default()
+    let kube = spotwright_e2e::named_client("spotwright-node-agent")
         .await
         .context("configuring the Kubernetes client")?;
     let aws = spotwright_e2e::aws::sdk_config().await;

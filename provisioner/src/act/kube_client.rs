@@ -30,6 +30,15 @@ pub async fn counted_client(requests: IntCounterVec) -> Result<kube::Client, Err
         .await
         .map_err(|e| Error::Config(format!("no Kubernetes configuration: {e}")))?;
     config.default_retry = false;
+    // Names the provisioner in the API server's audit log and request
+    // metrics (kube sends no User-Agent of its own).
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!(
+            "spotwright-provisioner/",
+            env!("CARGO_PKG_VERSION")
+        )),
+    ));
     let client = ClientBuilder::try_from(config)
         .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?
         .with_layer(&CountRequests { requests })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB;
 
-use crate::act::aws::catalog::fetch_instance_types;
+use crate::act::aws::catalog::{fetch_instance_types, SpotPrices};
 use crate::act::aws::pricing::fetch_on_demand_prices;
 use crate::act::ec2_launcher::Ec2Launcher;
 use crate::Error;
@@ -17,6 +17,7 @@ use crate::Error;
 pub struct CatalogSource {
     pub pricing: Option<aws_sdk_pricing::Client>,
     pub region: String,
+    pub spot_prices: SpotPrices,
     pub refresh: Duration,
     pub pricing_refresh: Duration,
 }
@@ -28,11 +29,18 @@ pub async fn load(
     source: &CatalogSource,
 ) -> Result<HashMap<String, f64>, Error> {
     let on_demand = on_demand_prices(source).await;
-    let types = fetch_instance_types(launcher.ec2(), &on_demand, DEFAULT_ROOT_VOLUME_GIB).await?;
+    let types = fetch_instance_types(
+        launcher.ec2(),
+        &on_demand,
+        source.spot_prices,
+        DEFAULT_ROOT_VOLUME_GIB,
+    )
+    .await?;
     tracing::info!(
         instance_types = types.len(),
         on_demand_prices = on_demand.len(),
         region = source.region,
+        spot_prices = ?source.spot_prices,
         "catalog loaded"
     );
     launcher.set_instance_types(types);
@@ -53,7 +61,14 @@ pub async fn refresh(
             on_demand = on_demand_prices(&source).await;
             last_pricing = tokio::time::Instant::now();
         }
-        match fetch_instance_types(launcher.ec2(), &on_demand, DEFAULT_ROOT_VOLUME_GIB).await {
+        match fetch_instance_types(
+            launcher.ec2(),
+            &on_demand,
+            source.spot_prices,
+            DEFAULT_ROOT_VOLUME_GIB,
+        )
+        .await
+        {
             Ok(types) => launcher.set_instance_types(types),
             Err(err) => {
                 tracing::warn!(error = %err, "catalog refresh failed; keeping the last one")

@@ -130,7 +130,11 @@ impl Nominations {
             released: false,
         });
         record.claim = claim.to_owned();
-        record.launches = record.launches.saturating_add(1);
+        // A launch after other pods took the last one's room is no retry of
+        // a failure: it does not lengthen the backoff.
+        if !record.released {
+            record.launches = record.launches.saturating_add(1);
+        }
         record.last_launch = now;
         record.refused = None;
         record.released = false;
@@ -180,14 +184,18 @@ impl Nominations {
                 })
             }
             (PodNow::Pending { message }, ClaimNow::Ready { since, room, .. }) => {
-                let judged = record.refused.is_some() || record.released;
-                if judged || elapsed(since, now) < self.settings.grace {
+                if record.refused.is_some() || record.released {
                     return None;
                 }
                 if !room {
                     // Not a disagreement: the scheduler gave the node to
-                    // other pods. The pod is solved again (after the backoff).
+                    // other pods. No grace can make it fit there, so the pod
+                    // is solved again at once (in a burst the scheduler
+                    // fills new nodes in its own order, not the solver's).
                     record.released = true;
+                    return None;
+                }
+                if elapsed(since, now) < self.settings.grace {
                     return None;
                 }
                 let reason = main_reason(message);
@@ -208,7 +216,7 @@ impl Nominations {
     pub fn hold(&self, pod: &str, message: &str, claim: ClaimNow, now: Timestamp) -> Option<Hold> {
         let record = self.pods.get(pod)?;
         match &record.refused {
-            _ if record.released => {}
+            _ if record.released => return None,
             Some(refused) if *refused == main_reason(message) => {
                 return Some(Hold::Refused { reason: refused });
             }
@@ -367,6 +375,41 @@ mod tests {
             n.hold("a/p", "", full, at(60)),
             None,
             "free to launch again"
+        );
+    }
+
+    #[test]
+    fn a_pod_whose_node_others_filled_is_solved_again_at_once_without_backoff() {
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        n.nominated("a/p", "pool-y", at(1));
+        let pending = PodNow::Pending {
+            message: "0/3 nodes are available: 3 Insufficient cpu.",
+        };
+        let full = |since| ClaimNow::Ready {
+            node: "n1",
+            since: at(since),
+            room: false,
+        };
+        // Within the grace, and inside the backoff of its second launch.
+        assert!(matches!(
+            n.hold("a/p", "", ClaimNow::Launching { node: None }, at(2)),
+            Some(Hold::Awaiting { .. })
+        ));
+        assert_eq!(n.judge("a/p", pending, full(2), at(3)), None);
+        assert_eq!(n.hold("a/p", "", full(2), at(3)), None, "released at once");
+        // Relaunched and filled by others again: still no wait, no matter how often.
+        for round in 0..5 {
+            let t = 4 + round * 2;
+            n.nominated("a/p", "pool-z", at(t));
+            assert_eq!(n.judge("a/p", pending, full(t), at(t + 1)), None);
+            assert_eq!(n.hold("a/p", "", full(t), at(t + 1)), None);
+        }
+        // A failed launch after that backs off as the second launch did, not more.
+        n.nominated("a/p", "pool-w", at(20));
+        assert_eq!(
+            n.hold("a/p", "", ClaimNow::Gone, at(21)),
+            Some(Hold::Backoff { until: at(35) })
         );
     }
 

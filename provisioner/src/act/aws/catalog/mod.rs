@@ -21,6 +21,18 @@ pub use convert::{Arch, PriceBook, TypeFacts};
 /// The Spot price history's product description for Linux instances in a VPC.
 pub const LINUX_PRODUCT_DESCRIPTION: &str = "Linux/UNIX";
 
+/// Where Spot prices come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpotPrices {
+    /// EC2's Spot price history (DescribeSpotPriceHistory), the snapshot's
+    /// discount model for any type and zone it has no price for.
+    History,
+    /// The snapshot's discount model alone (`--spot-price-history false`):
+    /// for a role without `ec2:DescribeSpotPriceHistory`, or an emulator
+    /// whose history is one flat figure.
+    Modeled,
+}
+
 /// The latest instance types, refreshed as a whole.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
@@ -87,9 +99,10 @@ impl Catalog {
         &mut self,
         ec2: &aws_sdk_ec2::Client,
         on_demand: &HashMap<String, f64>,
+        spot_prices: SpotPrices,
         root_volume_gib: u64,
     ) -> Result<usize, Error> {
-        let types = fetch_instance_types(ec2, on_demand, root_volume_gib).await?;
+        let types = fetch_instance_types(ec2, on_demand, spot_prices, root_volume_gib).await?;
         let count = types.len();
         self.replace(types, Instant::now());
         Ok(count)
@@ -102,11 +115,15 @@ impl Catalog {
 pub async fn fetch_instance_types(
     ec2: &aws_sdk_ec2::Client,
     on_demand: &HashMap<String, f64>,
+    spot_prices: SpotPrices,
     root_volume_gib: u64,
 ) -> Result<Vec<InstanceType>, Error> {
     let infos = describe_instance_types(ec2).await?;
     let offerings = describe_zone_offerings(ec2).await?;
-    let spot = describe_spot_prices(ec2).await?;
+    let spot = match spot_prices {
+        SpotPrices::History => describe_spot_prices(ec2).await?,
+        SpotPrices::Modeled => Vec::new(),
+    };
     let snapshot = PriceCatalog::embedded().ok();
     if snapshot.is_none() {
         tracing::warn!("the bundled price snapshot does not parse; using API prices only");

@@ -1,0 +1,416 @@
+//! `spotwright-scale-bench`: what `bench/scale/run` runs against the local
+//! cluster (see that script for the whole procedure).
+//!
+//! - `instance-types --out FILE`: Karpenter's KWOK instance-types file from
+//!   moto's EC2 and the bundled prices (`scale::instance_types`).
+//! - `run ...`: one scale-up of the workload to `--pods`, then to zero, for
+//!   one system; writes one JSON document of every figure to `--out`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use spotwright_api::eks::InstanceFacts;
+use spotwright_api::keys::CapacityType;
+use spotwright_api::prices::PriceCatalog;
+use spotwright_e2e::scale::figures::{
+    bucket_delta, histogram_buckets, histogram_count, histogram_quantile, histogram_sum,
+    requests_by_client,
+};
+use spotwright_e2e::scale::instance_types::{
+    karpenter_instance_types, price_table, Offering, TypeFacts,
+};
+use spotwright_e2e::scale::run::{
+    no_launched_nodes, pool_instance_count, scale_to_zero, scale_up, LaunchedNode, System,
+};
+use spotwright_e2e::scale::workload::wide_deployments;
+
+#[derive(Parser)]
+#[command(
+    name = "spotwright-scale-bench",
+    about = "The scale benchmark's driver (bench/scale/run)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Writes Karpenter's KWOK instance-types file from moto and the bundled prices.
+    InstanceTypes {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// One scale-up to --pods and back to zero.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, value_parser = parse_system)]
+    system: System,
+    #[arg(long)]
+    pods: u32,
+    /// An existing namespace (opted in, for Spotwright).
+    #[arg(long)]
+    namespace: String,
+    /// The system's NodePool: its nodes are counted, and at the end they
+    /// (and for Spotwright its EC2 instances) must all go.
+    #[arg(long, default_value = "spot")]
+    pool: String,
+    /// The instance-types file (`instance-types`): it prices every node.
+    #[arg(long)]
+    prices: PathBuf,
+    /// Processes to account, `name=pid` (CPU seconds of each; peak RSS too).
+    #[arg(long = "process", value_parser = parse_process)]
+    processes: Vec<(String, u32)>,
+    /// The API server's audit log (JSON lines), to count requests by client.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// The cluster's state folder (its PKI reaches the schedulers' /metrics).
+    #[arg(long)]
+    state: PathBuf,
+    /// Secure port of the scheduler that places this system's pods.
+    #[arg(long)]
+    scheduler_port: u16,
+    /// Metrics URL of the system's controller (text format), if any.
+    #[arg(long)]
+    controller_metrics: Option<String>,
+    #[arg(long, default_value_t = 900)]
+    timeout_seconds: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_system(text: &str) -> Result<System, String> {
+    match text {
+        "spotwright" => Ok(System::Spotwright),
+        "karpenter" => Ok(System::Karpenter),
+        other => Err(format!(
+            "unknown system {other:?} (spotwright or karpenter)"
+        )),
+    }
+}
+
+fn parse_process(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not name=pid"))?;
+    let pid = pid.parse().map_err(|e| format!("pid of {name}: {e}"))?;
+    Ok((name.to_owned(), pid))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Action::InstanceTypes { out } => instance_types(out).await,
+        Action::Run(args) => run(args).await,
+    }
+}
+
+async fn instance_types(out: PathBuf) -> Result<()> {
+    let ec2 = spotwright_e2e::harness::provisioner::ec2().await;
+    let mut types = Vec::new();
+    let mut pages = ec2.describe_instance_types().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for info in page.context("DescribeInstanceTypes")?.instance_types() {
+            if let Some(facts) = type_facts(info) {
+                types.push(facts);
+            }
+        }
+    }
+    let catalog = PriceCatalog::embedded().context("the bundled prices")?;
+    let mut prices: BTreeMap<(String, String), Offering> = BTreeMap::new();
+    let mut pages = ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for offering in page
+            .context("DescribeInstanceTypeOfferings")?
+            .instance_type_offerings()
+        {
+            let (Some(name), Some(zone)) = (offering.instance_type(), offering.location()) else {
+                continue;
+            };
+            prices.insert(
+                (name.as_str().to_owned(), zone.to_owned()),
+                Offering {
+                    spot: None,
+                    on_demand: catalog.price(name.as_str(), CapacityType::OnDemand),
+                },
+            );
+        }
+    }
+    // Both systems price Spot by the snapshot's discount model: moto's Spot
+    // price history is one flat figure (0.00001) for every type, and the
+    // provisioner runs with --spot-price-history false.
+    for ((name, _), offering) in prices.iter_mut() {
+        offering.spot = catalog.price(name, CapacityType::Spot);
+    }
+    let file = karpenter_instance_types(&types, &prices);
+    let count = file.as_array().map_or(0, Vec::len);
+    if count == 0 {
+        bail!("no eligible instance type with a price in moto's catalog");
+    }
+    std::fs::write(&out, serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("{count} instance types -> {}", out.display());
+    Ok(())
+}
+
+fn type_facts(info: &aws_sdk_ec2::types::InstanceTypeInfo) -> Option<TypeFacts> {
+    let name = info.instance_type()?.as_str().to_owned();
+    let archs = info.processor_info()?.supported_architectures();
+    let arch = if archs.iter().any(|a| a.as_str() == "x86_64") {
+        "amd64"
+    } else if archs.iter().any(|a| a.as_str() == "arm64") {
+        "arm64"
+    } else {
+        return None;
+    };
+    let network = info.network_info()?;
+    Some(TypeFacts {
+        name,
+        arch: arch.to_owned(),
+        eks: InstanceFacts {
+            vcpus: u32::try_from(info.v_cpu_info()?.default_v_cpus()?).ok()?,
+            memory_mib: u64::try_from(info.memory_info()?.size_in_mib()?).ok()?,
+            max_enis: u32::try_from(network.maximum_network_interfaces()?).ok()?,
+            ipv4_per_eni: u32::try_from(network.ipv4_addresses_per_interface()?).ok()?,
+        },
+    })
+}
+
+/// CPU seconds and peak RSS (MiB) of a process, from /proc.
+fn process_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on Linux for every architecture this runs on.
+    Some((ticks / 100.0, hwm_kib / 1024.0))
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The three /metrics texts a run compares: API server, scheduler, controller.
+struct Scrapes {
+    apiserver: String,
+    scheduler: String,
+    controller: String,
+}
+
+fn scrape(args: &RunArgs) -> Scrapes {
+    let kubectl = std::env::var("SPOTWRIGHT_KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let pki = args.state.join("pki");
+    let file = |name: &str| pki.join(name).to_string_lossy().into_owned();
+    let scheduler_url = format!("https://127.0.0.1:{}/metrics", args.scheduler_port);
+    let (ca, cert, key) = (file("ca.crt"), file("admin.crt"), file("admin.key"));
+    Scrapes {
+        apiserver: command_output(&kubectl, &["get", "--raw", "/metrics"]),
+        scheduler: command_output(
+            "curl",
+            &[
+                "-sfk",
+                "--cacert",
+                &ca,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                &scheduler_url,
+            ],
+        ),
+        controller: args
+            .controller_metrics
+            .as_deref()
+            .map(|url| command_output("curl", &["-sf", url]))
+            .unwrap_or_default(),
+    }
+}
+
+/// p50/p90/p99 (ms) and count of a histogram's observations between scrapes.
+fn histogram_figures(before: &str, after: &str, metric: &str, matching: &[&str]) -> Value {
+    let delta = bucket_delta(
+        &histogram_buckets(before, metric, matching),
+        &histogram_buckets(after, metric, matching),
+    );
+    let ms = |seconds: f64| (seconds * 1e6).round() / 1e3;
+    let quantile = |q: f64| histogram_quantile(q, &delta).map(ms);
+    let count = histogram_count(&delta);
+    let sum = histogram_sum(after, metric, matching) - histogram_sum(before, metric, matching);
+    // The mean is exact where a quantile is only interpolated inside a bucket.
+    let mean = (count > 0.0).then(|| ms(sum / count));
+    json!({"count": count, "mean_ms": mean, "p50_ms": quantile(0.5), "p90_ms": quantile(0.9),
+        "p99_ms": quantile(0.99)})
+}
+
+fn fleet(nodes: &[LaunchedNode], prices: &BTreeMap<(String, String, String), f64>) -> Value {
+    let mut usd = 0.0;
+    let mut unpriced = Vec::new();
+    let mut by_type: BTreeMap<&str, u32> = BTreeMap::new();
+    for node in nodes {
+        *by_type.entry(&node.instance_type).or_default() += 1;
+        let key = (
+            node.instance_type.clone(),
+            node.zone.clone(),
+            node.capacity_type.clone(),
+        );
+        match prices.get(&key) {
+            Some(price) => usd += price,
+            None => unpriced.push(format!("{} ({} {} {})", node.name, key.0, key.1, key.2)),
+        }
+    }
+    let spot = nodes.iter().filter(|n| n.capacity_type == "spot").count();
+    json!({"nodes": nodes.len(), "spot_nodes": spot, "usd_per_hour": (usd * 1e4).round() / 1e4,
+        "instance_types": by_type.len(), "unpriced": unpriced, "by_type": by_type})
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let client = spotwright_e2e::named_client("spotwright-scale-bench")
+        .await
+        .context("the cluster")?;
+    let prices_file: Value = serde_json::from_slice(
+        &std::fs::read(&args.prices)
+            .with_context(|| format!("reading {}", args.prices.display()))?,
+    )?;
+    let prices = price_table(&prices_file);
+    let shapes = wide_deployments(args.pods);
+    let timeout = Duration::from_secs(args.timeout_seconds);
+    let audit_from = args
+        .audit_log
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    let usage_before: BTreeMap<&str, (f64, f64)> = args
+        .processes
+        .iter()
+        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
+        .collect();
+    let before = scrape(&args);
+
+    let up = scale_up(
+        &client,
+        args.system,
+        &args.pool,
+        &args.namespace,
+        &shapes,
+        timeout,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let after = scrape(&args);
+    // The raw texts beside the report, to read any figure again.
+    for (part, text) in [
+        ("apiserver", &after.apiserver),
+        ("scheduler", &after.scheduler),
+        ("controller", &after.controller),
+    ] {
+        let _ = std::fs::write(args.out.with_extension(format!("{part}.metrics")), text);
+    }
+    let usage_up: BTreeMap<&str, (f64, f64)> = args
+        .processes
+        .iter()
+        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
+        .collect();
+    let audit = args.audit_log.as_ref().map(|path| {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let from = usize::try_from(audit_from).unwrap_or(0).min(bytes.len());
+        requests_by_client(&String::from_utf8_lossy(&bytes[from..]))
+    });
+    eprintln!(
+        "[scale] {} pods Running after {:.1}s on {} nodes",
+        up.pods,
+        up.seconds_to_all_running,
+        up.nodes.len()
+    );
+
+    let ec2 = spotwright_e2e::harness::provisioner::ec2().await;
+    let (system, pool) = (args.system, args.pool.clone());
+    let to_zero = scale_to_zero(&client, &args.namespace, &shapes, timeout, || {
+        let (client, ec2, pool) = (client.clone(), ec2.clone(), pool.clone());
+        async move {
+            let instances = match system {
+                System::Spotwright => pool_instance_count(&ec2, &pool).await.ok(),
+                System::Karpenter => Some(0),
+            };
+            instances == Some(0) && no_launched_nodes(&client, system, &pool).await
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let usage_end: BTreeMap<&str, (f64, f64)> = args
+        .processes
+        .iter()
+        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
+        .collect();
+    let processes: BTreeMap<&str, Value> = usage_end
+        .iter()
+        .map(|(name, (cpu_end, hwm))| {
+            let cpu_before = usage_before.get(name).map_or(0.0, |u| u.0);
+            let cpu_up = usage_up.get(name).map_or(0.0, |u| u.0);
+            let round = |x: f64| (x * 100.0).round() / 100.0;
+            (
+                *name,
+                json!({"cpu_seconds_scale_up": round(cpu_up - cpu_before),
+                "cpu_seconds_total": round(cpu_end - cpu_before), "peak_rss_mib": round(*hwm)}),
+            )
+        })
+        .collect();
+
+    let report = json!({
+        "system": args.system,
+        "pods": up.pods,
+        "seconds_to_all_running": (up.seconds_to_all_running * 100.0).round() / 100.0,
+        "pod_seconds": up.pod_seconds,
+        "fleet": fleet(&up.nodes, &prices),
+        "misplaced_pods": up.misplaced,
+        "seconds_to_no_capacity": (to_zero * 100.0).round() / 100.0,
+        "processes": processes,
+        "requests_by_client": audit,
+        "webhook_admission": histogram_figures(&before.apiserver, &after.apiserver,
+            "apiserver_admission_webhook_admission_duration_seconds", &["spotwright"]),
+        "scheduler_attempt": histogram_figures(&before.scheduler, &after.scheduler,
+            "scheduler_scheduling_attempt_duration_seconds", &["result=\"scheduled\""]),
+        "scheduler_algorithm": histogram_figures(&before.scheduler, &after.scheduler,
+            "scheduler_scheduling_algorithm_duration_seconds", &[]),
+        "controller": {
+            "batch": histogram_figures(&before.controller, &after.controller,
+                "spotwright_provisioner_batch_duration_seconds", &[]),
+            "solve": histogram_figures(&before.controller, &after.controller,
+                "spotwright_provisioner_solve_duration_seconds", &[]),
+        },
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    if !up.misplaced.is_empty() {
+        bail!(
+            "{} pods not on the system's Spot nodes, e.g. {}",
+            up.misplaced.len(),
+            up.misplaced[0]
+        );
+    }
+    Ok(())
+}
