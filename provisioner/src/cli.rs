@@ -7,6 +7,7 @@ use clap::{Parser, ValueEnum};
 use spotwright_api::duration::parse_go_duration;
 use spotwright_serving::telemetry::LogFormat;
 
+use crate::act::aws::catalog::SpotPrices;
 use crate::act::aws::eks::{ClusterOverrides, IpFamily};
 use crate::Error;
 
@@ -123,6 +124,15 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Where the catalog's Spot prices come from (`--spot-price-history`).
+    pub fn spot_prices(&self) -> SpotPrices {
+        if self.spot_price_history {
+            SpotPrices::History
+        } else {
+            SpotPrices::Modeled
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
         if self.cluster_name.trim().is_empty() {
             return Err(Error::Config("--cluster-name must not be empty".into()));
@@ -187,6 +197,11 @@ mod tests {
         assert!(cli.leader_elect);
         assert!(cli.validate().is_ok());
         assert_eq!(cli.interruption_queue(), None);
+        assert_eq!(cli.spot_prices(), SpotPrices::History);
+        let modeled =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--spot-price-history", "false"])
+                .unwrap();
+        assert_eq!(modeled.spot_prices(), SpotPrices::Modeled);
         let queued =
             Cli::try_parse_from(["p", "--cluster-name", "c", "--interruption-queue", " q "])
                 .unwrap();

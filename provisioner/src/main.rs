@@ -4,7 +4,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use prometheus::Registry;
-use spotwright_provisioner::act::aws::catalog::SpotPrices;
 use spotwright_provisioner::act::aws::eks::discover;
 use spotwright_provisioner::act::aws::fleet::ClusterSettings;
 use spotwright_provisioner::act::aws::pricing::pricing_client;
@@ -70,11 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     state.count_builds(metrics.snapshot_builds.clone());
     let source = CatalogSource {
         pricing: cli.pricing_api.then(|| pricing_client(&aws)),
-        spot_prices: if cli.spot_price_history {
-            SpotPrices::History
-        } else {
-            SpotPrices::Modeled
-        },
+        spot_prices: cli.spot_prices(),
         region,
         refresh: cli.catalog_refresh,
         pricing_refresh: cli.pricing_refresh,
