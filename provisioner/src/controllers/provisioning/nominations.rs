@@ -217,7 +217,9 @@ impl Nominations {
         let record = self.pods.get(pod)?;
         match &record.refused {
             _ if record.released => return None,
-            Some(refused) if *refused == main_reason(message) => {
+            Some(refused)
+                if *refused == main_reason(message) && !moves_with_other_pods(refused) =>
+            {
                 return Some(Hold::Refused { reason: refused });
             }
             Some(_) => {}
@@ -256,6 +258,14 @@ impl Nominations {
             .saturating_mul(1u32 << doublings)
             .min(self.settings.max_retry)
     }
+}
+
+/// Whether a refusal for `reason` can lift as other pods land: a topology
+/// spread or pod (anti-)affinity verdict depends on where the pods it
+/// counts are, which a burst keeps changing. Such a pod is solved again
+/// after the backoff instead of being held while the reason stays.
+fn moves_with_other_pods(reason: &str) -> bool {
+    matches!(reason, "topology_spread" | "pod_affinity")
 }
 
 /// The most specific reason in the scheduler's message.
@@ -410,6 +420,33 @@ mod tests {
         assert_eq!(
             n.hold("a/p", "", ClaimNow::Gone, at(21)),
             Some(Hold::Backoff { until: at(35) })
+        );
+    }
+
+    #[test]
+    fn a_refusal_that_moves_with_other_pods_backs_off_instead_of_holding() {
+        const SPREAD: &str = "0/88 nodes are available: 2 node(s) didn't match pod topology spread constraints, 62 Insufficient memory.";
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        n.nominated("a/p", "pool-y", at(0));
+        let pending = PodNow::Pending { message: SPREAD };
+        let ready = ClaimNow::Ready {
+            node: "n1",
+            since: at(1),
+            room: true,
+        };
+        let found = n.judge("a/p", pending, ready, at(40));
+        assert_eq!(found.map(|m| m.reason), Some("topology_spread"));
+        assert_eq!(
+            n.hold("a/p", SPREAD, ready, at(40)),
+            None,
+            "past the backoff"
+        );
+        n.nominated("a/p", "pool-z", at(40));
+        assert_eq!(
+            n.hold("a/p", SPREAD, ClaimNow::Gone, at(41)),
+            Some(Hold::Backoff { until: at(70) }),
+            "the third launch waits 30 s"
         );
     }
 
