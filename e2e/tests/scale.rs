@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use spotwright_e2e::harness::env;
 use spotwright_e2e::harness::extender::Extender;
 use spotwright_e2e::harness::provisioner::{ec2, Provisioner};
-use spotwright_e2e::harness::{env, unique_suffix};
 use spotwright_e2e::scale::run::{
     no_launched_nodes, pool_instance_count, scale_to_zero, scale_up, System,
 };
@@ -28,7 +28,6 @@ async fn two_hundred_mixed_pods_run_on_spot_and_leave_nothing_at_zero() {
     let env = env();
     let client = env.client().await;
     let _extender = Extender::start(env, "scale").await;
-    let id = unique_suffix();
     let scenario = scenario(
         env,
         &client,

@@ -323,12 +323,17 @@ async fn run(args: RunArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     let after = scrape(&args);
     // The raw texts beside the report, to read any figure again.
-    for (part, text) in [
-        ("apiserver", &after.apiserver),
-        ("scheduler", &after.scheduler),
-        ("controller", &after.controller),
-    ] {
-        let _ = std::fs::write(args.out.with_extension(format!("{part}.metrics")), text);
+    for (when, scrapes) in [("before", &before), ("after", &after)] {
+        for (part, text) in [
+            ("apiserver", &scrapes.apiserver),
+            ("scheduler", &scrapes.scheduler),
+            ("controller", &scrapes.controller),
+        ] {
+            let _ = std::fs::write(
+                args.out.with_extension(format!("{part}.{when}.metrics")),
+                text,
+            );
+        }
     }
     let usage_up: BTreeMap<&str, (f64, f64)> = args
         .processes

@@ -83,8 +83,15 @@ impl Ord for Le {
     }
 }
 
+/// The value of label `key` in `a="1",b="2"` (whole names only: `le`
+/// is not the tail of `profile`).
 fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
-    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    let wanted = format!("{key}=\"");
+    let start = labels
+        .match_indices(&wanted)
+        .map(|(at, _)| at)
+        .find(|&at| at == 0 || labels[..at].ends_with(','))?
+        + wanted.len();
     let end = labels[start..].find('"')? + start;
     Some(&labels[start..end])
 }
@@ -221,6 +228,16 @@ apiserver_admission_webhook_admission_duration_seconds_bucket{name="other",opera
             histogram_count(&histogram_buckets(AFTER, METRIC, &[])),
             110.0
         );
+    }
+
+    #[test]
+    fn a_label_is_found_by_its_whole_name() {
+        let labels = r#"profile="spotwright-scheduler",result="scheduled",le="0.004""#;
+        assert_eq!(label(labels, "le"), Some("0.004"));
+        assert_eq!(label(labels, "profile"), Some("spotwright-scheduler"));
+        assert_eq!(label(labels, "file"), None);
+        let text = format!("m_bucket{{{labels}}} 3\nm_bucket{{profile=\"x\",le=\"+Inf\"}} 5\n");
+        assert_eq!(histogram_count(&histogram_buckets(&text, "m", &[])), 5.0);
     }
 
     #[test]
