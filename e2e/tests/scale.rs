@@ -58,9 +58,13 @@ async fn two_hundred_mixed_pods_run_on_spot_and_leave_nothing_at_zero() {
     )
     .await;
     let outcome = match up {
+        Ok(up) if up.running != up.pods => Err(format!(
+            "{} of {} pods Running after 300 s",
+            up.running, up.pods
+        )),
         Ok(up) => {
             eprintln!(
-                "{} pods Running after {:.1}s on {} nodes ({:?})",
+                "{} pods Running after {:?}s on {} nodes ({:?})",
                 up.pods,
                 up.seconds_to_all_running,
                 up.nodes.len(),

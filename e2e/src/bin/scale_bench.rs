@@ -346,7 +346,8 @@ async fn run(args: RunArgs) -> Result<()> {
         requests_by_client(&String::from_utf8_lossy(&bytes[from..]))
     });
     eprintln!(
-        "[scale] {} pods Running after {:.1}s on {} nodes",
+        "[scale] {} of {} pods Running after {:?}s on {} nodes",
+        up.running,
         up.pods,
         up.seconds_to_all_running,
         up.nodes.len()
@@ -388,7 +389,8 @@ async fn run(args: RunArgs) -> Result<()> {
     let report = json!({
         "system": args.system,
         "pods": up.pods,
-        "seconds_to_all_running": (up.seconds_to_all_running * 100.0).round() / 100.0,
+        "running": up.running,
+        "seconds_to_all_running": up.seconds_to_all_running.map(|s| (s * 100.0).round() / 100.0),
         "pod_seconds": up.pod_seconds,
         "fleet": fleet(&up.nodes, &prices),
         "misplaced_pods": up.misplaced,
@@ -410,6 +412,13 @@ async fn run(args: RunArgs) -> Result<()> {
     });
     std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", args.out.display()))?;
+    if up.running != up.pods {
+        bail!(
+            "{} of {} pods Running within {timeout:?}",
+            up.running,
+            up.pods
+        );
+    }
     if !up.misplaced.is_empty() {
         bail!(
             "{} pods not on the system's Spot nodes, e.g. {}",
