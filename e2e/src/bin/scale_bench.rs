@@ -207,6 +207,14 @@ fn process_usage(pid: u32) -> Option<(f64, f64)> {
     Some((ticks / 100.0, hwm_kib / 1024.0))
 }
 
+/// [`process_usage`] of each `(name, pid)` still alive.
+fn usage_of(processes: &[(String, u32)]) -> BTreeMap<&str, (f64, f64)> {
+    processes
+        .iter()
+        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
+        .collect()
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
@@ -304,11 +312,7 @@ async fn run(args: RunArgs) -> Result<()> {
         .as_ref()
         .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
-    let usage_before: BTreeMap<&str, (f64, f64)> = args
-        .processes
-        .iter()
-        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
-        .collect();
+    let usage_before = usage_of(&args.processes);
     let before = scrape(&args);
 
     let up = scale_up(
@@ -335,11 +339,7 @@ async fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
-    let usage_up: BTreeMap<&str, (f64, f64)> = args
-        .processes
-        .iter()
-        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
-        .collect();
+    let usage_up = usage_of(&args.processes);
     let audit = args.audit_log.as_ref().map(|path| {
         let bytes = std::fs::read(path).unwrap_or_default();
         let from = usize::try_from(audit_from).unwrap_or(0).min(bytes.len());
@@ -367,11 +367,7 @@ async fn run(args: RunArgs) -> Result<()> {
     })
     .await
     .map_err(anyhow::Error::msg)?;
-    let usage_end: BTreeMap<&str, (f64, f64)> = args
-        .processes
-        .iter()
-        .filter_map(|(name, pid)| Some((name.as_str(), process_usage(*pid)?)))
-        .collect();
+    let usage_end = usage_of(&args.processes);
     let processes: BTreeMap<&str, Value> = usage_end
         .iter()
         .map(|(name, (cpu_end, hwm))| {

@@ -344,6 +344,10 @@ async fn report_mismatch<L>(ctx: &Provisioning<L>, pods: &PodsByKey<'_>, m: Mism
             "launched NodeClaim {} for this pod, but the scheduler {}",
             m.claim, m.detail
         ),
+        reason if nominations::moves_with_other_pods(reason) => format!(
+            "the scheduler did not place this pod on the node of NodeClaim {}, launched for it ({reason}): {}; it is solved again after a backoff, as other pods landing change this verdict",
+            m.claim, m.detail
+        ),
         reason => format!(
             "the scheduler did not place this pod on the node of NodeClaim {}, launched for it ({reason}): {}; no new node is launched for it while that is the reason",
             m.claim, m.detail

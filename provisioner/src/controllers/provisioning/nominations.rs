@@ -264,7 +264,7 @@ impl Nominations {
 /// spread or pod (anti-)affinity verdict depends on where the pods it
 /// counts are, which a burst keeps changing. Such a pod is solved again
 /// after the backoff instead of being held while the reason stays.
-fn moves_with_other_pods(reason: &str) -> bool {
+pub fn moves_with_other_pods(reason: &str) -> bool {
     matches!(reason, "topology_spread" | "pod_affinity")
 }
 
