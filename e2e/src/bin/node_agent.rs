@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
+use spotwright_e2e::node_agent::known::KnownInstances;
 use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, SystemNodeGroup, TypeFacts};
 use spotwright_serving::telemetry::{self, LogFormat};
 
@@ -102,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         size: cli.system_nodes,
         instance_type: cli.system_instance_type.clone(),
     });
-    let mut types: HashMap<String, TypeFacts> = HashMap::new();
+    let mut memory = Memory::default();
     let mut failures = 0u32;
     tracing::info!(cluster = %cli.cluster_name, "node agent started");
     loop {
@@ -113,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             system.as_ref(),
             &mut images,
             &mut settings,
-            &mut types,
+            &mut memory,
         );
         match synced.await {
             Ok(()) => failures = 0,
@@ -128,6 +129,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
+}
+
+/// What the agent keeps between syncs: facts that do not change.
+#[derive(Default)]
+struct Memory {
+    types: HashMap<String, TypeFacts>,
+    instances: KnownInstances,
 }
 
 /// Where the agent learns which image runs which kubelet.
@@ -174,9 +182,13 @@ async fn sync(
     system: Option<&SystemNodeGroup>,
     images: &mut Images,
     settings: &mut Settings,
-    types: &mut HashMap<String, TypeFacts>,
+    memory: &mut Memory,
 ) -> anyhow::Result<()> {
-    let mut instances = ec2::cluster_instances(ec2_client, cluster).await?;
+    let Memory {
+        types,
+        instances: known,
+    } = memory;
+    let mut instances = observe(ec2_client, cluster, known).await?;
     if let Some(group) = system {
         let launches = node_agent::system_launches(&instances, group, &ZONES);
         let mut image = None;
@@ -193,7 +205,7 @@ async fn sync(
             tracing::info!(instance = %id, zone = %zone, group = %group.name, "system node group instance launched");
         }
         if !launches.is_empty() {
-            instances = ec2::cluster_instances(ec2_client, cluster).await?;
+            instances = observe(ec2_client, cluster, known).await?;
         }
     }
     images.refresh(&instances, settings).await?;
@@ -218,4 +230,20 @@ async fn sync(
         tracing::info!(node = %name, "node removed: its instance is gone");
     }
     Ok(())
+}
+
+/// The cluster's instances now: every instance's state, and a description
+/// of only those not seen before.
+async fn observe(
+    ec2_client: &aws_sdk_ec2::Client,
+    cluster: &str,
+    known: &mut KnownInstances,
+) -> anyhow::Result<Vec<node_agent::Instance>> {
+    let states = ec2::instance_states(ec2_client).await?;
+    let unseen = known.unseen(&states);
+    if !unseen.is_empty() {
+        let described = ec2::cluster_instances_among(ec2_client, cluster, &unseen).await?;
+        known.learn(&unseen, described);
+    }
+    Ok(known.current(&states))
 }

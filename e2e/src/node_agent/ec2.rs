@@ -8,6 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use spotwright_api::eks::InstanceFacts;
 
+use super::known::Lifecycle;
 use super::{Instance, SystemNodeGroup, TypeFacts};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,65 +24,110 @@ fn call_error<E: std::error::Error>(call: &'static str) -> impl Fn(E) -> Ec2Erro
     }
 }
 
-/// Every instance tagged `kubernetes.io/cluster/<cluster>: owned`, in any state.
-pub async fn cluster_instances(
-    client: &aws_sdk_ec2::Client,
-    cluster: &str,
-) -> Result<Vec<Instance>, Ec2Error> {
-    let filter = Filter::builder()
+fn owned_by(cluster: &str) -> Filter {
+    Filter::builder()
         .name(format!(
             "tag:{}",
             spotwright_api::keys::cluster_tag_key(cluster)
         ))
         .values("owned")
-        .build();
-    let mut pages = client
-        .describe_instances()
-        .filters(filter)
-        .into_paginator()
-        .send();
+        .build()
+}
+
+/// Those of `ids` tagged `kubernetes.io/cluster/<cluster>: owned`.
+pub async fn cluster_instances_among(
+    client: &aws_sdk_ec2::Client,
+    cluster: &str,
+    ids: &[String],
+) -> Result<Vec<Instance>, Ec2Error> {
+    let mut instances = Vec::new();
+    // EC2 takes at most 1,000 ids per DescribeInstances.
+    for chunk in ids.chunks(500) {
+        let request = client
+            .describe_instances()
+            .filters(owned_by(cluster))
+            .set_instance_ids(Some(chunk.to_vec()));
+        instances.extend(described(request).await?);
+    }
+    Ok(instances)
+}
+
+async fn described(
+    request: aws_sdk_ec2::operation::describe_instances::builders::DescribeInstancesFluentBuilder,
+) -> Result<Vec<Instance>, Ec2Error> {
+    let mut pages = request.into_paginator().send();
     let mut instances = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(call_error("DescribeInstances"))?;
         for reservation in page.reservations() {
-            for instance in reservation.instances() {
-                let state = instance.state().and_then(|s| s.name());
-                let (Some(id), Some(instance_type)) =
-                    (instance.instance_id(), instance.instance_type())
-                else {
-                    continue;
-                };
-                let tags: BTreeMap<String, String> = instance
-                    .tags()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((
-                            t.key()?.to_owned(),
-                            t.value().unwrap_or_default().to_owned(),
-                        ))
-                    })
-                    .collect();
-                instances.push(Instance {
-                    id: id.to_owned(),
-                    instance_type: instance_type.as_str().to_owned(),
-                    zone: instance
-                        .placement()
-                        .and_then(|p| p.availability_zone())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    running: state == Some(&InstanceStateName::Running),
-                    spot: instance
-                        .instance_lifecycle()
-                        .is_some_and(|l| l.as_str() == "spot"),
-                    private_ip: instance.private_ip_address().map(str::to_owned),
-                    private_dns_name: instance.private_dns_name().map(str::to_owned),
-                    image_id: instance.image_id().map(str::to_owned),
-                    tags,
-                });
-            }
+            instances.extend(reservation.instances().iter().filter_map(instance_of));
         }
     }
     Ok(instances)
+}
+
+fn instance_of(instance: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
+    let state = instance.state().and_then(|s| s.name());
+    let tags: BTreeMap<String, String> = instance
+        .tags()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
+    Some(Instance {
+        id: instance.instance_id()?.to_owned(),
+        instance_type: instance.instance_type()?.as_str().to_owned(),
+        zone: instance
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .to_owned(),
+        running: state == Some(&InstanceStateName::Running),
+        spot: instance
+            .instance_lifecycle()
+            .is_some_and(|l| l.as_str() == "spot"),
+        private_ip: instance.private_ip_address().map(str::to_owned),
+        private_dns_name: instance.private_dns_name().map(str::to_owned),
+        image_id: instance.image_id().map(str::to_owned),
+        tags,
+    })
+}
+
+/// The state of every instance of the account and region, by id: what
+/// DescribeInstanceStatus answers, far lighter than describing each
+/// instance again.
+pub async fn instance_states(
+    client: &aws_sdk_ec2::Client,
+) -> Result<Vec<(String, Lifecycle)>, Ec2Error> {
+    let mut pages = client
+        .describe_instance_status()
+        .include_all_instances(true)
+        .into_paginator()
+        .send();
+    let mut states = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(call_error("DescribeInstanceStatus"))?;
+        for status in page.instance_statuses() {
+            let state = status.instance_state().and_then(|s| s.name());
+            if let (Some(id), Some(state)) = (status.instance_id(), state) {
+                states.push((id.to_owned(), lifecycle_of(state)));
+            }
+        }
+    }
+    Ok(states)
+}
+
+fn lifecycle_of(state: &InstanceStateName) -> Lifecycle {
+    match state {
+        InstanceStateName::Running => Lifecycle::Running,
+        InstanceStateName::Pending => Lifecycle::Starting,
+        InstanceStateName::Stopping | InstanceStateName::Stopped => Lifecycle::Stopped,
+        _ => Lifecycle::Ended,
+    }
 }
 
 /// Facts of the named instance types, as EC2 reports them.

@@ -5,6 +5,7 @@
 //! EC2 and Kubernetes calls are in [`ec2`] and [`nodes`].
 
 pub mod ec2;
+pub mod known;
 pub mod nodes;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,3 +1,4 @@
+use super::known::{KnownInstances, Lifecycle};
 use super::*;
 
 fn instance(id: &str, running: bool, spot: bool) -> Instance {
@@ -226,4 +227,54 @@ fn a_node_reports_the_kubelet_of_the_image_it_was_launched_from() {
     assert!(parse_kubelet_versions("1.35").is_err());
     assert!(parse_kubelet_versions("1.35=1.35.4").is_err());
     assert_eq!(parse_kubelet_versions("").unwrap().len(), 0);
+}
+
+fn states(pairs: &[(&str, Lifecycle)]) -> Vec<(String, Lifecycle)> {
+    pairs.iter().map(|(id, s)| ((*id).to_owned(), *s)).collect()
+}
+
+#[test]
+fn each_instance_is_described_once_and_ended_ones_never() {
+    let mut known = KnownInstances::default();
+    let now = states(&[
+        ("i-ours", Lifecycle::Starting),
+        ("i-theirs", Lifecycle::Running),
+        ("i-gone", Lifecycle::Ended),
+    ]);
+    let unseen = known.unseen(&now);
+    assert_eq!(unseen, vec!["i-ours".to_owned(), "i-theirs".to_owned()]);
+    known.learn(&unseen, vec![instance("i-ours", false, true)]);
+    assert!(
+        known.unseen(&now).is_empty(),
+        "ours and foreign are both remembered"
+    );
+    let later = states(&[
+        ("i-ours", Lifecycle::Running),
+        ("i-theirs", Lifecycle::Running),
+        ("i-new", Lifecycle::Running),
+    ]);
+    assert_eq!(known.unseen(&later), vec!["i-new".to_owned()]);
+}
+
+#[test]
+fn the_current_state_decides_running_and_a_vanished_instance_is_forgotten() {
+    let mut known = KnownInstances::default();
+    let ids = vec!["i-a".to_owned(), "i-b".to_owned()];
+    known.learn(
+        &ids,
+        vec![instance("i-a", false, true), instance("i-b", true, true)],
+    );
+    let now = known.current(&states(&[
+        ("i-a", Lifecycle::Running),
+        ("i-b", Lifecycle::Stopped),
+    ]));
+    let running: Vec<(&str, bool)> = now.iter().map(|i| (i.id.as_str(), i.running)).collect();
+    assert_eq!(running, vec![("i-a", true), ("i-b", false)]);
+    let now = known.current(&states(&[("i-a", Lifecycle::Ended)]));
+    assert_eq!(now.len(), 1, "i-b is no longer listed: {now:?}");
+    assert!(!now[0].running, "an ended instance is not running");
+    assert_eq!(
+        known.unseen(&states(&[("i-b", Lifecycle::Running)])),
+        vec!["i-b".to_owned()]
+    );
 }
