@@ -9,8 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::types::{Filter, InstanceType as Ec2Type, ResourceType, Tag, TagSpecification};
-use spotwright_api::keys::{CapacityType, NODECLAIM_TAG, NODEPOOL_TAG};
+use serde_json::json;
+use spotwright_api::keys::{
+    CapacityType, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, NODECLAIM_TAG, NODEPOOL_LABEL,
+    NODEPOOL_TAG,
+};
 use spotwright_api::v1alpha1::{AmiSelector, ResolvedSubnet, SelectorTerm};
+use spotwright_api::{NodeClaim, NodeClass};
 use spotwright_provisioner::act::aws::ami::{resolve_amis, AmiError, EKS_LATEST_ALIAS};
 use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, Arch, SpotPrices};
 use spotwright_provisioner::act::aws::fleet::{
@@ -19,7 +24,9 @@ use spotwright_provisioner::act::aws::fleet::{
     FleetRequest, LaunchTemplateSpec, NodeBootstrap,
 };
 use spotwright_provisioner::act::aws::network::{resolve_security_groups, resolve_subnets};
-use spotwright_provisioner::model::launch::{plan_overrides, NewNodeLaunch};
+use spotwright_provisioner::act::ec2_launcher::Ec2Launcher;
+use spotwright_provisioner::act::launcher::Launcher;
+use spotwright_provisioner::model::launch::{plan_overrides, Lookup, NewNodeLaunch};
 use tokio::sync::Mutex;
 
 const CLUSTER: &str = "spotwright-aws-e2e";
@@ -418,7 +425,10 @@ async fn create_fleet_launches_one_tagged_spot_instance_per_claim() {
         tags: BTreeMap::from([("team".to_owned(), "e2e".to_owned())]),
     };
 
-    let launched = fleet::launch(&aws.ec2, &request).await.expect("launch");
+    // A claim this process just made: no lookup, straight to CreateFleet.
+    let launched = fleet::launch(&aws.ec2, &request, Lookup::Skip)
+        .await
+        .expect("launch");
     assert!(!launched.reused);
     let instance = &launched.instance;
     assert_eq!(instance.capacity_type, CapacityType::Spot);
@@ -451,7 +461,9 @@ async fn create_fleet_launches_one_tagged_spot_instance_per_claim() {
 
     // A retry of the same claim (a crash before the NodeClaim was updated)
     // finds the instance instead of launching another.
-    let retried = fleet::launch(&aws.ec2, &request).await.expect("retry");
+    let retried = fleet::launch(&aws.ec2, &request, Lookup::First)
+        .await
+        .expect("retry");
     assert!(retried.reused);
     assert_eq!(retried.instance.instance_id, instance.instance_id);
     assert_eq!(
@@ -594,7 +606,9 @@ async fn each_architecture_launches_from_its_own_template_and_image() {
         plan,
         tags: BTreeMap::new(),
     };
-    let launched = fleet::launch(&aws.ec2, &request).await.expect("launch");
+    let launched = fleet::launch(&aws.ec2, &request, Lookup::First)
+        .await
+        .expect("launch");
     assert_eq!(launched.instance.instance_type, "m6g.large");
     assert_eq!(launched.instance.image_id, ids[1]);
     let found = find_instance_for_claim(
@@ -698,4 +712,109 @@ async fn only_the_clusters_instances_are_terminated_and_listed() {
         .send()
         .await
         .expect("cleanup");
+}
+
+/// A launch through the launcher: one claim of `m5.large` Spot.
+fn m5_claim(id: &str, number: u32, class: &str) -> NodeClaim {
+    serde_json::from_value(json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+        "metadata": {"name": format!("claim-{id}-{number}"), "uid": format!("uid-{id}-{number}"),
+                     "labels": {NODEPOOL_LABEL: "default"}},
+        "spec": {
+            "nodeClassRef": {"name": class},
+            "requirements": [
+                {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": ["m5.large"]},
+                {"key": CAPACITY_TYPE_LABEL, "operator": "In", "values": ["spot"]}
+            ]
+        }
+    }))
+    .expect("claim manifest")
+}
+
+async fn cluster_templates(ec2: &aws_sdk_ec2::Client, cluster: &str) -> Vec<String> {
+    let listed = ec2
+        .describe_launch_templates()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:kubernetes.io/cluster/{cluster}"))
+                .values("owned")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    listed
+        .launch_templates()
+        .iter()
+        .filter_map(|t| t.launch_template_name().map(str::to_owned))
+        .collect()
+}
+
+/// The launcher keeps the templates it made; one deleted behind its back is
+/// made again instead of failing every later launch.
+#[tokio::test]
+async fn the_launcher_makes_its_template_again_after_it_was_deleted() {
+    let _serial = SERIAL.lock().await;
+    let aws = aws().await;
+    let id = run_id();
+    let net = network(&aws.ec2, &id).await;
+    let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
+        .await
+        .expect("subnets");
+    let cluster = format!("{CLUSTER}-{id}");
+    let launcher = Ec2Launcher::new(
+        aws.ec2.clone(),
+        ClusterSettings {
+            name: cluster.clone(),
+            endpoint: "https://127.0.0.1:6443".into(),
+            certificate_authority: String::new(),
+            service_cidr: None,
+        },
+    );
+    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
+        .await
+        .expect("catalog");
+    launcher.set_instance_types(catalog);
+    let class_name = format!("class-{id}");
+    let class: NodeClass = serde_json::from_value(json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClass",
+        "metadata": {"name": class_name},
+        "spec": {"amiSelector": {"alias": "eks@latest"}},
+        "status": {
+            "amis": [{"id": any_image(&aws.ec2).await}],
+            "subnets": subnets,
+            "securityGroups": [{"id": net.security_group}]
+        }
+    }))
+    .expect("class manifest");
+
+    let first = launcher
+        .launch(&m5_claim(&id, 1, &class_name), &class, Lookup::Skip)
+        .await
+        .expect("first launch");
+    let made = cluster_templates(&aws.ec2, &cluster).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    aws.ec2
+        .delete_launch_template()
+        .launch_template_name(&made[0])
+        .send()
+        .await
+        .expect("DeleteLaunchTemplate");
+    assert!(cluster_templates(&aws.ec2, &cluster).await.is_empty());
+
+    let second = launcher
+        .launch(&m5_claim(&id, 2, &class_name), &class, Lookup::Skip)
+        .await
+        .expect("a launch after the template was deleted");
+    assert_eq!(cluster_templates(&aws.ec2, &cluster).await, made);
+    assert_ne!(first.instance_id, second.instance_id);
+    assert_eq!(second.instance_type, "m5.large");
+    assert_eq!(second.capacity_type, CapacityType::Spot);
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(first.instance_id)
+        .instance_ids(second.instance_id)
+        .send()
+        .await
+        .expect("TerminateInstances");
 }

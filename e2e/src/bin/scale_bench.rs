@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -18,7 +18,7 @@ use spotwright_api::eks::InstanceFacts;
 use spotwright_api::keys::CapacityType;
 use spotwright_api::prices::PriceCatalog;
 use spotwright_e2e::scale::figures::{
-    bucket_delta, histogram_buckets, histogram_count, histogram_quantile, histogram_sum,
+    bucket_delta, histogram_buckets, histogram_count, histogram_quantile, histogram_sum, quantiles,
     requests_by_client,
 };
 use spotwright_e2e::scale::instance_types::{
@@ -368,6 +368,7 @@ async fn run(args: RunArgs) -> Result<()> {
     .await
     .map_err(anyhow::Error::msg)?;
     let usage_end = usage_of(&args.processes);
+    let at_rest = webhook_at_rest(&client, &args).await;
     let processes: BTreeMap<&str, Value> = usage_end
         .iter()
         .map(|(name, (cpu_end, hwm))| {
@@ -395,6 +396,7 @@ async fn run(args: RunArgs) -> Result<()> {
         "requests_by_client": audit,
         "webhook_admission": histogram_figures(&before.apiserver, &after.apiserver,
             "apiserver_admission_webhook_admission_duration_seconds", &["spotwright"]),
+        "webhook_admission_at_rest": at_rest,
         "scheduler_attempt": histogram_figures(&before.scheduler, &after.scheduler,
             "scheduler_scheduling_attempt_duration_seconds", &["result=\"scheduled\""]),
         "scheduler_algorithm": histogram_figures(&before.scheduler, &after.scheduler,
@@ -423,4 +425,46 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Dry-run pod creations, one at a time, on the quiet cluster after the run.
+const AT_REST_PROBES: u32 = 200;
+
+/// The webhook's admission latency as the API server records it when
+/// nothing else runs: [`AT_REST_PROBES`] server-side dry-run creations of a
+/// pod in the namespace (the webhook has no side effects, so it is called;
+/// nothing is stored), with the client's round trip beside it.
+async fn webhook_at_rest(client: &kube::Client, args: &RunArgs) -> Value {
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &args.namespace);
+    let probe: k8s_openapi::api::core::v1::Pod = match serde_json::from_value(json!({
+        "metadata": {"name": "webhook-probe"},
+        "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
+    })) {
+        Ok(pod) => pod,
+        Err(err) => return json!({"error": err.to_string()}),
+    };
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let before = scrape(args).apiserver;
+    let mut round_trips = Vec::new();
+    for _ in 0..AT_REST_PROBES {
+        let started = Instant::now();
+        if let Err(err) = pods.create(&params, &probe).await {
+            return json!({"error": format!("dry-run create: {err}")});
+        }
+        round_trips.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let after = scrape(args).apiserver;
+    let client = quantiles(&round_trips);
+    let round_ms = |x: f64| (x * 1e3).round() / 1e3;
+    json!({
+        "apiserver": histogram_figures(&before, &after,
+            "apiserver_admission_webhook_admission_duration_seconds", &["spotwright"]),
+        "create_round_trip_ms": {"p50": round_ms(client.p50), "p90": round_ms(client.p90),
+            "max": round_ms(client.max)},
+    })
 }

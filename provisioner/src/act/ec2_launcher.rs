@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use spotwright_api::{keys, NodeClaim, NodeClass};
 use spotwright_solver::model::{CapacityType, InstanceType};
 
-use super::launcher::{LaunchFailure, Launched, Launcher};
+use super::launcher::{LaunchFailure, Launched, Launcher, Lookup};
 use crate::act::aws::catalog::Catalog;
 use crate::act::aws::fleet::{
     self, ensure_launch_template, ClusterSettings, FleetRequest, LaunchError, LaunchTemplateSpec,
@@ -33,6 +33,9 @@ pub struct Ec2Launcher {
     cluster: ClusterSettings,
     catalog: RwLock<Catalog>,
     unavailable: Mutex<UnavailableOfferings>,
+    /// Launch templates found or made, by name (a hash of their content):
+    /// one DescribeLaunchTemplates per template, not per launch.
+    templates: Mutex<HashMap<String, fleet::LaunchTemplateRef>>,
 }
 
 impl Ec2Launcher {
@@ -42,6 +45,7 @@ impl Ec2Launcher {
             cluster,
             catalog: RwLock::new(Catalog::default()),
             unavailable: Mutex::new(UnavailableOfferings::new(UNAVAILABLE_FOR)),
+            templates: Mutex::new(HashMap::new()),
         }
     }
 
@@ -184,7 +188,16 @@ impl Ec2Launcher {
             block_device_mappings: class.spec.block_device_mappings.clone(),
             tags: class.spec.tags.clone(),
         };
-        ensure_launch_template(&self.ec2, &spec)
+        let name = spec.name();
+        let known = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&name).cloned());
+        if let Some(template) = known {
+            return Ok(template);
+        }
+        let template = ensure_launch_template(&self.ec2, &spec)
             .await
             .map_err(|err| LaunchFailure::Failed {
                 code: err
@@ -192,7 +205,19 @@ impl Ec2Launcher {
                     .clone()
                     .unwrap_or_else(|| "CreateLaunchTemplate".into()),
                 message: err.to_string(),
-            })
+            })?;
+        if let Ok(mut templates) = self.templates.lock() {
+            templates.insert(name, template.clone());
+        }
+        Ok(template)
+    }
+
+    /// Forgets a template CreateFleet could not find (deleted behind our
+    /// back), so the next attempt makes it again.
+    fn forget_template(&self, name: &str) {
+        if let Ok(mut templates) = self.templates.lock() {
+            templates.remove(name);
+        }
     }
 }
 
@@ -211,6 +236,7 @@ impl Launcher for Ec2Launcher {
         &self,
         claim: &NodeClaim,
         class: &NodeClass,
+        lookup: Lookup,
     ) -> Result<Launched, LaunchFailure> {
         let name = claim.metadata.name.clone().unwrap_or_default();
         let uid = claim
@@ -226,12 +252,13 @@ impl Launcher for Ec2Launcher {
             class,
             name,
             uid,
-            templates: HashMap::new(),
             last_errors: Vec::new(),
         };
         for number in 0..ATTEMPTS {
             let request = self.fleet_request(&mut attempt, number).await?;
-            match fleet::launch(&self.ec2, &request).await {
+            // A failed attempt launched nothing: only the first may find one.
+            let lookup = if number == 0 { lookup } else { Lookup::Skip };
+            match fleet::launch(&self.ec2, &request, lookup).await {
                 Ok(outcome) => {
                     self.mark_unavailable(&outcome.errors);
                     let i = outcome.instance;
@@ -253,6 +280,14 @@ impl Launcher for Ec2Launcher {
                 }
                 Err(LaunchError::Throttled { retry_after, .. }) => {
                     tokio::time::sleep(retry_after).await
+                }
+                Err(LaunchError::Failed { code, .. }) if is_missing_template(&code) => {
+                    tracing::info!(
+                        claim = attempt.name,
+                        template = request.launch_template.name,
+                        "launch template gone; making it again"
+                    );
+                    self.forget_template(&request.launch_template.name);
                 }
                 Err(LaunchError::Failed {
                     code,
@@ -280,9 +315,6 @@ struct Attempt<'a> {
     class: &'a NodeClass,
     name: String,
     uid: String,
-    /// One launch template per architecture and capacity type (the user
-    /// data's taints differ), made once.
-    templates: HashMap<(String, CapacityType), fleet::LaunchTemplateRef>,
     /// The capacity errors of the previous attempt.
     last_errors: Vec<OverrideError>,
 }
@@ -327,17 +359,11 @@ impl Ec2Launcher {
         // One template (one AMI) per request: keep the cheapest override's architecture.
         let arch = plan.cheapest_arch().unwrap_or("amd64").to_owned();
         plan.retain_arch(&arch);
-        let key = (arch, plan.capacity_type);
-        let template = match attempt.templates.get(&key) {
-            Some(t) => t.clone(),
-            None => {
-                let t = self
-                    .template(attempt.claim, attempt.class, &key.0, key.1)
-                    .await?;
-                attempt.templates.insert(key, t.clone());
-                t
-            }
-        };
+        // One template per architecture and capacity type (the user data's
+        // taints differ); `template` makes each once.
+        let template = self
+            .template(attempt.claim, attempt.class, &arch, plan.capacity_type)
+            .await?;
         Ok(FleetRequest {
             cluster_name: self.cluster.name.clone(),
             nodepool: nodepool_of(attempt.claim),
@@ -348,6 +374,12 @@ impl Ec2Launcher {
             tags: attempt.class.spec.tags.clone(),
         })
     }
+}
+
+/// CreateFleet's codes for a launch template that does not exist.
+fn is_missing_template(code: &str) -> bool {
+    code.starts_with("InvalidLaunchTemplateName.NotFound")
+        || code.starts_with("InvalidLaunchTemplateId.NotFound")
 }
 
 fn codes(errors: &[OverrideError]) -> String {

@@ -18,6 +18,7 @@ use super::claims;
 use super::events::{Events, Notice};
 use crate::metrics::Metrics;
 use crate::model::claim::nodepool_of;
+pub use crate::model::launch::Lookup;
 
 /// An instance that now runs for a NodeClaim.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,13 +43,15 @@ impl Launched {
 
 /// What the controllers need from EC2.
 pub trait Launcher: Send + Sync + 'static {
-    /// Launches (or finds, when an earlier attempt already did) the instance
-    /// of `claim`, from its requirements alone (instance types, zones,
-    /// capacity types, minValues), with the claim's UID as client token.
+    /// Launches (or finds, when an earlier attempt already did and `lookup`
+    /// says to look) the instance of `claim`, from its requirements alone
+    /// (instance types, zones, capacity types, minValues), with the claim's
+    /// UID as client token.
     fn launch(
         &self,
         claim: &NodeClaim,
         class: &NodeClass,
+        lookup: Lookup,
     ) -> impl Future<Output = Result<Launched, LaunchFailure>> + Send;
 
     /// The instance types with their offerings, unavailable ones marked.
@@ -74,18 +77,45 @@ impl<L> Clone for Launching<L> {
     }
 }
 
+/// Why a claim is launched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This process created it a moment ago, for this reason.
+    New(String),
+    /// It was found without an instance, for this reason (if any): a crash
+    /// or a failed status write may have left one behind.
+    Found(Option<String>),
+}
+
+impl Origin {
+    fn lookup(&self) -> Lookup {
+        match self {
+            Origin::New(_) => Lookup::Skip,
+            Origin::Found(_) => Lookup::First,
+        }
+    }
+
+    fn why(self) -> Option<String> {
+        match self {
+            Origin::New(why) => Some(why),
+            Origin::Found(why) => why,
+        }
+    }
+}
+
 /// Launches `claim`, records the instance on its status and says so in an
-/// Event (`why` adds the reason). A failed launch deletes the claim, so its
-/// pods are solved again; a failed status write is resumed by the next pass.
+/// Event (with the origin's reason). A failed launch deletes the claim, so
+/// its pods are solved again; a failed status write is resumed by the next
+/// pass.
 pub async fn launch_claim<L: Launcher>(
     ctx: &Launching<L>,
     claim: &NodeClaim,
     class: &NodeClass,
-    why: Option<String>,
+    origin: Origin,
     now: Timestamp,
 ) {
     let name = claim.metadata.name.clone().unwrap_or_default();
-    match ctx.launcher.launch(claim, class).await {
+    match ctx.launcher.launch(claim, class, origin.lookup()).await {
         Ok(launched) => {
             ctx.metrics
                 .nodeclaims_created
@@ -115,7 +145,7 @@ pub async fn launch_claim<L: Launcher>(
                 launched.capacity_type.as_str(),
                 launched.zone,
                 launched.price,
-                why.map(|w| format!(": {w}")).unwrap_or_default()
+                origin.why().map(|w| format!(": {w}")).unwrap_or_default()
             );
             let notice = Notice::normal("Launched", "Launch", note);
             ctx.events.about(claim, notice).await;

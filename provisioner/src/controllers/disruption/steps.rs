@@ -12,7 +12,7 @@ use spotwright_solver::NewNode;
 use super::decide::{self, Cause, Progress, Replacement, Saving, ROLLED_BACK};
 use super::Disruption;
 use crate::act::events::Notice;
-use crate::act::launcher::{launch_claim, Launcher};
+use crate::act::launcher::{launch_claim, Launcher, Origin};
 use crate::act::{claims, nodes};
 use crate::model::claim::{elapsed, find_condition, ConditionUpdate};
 use crate::model::new_claim::{claim_name, new_claim};
@@ -143,7 +143,15 @@ async fn launch_replacement<L: Launcher>(
     old: &NodeClaim,
 ) {
     let why = format!("replaces {}", old.name_any());
-    launch_claim(&ctx.act, replacement, class, Some(why), ctx.clock.now()).await;
+    // Created by an earlier sweep, perhaps by an earlier process.
+    launch_claim(
+        &ctx.act,
+        replacement,
+        class,
+        Origin::Found(Some(why)),
+        ctx.clock.now(),
+    )
+    .await;
 }
 
 /// `Disrupting=True` on the claim and the disruption taint on its node;

@@ -27,7 +27,7 @@ use spotwright_solver::{solve, Input, NewNode, Plan};
 
 use crate::act::claims;
 use crate::act::events::Notice;
-use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching};
+use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching, Origin};
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
@@ -237,7 +237,7 @@ async fn launch_new<L: Launcher>(
             ctx.act.events.publish(&pod.reference(), notice).await;
         }
     }
-    launch_claim(&ctx.act, &created, class, Some(why), ctx.clock.now()).await;
+    launch_claim(&ctx.act, &created, class, Origin::New(why), ctx.clock.now()).await;
     Ok(())
 }
 
@@ -378,7 +378,7 @@ async fn resume<L: Launcher>(ctx: &Provisioning<L>) {
             claim = claim.metadata.name.as_deref().unwrap_or_default(),
             "resuming launch"
         );
-        launch_claim(&ctx.act, claim, class, None, ctx.clock.now()).await;
+        launch_claim(&ctx.act, claim, class, Origin::Found(None), ctx.clock.now()).await;
     }
 }
 

@@ -19,7 +19,7 @@ use spotwright_api::keys::{cluster_tag_key, NODECLAIM_TAG, NODEPOOL_TAG};
 use spotwright_solver::model::CapacityType;
 
 use crate::act::aws::error::{sdk_error, SdkCallError};
-use crate::model::launch::{classify, ErrorClass, LaunchPlan, OverrideError};
+use crate::model::launch::{classify, ErrorClass, LaunchPlan, Lookup, OverrideError};
 pub use instances::{
     describe_instances_by_cluster_tag, find_instance_for_claim, terminate_instances,
     ClusterInstance, Termination, NODECLAIM_UID_TAG,
@@ -215,19 +215,25 @@ pub async fn create_fleet(
     parse_create_fleet_output(&output, request)
 }
 
-/// Launches the NodeClaim's instance unless an earlier attempt already did:
-/// the crash-safe entry point.
+/// Launches the NodeClaim's instance unless an earlier attempt already did
+/// (looked for first with [`Lookup::First`]): the crash-safe entry point.
 pub async fn launch(
     ec2: &aws_sdk_ec2::Client,
     request: &FleetRequest,
+    lookup: Lookup,
 ) -> Result<FleetOutcome, LaunchError> {
-    let existing = find_instance_for_claim(
-        ec2,
-        &request.cluster_name,
-        &request.nodeclaim_name,
-        &request.nodeclaim_uid,
-    )
-    .await?;
+    let existing = match lookup {
+        Lookup::Skip => None,
+        Lookup::First => {
+            find_instance_for_claim(
+                ec2,
+                &request.cluster_name,
+                &request.nodeclaim_name,
+                &request.nodeclaim_uid,
+            )
+            .await?
+        }
+    };
     if let Some(found) = existing {
         let price = request
             .plan
