@@ -147,6 +147,25 @@ async fn network(ec2: &aws_sdk_ec2::Client, id: &str) -> Network {
     }
 }
 
+/// A fresh network and the subnets its discovery tag resolves to.
+async fn network_and_subnets(
+    ec2: &aws_sdk_ec2::Client,
+    id: &str,
+) -> (Network, Vec<ResolvedSubnet>) {
+    let net = network(ec2, id).await;
+    let subnets = resolve_subnets(ec2, &discovery_terms(&net.discovery))
+        .await
+        .expect("subnets");
+    (net, subnets)
+}
+
+/// moto's instance types, Spot priced from its price history.
+async fn catalog(ec2: &aws_sdk_ec2::Client) -> Vec<spotwright_solver::model::InstanceType> {
+    fetch_instance_types(ec2, &Default::default(), SpotPrices::History, 20)
+        .await
+        .expect("catalog")
+}
+
 fn discovery_terms(discovery: &str) -> Vec<SelectorTerm> {
     vec![SelectorTerm {
         tags: BTreeMap::from([("spotwright.io/discovery".to_owned(), discovery.to_owned())]),
@@ -158,9 +177,7 @@ fn discovery_terms(discovery: &str) -> Vec<SelectorTerm> {
 async fn the_catalog_from_moto_has_zonal_offerings_and_eks_allocatable() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
-    let types = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
-        .await
-        .expect("catalog");
+    let types = catalog(&aws.ec2).await;
     assert!(types.len() > 100, "{} types", types.len());
     let m5 = types
         .iter()
@@ -388,13 +405,8 @@ async fn create_fleet_launches_one_tagged_spot_instance_per_claim() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
     let id = run_id();
-    let net = network(&aws.ec2, &id).await;
-    let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
-        .await
-        .expect("subnets");
-    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
-        .await
-        .expect("catalog");
+    let (net, subnets) = network_and_subnets(&aws.ec2, &id).await;
+    let catalog = catalog(&aws.ec2).await;
     let plan = plan_overrides(
         &NewNodeLaunch {
             instance_types: vec!["c5.large".into(), "m5.large".into(), "m6i.large".into()],
@@ -505,10 +517,7 @@ async fn each_architecture_launches_from_its_own_template_and_image() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
     let id = run_id();
-    let net = network(&aws.ec2, &id).await;
-    let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
-        .await
-        .expect("subnets");
+    let (net, subnets) = network_and_subnets(&aws.ec2, &id).await;
     let images = aws
         .ec2
         .describe_images()
@@ -574,9 +583,7 @@ async fn each_architecture_launches_from_its_own_template_and_image() {
     assert_eq!(templates.len(), 2);
     assert_ne!(templates["amd64"].name, templates["arm64"].name);
 
-    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
-        .await
-        .expect("catalog");
+    let catalog = catalog(&aws.ec2).await;
     let mut plan = plan_overrides(
         &NewNodeLaunch {
             instance_types: vec!["m5.large".into(), "m6g.large".into()],
@@ -757,10 +764,7 @@ async fn the_launcher_makes_its_template_again_after_it_was_deleted() {
     let _serial = SERIAL.lock().await;
     let aws = aws().await;
     let id = run_id();
-    let net = network(&aws.ec2, &id).await;
-    let subnets = resolve_subnets(&aws.ec2, &discovery_terms(&net.discovery))
-        .await
-        .expect("subnets");
+    let (net, subnets) = network_and_subnets(&aws.ec2, &id).await;
     let cluster = format!("{CLUSTER}-{id}");
     let launcher = Ec2Launcher::new(
         aws.ec2.clone(),
@@ -771,9 +775,7 @@ async fn the_launcher_makes_its_template_again_after_it_was_deleted() {
             service_cidr: None,
         },
     );
-    let catalog = fetch_instance_types(&aws.ec2, &Default::default(), SpotPrices::History, 20)
-        .await
-        .expect("catalog");
+    let catalog = catalog(&aws.ec2).await;
     launcher.set_instance_types(catalog);
     let class_name = format!("class-{id}");
     let class: NodeClass = serde_json::from_value(json!({
