@@ -17,7 +17,7 @@ use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{ec2, Provisioner};
 use spotwright_e2e::harness::rollout::{deployment, one_at_a_time, pdb_counts, Guard};
 use spotwright_e2e::harness::webhook::Webhook;
-use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
+use spotwright_e2e::harness::{env, event_reasons, expect_events, unique_suffix, Env};
 use spotwright_provisioner::act::aws::catalog::{fetch_instance_types, SpotPrices};
 use spotwright_provisioner::model::claim::offering_price;
 use spotwright_provisioner::model::pod::CachedPod;
@@ -270,14 +270,23 @@ async fn a_scale_down_shrinks_the_pool_to_near_a_fresh_solve_behind_the_pdb() {
         "the nodes went by consolidation: {reasons:?}"
     );
     let old: Vec<String> = at_peak.iter().map(|c| c.name_any()).collect();
-    let mut explained = false;
-    for name in &old {
-        explained |= event_reasons(&client, name)
-            .await
-            .iter()
-            .any(|r| r == "Consolidating");
-    }
-    assert!(explained, "a Consolidating Event on the claims it took");
+    eventually(
+        "a Consolidating Event on the claims it took",
+        Duration::from_secs(10),
+        || async {
+            for name in &old {
+                if event_reasons(&client, name)
+                    .await
+                    .iter()
+                    .any(|r| r == "Consolidating")
+                {
+                    return true;
+                }
+            }
+            false
+        },
+    )
+    .await;
     let metrics = provisioner.metrics().await;
     assert!(
         total(
@@ -410,13 +419,8 @@ async fn guards(env: &'static Env, client: Client) {
     patch_pool(env, &pool, json!({"budgets": [{"nodes": "0"}]}));
     set_node_annotation(&client, &pool, None).await;
     held(&client, &pool, 20, "a budget of 0").await;
-    assert!(
-        event_reasons(&client, &pool)
-            .await
-            .iter()
-            .any(|r| r == "ConsolidationHeld"),
-        "the NodePool says what the budget holds back"
-    );
+    // The NodePool says what the budget holds back.
+    expect_events(&client, &pool, &["ConsolidationHeld"]).await;
     patch_pool(
         env,
         &pool,

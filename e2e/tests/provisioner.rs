@@ -540,10 +540,12 @@ async fn deleting_a_nodepool_drains_its_nodes_one_at_a_time_and_leaves_nothing()
         pool_nodes(&client, &pool).await.is_empty(),
         "no node of the pool is left"
     );
-    let reasons = spotwright_e2e::harness::event_reasons(&client, &pool).await;
-    for wanted in ["NodePoolDeleting", "NodePoolDeleted"] {
-        assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
-    }
+    spotwright_e2e::harness::expect_events(
+        &client,
+        &pool,
+        &["NodePoolDeleting", "NodePoolDeleted"],
+    )
+    .await;
     env.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
     env.kubectl(&["delete", "nodeclass", &pool, "--wait=false"]);
 }

@@ -15,7 +15,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::NodeClaim;
 use spotwright_e2e::harness::process::eventually;
-use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
+use spotwright_e2e::harness::{env, event_reasons, expect_events, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::act::events::Events;
 use spotwright_provisioner::act::instances::{InstanceInfo, Instances};
@@ -262,13 +262,7 @@ async fn registration_labels_and_taints_the_node_and_records_conditions() {
         .iter()
         .any(|t| t.key == "e2e.spotwright.io/agent-not-ready"));
 
-    let reasons = event_reasons(&client, &claim_name).await;
-    for reason in ["Registered", "Initialized"] {
-        assert!(
-            reasons.iter().any(|r| r == reason),
-            "{reason} event in {reasons:?}"
-        );
-    }
+    expect_events(&client, &claim_name, &["Registered", "Initialized"]).await;
 
     controller.abort();
     cleanup(&client, &claim_name, &node_name).await;
@@ -304,11 +298,7 @@ async fn a_claim_whose_node_never_registers_is_deleted_after_the_timeout() {
         || async { matches!(claims.get_opt(&claim_name).await, Ok(None)) },
     )
     .await;
-    let reasons = event_reasons(&client, &claim_name).await;
-    assert!(
-        reasons.iter().any(|r| r == "RegistrationTimedOut"),
-        "{reasons:?}"
-    );
+    expect_events(&client, &claim_name, &["RegistrationTimedOut"]).await;
     controller.abort();
 }
 
@@ -596,10 +586,12 @@ async fn a_termination_grace_period_ends_a_drain_a_pdb_blocks() {
         "the PDB held the pod for the grace period, not {waited:?}"
     );
     drain.assert_finished().await;
-    let reasons = event_reasons(&drain.client, &drain.claim_name).await;
-    for wanted in ["DrainBlocked", "PodDeletedAfterGracePeriod"] {
-        assert!(reasons.iter().any(|r| r == wanted), "{wanted}: {reasons:?}");
-    }
+    expect_events(
+        &drain.client,
+        &drain.claim_name,
+        &["DrainBlocked", "PodDeletedAfterGracePeriod"],
+    )
+    .await;
     assert_eq!(drain.deleted_at_grace.get(), 1, "one pod deleted");
     drain.clean_up().await;
 }

@@ -11,7 +11,7 @@ use kube::Api;
 use serde_json::json;
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
 use spotwright_e2e::harness::process::eventually;
-use spotwright_e2e::harness::{env, event_reasons, unique_suffix};
+use spotwright_e2e::harness::{env, expect_events, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::act::events::Events;
 use spotwright_provisioner::controllers::drift::{
@@ -177,11 +177,7 @@ async fn ami_template_and_requirement_changes_drift_and_reverting_clears() {
     // A new AMI resolved: the node's image is no longer among them.
     set_amis(&classes, &name, &["ami-0e2e0002"]).await;
     wait_for_drift(&claims, &name, "True", AMI_DRIFT).await;
-    let reasons = event_reasons(&client, &name).await;
-    assert!(
-        reasons.iter().any(|r| r == AMI_DRIFT),
-        "{AMI_DRIFT} event in {reasons:?}"
-    );
+    expect_events(&client, &name, &[AMI_DRIFT]).await;
     // The nodeName registration recorded survives the drift writes.
     let after = claims.get(&name).await.expect("claim");
     assert_eq!(

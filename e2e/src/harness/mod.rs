@@ -43,6 +43,28 @@ pub async fn event_reasons(client: &kube::Client, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits up to 10 s for Events of every reason in `wanted` about a
+/// cluster-scoped object, and fails the test naming what it saw. The
+/// provisioner publishes Events from a queue, a moment after what they tell.
+pub async fn expect_events(client: &kube::Client, name: &str, wanted: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reasons = event_reasons(client, name).await;
+        let missing: Vec<&&str> = wanted
+            .iter()
+            .filter(|w| !reasons.iter().any(|r| r == *w))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {missing:?} Event about {name} within 10 s; its Events: {reasons:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A short hex suffix that keeps one test run's object names apart from
 /// another's on the long-lived local cluster.
 pub fn unique_suffix() -> String {
