@@ -2,10 +2,12 @@
 //! offerings the pool allows, each type's DaemonSet overhead and what is
 //! left for pods, cheapest first.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use spotwright_api::keys::{CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 
+use crate::limits::max_cost;
 use crate::model::{
     CapacityType, DaemonSetFacts, InstanceType, MinValuesPolicy, NodePoolFacts, Operator,
 };
@@ -56,6 +58,14 @@ pub(crate) struct PoolCatalog {
     pub best_effort: bool,
     /// Set when the pool cannot launch anything at all, and why.
     pub unusable: Option<String>,
+    /// The pool has `spec.limits`: a new node keeps only the types a launch
+    /// may offer ([`PoolCatalog::launchable`]).
+    pub limited: bool,
+}
+
+/// Whether `cost` is at most `ceiling` on every limit.
+fn within(cost: &[u64], ceiling: &[u64]) -> bool {
+    cost.iter().zip(ceiling).all(|(c, most)| c <= most)
 }
 
 /// The labels the pool itself puts on its nodes.
@@ -168,6 +178,7 @@ pub(crate) fn build(
         min_values,
         best_effort: pool.min_values_policy == MinValuesPolicy::BestEffort,
         unusable: None,
+        limited: !pool.limits.is_empty(),
     };
     if catalog.types.is_empty() {
         catalog.unusable = Some(format!(
@@ -189,6 +200,42 @@ pub(crate) fn build(
 }
 
 impl PoolCatalog {
+    /// The types a node of this pool keeps (cheapest first) and holds
+    /// against its limits. In a pool with limits: the types that cost no
+    /// more against them than its cheapest type, and beyond that only as
+    /// far up as `minValues` needs (adding the next cheapest type's cost each
+    /// time); every type otherwise. A node is held at what it may launch as:
+    /// holding the largest of every type that fits (up to 384 vCPUs for a
+    /// node of two pods) would spend a `cpu` limit on capacity no launch
+    /// takes, and leave later pods only small types or none.
+    pub fn launchable<'t>(
+        &self,
+        types: &'t [(u32, SlotMask)],
+        instance_types: &[InstanceType],
+    ) -> Cow<'t, [(u32, SlotMask)]> {
+        if !self.limited {
+            return Cow::Borrowed(types);
+        }
+        let mut ceiling: Vec<u64> = Vec::new();
+        for (t, _) in types {
+            let cost = &self.types[*t as usize].limit_cost;
+            if !ceiling.is_empty() && within(cost, &ceiling) {
+                continue;
+            }
+            max_cost(&mut ceiling, cost);
+            let kept: Vec<(u32, SlotMask)> = types
+                .iter()
+                .filter(|(t, _)| within(&self.types[*t as usize].limit_cost, &ceiling))
+                .copied()
+                .collect();
+            if self.min_values_unmet(&kept, instance_types).is_empty() {
+                return Cow::Owned(kept);
+            }
+        }
+        // Not even every type keeps minValues (a relaxed node): all of them.
+        Cow::Borrowed(types)
+    }
+
     /// `None` when `remaining` (pool type index, allowed slots) keeps at
     /// least the pool's `minValues` distinct values on every key that has one.
     pub fn min_values_shortfall(

@@ -50,6 +50,15 @@ impl Budget {
         self.left.iter().zip(cost).position(|(left, c)| c > left)
     }
 
+    /// Whether a node holding `from` may hold `to` instead.
+    pub(crate) fn admits_change(&self, from: &[u64], to: &[u64]) -> bool {
+        self.left.iter().enumerate().all(|(i, left)| {
+            let from = from.get(i).copied().unwrap_or(0);
+            let to = to.get(i).copied().unwrap_or(0);
+            to <= left.saturating_add(from)
+        })
+    }
+
     pub(crate) fn take(&mut self, cost: &[u64]) {
         for (left, c) in self.left.iter_mut().zip(cost) {
             *left = left.saturating_sub(*c);

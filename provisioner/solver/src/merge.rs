@@ -61,12 +61,42 @@ impl Packer<'_> {
             let moves = self
                 .best_target(source, &pods, &order, &alive)
                 .and_then(|target| self.fold(source, target, &pods))
-                .or_else(|| self.scatter(source, &pods, &order, &alive));
+                .or_else(|| self.scatter(source, &pods, &order, &alive))
+                .filter(|moves| self.limits_allow(source, moves));
             if let Some(moves) = moves {
                 lacking.dissolve(self, source, moves);
                 alive[source] = false;
             }
         }
+    }
+
+    /// Whether the pool's limits let every target of `moves` hold what its
+    /// grown types hold, once `source` gives its share back. Each move was
+    /// checked alone; a scatter grows several targets from the same budget.
+    fn limits_allow(&self, source: usize, moves: &[(usize, usize, Fit)]) -> bool {
+        let catalog = self.open[source].catalog;
+        if self.budgets[catalog].is_unlimited() {
+            return true;
+        }
+        let mut last: Vec<(usize, &Fit)> = Vec::new();
+        for (_, target, fit) in moves {
+            match last.iter_mut().find(|(t, _)| t == target) {
+                Some(slot) => slot.1 = fit,
+                None => last.push((*target, fit)),
+            }
+        }
+        let mut budget = self.budgets[catalog].clone();
+        budget.give_back(&self.open[source].reserved);
+        for (target, fit) in last {
+            let before = &self.open[target].reserved;
+            let after = self.held_by(catalog, &fit.types);
+            if !budget.admits_change(before, &after) {
+                return false;
+            }
+            budget.give_back(before);
+            budget.take(&after);
+        }
+        true
     }
 
     /// Per pool type, the slots every pod of the node allows (0: refused).
@@ -383,6 +413,9 @@ impl Lacking {
 
     /// Carry out the moves, keep the counts, and retire `source`.
     fn dissolve(&mut self, packer: &mut Packer, source: usize, moves: Vec<(usize, usize, Fit)>) {
+        // The source's share goes back first: the targets may grow into it.
+        let held = std::mem::take(&mut packer.open[source].reserved);
+        packer.budgets[packer.open[source].catalog].give_back(&held);
         for (i, s) in self.selectors.iter().enumerate() {
             if packer.open[source].tally.count(*s) == 0 {
                 self.nodes[i] = self.nodes[i].saturating_sub(1);

@@ -493,7 +493,7 @@ impl<'s> Packer<'s> {
         } else {
             short()
         };
-        if refused {
+        if refused || !self.limits_admit(node, &types) {
             return None;
         }
         Some(Fit { types, zone })
@@ -555,15 +555,33 @@ impl<'s> Packer<'s> {
 }
 
 impl Packer<'_> {
-    /// Holds against the pool's limits the largest cost among `types`, in
-    /// place of what node `index` held before.
-    pub(crate) fn reserve(&mut self, index: usize, types: &[(u32, SlotMask)]) {
-        let catalog = self.open[index].catalog;
+    /// What a node of pool `catalog` with `types` holds against the pool's
+    /// limits: the largest cost among the types it may launch as.
+    pub(crate) fn held_by(&self, catalog: usize, types: &[(u32, SlotMask)]) -> Vec<u64> {
         let pool = &self.catalogs[catalog];
         let mut held = Vec::new();
-        for (t, _) in types {
+        if !pool.limited {
+            return held;
+        }
+        for (t, _) in pool.launchable(types, self.input.instance_types).iter() {
             max_cost(&mut held, &pool.types[*t as usize].limit_cost);
         }
+        held
+    }
+
+    /// Whether what is left of the pool's limits lets `node` hold what
+    /// `types` would: as a node grows, its cheapest types may be larger ones.
+    fn limits_admit(&self, node: &OpenNode, types: &[(u32, SlotMask)]) -> bool {
+        self.budgets[node.catalog].is_unlimited()
+            || self.budgets[node.catalog]
+                .admits_change(&node.reserved, &self.held_by(node.catalog, types))
+    }
+
+    /// Holds against the pool's limits what `types` hold ([`Self::held_by`]),
+    /// in place of what node `index` held before.
+    pub(crate) fn reserve(&mut self, index: usize, types: &[(u32, SlotMask)]) {
+        let catalog = self.open[index].catalog;
+        let held = self.held_by(catalog, types);
         let node = &mut self.open[index];
         let budget = &mut self.budgets[catalog];
         budget.give_back(&node.reserved);

@@ -36,7 +36,9 @@ fn requirement(key: &str, values: Vec<String>, min_values: Option<u32>) -> Requi
 pub(crate) fn new_node(node: &OpenNode, cx: &PlanContext<'_>) -> NewNode {
     let catalog = &cx.catalogs[node.catalog];
     let pool = &cx.input.nodepools[catalog.nodepool];
-    let union: SlotMask = node.types.iter().fold(0, |acc, (_, m)| acc | m);
+    // What the node held against its pool's limits is all it may launch as.
+    let kept = catalog.launchable(&node.types, cx.input.instance_types);
+    let union: SlotMask = kept.iter().fold(0, |acc, (_, m)| acc | m);
     // Spot when any Spot offering is left; on-demand only otherwise.
     let buy: SlotMask = if union & SPOT_SLOTS != 0 {
         SPOT_SLOTS
@@ -44,8 +46,7 @@ pub(crate) fn new_node(node: &OpenNode, cx: &PlanContext<'_>) -> NewNode {
         !SPOT_SLOTS
     };
 
-    let mut types: Vec<(u32, SlotMask, f64)> = node
-        .types
+    let mut types: Vec<(u32, SlotMask, f64)> = kept
         .iter()
         .map(|(t, m)| {
             (

@@ -122,27 +122,58 @@ impl Packer<'_> {
     }
 
     /// Recompute a node's types after pods left: every type its remaining
-    /// pods allow and fit, no larger than the capacity it already holds
-    /// against the pool's limits (so limits and minValues stay met).
+    /// pods allow and fit that what is left of the pool's limits admits,
+    /// or, if what those would hold does not fit in the limits, no type
+    /// larger than what the node holds already (so limits and minValues
+    /// stay met).
     pub(crate) fn refit(&mut self, index: usize) {
         let node = &self.open[index];
-        let catalog = node.catalog;
         if node.pods.is_empty() {
             self.reserve(index, &[]);
             return;
         }
+        let budget = &self.budgets[node.catalog];
+        let mut types =
+            self.fitting_types(index, |cost| budget.admits_change(&node.reserved, cost));
+        if !budget.admits_change(&node.reserved, &self.held_by(node.catalog, &types)) {
+            types = self.fitting_types(index, |cost| {
+                cost.iter()
+                    .zip(&node.reserved)
+                    .all(|(cost, held)| cost <= held)
+            });
+        }
+        if types.is_empty() {
+            return;
+        }
+        let catalog = node.catalog;
+        let upper = self.upper_of(catalog, &types);
+        self.reserve(index, &types);
+        let node = &mut self.open[index];
+        node.slots = types.iter().fold(0, |acc, (_, m)| acc | m);
+        node.types = types;
+        node.upper = upper;
+        self.open[index].free = self.slack_of(index);
+    }
+
+    /// The pool types node `index`'s pods allow and fit, whose cost against
+    /// the pool's limits passes `admitted`.
+    fn fitting_types(
+        &self,
+        index: usize,
+        admitted: impl Fn(&[u64]) -> bool,
+    ) -> Vec<(u32, SlotMask)> {
+        let node = &self.open[index];
+        let catalog = node.catalog;
         let mut classes: Vec<usize> = node.pods.iter().map(|p| self.pods[*p].class).collect();
         classes.sort_unstable();
         classes.dedup();
         let restrict = node.zone.map_or(SlotMask::MAX, zone_slots);
         let pool = &self.catalogs[catalog];
-        let types: Vec<(u32, SlotMask)> = pool
-            .types
+        pool.types
             .iter()
             .enumerate()
             .filter_map(|(t, pool_type)| {
-                let cost = pool_type.limit_cost.iter().zip(&node.reserved);
-                if cost.into_iter().any(|(cost, held)| cost > held) {
+                if !admitted(&pool_type.limit_cost) {
                     return None;
                 }
                 let mut mask = pool_type.slots & restrict;
@@ -155,16 +186,6 @@ impl Packer<'_> {
                 (mask != 0 && node.requests.fits_in(&pool_type.for_pods))
                     .then_some((t as u32, mask))
             })
-            .collect();
-        if types.is_empty() {
-            return;
-        }
-        let upper = self.upper_of(catalog, &types);
-        self.reserve(index, &types);
-        let node = &mut self.open[index];
-        node.slots = types.iter().fold(0, |acc, (_, m)| acc | m);
-        node.types = types;
-        node.upper = upper;
-        self.open[index].free = self.slack_of(index);
+            .collect()
     }
 }

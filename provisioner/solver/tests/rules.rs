@@ -1079,3 +1079,79 @@ fn a_schedule_anyway_spread_picks_the_emptier_zone_among_free_places() {
         "the fullest, without the spread"
     );
 }
+
+/// `count` one-vCPU pods, one per node (hostname anti-affinity).
+fn one_per_node(count: usize) -> Vec<PendingPod> {
+    (0..count)
+        .map(|i| {
+            let mut p = pod(&format!("p{i}"), 1000, 1);
+            p.labels = labels(&[("app", "web")]);
+            p.hostname_anti_affinity = vec![selector("app", "web")];
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_holds_against_a_cpu_limit_only_the_types_it_may_launch_as() {
+    // Every one-pod node fits each 2-vCPU type and the 96-vCPU one. Held at
+    // the largest type that fits, 200 vCPUs would admit two nodes; held at
+    // what it launches as (no more than its cheapest type), all 30.
+    let mut types: Vec<InstanceType> = (0..12)
+        .map(|i| {
+            itype(
+                &format!("s{i:02}"),
+                2,
+                "amd64",
+                &["a"],
+                0.1 + i as f64 * 0.001,
+            )
+        })
+        .collect();
+    types.push(itype("h96", 96, "amd64", &["a"], 0.2));
+    let mut case = Case::new(types);
+    case.pools[0].limits = vec![limit(LimitedResource::Cpu, 200_000, 0)];
+    case.pods = one_per_node(30);
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    assert_eq!(plan.new_nodes.len(), 30);
+    for node in &plan.new_nodes {
+        assert_eq!(node.instance_types.len(), 12, "{node:?}");
+        assert!(!node.instance_types.iter().any(|t| t == "h96"), "{node:?}");
+    }
+}
+
+#[test]
+fn min_values_widens_what_a_node_under_a_limit_holds_no_further_than_it_needs() {
+    // minValues 3 and two 2-vCPU types: the node keeps the 4-vCPU types
+    // too, and holds 4 vCPUs, not the 96 it could also be.
+    let mut case = Case::new(vec![
+        itype("s0", 2, "amd64", &["a"], 0.1),
+        itype("s1", 2, "amd64", &["a"], 0.11),
+        itype("m0", 4, "amd64", &["a"], 0.12),
+        itype("m1", 4, "amd64", &["a"], 0.13),
+        itype("h96", 96, "amd64", &["a"], 0.2),
+    ]);
+    let mut minimum = req(INSTANCE_TYPE, Operator::Exists, &[]);
+    minimum.min_values = Some(3);
+    case.pools[0].requirements = vec![minimum];
+    // 20 nodes × 4 vCPUs = 80 of 100; a 96-vCPU hold admits one node.
+    case.pools[0].limits = vec![limit(LimitedResource::Cpu, 100_000, 0)];
+    case.pods = one_per_node(20);
+    let plan = case.solve();
+    assert!(plan.unschedulable.is_empty(), "{plan:?}");
+    for node in &plan.new_nodes {
+        assert_eq!(node.instance_types, ["s0", "s1", "m0", "m1"], "{node:?}");
+    }
+}
+
+#[test]
+fn without_limits_a_node_keeps_every_type_that_fits() {
+    let mut case = Case::new(vec![
+        itype("s0", 2, "amd64", &["a"], 0.1),
+        itype("h96", 96, "amd64", &["a"], 0.2),
+    ]);
+    case.pods = one_per_node(1);
+    let plan = case.solve();
+    assert_eq!(plan.new_nodes[0].instance_types, ["s0", "h96"]);
+}
