@@ -25,7 +25,9 @@ use crate::controllers::interruption::{self, Interruption, InterruptionSettings}
 use crate::controllers::nodeclass;
 use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
-use crate::controllers::provisioning::{self, pending_keys, Provisioning, ProvisioningSettings};
+use crate::controllers::provisioning::{
+    self, pending_keys, ready_claim_keys, Provisioning, ProvisioningSettings,
+};
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
 use crate::controllers::termination::{self, Termination, TerminationSettings};
 use crate::metrics::Metrics;
@@ -210,10 +212,11 @@ impl<L> ProvisionerTurns<L> {
 impl<L: Launcher> Turns for ProvisionerTurns<L> {
     fn pending(&mut self) -> BTreeSet<String> {
         let snapshot = self.provisioning.state.snapshot();
-        let pending = pending_keys(&snapshot, &self.provisioning.settings.scheduler_name);
-        let count = i64::try_from(pending.len()).unwrap_or(i64::MAX);
+        let mut news = pending_keys(&snapshot, &self.provisioning.settings.scheduler_name);
+        let count = i64::try_from(news.len()).unwrap_or(i64::MAX);
         self.provisioning.act.metrics.pending_pods.set(count);
-        pending
+        news.extend(ready_claim_keys(&snapshot.claims));
+        news
     }
 
     async fn changed(&mut self) {

@@ -1,6 +1,6 @@
 //! The order in which provisioning and disruption take turns: a batching
-//! loop that runs a provisioning pass when a batch of new pending pods
-//! closes (or on a resync while pods wait), and a disruption sweep every
+//! loop that runs a provisioning pass when a batch of new pending pods (or
+//! nodes that became ready) closes, or on a resync while pods wait, and a disruption sweep every
 //! interval in between, never during a pass, so no claim is launched by
 //! both at once. The loop is generic over [`Turns`], so its timing is
 //! tested on a paused clock with a fake.
@@ -29,7 +29,9 @@ pub struct TurnSettings {
 
 /// What takes turns.
 pub trait Turns {
-    /// The pending pods a pass would solve for now, by key.
+    /// What a pass would act on now, by key: the pending pods it would
+    /// solve for, and news that may release pods held for a node (a node
+    /// that became ready). A key not seen before opens a batch.
     fn pending(&mut self) -> BTreeSet<String>;
     /// Resolves when something a pass reads changed.
     fn changed(&mut self) -> impl Future<Output = ()>;

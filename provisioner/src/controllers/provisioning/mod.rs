@@ -16,7 +16,7 @@ mod pool_status;
 use nominations::{ClaimNow, Mismatch, Nominations, PodNow};
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -65,6 +65,21 @@ pub fn pending_keys(snapshot: &Snapshot, scheduler_name: &str) -> BTreeSet<Strin
         .filter(|p| p.is_provisionable(scheduler_name, &snapshot.opted_in))
         .map(|p| p.key())
         .collect()
+}
+
+/// `nodeclaim:<name>` of every NodeClaim whose node is initialized (no
+/// namespace has a colon, so these never meet a pod's key): news for the
+/// batching loop besides new pending pods. A node that became ready may
+/// have been filled by other pods than the ones it was launched for; those
+/// are solved again at the next pass, which this brings a batch window
+/// after the node, not a resync later.
+pub fn ready_claim_keys(claims: &[Arc<NodeClaim>]) -> impl Iterator<Item = String> + '_ {
+    claims.iter().filter_map(|claim| {
+        find_condition(claim, spotwright_api::conditions::INITIALIZED)
+            .filter(|c| c.status == "True")
+            .and(claim.metadata.name.as_deref())
+            .map(|name| format!("nodeclaim:{name}"))
+    })
 }
 
 /// Pods by `namespace/name`, for the Events of a pass: one lookup per
@@ -383,9 +398,56 @@ async fn resume<L: Launcher>(ctx: &Provisioning<L>) {
 }
 
 /// $/h of the instances behind the NodeClaims, at their offering's price.
-fn fleet_cost(claims: &[std::sync::Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64 {
+fn fleet_cost(claims: &[Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64 {
     claims
         .iter()
         .filter_map(|c| crate::model::claim::offering_price(c, instance_types))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+    use spotwright_api::v1alpha1::{NodeClaimSpec, NodeClaimStatus, NodeClassReference};
+
+    fn claim(name: &str, initialized: Option<&str>) -> Arc<NodeClaim> {
+        let mut claim = NodeClaim::new(
+            name,
+            NodeClaimSpec {
+                node_class_ref: NodeClassReference {
+                    name: "default".into(),
+                },
+                ..NodeClaimSpec::default()
+            },
+        );
+        let conditions = initialized
+            .map(|status| Condition {
+                type_: spotwright_api::conditions::INITIALIZED.into(),
+                status: status.into(),
+                reason: "Initialized".into(),
+                message: String::new(),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            })
+            .into_iter()
+            .collect();
+        claim.status = Some(NodeClaimStatus {
+            conditions,
+            ..NodeClaimStatus::default()
+        });
+        Arc::new(claim)
+    }
+
+    #[test]
+    fn only_initialized_claims_are_news_and_never_look_like_a_pod() {
+        let claims = [
+            claim("launching", None),
+            claim("registered", Some("False")),
+            claim("ready", Some("True")),
+        ];
+        let keys: Vec<String> = ready_claim_keys(&claims).collect();
+        assert_eq!(keys, ["nodeclaim:ready"]);
+    }
 }
