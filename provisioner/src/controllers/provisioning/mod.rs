@@ -408,36 +408,21 @@ fn fleet_cost(claims: &[Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-    use k8s_openapi::jiff::Timestamp;
-    use spotwright_api::v1alpha1::{NodeClaimSpec, NodeClaimStatus, NodeClassReference};
+    use serde_json::json;
 
     fn claim(name: &str, initialized: Option<&str>) -> Arc<NodeClaim> {
-        let mut claim = NodeClaim::new(
-            name,
-            NodeClaimSpec {
-                node_class_ref: NodeClassReference {
-                    name: "default".into(),
-                },
-                ..NodeClaimSpec::default()
-            },
-        );
-        let conditions = initialized
-            .map(|status| Condition {
-                type_: spotwright_api::conditions::INITIALIZED.into(),
-                status: status.into(),
-                reason: "Initialized".into(),
-                message: String::new(),
-                last_transition_time: Time(Timestamp::UNIX_EPOCH),
-                observed_generation: None,
+        let conditions: Vec<_> = initialized
+            .map(|status| {
+                json!({"type": spotwright_api::conditions::INITIALIZED, "status": status,
+                    "reason": "Initialized", "message": "",
+                    "lastTransitionTime": "2026-12-04T00:00:00Z"})
             })
             .into_iter()
             .collect();
-        claim.status = Some(NodeClaimStatus {
-            conditions,
-            ..NodeClaimStatus::default()
-        });
-        Arc::new(claim)
+        let claim = json!({"apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": name}, "spec": {"nodeClassRef": {"name": "default"}},
+            "status": {"conditions": conditions}});
+        Arc::new(serde_json::from_value(claim).expect("a NodeClaim"))
     }
 
     #[test]
