@@ -1,8 +1,8 @@
 //! The order in which provisioning and disruption take turns: a batching
 //! loop that runs a provisioning pass when a batch of new pending pods (or
-//! nodes that became ready) closes, or on a resync while pods wait, and a disruption sweep every
-//! interval in between, never during a pass, so no claim is launched by
-//! both at once. The loop is generic over [`Turns`], so its timing is
+//! nodes that became ready) closes, or on a resync while pods wait, and a
+//! disruption sweep every interval in between, never during a pass, so no
+//! claim is launched by both at once. The loop is generic over [`Turns`], so its timing is
 //! tested on a paused clock with a fake.
 
 use std::collections::BTreeSet;
