@@ -76,6 +76,9 @@ pub struct CachedPod {
     /// `PodScheduled=False` with reason `Unschedulable`: the scheduler gave
     /// up on it, and its message (why no node fits), kept only then.
     pub unschedulable: Option<String>,
+    /// No `PodScheduled` condition and no scheduling gate: the scheduler
+    /// has not tried it yet, and nothing holds it back from trying.
+    pub untried: bool,
     /// Has a deletion timestamp.
     pub deleting: bool,
     pub shape: Arc<PodShape>,
@@ -101,6 +104,14 @@ impl CachedPod {
                 })
             })
             .map(|c| c.message.clone().unwrap_or_default());
+        let scheduled_condition = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "PodScheduled"));
+        let gated = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|gates| !gates.is_empty());
         CachedPod {
             name: pod.name_any(),
             uid: pod.metadata.uid.clone(),
@@ -110,6 +121,7 @@ impl CachedPod {
                 Some("Succeeded" | "Failed")
             ),
             unschedulable,
+            untried: !scheduled_condition && !gated,
             deleting: pod.metadata.deletion_timestamp.is_some(),
             shape,
         }
@@ -129,20 +141,28 @@ impl CachedPod {
         !self.shape.daemonset && !self.shape.mirror && !self.terminal
     }
 
-    /// Unschedulable per the scheduler, not yet bound, not finished, and
-    /// meant for Spotwright: it names Spotwright's scheduler, or it lives in
-    /// a namespace that opted in (a pod the default scheduler could not
-    /// place there would fit on a node Spotwright launches only if the
-    /// webhook mutated it; such pods are Spotwright's too).
+    /// Waiting for a node, not finished, and meant for Spotwright. Either
+    /// the scheduler marked it unschedulable and it names Spotwright's
+    /// scheduler or lives in a namespace that opted in (a pod the default
+    /// scheduler could not place there would fit on a node Spotwright
+    /// launches only if the webhook mutated it; such pods are Spotwright's
+    /// too). Or it names Spotwright's scheduler, which has not tried it
+    /// yet: a burst is then solved as it is created, not in the order and
+    /// at the rate the scheduler marks it (the solve places such a pod on
+    /// a node that has room before it launches one).
     pub fn is_provisionable(&self, scheduler_name: &str, opted_in: &BTreeSet<String>) -> bool {
-        if self.node_name.is_some() || self.deleting || self.unschedulable.is_none() {
+        if self.node_name.is_some() || self.deleting {
             return false;
         }
         if self.shape.daemonset || self.shape.mirror || self.terminal {
             return false;
         }
-        self.shape.scheduler_name.as_deref() == Some(scheduler_name)
-            || opted_in.contains(self.namespace())
+        let names_ours = self.shape.scheduler_name.as_deref() == Some(scheduler_name);
+        if self.unschedulable.is_some() {
+            names_ours || opted_in.contains(self.namespace())
+        } else {
+            names_ours && self.untried
+        }
     }
 
     /// The pod as the solver places it, or which field it cannot read.
@@ -244,8 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn only_unschedulable_unbound_pods_for_spotwright_are_provisionable() {
+    fn unbound_pods_for_spotwright_are_provisionable_once_unschedulable_or_untried() {
         let unschedulable = json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+        let gated_status = json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]});
         let make = |scheduler: &str, ns: &str, status: serde_json::Value| {
             pod(
                 json!({"metadata": {"name": "p", "namespace": ns}, "spec": {"schedulerName": scheduler, "containers": []}, "status": status}),
@@ -259,7 +280,21 @@ mod tests {
         assert!(
             !make("default-scheduler", "x", unschedulable.clone()).is_provisionable(ours, &opted)
         );
-        assert!(!make(ours, "x", json!({})).is_provisionable(ours, &opted));
+        // Not tried yet: ours only if it names Spotwright's scheduler.
+        assert!(make(ours, "x", json!({})).is_provisionable(ours, &opted));
+        assert!(!make("default-scheduler", "team-a", json!({})).is_provisionable(ours, &opted));
+        // Gated, by its condition or (before the scheduler wrote one) its spec.
+        assert!(!make(ours, "x", gated_status).is_provisionable(ours, &opted));
+        let gated_spec = pod(json!({"metadata": {"name": "p", "namespace": "x"},
+            "spec": {"schedulerName": ours, "containers": [], "schedulingGates": [{"name": "g"}]}}));
+        assert!(!gated_spec.is_provisionable(ours, &opted));
+        // Bound, or going.
+        let mut bound = make(ours, "x", json!({}));
+        bound.node_name = Some("n1".to_owned());
+        assert!(!bound.is_provisionable(ours, &opted));
+        let mut deleting = make(ours, "x", unschedulable);
+        deleting.deleting = true;
+        assert!(!deleting.is_provisionable(ours, &opted));
     }
 
     #[test]
