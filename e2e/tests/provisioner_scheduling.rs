@@ -1,7 +1,8 @@
 //! Scheduling fidelity on the real control plane and moto, each case through
 //! the real second scheduler: every promised label, no launch loop,
 //! `minValuesPolicy: BestEffort`, preferred node affinity, pod affinity and
-//! zone anti-affinity, volumes' zones, and `spec.limits` with `Gte`.
+//! zone anti-affinity, scheduling gates, volumes' zones, and `spec.limits`
+//! with `Gte`.
 
 mod pools;
 
@@ -334,6 +335,70 @@ async fn the_heaviest_preference_that_can_be_met_picks_the_zone_of_the_node() {
         "weight 50 is the heaviest preference a node can meet"
     );
     assert_eq!(pool_claims(&client, &pool).await.len(), 1);
+    cleanup(env, &client, &pool, &namespace).await;
+}
+
+/// One of two pods that each need a node of their own (hostname
+/// anti-affinity), `gated` with a scheduling gate when `gated` is true.
+fn apart_pod(env: &Env, namespace: &str, name: &str, gated: bool) {
+    let gates = if gated {
+        json!([{"name": "example.com/hold"}])
+    } else {
+        json!([])
+    };
+    env.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "apart"}},
+        "spec": {
+            "schedulingGates": gates,
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "apart"}}}]}},
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}}}]}
+    }));
+}
+
+#[tokio::test]
+async fn a_gated_pod_gets_no_node_until_its_gate_is_removed() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let _webhook = Webhook::start(env, "provisioner-gates").await;
+    let id = unique_suffix();
+    let pool = pool(env, &client, &id).await;
+    let namespace = format!("prov-{id}");
+    let _provisioner = Provisioner::start(env, "gates", MOTO, &[]).await;
+    // The gated pod is created first, so every pass that sees the open one
+    // (the watch keeps their order) has seen the gated one too.
+    apart_pod(env, &namespace, "held", true);
+    apart_pod(env, &namespace, "open", false);
+    eventually("the open pod to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 1
+    })
+    .await;
+    // A batch closes a second after its last pod: a few passes' time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        pool_claims(&client, &pool).await.len(),
+        1,
+        "no launch for the gated pod\n{}",
+        state_dump(env, &pool, &namespace, "gates")
+    );
+    env.kubectl_ok(&[
+        "patch",
+        "pod",
+        "held",
+        "-n",
+        &namespace,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/schedulingGates"}]"#,
+    ]);
+    eventually("both pods to run", Duration::from_secs(150), || async {
+        running_pods(&client, &namespace).await.len() == 2
+    })
+    .await;
+    assert_eq!(pool_claims(&client, &pool).await.len(), 2, "one node each");
     cleanup(env, &client, &pool, &namespace).await;
 }
 

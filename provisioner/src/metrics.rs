@@ -83,7 +83,7 @@ impl Metrics {
             ))?,
             pending_pods: IntGauge::with_opts(Opts::new(
                 "spotwright_provisioner_pending_pods",
-                "Unschedulable pods that are Spotwright's to place, at the last look.",
+                "Pending pods that are Spotwright's to place (marked unschedulable, or not yet tried by its scheduler), at the last look.",
             ))?,
             batch_duration: Histogram::with_opts(
                 HistogramOpts::new(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use spotwright_e2e::node_agent::known::KnownInstances;
@@ -218,19 +219,37 @@ async fn sync(
         types.extend(ec2::instance_types(ec2_client, &plan.unknown_types).await?);
         plan = node_agent::plan(&instances, types, &existing, settings);
     }
-    for node in &plan.create {
-        nodes::register(api, node).await?;
-        tracing::info!(
-            node = node.metadata.name.as_deref().unwrap_or_default(),
-            "node registered"
-        );
-    }
-    for name in &plan.delete {
-        nodes::remove(api, name).await?;
-        tracing::info!(node = %name, "node removed: its instance is gone");
-    }
+    // Several at once: a burst launches hundreds of instances, and one
+    // create after another at a loaded API server made the agent, not the
+    // autoscaler, the pace of bench/scale/run (about 6 Nodes a second).
+    let registered = futures::stream::iter(&plan.create)
+        .map(|node| async move {
+            nodes::register(api, node).await?;
+            let name = node.metadata.name.as_deref().unwrap_or_default();
+            tracing::info!(node = name, "node registered");
+            Ok::<(), kube::Error>(())
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect::<Vec<_>>();
+    let removed = futures::stream::iter(&plan.delete)
+        .map(|name| async move {
+            nodes::remove(api, name).await?;
+            tracing::info!(node = %name, "node removed: its instance is gone");
+            Ok::<(), kube::Error>(())
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect::<Vec<_>>();
+    let (registered, removed) = futures::join!(registered, removed);
+    // What failed is tried again at the next sync; the rest is done.
+    registered
+        .into_iter()
+        .chain(removed)
+        .collect::<Result<(), _>>()?;
     Ok(())
 }
+
+/// Node writes in flight at once.
+const WRITES_IN_FLIGHT: usize = 16;
 
 /// The cluster's instances now: every instance's state, and a description
 /// of only those not seen before.

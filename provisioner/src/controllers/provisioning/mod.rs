@@ -354,11 +354,19 @@ async fn report_mismatch<L>(ctx: &Provisioning<L>, pods: &PodsByKey<'_>, m: Mism
         .nomination_mismatches
         .with_label_values(&[m.reason])
         .inc();
+    if m.reason == "bound_elsewhere" {
+        // Not a disagreement: the pod runs. In a burst the scheduler fills
+        // new nodes in its own order, so thousands of pods land on another
+        // pod's node; a Warning Event for each would be noise and load.
+        tracing::debug!(
+            pod = m.pod,
+            claim = m.claim,
+            "bound elsewhere: {}",
+            m.detail
+        );
+        return;
+    }
     let note = match m.reason {
-        "bound_elsewhere" => format!(
-            "launched NodeClaim {} for this pod, but the scheduler {}",
-            m.claim, m.detail
-        ),
         reason if nominations::moves_with_other_pods(reason) => format!(
             "the scheduler did not place this pod on the node of NodeClaim {}, launched for it ({reason}): {}; it is solved again after a backoff, as other pods landing change this verdict",
             m.claim, m.detail
