@@ -26,7 +26,7 @@ use crate::controllers::nodeclass;
 use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
 use crate::controllers::provisioning::{
-    self, pending_keys, ready_claim_keys, Provisioning, ProvisioningSettings,
+    self, pending_keys, ready_claim_keys, verdict_keys, Provisioning, ProvisioningSettings,
 };
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
 use crate::controllers::termination::{self, Termination, TerminationSettings};
@@ -216,6 +216,12 @@ impl<L: Launcher> Turns for ProvisionerTurns<L> {
         let count = i64::try_from(news.len()).unwrap_or(i64::MAX);
         self.provisioning.act.metrics.pending_pods.set(count);
         news.extend(ready_claim_keys(&snapshot.claims));
+        let scheduler_name = &self.provisioning.settings.scheduler_name;
+        news.extend(verdict_keys(
+            &snapshot.pods,
+            scheduler_name,
+            &snapshot.opted_in,
+        ));
         news
     }
 

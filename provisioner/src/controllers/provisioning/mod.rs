@@ -15,7 +15,9 @@ mod pool_status;
 
 use nominations::{ClaimNow, Mismatch, Nominations, PodNow};
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -80,6 +82,27 @@ pub fn ready_claim_keys(claims: &[Arc<NodeClaim>]) -> impl Iterator<Item = Strin
             .and(claim.metadata.name.as_deref())
             .map(|name| format!("nodeclaim:{name}"))
     })
+}
+
+/// `verdict:<namespace/name>:<hash of the scheduler's message>` of every
+/// pending pod the scheduler marked unschedulable: news when it tried the
+/// pod again and found otherwise (nodes came, other pods filled them). A
+/// pod crowded off the node launched for it is then solved a batch window
+/// after the scheduler says so, not at the resync; an unchanged message is
+/// no news, so a pod that stays unplaceable does not keep batches open.
+pub fn verdict_keys<'a>(
+    pods: &'a [Arc<CachedPod>],
+    scheduler_name: &'a str,
+    opted_in: &'a BTreeSet<String>,
+) -> impl Iterator<Item = String> + 'a {
+    pods.iter()
+        .filter(move |p| p.is_provisionable(scheduler_name, opted_in))
+        .filter_map(|p| {
+            let message = p.unschedulable.as_deref()?;
+            let mut hasher = DefaultHasher::new();
+            message.hash(&mut hasher);
+            Some(format!("verdict:{}:{:x}", p.key(), hasher.finish()))
+        })
 }
 
 /// Pods by `namespace/name`, for the Events of a pass: one lookup per
@@ -431,6 +454,57 @@ mod tests {
             "metadata": {"name": name}, "spec": {"nodeClassRef": {"name": "default"}},
             "status": {"conditions": conditions}});
         Arc::new(serde_json::from_value(claim).expect("a NodeClaim"))
+    }
+
+    fn pod(name: &str, scheduler: &str, message: Option<&str>) -> Arc<CachedPod> {
+        let conditions: Vec<_> = message
+            .map(|m| {
+                json!({"type": "PodScheduled", "status": "False",
+                    "reason": "Unschedulable", "message": m})
+            })
+            .into_iter()
+            .collect();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"schedulerName": scheduler, "containers": []},
+            "status": {"conditions": conditions}}))
+        .expect("a Pod");
+        Arc::new(CachedPod::from(&pod))
+    }
+
+    #[test]
+    fn a_new_scheduler_verdict_is_news_and_the_same_one_is_not() {
+        let ours = "spotwright-scheduler";
+        let opted = BTreeSet::new();
+        let keys =
+            |pods: &[Arc<CachedPod>]| -> Vec<String> { verdict_keys(pods, ours, &opted).collect() };
+        let before = keys(&[
+            pod(
+                "tried",
+                ours,
+                Some("0/3 nodes are available: 3 Insufficient cpu."),
+            ),
+            pod("untried", ours, None),
+            pod(
+                "theirs",
+                "default-scheduler",
+                Some("0/3 nodes are available."),
+            ),
+        ]);
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert!(before[0].starts_with("verdict:ns/tried:"), "{before:?}");
+        let again = keys(&[pod(
+            "tried",
+            ours,
+            Some("0/3 nodes are available: 3 Insufficient cpu."),
+        )]);
+        assert_eq!(before, again, "the same verdict is no news");
+        let changed = keys(&[pod(
+            "tried",
+            ours,
+            Some("0/4 nodes are available: 4 Insufficient cpu."),
+        )]);
+        assert_ne!(before, changed, "a new verdict is news");
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! rule the solver does not model). Unchecked, that is a launch loop: the
 //! pod stays pending, the next pass launches again, forever. So a pod the
 //! scheduler still refuses once the node launched for it has been ready for
-//! a grace period is a *mismatch*: it gets no new launch while the
+//! a grace period (or sooner, once the scheduler gave a new verdict after
+//! the node was ready) is a *mismatch*: it gets no new launch while the
 //! scheduler's reason stays the same. And launches for any one pod back
 //! off: the second at once, then doubling from `first_retry` up to
 //! `max_retry`.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -27,6 +30,11 @@ pub struct NominationSettings {
     /// How long the node launched for a pod may be ready before a
     /// still-pending pod counts as refused by the scheduler.
     pub grace: Duration,
+    /// How long the node must have been ready before a new verdict of the
+    /// scheduler (a message other than the one when the node was first
+    /// seen ready) counts as one that weighed the node, grace or not: the
+    /// scheduler's cache may lag a moment behind ours.
+    pub settle: Duration,
 }
 
 impl Default for NominationSettings {
@@ -35,6 +43,7 @@ impl Default for NominationSettings {
             first_retry: Duration::from_secs(15),
             max_retry: Duration::from_secs(10 * 60),
             grace: Duration::from_secs(30),
+            settle: Duration::from_secs(2),
         }
     }
 }
@@ -103,6 +112,9 @@ struct Record {
     refused: Option<&'static str>,
     /// Other pods took the node launched for it: no longer its place.
     released: bool,
+    /// A hash of the scheduler's message when the node launched for it was
+    /// first seen ready: a later, different one is a verdict on that node.
+    verdict_at_ready: Option<u64>,
 }
 
 /// Every pod launched for that is still pending.
@@ -128,6 +140,7 @@ impl Nominations {
             last_launch: now,
             refused: None,
             released: false,
+            verdict_at_ready: None,
         });
         record.claim = claim.to_owned();
         // A launch after other pods took the last one's room is no retry of
@@ -138,6 +151,7 @@ impl Nominations {
         record.last_launch = now;
         record.refused = None;
         record.released = false;
+        record.verdict_at_ready = None;
     }
 
     /// The pods nominated, to look up for [`Self::judge`].
@@ -195,7 +209,11 @@ impl Nominations {
                     record.released = true;
                     return None;
                 }
-                if elapsed(since, now) < self.settings.grace {
+                let verdict = hash_of(message);
+                let at_ready = *record.verdict_at_ready.get_or_insert(verdict);
+                let ready_for = elapsed(since, now);
+                let new_verdict = at_ready != verdict && ready_for >= self.settings.settle;
+                if ready_for < self.settings.grace && !new_verdict {
                     return None;
                 }
                 let reason = main_reason(message);
@@ -258,6 +276,12 @@ impl Nominations {
             .saturating_mul(1u32 << doublings)
             .min(self.settings.max_retry)
     }
+}
+
+fn hash_of(message: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    message.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Whether a refusal for `reason` can lift as other pods land: a topology
@@ -451,6 +475,33 @@ mod tests {
     }
 
     #[test]
+    fn a_new_verdict_after_the_node_is_ready_is_judged_before_the_grace() {
+        const BEFORE: &str = "0/40 nodes are available: 40 Insufficient cpu.";
+        const SPREAD: &str = "0/41 nodes are available: 1 node(s) didn't match pod topology spread constraints, 40 Insufficient cpu.";
+        let mut n = Nominations::new(NominationSettings::default());
+        n.nominated("a/p", "pool-x", at(0));
+        let ready = ClaimNow::Ready {
+            node: "n1",
+            since: at(10),
+            room: true,
+        };
+        let pending = |message| PodNow::Pending { message };
+        // First seen ready with the verdict of before: wait.
+        assert_eq!(n.judge("a/p", pending(BEFORE), ready, at(11)), None);
+        // A new verdict, but too soon for the scheduler to have weighed the node.
+        assert_eq!(n.judge("a/p", pending(SPREAD), ready, at(11)), None);
+        let found = n.judge("a/p", pending(SPREAD), ready, at(12));
+        assert_eq!(found.map(|m| m.reason), Some("topology_spread"));
+        // Solved again at once: its first retry does not wait.
+        assert_eq!(n.hold("a/p", SPREAD, ready, at(12)), None);
+        // The same verdict as when the node was first seen ready waits out the grace.
+        n.nominated("a/q", "pool-x", at(0));
+        assert_eq!(n.judge("a/q", pending(SPREAD), ready, at(12)), None);
+        assert_eq!(n.judge("a/q", pending(SPREAD), ready, at(39)), None);
+        assert!(n.judge("a/q", pending(SPREAD), ready, at(40)).is_some());
+    }
+
+    #[test]
     fn a_bound_pod_is_forgotten_and_binding_elsewhere_is_named() {
         let mut n = Nominations::new(NominationSettings::default());
         n.nominated("a/p", "pool-x", at(0));
@@ -531,6 +582,7 @@ mod tests {
                 first_retry: Duration::from_secs(first),
                 max_retry: Duration::from_secs(cap),
                 grace: Duration::from_secs(30),
+                ..NominationSettings::default()
             });
             let (now, next) = (n.retry_after(launches), n.retry_after(launches + 1));
             proptest::prop_assert!(now <= next);
