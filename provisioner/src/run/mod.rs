@@ -26,7 +26,8 @@ use crate::controllers::nodeclass;
 use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
 use crate::controllers::provisioning::{
-    self, pending_keys, ready_claim_keys, verdict_keys, Provisioning, ProvisioningSettings,
+    self, changed_verdicts, pending_keys, ready_claim_keys, verdicts, Provisioning,
+    ProvisioningSettings, Verdicts,
 };
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
 use crate::controllers::termination::{self, Termination, TerminationSettings};
@@ -182,6 +183,8 @@ pub struct ProvisionerTurns<L> {
     disruption: Disruption<L>,
     memory: Memory,
     changes: Changes,
+    /// The scheduler's verdicts at the last look, to find the changed ones.
+    verdicts: Verdicts,
 }
 
 impl<L> ProvisionerTurns<L> {
@@ -205,6 +208,7 @@ impl<L> ProvisionerTurns<L> {
             },
             memory: Memory::default(),
             changes,
+            verdicts: Verdicts::default(),
         }
     }
 }
@@ -217,11 +221,9 @@ impl<L: Launcher> Turns for ProvisionerTurns<L> {
         self.provisioning.act.metrics.pending_pods.set(count);
         news.extend(ready_claim_keys(&snapshot.claims));
         let scheduler_name = &self.provisioning.settings.scheduler_name;
-        news.extend(verdict_keys(
-            &snapshot.pods,
-            scheduler_name,
-            &snapshot.opted_in,
-        ));
+        let verdicts = verdicts(&snapshot.pods, scheduler_name, &snapshot.opted_in);
+        news.extend(changed_verdicts(&self.verdicts, &verdicts));
+        self.verdicts = verdicts;
         news
     }
 

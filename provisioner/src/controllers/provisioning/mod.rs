@@ -84,25 +84,42 @@ pub fn ready_claim_keys(claims: &[Arc<NodeClaim>]) -> impl Iterator<Item = Strin
     })
 }
 
-/// `verdict:<namespace/name>:<hash of the scheduler's message>` of every
-/// pending pod the scheduler marked unschedulable: news when it tried the
-/// pod again and found otherwise (nodes came, other pods filled them). A
-/// pod crowded off the node launched for it is then solved a batch window
-/// after the scheduler says so, not at the resync; an unchanged message is
-/// no news, so a pod that stays unplaceable does not keep batches open.
-pub fn verdict_keys<'a>(
-    pods: &'a [Arc<CachedPod>],
-    scheduler_name: &'a str,
-    opted_in: &'a BTreeSet<String>,
-) -> impl Iterator<Item = String> + 'a {
+/// The scheduler's verdict on each pending pod it marked unschedulable, by
+/// `namespace/name`: a hash of its message.
+pub type Verdicts = HashMap<String, u64>;
+
+/// The verdicts on the pods a pass would solve for.
+pub fn verdicts(
+    pods: &[Arc<CachedPod>],
+    scheduler_name: &str,
+    opted_in: &BTreeSet<String>,
+) -> Verdicts {
     pods.iter()
-        .filter(move |p| p.is_provisionable(scheduler_name, opted_in))
+        .filter(|p| p.is_provisionable(scheduler_name, opted_in))
         .filter_map(|p| {
             let message = p.unschedulable.as_deref()?;
             let mut hasher = DefaultHasher::new();
             message.hash(&mut hasher);
-            Some(format!("verdict:{}:{:x}", p.key(), hasher.finish()))
+            Some((p.key(), hasher.finish()))
         })
+        .collect()
+}
+
+/// `verdict:<namespace/name>:<hash>` of every pod whose verdict changed
+/// since `before`: the scheduler tried it again and found otherwise (nodes
+/// came, other pods filled them). News for the batching loop: a pod crowded
+/// off the node launched for it is solved a batch window after the
+/// scheduler says so, not at the resync. A pod's first verdict is no news
+/// (the pod itself was, and under a burst the scheduler marks pods for
+/// seconds after they were created), nor is the same verdict again.
+pub fn changed_verdicts<'a>(
+    before: &'a Verdicts,
+    now: &'a Verdicts,
+) -> impl Iterator<Item = String> + 'a {
+    now.iter().filter_map(move |(pod, verdict)| {
+        let earlier = before.get(pod)?;
+        (earlier != verdict).then(|| format!("verdict:{pod}:{verdict:x}"))
+    })
 }
 
 /// Pods by `namespace/name`, for the Events of a pass: one lookup per
@@ -473,38 +490,37 @@ mod tests {
     }
 
     #[test]
-    fn a_new_scheduler_verdict_is_news_and_the_same_one_is_not() {
+    fn only_a_changed_scheduler_verdict_is_news() {
         let ours = "spotwright-scheduler";
         let opted = BTreeSet::new();
-        let keys =
-            |pods: &[Arc<CachedPod>]| -> Vec<String> { verdict_keys(pods, ours, &opted).collect() };
-        let before = keys(&[
-            pod(
-                "tried",
-                ours,
-                Some("0/3 nodes are available: 3 Insufficient cpu."),
-            ),
-            pod("untried", ours, None),
-            pod(
-                "theirs",
-                "default-scheduler",
-                Some("0/3 nodes are available."),
-            ),
-        ]);
-        assert_eq!(before.len(), 1, "{before:?}");
-        assert!(before[0].starts_with("verdict:ns/tried:"), "{before:?}");
-        let again = keys(&[pod(
-            "tried",
+        let three = "0/3 nodes are available: 3 Insufficient cpu.";
+        let four = "0/4 nodes are available: 4 Insufficient cpu.";
+        let untried = verdicts(&[pod("p", ours, None)], ours, &opted);
+        let first = verdicts(
+            &[
+                pod("p", ours, Some(three)),
+                pod("theirs", "default-scheduler", Some(three)),
+            ],
             ours,
-            Some("0/3 nodes are available: 3 Insufficient cpu."),
-        )]);
-        assert_eq!(before, again, "the same verdict is no news");
-        let changed = keys(&[pod(
-            "tried",
-            ours,
-            Some("0/4 nodes are available: 4 Insufficient cpu."),
-        )]);
-        assert_ne!(before, changed, "a new verdict is news");
+            &opted,
+        );
+        assert_eq!(
+            first.keys().collect::<Vec<_>>(),
+            ["ns/p"],
+            "only pods a pass would solve"
+        );
+        let news = |before: &Verdicts, now: &Verdicts| -> Vec<String> {
+            changed_verdicts(before, now).collect()
+        };
+        assert!(
+            news(&untried, &first).is_empty(),
+            "a first verdict is no news"
+        );
+        assert!(news(&first, &first).is_empty(), "nor the same one again");
+        let second = verdicts(&[pod("p", ours, Some(four))], ours, &opted);
+        let changed = news(&first, &second);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(changed[0].starts_with("verdict:ns/p:"), "{changed:?}");
     }
 
     #[test]
