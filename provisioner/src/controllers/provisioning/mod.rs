@@ -15,9 +15,7 @@ mod pool_status;
 
 use nominations::{ClaimNow, Mismatch, Nominations, PodNow};
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -96,12 +94,7 @@ pub fn verdicts(
 ) -> Verdicts {
     pods.iter()
         .filter(|p| p.is_provisionable(scheduler_name, opted_in))
-        .filter_map(|p| {
-            let message = p.unschedulable.as_deref()?;
-            let mut hasher = DefaultHasher::new();
-            message.hash(&mut hasher);
-            Some((p.key(), hasher.finish()))
-        })
+        .filter_map(|p| Some((p.key(), nominations::hash_of(p.unschedulable.as_deref()?))))
         .collect()
 }
 

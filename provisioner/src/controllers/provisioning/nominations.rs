@@ -278,7 +278,9 @@ impl Nominations {
     }
 }
 
-fn hash_of(message: &str) -> u64 {
+/// A scheduler message as a verdict to compare: two messages differ when
+/// their hashes do.
+pub fn hash_of(message: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     message.hash(&mut hasher);
     hasher.finish()
