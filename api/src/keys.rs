@@ -67,6 +67,11 @@ pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
 /// fewer values than a `minValues` asks: `<key>=<kept>/<wanted>`, comma-separated.
 pub const MIN_VALUES_RELAXED_ANNOTATION: &str = "spotwright.io/min-values-relaxed";
 
+/// Annotation on a new NodeClaim: the pods it was launched for and what they
+/// request (JSON, see [`crate::reservation`]). The extender keeps that room
+/// for them on the claim's node for a while after the node registers.
+pub const RESERVED_FOR_ANNOTATION: &str = "spotwright.io/reserved-for";
+
 /// Annotation on a NodeClaim being replaced: JSON with the reason, when the
 /// replacement began and the names of the replacement NodeClaims. Written
 /// before anything else is done, so a restarted provisioner resumes the

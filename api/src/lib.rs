@@ -11,6 +11,7 @@ pub mod interruption;
 pub mod keys;
 pub mod prices;
 pub mod quantity;
+pub mod reservation;
 pub mod v1alpha1;
 
 pub use v1alpha1::{NodeClaim, NodeClass, NodePool};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 use serde_json::json;
+use spotwright_api::reservation::{self, Reservation};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::Provisioner;
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
@@ -165,6 +166,17 @@ async fn a_pod_selecting_every_promised_label_runs_on_the_first_node_launched_fo
         .and_then(|s| s.node_name.clone())
         .unwrap_or_default();
     assert_eq!(node, claim_node, "the pod runs on the node launched for it");
+    let reserved = claims[0]
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(reservation::ANNOTATION))
+        .map(|value| Reservation::parse(value));
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    assert!(
+        matches!(&reserved, Some(Ok(r)) if r.pods == [uid.clone()] && r.cpu_millis > 0),
+        "the claim holds room for its pod {uid}: {reserved:?}"
+    );
     cleanup(env, &client, &pool, &namespace).await;
 }
 

@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spotwright_extender::answer::{self, Settings};
 use spotwright_extender::filter;
-use spotwright_extender::fixtures::{args_with_names, pod_json, synthetic, NOW};
+use spotwright_extender::fixtures::{args_with_names, hold_room, pod_json, synthetic, NOW};
 use spotwright_extender::score::{self, Candidate};
 
 const NODES: usize = 5_000;
@@ -19,8 +19,23 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("extender-5000-nodes");
     group.throughput(Throughput::Elements(1));
     group.bench_function("filter/request-bytes-to-reply", |b| {
-        b.iter(|| answer::filter(std::hint::black_box(&body), &cluster.index).expect("answered"))
+        b.iter(|| {
+            answer::filter(std::hint::black_box(&body), &cluster.index, &settings, NOW)
+                .expect("answered")
+        })
     });
+    let bursting = synthetic(NODES, PODS, 42);
+    hold_room(&bursting, 20);
+    group.bench_function(
+        "filter/request-bytes-to-reply, 5% of nodes holding room",
+        |b| {
+            b.iter(|| {
+                answer::filter(std::hint::black_box(&body), &bursting.index, &settings, NOW)
+                    .expect("answered")
+            })
+        },
+    );
+    drop(bursting);
     group.bench_function("prioritize/request-bytes-to-reply", |b| {
         b.iter(|| {
             answer::prioritize(std::hint::black_box(&body), &cluster.index, &settings, NOW)

@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::value::RawValue;
 
 use crate::facts::{pod_requests, InitContainer, NodeFacts, Resources};
-use crate::filter::{self, Reason};
-use crate::index::{Index, NodeView};
+use crate::filter::{self, Reason, Window};
+use crate::index::{Index, IndexRead, NodeView};
 use crate::score::{self, Candidate, Weights};
 use crate::wire::{
     node_names, priorities_json, ExtenderArgs, FilterResult, NameStyle, NodeNames, PodView,
@@ -28,6 +28,10 @@ pub struct Settings {
     pub weights: Weights,
     /// How far back interruption records count.
     pub interruption_window: Duration,
+    /// How long after its creation a node holds the room of its NodeClaim's
+    /// pods for them ([`filter::holds_room`]); zero (the default) holds
+    /// nothing.
+    pub hold_room_for: Duration,
 }
 
 impl Default for Settings {
@@ -35,6 +39,7 @@ impl Default for Settings {
         Settings {
             weights: Weights::default(),
             interruption_window: Duration::from_secs(3600),
+            hold_room_for: Duration::ZERO,
         }
     }
 }
@@ -61,7 +66,7 @@ pub enum RequestError {
 pub struct FilterAnswer {
     pub body: Vec<u8>,
     /// Rejections per reason, indexed by [`Reason::index`].
-    pub rejected: [u64; 6],
+    pub rejected: [u64; filter::REASONS],
     pub passed: usize,
 }
 
@@ -138,14 +143,67 @@ fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Qu
     resources.as_ref().and_then(|r| r.requests.as_ref())
 }
 
-/// Answers `POST /filter`.
-pub fn filter(body: &[u8], index: &Index) -> Result<FilterAnswer, RequestError> {
+/// The request's pod as held room sees it: its key as the index keys pods
+/// (UID, else `namespace/name`); `None` when room is never held from it: a
+/// DaemonSet's pod (its share was counted in when the node was sized) or a
+/// pod whose metadata cannot be read.
+fn asker(pod: &RawValue) -> Option<String> {
+    let view = pod_view(pod).ok()?;
+    let meta = view.metadata?;
+    let daemon = meta.owner_references.as_ref().is_some_and(|owners| {
+        owners
+            .iter()
+            .any(|o| o.controller == Some(true) && o.kind.as_deref() == Some("DaemonSet"))
+    });
+    if daemon {
+        return None;
+    }
+    meta.uid.or_else(|| {
+        let name = meta.name.as_deref()?;
+        Some(format!(
+            "{}/{name}",
+            meta.namespace.as_deref().unwrap_or_default()
+        ))
+    })
+}
+
+/// The verdict on one node for the request's pod: the memoized one, else
+/// whether the node's held room turns the pod away.
+fn verdict(
+    read: &IndexRead,
+    view: NodeView,
+    asker: Option<&str>,
+    window: Window,
+) -> Option<Reason> {
+    if view.verdict.is_some() {
+        return view.verdict;
+    }
+    let (facts, claim, asker) = (view.facts?, view.claim?, asker?);
+    if !window.covers(facts.created) {
+        return None;
+    }
+    filter::holds_room(facts, read.held_room(claim, Some(asker)), window)
+}
+
+/// Answers `POST /filter`; `now` is Unix seconds.
+pub fn filter(
+    body: &[u8],
+    index: &Index,
+    settings: &Settings,
+    now: i64,
+) -> Result<FilterAnswer, RequestError> {
     let parsed = parse(body)?;
+    let asker = asker(parsed.pod);
+    let window = Window {
+        now,
+        seconds: i64::try_from(settings.hold_room_for.as_secs()).unwrap_or(i64::MAX),
+    };
     let read = index.read();
+    let verdict = |view| verdict(&read, view, asker.as_deref(), window);
     let answer = match &parsed.nodes {
         Nodes::Names(requested) => {
             let names = requested.strs();
-            let out = filter::partition(names.iter().map(|name| (*name, read.node(name).verdict)));
+            let out = filter::partition(names.iter().map(|name| (*name, verdict(read.node(name)))));
             drop(read);
             let passed = out.passed.len();
             FilterAnswer {
@@ -165,7 +223,7 @@ pub fn filter(body: &[u8], index: &Index) -> Result<FilterAnswer, RequestError> 
         Nodes::Full(nodes) => {
             let out =
                 filter::partition(nodes.iter().map(|(raw, facts)| {
-                    ((*raw, facts.name.as_str()), read.node_with(facts).verdict)
+                    ((*raw, facts.name.as_str()), verdict(read.node_with(facts)))
                 }));
             drop(read);
             FilterAnswer {
@@ -186,10 +244,16 @@ pub fn filter(body: &[u8], index: &Index) -> Result<FilterAnswer, RequestError> 
     Ok(answer)
 }
 
+fn pod_view(pod: &RawValue) -> Result<PodView, RequestError> {
+    serde_json::from_str(pod.get()).map_err(|e| RequestError::BadPod(one_line(e.to_string())))
+}
+
 /// What the pod of a request asks of a node.
 pub fn pod_demand(pod: &RawValue) -> Result<Resources, RequestError> {
-    let pod: PodView = serde_json::from_str(pod.get())
-        .map_err(|e| RequestError::BadPod(one_line(e.to_string())))?;
+    demand_of(&pod_view(pod)?)
+}
+
+fn demand_of(pod: &PodView) -> Result<Resources, RequestError> {
     let Some(spec) = pod.spec.as_ref() else {
         return Ok(Resources {
             pods: 1,

@@ -69,6 +69,16 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub interruption_window_minutes: u64,
+    /// How long a new node holds room for the pods its NodeClaim was
+    /// launched for, in seconds after the Node's creation; 0 (the default)
+    /// turns it off. Opt-in: measured, it helps at 1,000 pods and hurts at
+    /// 5,000 (docs/benchmarks.md).
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_EXTENDER_HOLD_ROOM_SECONDS",
+        default_value_t = 0
+    )]
+    pub hold_room_seconds: u64,
     /// Largest request body accepted; larger ones get 413. Full NodeLists can be big.
     #[arg(long, env = "SPOTWRIGHT_EXTENDER_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -151,6 +161,7 @@ impl Cli {
             interruption_window: Duration::from_secs(
                 self.interruption_window_minutes.saturating_mul(60),
             ),
+            hold_room_for: Duration::from_secs(self.hold_room_seconds),
         }
     }
 

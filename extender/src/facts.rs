@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use spotwright_api::conditions;
 use spotwright_api::duration::Lifetime;
 use spotwright_api::keys::{self, CapacityType};
 use spotwright_api::quantity::{self, QuantityError};
+use spotwright_api::reservation::{self, Reservation};
 use spotwright_api::NodeClaim;
 
 /// Resources in base units. For a node: allocatable or requested; for a
@@ -155,6 +157,37 @@ pub struct ClaimFacts {
     pub drifted: bool,
     /// Condition `Disrupting` is `True`.
     pub disrupting: bool,
+    /// The room the claim holds for the pods it was launched for
+    /// (`spotwright.io/reserved-for`); `None` when absent or unreadable.
+    pub reserved: Option<ReservedRoom>,
+}
+
+/// A claim's reservation: what its pods request together, and their UIDs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReservedRoom {
+    /// `pods` is how many pods.
+    pub requests: Resources,
+    pub pods: Vec<String>,
+}
+
+impl ReservedRoom {
+    fn from_annotation(claim: &NodeClaim) -> Option<ReservedRoom> {
+        let value = claim.annotations().get(reservation::ANNOTATION)?;
+        match Reservation::parse(value) {
+            Ok(r) => Some(ReservedRoom {
+                requests: Resources {
+                    cpu_millis: r.cpu_millis,
+                    memory_bytes: r.memory_bytes,
+                    pods: r.pods.len() as u64,
+                },
+                pods: r.pods,
+            }),
+            Err(err) => {
+                tracing::debug!(claim = %claim.name_any(), error = %err, "no room held for its pods");
+                None
+            }
+        }
+    }
 }
 
 impl ClaimFacts {
@@ -190,6 +223,7 @@ impl ClaimFacts {
             expiry,
             drifted: condition(conditions::DRIFTED),
             disrupting: condition(conditions::DISRUPTING),
+            reserved: ReservedRoom::from_annotation(claim),
         }
     }
 }

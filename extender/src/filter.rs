@@ -7,7 +7,10 @@
 //! 3. its NodeClaim is `Disrupting`;
 //! 4. its NodeClaim is `Drifted`;
 //! 5. it is not Ready;
-//! 6. it is cordoned (`spec.unschedulable`).
+//! 6. it is cordoned (`spec.unschedulable`);
+//! 7. it holds room for the pods its NodeClaim was launched for
+//!    ([`holds_room`]), and the pod is not one of them but has a node of its
+//!    own on the way.
 //!
 //! The first four mean the node is on its way out: no preemption can change
 //! that, so they go to `FailedAndUnresolvableNodes`, and the scheduler does
@@ -18,7 +21,10 @@
 //!
 //! A node the index has not seen yet passes: the extender has no opinion.
 
-use crate::facts::{ClaimFacts, NodeFacts};
+use crate::facts::{ClaimFacts, NodeFacts, Resources};
+
+/// How many [`Reason`]s there are.
+pub const REASONS: usize = 7;
 
 /// Why a node is rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,16 +35,18 @@ pub enum Reason {
     Drifted,
     NotReady,
     Unschedulable,
+    Reserved,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; REASONS] = [
         Reason::Deleting,
         Reason::DisruptedTaint,
         Reason::Disrupting,
         Reason::Drifted,
         Reason::NotReady,
         Reason::Unschedulable,
+        Reason::Reserved,
     ];
 
     /// The `reason` label of `spotwright_extender_filtered_nodes_total`.
@@ -50,6 +58,7 @@ impl Reason {
             Reason::Drifted => "drifted",
             Reason::NotReady => "not-ready",
             Reason::Unschedulable => "unschedulable",
+            Reason::Reserved => "reserved",
         }
     }
 
@@ -64,6 +73,9 @@ impl Reason {
             Reason::Drifted => "spotwright: node's NodeClaim is Drifted (it will be replaced)",
             Reason::NotReady => "spotwright: node is not Ready",
             Reason::Unschedulable => "spotwright: node is cordoned (spec.unschedulable)",
+            Reason::Reserved => {
+                "spotwright: node's free room is held for the pods it was launched for"
+            }
         }
     }
 
@@ -99,6 +111,37 @@ pub fn check(node: &NodeFacts, claim: Option<&ClaimFacts>) -> Option<Reason> {
     }
 }
 
+/// Whether a young node turns a pod away: it still holds room (`held`, with
+/// a pod count above zero) for pods its NodeClaim was launched for and that
+/// are not bound yet,
+/// and the pod is not one of them but has a node of its own on the way (the
+/// caller passes zero otherwise). Only while the node is younger than
+/// `window` at `now`. The scheduler places pods in its own order and
+/// spreads them over the emptiest nodes; without this a burst's first nodes
+/// fill with pods solved onto others, and the pods they were launched for
+/// (whose anti-affinity, spread or size the solver matched to that node)
+/// find no place and need further nodes.
+pub fn holds_room(node: &NodeFacts, held: Resources, window: Window) -> Option<Reason> {
+    // The pod count, not cpu or memory: the provisioner's sums and the
+    // extender's may differ by rounding, and a remainder must not hold on.
+    (held.pods > 0 && window.covers(node.created)).then_some(Reason::Reserved)
+}
+
+/// How long held room lasts: nodes created less than `seconds` before
+/// `now` (Unix seconds) hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub now: i64,
+    pub seconds: i64,
+}
+
+impl Window {
+    /// Whether a node created at `created` still holds room.
+    pub fn covers(&self, created: Option<i64>) -> bool {
+        created.is_some_and(|created| self.now < created.saturating_add(self.seconds))
+    }
+}
+
 /// The nodes sorted into the three lists of a filter reply, in request order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filtered<T> {
@@ -106,7 +149,7 @@ pub struct Filtered<T> {
     pub failed: Vec<(T, Reason)>,
     pub unresolvable: Vec<(T, Reason)>,
     /// Rejections per reason, indexed by [`Reason::index`].
-    pub counts: [u64; 6],
+    pub counts: [u64; REASONS],
 }
 
 impl<T> Default for Filtered<T> {
@@ -115,7 +158,7 @@ impl<T> Default for Filtered<T> {
             passed: Vec::new(),
             failed: Vec::new(),
             unresolvable: Vec::new(),
-            counts: [0; 6],
+            counts: [0; REASONS],
         }
     }
 }
@@ -255,5 +298,72 @@ mod tests {
         );
         assert_eq!(out.counts[Reason::Drifted.index()], 2);
         assert_eq!(out.counts.iter().sum::<u64>(), 3);
+    }
+
+    const AT_10S: Window = Window {
+        now: 1_010,
+        seconds: 90,
+    };
+
+    fn young() -> NodeFacts {
+        NodeFacts {
+            created: Some(1_000),
+            ..healthy()
+        }
+    }
+
+    #[test]
+    fn a_young_node_holding_room_turns_the_pod_away() {
+        let held = Resources {
+            pods: 1,
+            ..Resources::default()
+        };
+        assert_eq!(holds_room(&young(), held, AT_10S), Some(Reason::Reserved));
+        let remainder = Resources {
+            cpu_millis: 1,
+            memory_bytes: 1024,
+            pods: 0,
+        };
+        assert_eq!(
+            holds_room(&young(), remainder, AT_10S),
+            None,
+            "all its pods are bound: a rounding remainder holds nothing"
+        );
+    }
+
+    #[test]
+    fn held_room_is_let_go_when_the_window_ends() {
+        let held = Resources {
+            pods: 1,
+            ..Resources::default()
+        };
+        let at = |now| Window { now, seconds: 90 };
+        assert_eq!(
+            holds_room(&young(), held, at(1_089)),
+            Some(Reason::Reserved)
+        );
+        assert_eq!(holds_room(&young(), held, at(1_090)), None);
+        let unknown_age = NodeFacts {
+            created: None,
+            ..young()
+        };
+        assert_eq!(holds_room(&unknown_age, held, at(1_010)), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn held_room_turns_away_exactly_while_young_and_holding(
+            created in proptest::option::of(0i64..2_000),
+            now in 0i64..2_000,
+            seconds in 0i64..200,
+            held in (0u64..3, 0u64..3, 0u64..3),
+        ) {
+            let node = NodeFacts { created, ..healthy() };
+            let held = Resources { cpu_millis: held.0, memory_bytes: held.1, pods: held.2 };
+            let verdict = holds_room(&node, held, Window { now, seconds });
+            let young = created.is_some_and(|c| now < c + seconds);
+            let holding = held.pods > 0;
+            proptest::prop_assert_eq!(verdict, (young && holding).then_some(Reason::Reserved));
+        }
     }
 }

@@ -6,7 +6,7 @@ use spotwright_api::interruption::InterruptionRecord;
 use spotwright_api::keys::CapacityType;
 use spotwright_api::prices::PriceCatalog;
 
-use crate::facts::{ClaimFacts, Expiry, NodeFacts, PodFacts, Resources};
+use crate::facts::{ClaimFacts, Expiry, NodeFacts, PodFacts, ReservedRoom, Resources};
 use crate::index::{Change, Index, KeyedInterruption};
 
 const GIB: u64 = 1 << 30;
@@ -118,6 +118,7 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> Synthetic {
             expiry: Expiry::AfterSeconds(30 * 86_400),
             drifted: (2..4).contains(&roll),
             disrupting: false,
+            reserved: None,
         });
         names.push(name);
     }
@@ -154,6 +155,50 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> Synthetic {
     Synthetic { index, names }
 }
 
+/// The UID of [`pod_json`].
+pub const POD_UID: &str = "5b3f1f4e-8a55-4b9e-9d59-2b7a3f0c1e2d";
+
+/// Makes every `every`-th node of `cluster` 30 s old, with a NodeClaim
+/// holding room for 20 pods not bound yet, the pod of [`pod_json`] among
+/// those of the first: a cluster in the middle of a burst, where the filter
+/// checks held room on each young candidate.
+pub fn hold_room(cluster: &Synthetic, every: usize) {
+    let mut nodes = Vec::new();
+    let mut claims = Vec::new();
+    for (i, name) in cluster.names.iter().enumerate().step_by(every.max(1)) {
+        let read = cluster.index.read();
+        let view = read.node(name);
+        let (Some(facts), Some(claim)) = (view.facts, view.claim) else {
+            continue;
+        };
+        let mut pods: Vec<String> = (0..20).map(|k| format!("held-{i}-{k}")).collect();
+        if i == 0 {
+            pods[0] = POD_UID.to_owned();
+        }
+        nodes.push(NodeFacts {
+            created: Some(NOW - 30),
+            ..facts.clone()
+        });
+        claims.push(ClaimFacts {
+            reserved: Some(ReservedRoom {
+                requests: Resources {
+                    cpu_millis: facts.allocatable.cpu_millis / 2,
+                    memory_bytes: facts.allocatable.memory_bytes / 2,
+                    pods: 20,
+                },
+                pods,
+            }),
+            ..claim.clone()
+        });
+    }
+    for node in nodes {
+        cluster.index.apply_nodes(Change::Upsert(node));
+    }
+    for claim in claims {
+        cluster.index.apply_claims(Change::Upsert(claim));
+    }
+}
+
 /// A realistic pod of a Deployment, as the scheduler sends it: two
 /// containers, an init container, probes, tolerations, affinity.
 pub fn pod_json() -> Value {
@@ -162,7 +207,7 @@ pub fn pod_json() -> Value {
             "name": "web-7d9f8b6c5d-x2x9q",
             "generateName": "web-7d9f8b6c5d-",
             "namespace": "team-spot",
-            "uid": "5b3f1f4e-8a55-4b9e-9d59-2b7a3f0c1e2d",
+            "uid": POD_UID,
             "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8b6c5d",
                                  "uid": "0c6c7a0e-1d0b-4a4f-9b3c-6f7c1c2d3e4f", "controller": true, "blockOwnerDeletion": true}]
@@ -225,5 +270,27 @@ mod tests {
         let again = synthetic(500, 5000, 7);
         assert_eq!(again.names, cluster.names);
         assert!(!args_with_names(&cluster.names).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_holding_room_turns_the_pod_away_from_some_young_nodes() {
+        use crate::answer::{filter, Settings};
+        let cluster = synthetic(500, 5000, 7);
+        let body = args_with_names(&cluster.names);
+        let settings = Settings {
+            hold_room_for: std::time::Duration::from_secs(90),
+            ..Settings::default()
+        };
+        let before = filter(&body, &cluster.index, &settings, NOW).expect("answered");
+        hold_room(&cluster, 10);
+        let after = filter(&body, &cluster.index, &settings, NOW).expect("answered");
+        let reserved = crate::filter::Reason::Reserved.index();
+        assert_eq!(before.rejected[reserved], 0);
+        assert!(after.rejected[reserved] > 0, "{:?}", after.rejected);
+        assert!(
+            after.rejected[reserved] < 50,
+            "not node 0, its own: {:?}",
+            after.rejected
+        );
     }
 }

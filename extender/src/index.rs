@@ -179,6 +179,12 @@ struct State {
     claims: HashMap<String, Arc<ClaimFacts>>,
     /// NodeClaims without `status.nodeName` yet, by `status.providerID`.
     claim_by_provider: HashMap<String, Arc<ClaimFacts>>,
+    /// Pods a NodeClaim holds room for and that are not bound yet: pod
+    /// key (UID) → the claims holding room for it (more than one once the
+    /// provisioner launched again for it). A pod leaves once bound, anywhere.
+    held_for: HashMap<String, Vec<String>>,
+    /// Per claim holding room: what its pods not bound yet request.
+    held: HashMap<String, Resources>,
     interruptions: HashMap<String, (InterruptionRecord, PoolId)>,
     /// instance type → zone → pool.
     pools: HashMap<String, HashMap<String, PoolId>>,
@@ -202,6 +208,8 @@ impl Index {
                 pods: HashMap::default(),
                 claims: HashMap::default(),
                 claim_by_provider: HashMap::default(),
+                held_for: HashMap::default(),
+                held: HashMap::default(),
                 interruptions: HashMap::default(),
                 pools: HashMap::default(),
                 pool_count: 0,
@@ -266,6 +274,7 @@ impl Index {
                     state.nodes.get_or_insert(&node).requested = sum;
                 }
                 state.nodes.prune();
+                state.hold_all_again();
             }
         }
     }
@@ -389,7 +398,53 @@ impl State {
     fn add_pod(&mut self, pod: PodFacts) {
         let entry = self.nodes.get_or_insert(&pod.node_name);
         entry.requested = entry.requested.plus(pod.requests);
+        for claim in self.held_for.remove(&pod.key).unwrap_or_default() {
+            if let Some(held) = self.held.get_mut(&claim) {
+                *held = held.minus(pod.requests);
+            }
+        }
         self.pods.insert(pod.key.clone(), pod);
+    }
+
+    /// Starts holding the room of `claim` for its pods not bound yet.
+    fn hold(&mut self, claim: &ClaimFacts) {
+        let Some(reserved) = &claim.reserved else {
+            return;
+        };
+        let mut held = reserved.requests;
+        for pod in &reserved.pods {
+            match self.pods.get(pod) {
+                Some(bound) => held = held.minus(bound.requests),
+                None => self
+                    .held_for
+                    .entry(pod.clone())
+                    .or_default()
+                    .push(claim.name.clone()),
+            }
+        }
+        self.held.insert(claim.name.clone(), held);
+    }
+
+    fn let_go(&mut self, claim: &ClaimFacts) {
+        self.held.remove(&claim.name);
+        for pod in claim.reserved.iter().flat_map(|r| &r.pods) {
+            if let Some(claims) = self.held_for.get_mut(pod) {
+                claims.retain(|c| *c != claim.name);
+                if claims.is_empty() {
+                    self.held_for.remove(pod);
+                }
+            }
+        }
+    }
+
+    /// Re-derives all held room from the claims and the bound pods.
+    fn hold_all_again(&mut self) {
+        self.held_for.clear();
+        self.held.clear();
+        let claims: Vec<Arc<ClaimFacts>> = self.claims.values().cloned().collect();
+        for claim in claims {
+            self.hold(&claim);
+        }
     }
 
     fn remove_pod(&mut self, key: &str) {
@@ -405,6 +460,7 @@ impl State {
     }
 
     fn add_claim(&mut self, claim: ClaimFacts) {
+        self.hold(&claim);
         let claim = Arc::new(claim);
         if let Some(node) = &claim.node_name {
             self.nodes.get_or_insert(node).claim = Some(claim.clone());
@@ -420,6 +476,7 @@ impl State {
         let Some(old) = self.claims.remove(name) else {
             return;
         };
+        self.let_go(&old);
         // Only drop links that still point at this claim.
         if let Some(node) = &old.node_name {
             if let Some(entry) = self.nodes.get_mut(node) {
@@ -524,6 +581,23 @@ impl IndexRead<'_> {
         provider_id
             .and_then(|p| self.0.claim_by_provider.get(p))
             .map(|c| &**c)
+    }
+
+    /// The room `claim` holds for its pods not bound yet, as the pod
+    /// `pod_key` sees it. Nothing for one of those pods (its claim's pods
+    /// were packed together, so they fit beside each other), and nothing for
+    /// a pod no claim holds room for: only a pod with a node of its own on
+    /// the way is kept off, as that node's arrival makes the scheduler try
+    /// it again. Any other pod would wait for the scheduler's periodic
+    /// retry, with the provisioner seeing room for it and launching nothing.
+    pub fn held_room(&self, claim: &ClaimFacts, pod_key: Option<&str>) -> Resources {
+        let Some(its_claims) = pod_key.and_then(|key| self.0.held_for.get(key)) else {
+            return Resources::default();
+        };
+        if its_claims.contains(&claim.name) {
+            return Resources::default();
+        }
+        self.0.held.get(&claim.name).copied().unwrap_or_default()
     }
 
     /// Interruptions per pool that happened at or after `since` (Unix seconds).

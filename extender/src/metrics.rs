@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::filter::Reason;
+use crate::filter::{self, Reason};
 use crate::index::Sizes;
 
 /// The two verbs, as the `verb` label spells them.
@@ -135,7 +135,7 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn record_rejections(&self, counts: &[u64; 6]) {
+    pub fn record_rejections(&self, counts: &[u64; filter::REASONS]) {
         for reason in Reason::ALL {
             let count = counts[reason.index()];
             if count > 0 {

@@ -93,15 +93,16 @@ impl Extender {
     /// Answers one call from its body; the status and the metric outcome.
     pub fn answer(&self, verb: Verb, bytes: &[u8]) -> (Outcome, Response<Full<Bytes>>) {
         let result = match verb {
-            Verb::Filter => answer::filter(bytes, &self.index).map(|answer| {
-                self.metrics.record_rejections(&answer.rejected);
-                tracing::debug!(
-                    passed = answer.passed,
-                    rejected = answer.rejected.iter().sum::<u64>(),
-                    "filtered"
-                );
-                answer.body
-            }),
+            Verb::Filter => answer::filter(bytes, &self.index, &self.settings, self.clock.now())
+                .map(|answer| {
+                    self.metrics.record_rejections(&answer.rejected);
+                    tracing::debug!(
+                        passed = answer.passed,
+                        rejected = answer.rejected.iter().sum::<u64>(),
+                        "filtered"
+                    );
+                    answer.body
+                }),
             Verb::Prioritize => answer::prioritize(
                 bytes,
                 &self.index,

@@ -124,7 +124,7 @@ fn split_plain_strings(raw: &str) -> Option<Vec<&str>> {
     }
 }
 
-/// The part of a `v1.Pod` the score reads: what it requests.
+/// The part of a `v1.Pod` the extender reads: who it is and what it requests.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodView {
@@ -135,11 +135,25 @@ pub struct PodView {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodMeta {
     #[serde(default)]
     pub namespace: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub owner_references: Option<Vec<OwnerView>>,
+}
+
+/// An owner reference: only whether a DaemonSet controls the pod matters.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OwnerView {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub controller: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

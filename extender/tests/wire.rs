@@ -13,7 +13,7 @@ use spotwright_extender::answer::{self, RequestError, Settings};
 use spotwright_extender::filter::Reason;
 
 fn filter(body: &[u8]) -> Value {
-    let answer = answer::filter(body, &index()).expect("answered");
+    let answer = answer::filter(body, &index(), &Settings::default(), NOW).expect("answered");
     serde_json::from_slice(&answer.body).expect("reply is JSON")
 }
 
@@ -58,7 +58,7 @@ fn filter_reply_fields_are_pascal_case_and_all_present() {
 fn every_reason_rejects_its_node_and_healthy_nodes_pass() {
     let mut names: Vec<&str> = HEALTHY.to_vec();
     names.extend(REJECTED);
-    let answer = answer::filter(&args_names(&names), &index()).unwrap();
+    let answer = answer::filter(&args_names(&names), &index(), &Settings::default(), NOW).unwrap();
     let reply: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(reply["NodeNames"], json!(HEALTHY));
     let failed = reply["FailedNodes"].as_object().unwrap();
@@ -94,7 +94,12 @@ fn node_names_are_there_even_when_empty() {
     assert_eq!(reply["NodeNames"], json!([]));
     assert_eq!(reply["FailedNodes"], json!({}));
     assert_eq!(reply["FailedAndUnresolvableNodes"], json!({}));
-    let raw = String::from_utf8(answer::filter(&args_names(&[]), &index()).unwrap().body).unwrap();
+    let raw = String::from_utf8(
+        answer::filter(&args_names(&[]), &index(), &Settings::default(), NOW)
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert!(raw.contains(r#""NodeNames":[]"#), "{raw}");
 }
 
@@ -229,7 +234,7 @@ fn bad_bodies_are_refused_with_a_one_line_reason() {
     ];
     for (body, expected) in cases {
         let text = String::from_utf8_lossy(body);
-        let err = answer::filter(body, &index()).expect_err(&text);
+        let err = answer::filter(body, &index(), &Settings::default(), NOW).expect_err(&text);
         assert!(expected(&err), "{text}: {err:?}");
         assert_eq!(err.to_string().lines().count(), 1, "{text}: {err}");
         let err = answer::prioritize(body, &index(), &Settings::default(), NOW).expect_err(&text);
@@ -237,19 +242,24 @@ fn bad_bodies_are_refused_with_a_one_line_reason() {
     }
     // A pod whose requests are not quantities is only a problem for prioritize.
     let bad_pod = br#"{"Pod":{"spec":{"containers":[{"resources":{"requests":{"cpu":"lots"}}}]}},"NodeNames":["full"]}"#;
-    assert!(answer::filter(bad_pod, &index()).is_ok());
+    assert!(answer::filter(bad_pod, &index(), &Settings::default(), NOW).is_ok());
     let err = answer::prioritize(bad_pod, &index(), &Settings::default(), NOW).unwrap_err();
     assert!(matches!(err, RequestError::BadPod(_)), "{err:?}");
     // A multi-line body error still reads as one line.
-    let err = answer::filter(b"{\n\n\"Pod\": {,\n}", &index()).unwrap_err();
+    let err =
+        answer::filter(b"{\n\n\"Pod\": {,\n}", &index(), &Settings::default(), NOW).unwrap_err();
     assert_eq!(err.to_string().lines().count(), 1);
 }
 
 #[test]
 fn escaped_names_are_decoded_and_answered_as_names() {
     let body = br#"{"Pod":{},"NodeNames":["fu\u006cl","tainted"]}"#;
-    let reply: Value =
-        serde_json::from_slice(&answer::filter(body, &index()).unwrap().body).unwrap();
+    let reply: Value = serde_json::from_slice(
+        &answer::filter(body, &index(), &Settings::default(), NOW)
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(reply["NodeNames"], json!(["full"]));
     assert!(reply["FailedAndUnresolvableNodes"]["tainted"].is_string());
 }
@@ -271,7 +281,7 @@ proptest! {
     #[test]
     fn filter_answers_only_about_the_request_names(names in proptest::collection::vec(any_name(), 0..40)) {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let answer = answer::filter(&args_names(&refs), &index()).unwrap();
+        let answer = answer::filter(&args_names(&refs), &index(), &Settings::default(), NOW).unwrap();
         let reply: Value = serde_json::from_slice(&answer.body).unwrap();
         let asked: BTreeSet<&str> = refs.iter().copied().collect();
         let passed: Vec<&str> = reply["NodeNames"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();

@@ -27,6 +27,7 @@ use spotwright_e2e::scale::instance_types::{
 use spotwright_e2e::scale::run::{
     no_launched_nodes, pool_instance_count, scale_to_zero, scale_up, LaunchedNode, System,
 };
+use spotwright_e2e::scale::traces::{self, sampled_traceparent, Received, MUTATING_WEBHOOK_SPAN};
 use spotwright_e2e::scale::workload::wide_deployments;
 
 #[derive(Parser)]
@@ -47,7 +48,7 @@ enum Action {
         out: PathBuf,
     },
     /// One scale-up to --pods and back to zero.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +84,12 @@ struct RunArgs {
     controller_metrics: Option<String>,
     #[arg(long, default_value_t = 900)]
     timeout_seconds: u64,
+    /// Receive the API server's trace exports here (`host:port`; its
+    /// tracing configuration must point there, as `e2e/cluster up` writes it
+    /// with `SPOTWRIGHT_APISERVER_TRACING_ENDPOINT`): the webhook's latency
+    /// at rest is then read from the API server's own spans.
+    #[arg(long)]
+    trace_receiver: Option<std::net::SocketAddr>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -109,7 +116,7 @@ fn parse_process(text: &str) -> Result<(String, u32), String> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Action::InstanceTypes { out } => instance_types(out).await,
-        Action::Run(args) => run(args).await,
+        Action::Run(args) => run(*args).await,
     }
 }
 
@@ -300,6 +307,10 @@ async fn run(args: RunArgs) -> Result<()> {
     let client = spotwright_e2e::named_client("spotwright-scale-bench")
         .await
         .context("the cluster")?;
+    let traces = match args.trace_receiver {
+        Some(addr) => Some(traces::receive(addr).await.context("the trace receiver")?),
+        None => None,
+    };
     let prices_file: Value = serde_json::from_slice(
         &std::fs::read(&args.prices)
             .with_context(|| format!("reading {}", args.prices.display()))?,
@@ -368,7 +379,7 @@ async fn run(args: RunArgs) -> Result<()> {
     .await
     .map_err(anyhow::Error::msg)?;
     let usage_end = usage_of(&args.processes);
-    let at_rest = webhook_at_rest(&client, &args).await;
+    let at_rest = webhook_at_rest(&client, &args, traces.as_ref()).await;
     let processes: BTreeMap<&str, Value> = usage_end
         .iter()
         .map(|(name, (cpu_end, hwm))| {
@@ -433,38 +444,96 @@ const AT_REST_PROBES: u32 = 200;
 /// The webhook's admission latency as the API server records it when
 /// nothing else runs: [`AT_REST_PROBES`] server-side dry-run creations of a
 /// pod in the namespace (the webhook has no side effects, so it is called;
-/// nothing is stored), with the client's round trip beside it.
-async fn webhook_at_rest(client: &kube::Client, args: &RunArgs) -> Value {
-    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(client.clone(), &args.namespace);
-    let probe: k8s_openapi::api::core::v1::Pod = match serde_json::from_value(json!({
+/// nothing is stored), with the client's round trip beside it. Each carries
+/// a sampled `traceparent`: with `traces`, the API server's span of each
+/// webhook call gives its latency to the microsecond.
+async fn webhook_at_rest(
+    client: &kube::Client,
+    args: &RunArgs,
+    traces: Option<&Received>,
+) -> Value {
+    let probe = json!({
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "webhook-probe"},
         "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}
-    })) {
-        Ok(pod) => pod,
-        Err(err) => return json!({"error": err.to_string()}),
-    };
+    });
     let params = kube::api::PostParams {
         dry_run: true,
         ..Default::default()
     };
+    let url = format!("/api/v1/namespaces/{}/pods", args.namespace);
     let before = scrape(args).apiserver;
     let mut round_trips = Vec::new();
-    for _ in 0..AT_REST_PROBES {
+    let mut trace_ids = std::collections::BTreeSet::new();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    for i in 0..AT_REST_PROBES {
+        let (traceparent, trace_id) = sampled_traceparent(seed.wrapping_add(u64::from(i)));
+        let request = kube::core::Request::new(url.as_str())
+            .create(&params, probe.to_string().into_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|mut request| {
+                let value = http::HeaderValue::from_str(&traceparent).map_err(|e| e.to_string())?;
+                request.headers_mut().insert("traceparent", value);
+                Ok(request)
+            });
         let started = Instant::now();
-        if let Err(err) = pods.create(&params, &probe).await {
+        let created = match request {
+            Ok(request) => client
+                .request::<Value>(request)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = created {
             return json!({"error": format!("dry-run create: {err}")});
         }
         round_trips.push(started.elapsed().as_secs_f64() * 1e3);
+        trace_ids.insert(trace_id);
     }
     let after = scrape(args).apiserver;
     let client = quantiles(&round_trips);
     let round_ms = |x: f64| (x * 1e3).round() / 1e3;
+    let traced = match traces {
+        Some(received) => webhook_spans(received, &trace_ids).await,
+        None => Value::Null,
+    };
     json!({
         "apiserver": histogram_figures(&before, &after,
             "apiserver_admission_webhook_admission_duration_seconds", &["spotwright"]),
+        "apiserver_traced_ms": traced,
         "create_round_trip_ms": {"p50": round_ms(client.p50), "p90": round_ms(client.p90),
             "max": round_ms(client.max)},
     })
+}
+
+/// The API server's spans of the webhook calls of `trace_ids`, once
+/// exported (its batch exporter sends every 5 s): their count and p50, p90
+/// and max in milliseconds. Waits at most 30 s for all of them.
+async fn webhook_spans(
+    received: &Received,
+    trace_ids: &std::collections::BTreeSet<Vec<u8>>,
+) -> Value {
+    let ours = || -> Vec<f64> {
+        received.lock().map_or_else(
+            |_| Vec::new(),
+            |spans| {
+                spans
+                    .iter()
+                    .filter(|s| s.name == MUTATING_WEBHOOK_SPAN && trace_ids.contains(&s.trace_id))
+                    .map(|s| s.millis())
+                    .collect()
+            },
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ours().len() < trace_ids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let millis = ours();
+    let q = quantiles(&millis);
+    let round = |x: f64| (x * 1e3).round() / 1e3;
+    json!({"spans": millis.len(), "p50": round(q.p50), "p90": round(q.p90), "max": round(q.max)})
 }

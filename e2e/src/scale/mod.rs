@@ -6,4 +6,5 @@
 pub mod figures;
 pub mod instance_types;
 pub mod run;
+pub mod traces;
 pub mod workload;

@@ -9,11 +9,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use spotwright_api::keys;
+use spotwright_api::reservation::{self, Reservation};
 use spotwright_api::v1alpha1::{
     NodeClaimSpec, NodeClassReference, NodeSelectorRequirementWithMinValues, RequirementOperator,
 };
 use spotwright_api::{NodeClaim, NodeClass, NodePool};
-use spotwright_solver::model::{Operator, Requirement};
+use spotwright_solver::model::{Operator, Requirement, Resources};
 use spotwright_solver::NewNode;
 
 use super::claim::TERMINATION_FINALIZER;
@@ -104,6 +105,34 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
     };
     annotate_hashes(&mut claim, pool, class);
     claim
+}
+
+/// Records on `claim` the room it holds for the pods it is launched for:
+/// `pods` gives each of `node.pods` as its UID and requests (`None` for a
+/// pod without a UID, which is left out). Nothing when no pod is left.
+pub fn reserve_for_pods<'a>(
+    claim: &mut NodeClaim,
+    node: &NewNode,
+    pods: impl Fn(&str) -> Option<(&'a str, &'a Resources)>,
+) {
+    let mut reservation = Reservation::default();
+    for (uid, requests) in node.pods.iter().filter_map(|key| pods(key)) {
+        reservation.cpu_millis = reservation.cpu_millis.saturating_add(requests.cpu_millis);
+        reservation.memory_bytes = reservation
+            .memory_bytes
+            .saturating_add(requests.memory_bytes);
+        reservation.pods.push(uid.to_owned());
+    }
+    if !reservation.pods.is_empty() {
+        claim
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                reservation::ANNOTATION.to_owned(),
+                reservation.to_annotation(),
+            );
+    }
 }
 
 /// The claim's owner: its NodePool, so that nothing is orphaned when the
@@ -207,6 +236,54 @@ mod tests {
         assert_eq!(annotations["team"], "a", "the template's stay");
     }
 
+    /// A new m5.large of pool `p` for `pods`.
+    fn one_large_node(pods: &[&str]) -> NewNode {
+        NewNode {
+            nodepool: "p".into(),
+            pods: pods.iter().map(|p| p.to_string()).collect(),
+            requests: Default::default(),
+            instance_types: vec!["m5.large".into()],
+            zones: vec![],
+            capacity_types: vec![],
+            requirements: vec![],
+            price: 0.1,
+            min_values_relaxed: vec![],
+        }
+    }
+
+    #[test]
+    fn a_claim_reserves_what_its_pods_request_by_their_uids() {
+        let node = one_large_node(&["ns/a", "ns/no-uid", "ns/b", "ns/gone"]);
+        let requests = |cpu_millis, memory_bytes| Resources {
+            cpu_millis,
+            memory_bytes,
+            pods: 1,
+            ..Resources::default()
+        };
+        let (a, b) = (requests(500, 1 << 30), requests(250, 1 << 29));
+        let pods = |key: &str| match key {
+            "ns/a" => Some(("uid-a", &a)),
+            "ns/b" => Some(("uid-b", &b)),
+            _ => None,
+        };
+        let mut claim = NodeClaim::new("p-x", Default::default());
+        reserve_for_pods(&mut claim, &node, pods);
+        let annotations = claim.metadata.annotations.unwrap_or_default();
+        let written = Reservation::parse(&annotations[reservation::ANNOTATION]);
+        assert_eq!(
+            written,
+            Ok(Reservation {
+                cpu_millis: 750,
+                memory_bytes: (1 << 30) + (1 << 29),
+                pods: vec!["uid-a".into(), "uid-b".into()],
+            })
+        );
+
+        let mut unknown = NodeClaim::new("p-y", Default::default());
+        reserve_for_pods(&mut unknown, &node, |_| None);
+        assert_eq!(unknown.metadata.annotations, None, "no pod, no reservation");
+    }
+
     #[test]
     fn the_claim_is_owned_by_its_pool_and_keeps_its_grace_period() {
         let pool = |uid: Option<&str>| -> NodePool {
@@ -219,17 +296,7 @@ mod tests {
             .expect("a NodePool")
         };
         let class = NodeClass::new("c", Default::default());
-        let node = NewNode {
-            nodepool: "p".into(),
-            pods: vec![],
-            requests: Default::default(),
-            instance_types: vec!["m5.large".into()],
-            zones: vec![],
-            capacity_types: vec![],
-            requirements: vec![],
-            price: 0.1,
-            min_values_relaxed: vec![],
-        };
+        let node = one_large_node(&[]);
         let claim = new_claim("p-x", &pool(Some("u-1")), &class, &node);
         let owners = claim.metadata.owner_references.unwrap_or_default();
         assert_eq!(owners.len(), 1);

@@ -31,7 +31,7 @@ use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching, Orig
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
-use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim};
+use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve_for_pods};
 use crate::model::pod::CachedPod;
 use crate::model::problem::Problem;
 use crate::state::{ClusterState, Snapshot};
@@ -245,7 +245,11 @@ async fn launch_new<L: Launcher>(
     let Some(class) = snapshot.class_of(pool) else {
         return Ok(());
     };
-    let claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
+    let mut claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
+    reserve_for_pods(&mut claim, node, |key| {
+        let pod = pods.get(key)?;
+        Some((pod.uid.as_deref()?, pod.shape.requests.as_ref().ok()?))
+    });
     let created = claims::create(&ctx.act.client, &claim).await?;
     let why =
         format!(

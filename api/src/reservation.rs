@@ -1,0 +1,75 @@
+//! The room a new NodeClaim holds for the pods it was launched for.
+//!
+//! The provisioner writes it on the claim when it creates it (no extra API
+//! call); the extender reads it and keeps that room on the claim's node for
+//! those pods, so that the scheduler does not fill a fresh node with pods
+//! that were solved onto another one still on its way. Without it, a burst
+//! ends with pods whose own node was taken by others, and more nodes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+
+/// Annotation on a NodeClaim: JSON of a [`Reservation`].
+pub const ANNOTATION: &str = keys::RESERVED_FOR_ANNOTATION;
+
+/// What a claim was launched for: the pods' UIDs and what they request
+/// together (DaemonSet overhead excluded: DaemonSet pods are never held off).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reservation {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Pod UIDs.
+    pub pods: Vec<String>,
+}
+
+/// The annotation does not hold a reservation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {ANNOTATION} is not a reservation: {0}")]
+pub struct ReservationError(String);
+
+impl Reservation {
+    pub fn to_annotation(&self) -> String {
+        // Plain numbers and strings: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(value: &str) -> Result<Reservation, ReservationError> {
+        serde_json::from_str(value).map_err(|e| ReservationError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_annotation_reads_back_as_written() {
+        let reservation = Reservation {
+            cpu_millis: 1500,
+            memory_bytes: 3 << 30,
+            pods: vec!["uid-a".to_owned(), "uid-b".to_owned()],
+        };
+        let value = reservation.to_annotation();
+        assert_eq!(
+            value,
+            r#"{"cpuMillis":1500,"memoryBytes":3221225472,"pods":["uid-a","uid-b"]}"#
+        );
+        assert_eq!(Reservation::parse(&value), Ok(reservation));
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_the_annotation_named() {
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"cpuMillis":-1,"memoryBytes":0,"pods":[]}"#,
+            r#"{"cpuMillis":1,"memoryBytes":0,"pods":[],"extra":1}"#,
+        ] {
+            let err = Reservation::parse(bad).expect_err(bad);
+            assert!(err.to_string().contains(ANNOTATION), "{err}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Room held for the pods a node was launched for, from request bytes to
+//! reply: who is turned away, who is not, and when the hold ends.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use spotwright_api::keys::CapacityType;
+use spotwright_extender::answer::{self, Settings};
+use spotwright_extender::facts::{ClaimFacts, ReservedRoom, Resources};
+use spotwright_extender::filter::Reason;
+use spotwright_extender::index::{Change, Index};
+
+fn reserved(cpu_millis: u64, pods: &[&str]) -> Option<ReservedRoom> {
+    Some(ReservedRoom {
+        requests: Resources {
+            cpu_millis,
+            memory_bytes: 4 * GIB * pods.len() as u64,
+            pods: pods.len() as u64,
+        },
+        pods: pods.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// `fresh`: a node created 10 s before `NOW` (3,900m allocatable) whose
+/// claim holds 3,000m for `u-a` and `u-b`, 1,500m each. `claim-coming`, not
+/// registered yet, holds room for `u-x`, `u-r`, `u-d`, and `u-a` too (as
+/// when the provisioner launched again for it). `u-y` has no claim.
+fn cluster() -> Index {
+    let index = index();
+    let mut fresh = node("fresh", "m5.xlarge", "us-east-1a", CapacityType::Spot);
+    fresh.created = Some(NOW - 10);
+    index.apply_nodes(Change::Upsert(fresh));
+    index.apply_claims(Change::Upsert(ClaimFacts {
+        reserved: reserved(3000, &["u-a", "u-b"]),
+        ..claim("claim-fresh", "fresh")
+    }));
+    index.apply_claims(Change::Upsert(ClaimFacts {
+        node_name: None,
+        provider_id: Some("aws:///us-east-1a/i-coming".into()),
+        reserved: reserved(4000, &["u-x", "u-r", "u-d", "u-a"]),
+        ..claim("claim-coming", "")
+    }));
+    index
+}
+
+fn asking(uid: &str, cpu: &str, owner: Option<&str>) -> Vec<u8> {
+    let owners = owner.map(|kind| json!([{"kind": kind, "name": "o", "controller": true}]));
+    let pod = json!({
+        "metadata": {"uid": uid, "namespace": "ns", "name": uid, "ownerReferences": owners},
+        "spec": {"containers": [{"resources": {"requests": {"cpu": cpu}}}]}
+    });
+    serde_json::to_vec(&json!({"Pod": pod, "NodeNames": ["fresh", "empty"]})).expect("json")
+}
+
+/// Settings that hold room for 90 s (the flag's default is off).
+fn holding() -> Settings {
+    Settings {
+        hold_room_for: std::time::Duration::from_secs(90),
+        ..Settings::default()
+    }
+}
+
+/// The nodes that passed, and the message `fresh` got if it did not.
+fn verdict(index: &Index, body: &[u8], now: i64) -> (Vec<String>, Option<String>) {
+    let answer = answer::filter(body, index, &holding(), now).expect("answered");
+    let reply: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let passed = serde_json::from_value(reply["NodeNames"].clone()).expect("names");
+    let message = reply["FailedNodes"]["fresh"].as_str().map(str::to_owned);
+    (passed, message)
+}
+
+fn turned_away(index: &Index, body: &[u8], now: i64) -> bool {
+    let (passed, message) = verdict(index, body, now);
+    assert!(
+        passed.contains(&"empty".to_owned()),
+        "an old node holds nothing"
+    );
+    match message {
+        Some(m) => {
+            assert_eq!(m, Reason::Reserved.message());
+            assert!(!passed.contains(&"fresh".to_owned()));
+            true
+        }
+        None => {
+            assert!(passed.contains(&"fresh".to_owned()));
+            false
+        }
+    }
+}
+
+#[test]
+fn a_pod_with_a_node_on_the_way_waits_for_it() {
+    let index = cluster();
+    assert!(turned_away(&index, &asking("u-x", "100m", None), NOW));
+    assert!(turned_away(&index, &asking("u-x", "3000m", None), NOW));
+}
+
+#[test]
+fn a_pod_no_claim_holds_room_for_is_never_held_off() {
+    let index = cluster();
+    assert!(!turned_away(&index, &asking("u-y", "3000m", None), NOW));
+    // Once bound, a pod is held for nowhere.
+    index.apply_pods(Change::Upsert(pod("u-x", "empty", 100, 1)));
+    assert!(!turned_away(&index, &asking("u-x", "100m", None), NOW));
+    assert!(turned_away(&index, &asking("u-r", "100m", None), NOW));
+}
+
+#[test]
+fn the_pods_it_was_launched_for_and_daemonsets_are_never_held_off() {
+    let index = cluster();
+    assert!(!turned_away(&index, &asking("u-a", "2000m", None), NOW));
+    assert!(!turned_away(&index, &asking("u-b", "2000m", None), NOW));
+    assert!(!turned_away(
+        &index,
+        &asking("u-d", "1000m", Some("DaemonSet")),
+        NOW
+    ));
+    assert!(turned_away(
+        &index,
+        &asking("u-r", "1000m", Some("ReplicaSet")),
+        NOW
+    ));
+}
+
+#[test]
+fn the_hold_ends_with_the_window_or_the_claim() {
+    let index = cluster();
+    let stranger = asking("u-x", "100m", None);
+    assert!(turned_away(&index, &stranger, NOW + 79));
+    assert!(
+        !turned_away(&index, &stranger, NOW + 80),
+        "90 s after the Node's creation"
+    );
+    let answer = answer::filter(&stranger, &index, &Settings::default(), NOW).expect("answered");
+    assert_eq!(
+        answer.passed, 2,
+        "off by default: a zero window holds nothing"
+    );
+    index.apply_claims(Change::Remove("claim-fresh".into()));
+    assert!(!turned_away(&index, &stranger, NOW));
+}
+
+#[test]
+fn the_hold_ends_once_every_pod_it_was_for_is_bound_anywhere() {
+    let index = cluster();
+    let stranger = asking("u-x", "100m", None);
+    // u-a went elsewhere, u-b not yet bound: still held.
+    index.apply_pods(Change::Upsert(pod("u-a", "empty", 1500, 4)));
+    assert!(turned_away(&index, &stranger, NOW));
+    index.apply_pods(Change::Upsert(pod("u-b", "fresh", 1500, 4)));
+    assert!(!turned_away(&index, &stranger, NOW));
+    // A relist where only u-b is bound holds room for u-a again, on both
+    // claims that hold room for it.
+    index.apply_pods(Change::Replace(vec![pod("u-b", "fresh", 1500, 4)]));
+    assert!(turned_away(&index, &stranger, NOW));
+    assert!(!turned_away(&index, &asking("u-a", "100m", None), NOW));
+    // The claim seen again after its pods bound holds nothing.
+    index.apply_pods(Change::Upsert(pod("u-a", "fresh", 1500, 4)));
+    let again = index.read().node("fresh").claim.cloned().expect("claim");
+    index.apply_claims(Change::Upsert(again));
+    assert!(!turned_away(&index, &stranger, NOW));
+}
