@@ -665,6 +665,7 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
 
     let settings = EmptinessSettings {
         sweep_interval: Duration::from_millis(500),
+        ..EmptinessSettings::default()
     };
     let controller = tokio::spawn(emptiness::run(Emptiness {
         client: client.clone(),

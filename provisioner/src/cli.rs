@@ -62,6 +62,9 @@ pub struct Cli {
     /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
     #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub registration_timeout: Duration,
+    /// How long a node is kept after it is initialized before emptiness or consolidation may take it, even with `consolidateAfter: 0s`: the pods it was launched for bind on the scheduler's own retry (backoff up to 10 s).
+    #[arg(long, env = "SPOTWRIGHT_NOMINATION_WINDOW", default_value = "30s", value_parser = duration)]
+    pub nomination_window: Duration,
     /// How often drifted, expired and rebalance-recommended nodes are looked at for replacement.
     #[arg(long, env = "SPOTWRIGHT_DISRUPTION_INTERVAL", default_value = "5s", value_parser = duration)]
     pub disruption_interval: Duration,
@@ -155,6 +158,11 @@ impl Cli {
                     .into(),
             ));
         }
+        if self.nomination_window.is_zero() {
+            return Err(Error::Config(
+                "--nomination-window must be above zero: a new node is kept until the pods it was launched for can bind".into(),
+            ));
+        }
         self.cluster_overrides()?;
         Ok(())
     }
@@ -232,6 +240,10 @@ mod tests {
         ])
         .unwrap();
         assert!(unlimited.validate().is_err());
+        assert_eq!(cli.nomination_window, Duration::from_secs(30));
+        let no_window =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--nomination-window", "0s"]).unwrap();
+        assert!(no_window.validate().is_err());
     }
 
     #[test]

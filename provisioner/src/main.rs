@@ -13,6 +13,7 @@ use spotwright_provisioner::cli::Cli;
 use spotwright_provisioner::controllers::disruption::consolidate::ConsolidationSettings;
 use spotwright_provisioner::controllers::disruption::decide::DisruptionTiming;
 use spotwright_provisioner::controllers::disruption::DisruptionSettings;
+use spotwright_provisioner::controllers::emptiness::EmptinessSettings;
 use spotwright_provisioner::controllers::interruption::InterruptionSettings;
 use spotwright_provisioner::controllers::orphans::OrphanSettings;
 use spotwright_provisioner::controllers::provisioning::ProvisioningSettings;
@@ -184,6 +185,7 @@ fn settings(cli: &Cli, aws: &aws_config::SdkConfig) -> Settings {
                     max: cli.consolidation_rate_limit,
                     window: cli.consolidation_rate_window,
                 },
+                nomination_window: cli.nomination_window,
             },
         },
         registration: RegistrationSettings {
@@ -193,6 +195,10 @@ fn settings(cli: &Cli, aws: &aws_config::SdkConfig) -> Settings {
         orphans: OrphanSettings {
             grace_period: cli.orphan_grace,
             ..OrphanSettings::default()
+        },
+        emptiness: EmptinessSettings {
+            nomination_window: cli.nomination_window,
+            ..EmptinessSettings::default()
         },
         nodeclass_refresh: cli.nodeclass_refresh,
         eks_ami_ssm_prefix: cli.eks_ami_ssm_prefix.clone(),

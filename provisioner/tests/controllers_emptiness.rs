@@ -19,6 +19,7 @@ fn policy(after: &str) -> EmptinessPolicy {
     EmptinessPolicy {
         policy: ConsolidationPolicy::WhenEmpty,
         consolidate_after: Lifetime::parse(after).unwrap(),
+        nomination_window: NOMINATION_WINDOW,
     }
 }
 
@@ -107,6 +108,40 @@ fn a_new_node_waits_out_the_nomination_window_even_at_zero() {
         decide(&claim, Some(&node), &[], policy("0s"), since, at(window)),
         EmptinessDecision::Remove {
             empty_for: Duration::from_secs(window as u64 - 5)
+        }
+    );
+}
+
+#[test]
+fn a_shorter_nomination_window_lets_an_empty_node_go_sooner_but_not_before_it_ends() {
+    let claim = initialized();
+    let node = ready_node();
+    let since = next_empty_since(true, None, at(2));
+    let short = EmptinessPolicy {
+        nomination_window: Duration::from_secs(10),
+        ..policy("0s")
+    };
+    assert_eq!(
+        decide(&claim, Some(&node), &[], short, since, at(9)),
+        EmptinessDecision::Wait {
+            remaining: Duration::from_secs(1)
+        }
+    );
+    assert_eq!(
+        decide(&claim, Some(&node), &[], short, since, at(10)),
+        EmptinessDecision::Remove {
+            empty_for: Duration::from_secs(8)
+        }
+    );
+    // consolidateAfter longer than the window still rules.
+    let patient = EmptinessPolicy {
+        nomination_window: Duration::from_secs(10),
+        ..policy("20s")
+    };
+    assert_eq!(
+        decide(&claim, Some(&node), &[], patient, since, at(10)),
+        EmptinessDecision::Wait {
+            remaining: Duration::from_secs(12)
         }
     );
 }

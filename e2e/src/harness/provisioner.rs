@@ -44,6 +44,10 @@ impl Provisioner {
             // moto has no Pricing API: the bundled snapshot prices on-demand.
             .args(["--pricing-api", "false"])
             .args(["--orphan-grace", "20s"])
+            // Pods bind within the scheduler's 10 s backoff of their node
+            // being ready; the default 30 s would add 15 s to every test
+            // whose cleanup waits for an empty node to go.
+            .args(["--nomination-window", "15s"])
             .args(flags)
             .env("KUBECONFIG", &env.kubeconfig)
             .env("AWS_ENDPOINT_URL", aws_endpoint)

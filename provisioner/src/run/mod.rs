@@ -56,6 +56,7 @@ pub struct Settings {
     pub disruption: DisruptionSettings,
     pub registration: RegistrationSettings,
     pub orphans: OrphanSettings,
+    pub emptiness: EmptinessSettings,
     pub nodeclass_refresh: Duration,
     pub eks_ami_ssm_prefix: String,
     /// The interruption queue's URL and SQS client, when interruptions are read.
@@ -92,7 +93,7 @@ pub async fn controllers(w: Wiring) {
         state: w.state.clone(),
         events: events.clone(),
         clock: w.clock.clone(),
-        settings: EmptinessSettings::default(),
+        settings: w.settings.emptiness.clone(),
     }));
     tokio::spawn(nodepool_deletion::run(NodePoolDeletion {
         client: w.client.clone(),

@@ -20,15 +20,22 @@ pub struct EmptinessPolicy {
     pub policy: ConsolidationPolicy,
     /// `Never` turns removal off.
     pub consolidate_after: Lifetime,
+    /// How long a node is kept after it is initialized, however empty
+    /// (`--nomination-window`, [`NOMINATION_WINDOW`] by default).
+    pub nomination_window: Duration,
 }
 
 impl EmptinessPolicy {
     /// From a NodePool; an unparsable `consolidateAfter` is an error, so the
     /// pool's nodes are kept rather than removed on a guess.
-    pub fn of(pool: &NodePool) -> Result<Self, spotwright_api::duration::DurationError> {
+    pub fn of(
+        pool: &NodePool,
+        nomination_window: Duration,
+    ) -> Result<Self, spotwright_api::duration::DurationError> {
         Ok(EmptinessPolicy {
             policy: pool.spec.disruption.consolidation_policy,
             consolidate_after: Lifetime::parse(&pool.spec.disruption.consolidate_after)?,
+            nomination_window,
         })
     }
 }
@@ -84,12 +91,12 @@ pub fn decide(
         return EmptinessDecision::NotEmpty;
     }
     let empty_for = empty_since.map_or(Duration::ZERO, |since| elapsed(since, now));
-    let ready_for = find_condition(claim, conditions::INITIALIZED).map_or(NOMINATION_WINDOW, |c| {
-        elapsed(c.last_transition_time.0, now)
-    });
+    let window = policy.nomination_window;
+    let ready_for = find_condition(claim, conditions::INITIALIZED)
+        .map_or(window, |c| elapsed(c.last_transition_time.0, now));
     let remaining = consolidate_after
         .saturating_sub(empty_for)
-        .max(NOMINATION_WINDOW.saturating_sub(ready_for));
+        .max(window.saturating_sub(ready_for));
     if !remaining.is_zero() {
         return EmptinessDecision::Wait { remaining };
     }

@@ -38,12 +38,15 @@ use crate::state::{ClusterState, Snapshot};
 pub struct EmptinessSettings {
     /// How often every claim is looked at.
     pub sweep_interval: Duration,
+    /// How long a node is kept after it is initialized (`--nomination-window`).
+    pub nomination_window: Duration,
 }
 
 impl Default for EmptinessSettings {
     fn default() -> Self {
         EmptinessSettings {
             sweep_interval: Duration::from_secs(5),
+            nomination_window: NOMINATION_WINDOW,
         }
     }
 }
@@ -83,7 +86,7 @@ async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
     tracking.retain(|name, _| names.contains(name));
     let mut allowed = budgets_left(&snapshot, now);
     for claim in &snapshot.claims {
-        let Some(policy) = policy_for(&snapshot, claim) else {
+        let Some(policy) = policy_for(&snapshot, claim, ctx.settings.nomination_window) else {
             continue;
         };
         // A replacement waits empty for its old node's pods (until that
@@ -177,10 +180,14 @@ fn budgets_left(snapshot: &Snapshot, now: Timestamp) -> HashMap<String, usize> {
 }
 
 /// The claim's NodePool's policy; claims of unknown pools are left alone.
-fn policy_for(snapshot: &Snapshot, claim: &NodeClaim) -> Option<EmptinessPolicy> {
+fn policy_for(
+    snapshot: &Snapshot,
+    claim: &NodeClaim,
+    nomination_window: Duration,
+) -> Option<EmptinessPolicy> {
     let pool_name = claim.labels().get(keys::NODEPOOL_LABEL)?;
     let pool = snapshot.pool(pool_name)?;
-    match EmptinessPolicy::of(pool) {
+    match EmptinessPolicy::of(pool, nomination_window) {
         Ok(policy) => Some(policy),
         Err(err) => {
             tracing::warn!(nodepool = %pool_name, error = %err, "bad consolidateAfter; not removing its nodes");

@@ -118,12 +118,18 @@ pub async fn fetch_instance_types(
     spot_prices: SpotPrices,
     root_volume_gib: u64,
 ) -> Result<Vec<InstanceType>, Error> {
-    let infos = describe_instance_types(ec2).await?;
-    let offerings = describe_zone_offerings(ec2).await?;
-    let spot = match spot_prices {
-        SpotPrices::History => describe_spot_prices(ec2).await?,
-        SpotPrices::Modeled => Vec::new(),
+    // Three independent reads, each paginated: at once, not one after another.
+    let spot = async {
+        match spot_prices {
+            SpotPrices::History => describe_spot_prices(ec2).await,
+            SpotPrices::Modeled => Ok(Vec::new()),
+        }
     };
+    let (infos, offerings, spot) = futures::try_join!(
+        describe_instance_types(ec2),
+        describe_zone_offerings(ec2),
+        spot
+    )?;
     let snapshot = PriceCatalog::embedded().ok();
     if snapshot.is_none() {
         tracing::warn!("the bundled price snapshot does not parse; using API prices only");

@@ -15,7 +15,7 @@ use crate::model::claim::{
 };
 use crate::model::consolidation::cost::pod_cost;
 use crate::model::consolidation::{Candidate, SPOT_TO_SPOT_MIN_TYPES};
-use crate::model::disruption::{is_disrupting, NOMINATION_WINDOW};
+use crate::model::disruption::is_disrupting;
 use crate::model::facts;
 use crate::model::pod::do_not_disrupt;
 use crate::state::Snapshot;
@@ -52,6 +52,7 @@ pub(super) fn candidates(
     settled: &Settled,
     pool: &str,
     consolidate_after: Duration,
+    nomination_window: Duration,
     instance_types: &[InstanceType],
     now: Timestamp,
 ) -> Vec<Candidate> {
@@ -59,7 +60,7 @@ pub(super) fn candidates(
         .claims
         .iter()
         .filter(|c| nodepool_of(c) == pool && c.meta().deletion_timestamp.is_none())
-        .filter(|c| old_enough(c, now))
+        .filter(|c| old_enough(c, nomination_window, now))
         .filter_map(|claim| {
             let node = snapshot.node_named_by(claim)?;
             let (_, since) = settled.get(&node.name_any())?;
@@ -72,9 +73,9 @@ pub(super) fn candidates(
 }
 
 /// Initialized for longer than the nomination window.
-fn old_enough(claim: &NodeClaim, now: Timestamp) -> bool {
+fn old_enough(claim: &NodeClaim, nomination_window: Duration, now: Timestamp) -> bool {
     find_condition(claim, conditions::INITIALIZED).is_some_and(|c| {
-        c.status == "True" && elapsed(c.last_transition_time.0, now) >= NOMINATION_WINDOW
+        c.status == "True" && elapsed(c.last_transition_time.0, now) >= nomination_window
     })
 }
 

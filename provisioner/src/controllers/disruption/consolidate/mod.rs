@@ -18,6 +18,7 @@ mod candidates;
 mod memory;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use kube::ResourceExt;
 use spotwright_api::v1alpha1::DisruptionReason;
@@ -44,6 +45,8 @@ pub struct ConsolidationSettings {
     pub decisions: Settings,
     /// Per NodePool.
     pub rate_limit: RateLimit,
+    /// How long a node is kept after it is initialized (`--nomination-window`).
+    pub nomination_window: Duration,
 }
 
 pub use memory::Memory;
@@ -87,6 +90,7 @@ async fn consolidate_pool<L: Launcher>(
         &memory.settled,
         &name,
         consolidate_after,
+        ctx.settings.consolidation.nomination_window,
         &instance_types,
         round.now,
     );
