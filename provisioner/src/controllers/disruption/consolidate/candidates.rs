@@ -114,3 +114,31 @@ fn candidate(
         disruption_cost,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initialized_at(seconds: i64) -> NodeClaim {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
+            "status": {"conditions": [{"type": conditions::INITIALIZED, "status": "True",
+                "reason": "Initialized", "message": "",
+                "lastTransitionTime": Timestamp::from_second(seconds).expect("a time").to_string()}]}
+        }))
+        .expect("a NodeClaim")
+    }
+
+    #[test]
+    fn a_node_is_a_candidate_only_after_the_configured_nomination_window() {
+        let claim = initialized_at(1_000);
+        let at = |s: i64| Timestamp::from_second(s).expect("a time");
+        let short = Duration::from_secs(10);
+        assert!(!old_enough(&claim, short, at(1_009)));
+        assert!(old_enough(&claim, short, at(1_010)));
+        let default = crate::model::disruption::NOMINATION_WINDOW;
+        assert!(!old_enough(&claim, default, at(1_010)));
+        assert!(old_enough(&claim, default, at(1_030)));
+    }
+}
