@@ -272,6 +272,41 @@ fn add_in_flight(
     }
 }
 
+/// Pods held out of a pass because the node launched for them is not judged
+/// yet take that node's room and count where they will run. A later pass of
+/// the same burst would otherwise fill a node in flight as if it were empty:
+/// the scheduler then crowds pods off it, and each of those waits for a
+/// launch of its own, on smaller, later nodes.
+pub fn reserve_awaited(problem: &mut Problem, awaiting: &[(&CachedPod, &NodeClaim)]) {
+    let by_name: HashMap<String, usize> = problem
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| (node.name.clone(), i))
+        .collect();
+    for (pod, claim) in awaiting {
+        let Ok(requests) = &pod.shape.requests else {
+            continue;
+        };
+        let registered = claim
+            .status
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .and_then(|name| by_name.get(name));
+        let in_flight = claim
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|name| by_name.get(name));
+        let Some(&index) = registered.or(in_flight) else {
+            continue;
+        };
+        let node = &mut problem.nodes[index];
+        facts::add_resources(&mut node.requested, requests);
+        node.pods.push(pod.placed());
+    }
+}
+
 /// A NodePool that can launch, limited to its NodeClass's zones; or why it
 /// is left out.
 fn add_nodepool(
@@ -381,20 +416,27 @@ mod tests {
         .unwrap()
     }
 
-    fn problem_with(claim: &NodeClaim) -> Problem {
+    /// A pending pod of Spotwright's scheduler that requests one CPU.
+    fn pending_pod(name: &str) -> CachedPod {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "team"},
+            "metadata": {"name": name, "namespace": "team"},
             "spec": {"schedulerName": "spotwright", "containers": [
                 {"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
             "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
         }))
         .unwrap();
-        let pod = CachedPod::from(&pod);
-        let node = fresh_node();
+        CachedPod::from(&pod)
+    }
+
+    fn problem_with(claim: &NodeClaim) -> Problem {
+        problem_of(&[&pending_pod("p")], &[&fresh_node()], claim)
+    }
+
+    fn problem_of(pods: &[&CachedPod], nodes: &[&Node], claim: &NodeClaim) -> Problem {
         build(
             &Objects {
-                pods: &[&pod],
-                nodes: &[&node],
+                pods,
+                nodes,
                 claims: &[claim],
                 nodepools: &[],
                 nodeclasses: &[],
@@ -424,6 +466,48 @@ mod tests {
             Some("n1")
         );
         assert_eq!(problem.usage["pool"].capacity.cpu_millis, 1930);
+    }
+
+    fn solve_problem(problem: &Problem) -> spotwright_solver::Plan {
+        spotwright_solver::solve(&spotwright_solver::Input {
+            pods: &problem.pods,
+            nodes: &problem.nodes,
+            nodepools: &problem.nodepools,
+            daemonsets: &problem.daemonsets,
+            instance_types: &[m5_large()],
+        })
+    }
+
+    /// The solve of `new` beside `awaiting`, which waits for `claim`'s node
+    /// (two CPUs: room for one of them).
+    fn solve_beside(awaiting: &CachedPod, new: &CachedPod, nodes: &[&Node], claim: &NodeClaim) {
+        let mut problem = problem_of(&[new], nodes, claim);
+        reserve_awaited(&mut problem, &[(awaiting, claim)]);
+        let node = &problem.nodes[0];
+        assert_eq!(node.requested.cpu_millis, 1000, "{node:?}");
+        assert_eq!(node.pods.len(), 1, "the awaited pod counts there");
+        let plan = solve_problem(&problem);
+        assert!(plan.to_existing.is_empty(), "{plan:?}");
+        assert_eq!(plan.unschedulable.len(), 1, "{plan:?}");
+    }
+
+    #[test]
+    fn a_pod_awaiting_its_node_keeps_its_room_from_the_next_pass() {
+        let (awaiting, new) = (pending_pod("awaiting"), pending_pod("new"));
+        let mut in_flight = claim(false);
+        if let Some(status) = in_flight.status.as_mut() {
+            status.node_name = None;
+        }
+        // In flight (no Node yet): the node goes by the claim's name.
+        solve_beside(&awaiting, &new, &[], &in_flight);
+        // Registered, still initializing: by the Node's name.
+        solve_beside(&awaiting, &new, &[&fresh_node()], &claim(false));
+        // Without the reservation the new pod would take the awaited room.
+        let plan = solve_problem(&problem_of(&[&new], &[], &in_flight));
+        assert_eq!(
+            plan.to_existing,
+            [("team/new".to_owned(), "pool-abcde".to_owned())]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 pub mod nominations;
 mod pool_status;
 
-use nominations::{ClaimNow, Mismatch, Nominations, PodNow};
+use nominations::{ClaimNow, Hold, Mismatch, Nominations, PodNow};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ use crate::model::clock::SharedClock;
 use crate::model::facts;
 use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve_for_pods};
 use crate::model::pod::CachedPod;
-use crate::model::problem::Problem;
+use crate::model::problem::{self, Problem};
 use crate::state::{ClusterState, Snapshot};
 use crate::Error;
 
@@ -132,7 +132,13 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
         .map(|p| (p.key(), p.as_ref()))
         .collect();
     let held = judge_nominations(ctx, &snapshot, &by_key, &problem).await;
-    problem.pods.retain(|p| !held.contains(&p.key));
+    problem.pods.retain(|p| !held.pods.contains(&p.key));
+    let awaiting: Vec<(&CachedPod, &NodeClaim)> = held
+        .awaiting
+        .iter()
+        .filter_map(|(pod, claim)| Some((*by_key.get(pod)?, snapshot.claim(claim)?.as_ref())))
+        .collect();
+    problem::reserve_awaited(&mut problem, &awaiting);
     ctx.act
         .metrics
         .fleet_cost
@@ -293,6 +299,14 @@ async fn launch_new<L: Launcher>(
     Ok(())
 }
 
+/// The pending pods a pass must not launch for.
+#[derive(Debug, Default)]
+struct Held {
+    pods: BTreeSet<String>,
+    /// Of those, the ones waiting for the node launched for them: pod and claim.
+    awaiting: Vec<(String, String)>,
+}
+
 /// Judges every nominated pod against the snapshot, reports each new
 /// mismatch (an Event on the pod and the metric), and returns the pending
 /// pods this pass must not launch for.
@@ -301,11 +315,11 @@ async fn judge_nominations<L>(
     snapshot: &Snapshot,
     pods: &PodsByKey<'_>,
     problem: &Problem,
-) -> BTreeSet<String> {
+) -> Held {
     let now = ctx.clock.now();
     let (found, held) = {
         let Ok(mut nominations) = ctx.nominations.lock() else {
-            return BTreeSet::new();
+            return Held::default();
         };
         let mut found = Vec::new();
         for (pod_key, claim_name) in nominations.nominated_pods() {
@@ -321,7 +335,7 @@ async fn judge_nominations<L>(
             let claim_now = claim_now(snapshot, &claim_name, pods.get(&pod_key).copied());
             found.extend(nominations.judge(&pod_key, pod_now, claim_now, now));
         }
-        let mut held = BTreeSet::new();
+        let mut held = Held::default();
         for pending in &problem.pods {
             let message = pods
                 .get(&pending.key)
@@ -334,7 +348,10 @@ async fn judge_nominations<L>(
                 });
             if let Some(hold) = nominations.hold(&pending.key, message, claim, now) {
                 tracing::debug!(pod = pending.key, ?hold, "left out of this pass");
-                held.insert(pending.key.clone());
+                if let Hold::Awaiting { claim } = hold {
+                    held.awaiting.push((pending.key.clone(), claim));
+                }
+                held.pods.insert(pending.key.clone());
             }
         }
         (found, held)
