@@ -32,6 +32,8 @@ pub struct Settings {
     /// pods for them ([`filter::holds_room`]); zero (the default) holds
     /// nothing.
     pub hold_room_for: Duration,
+    /// Steer a pod to the node launched for it ([`score::prefer_launched`]).
+    pub prefer_launched_node: bool,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             weights: Weights::default(),
             interruption_window: Duration::from_secs(3600),
             hold_room_for: Duration::ZERO,
+            prefer_launched_node: true,
         }
     }
 }
@@ -287,37 +290,41 @@ pub fn prioritize(
 ) -> Result<Vec<u8>, RequestError> {
     let parsed = parse(body)?;
     let pod = pod_demand(parsed.pod)?;
+    let asker = asker(parsed.pod).filter(|_| settings.prefer_launched_node);
     let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
     let read = index.read();
     let pools = read.interruptions_since(now.saturating_sub(window));
     let candidate = |view: NodeView| {
-        Candidate::new(
+        let launched_for = match (view.claim, asker.as_deref()) {
+            (Some(claim), Some(asker)) => read.launched_for(claim, asker),
+            _ => false,
+        };
+        let candidate = Candidate::new(
             view.basis.as_ref(),
             view.requested,
             pools.get(view.pool),
             now,
-        )
+        );
+        (candidate, launched_for)
     };
     let reply = match &parsed.nodes {
         Nodes::Names(requested) => {
             let names = requested.strs();
-            let scores = score::prioritize(
-                &settings.weights,
-                &pod,
-                names.iter().map(|name| candidate(read.node(name))),
-            );
+            let (candidates, launched): (Vec<_>, Vec<_>) =
+                names.iter().map(|name| candidate(read.node(name))).unzip();
             drop(read);
+            let mut scores = score::prioritize(&settings.weights, &pod, candidates);
+            score::prefer_launched(&mut scores, &launched);
             priorities_json(names.iter().copied().zip(scores), requested.style())
         }
         Nodes::Full(nodes) => {
-            let scores = score::prioritize(
-                &settings.weights,
-                &pod,
-                nodes
-                    .iter()
-                    .map(|(_, facts)| candidate(read.node_with(facts))),
-            );
+            let (candidates, launched): (Vec<_>, Vec<_>) = nodes
+                .iter()
+                .map(|(_, facts)| candidate(read.node_with(facts)))
+                .unzip();
             drop(read);
+            let mut scores = score::prioritize(&settings.weights, &pod, candidates);
+            score::prefer_launched(&mut scores, &launched);
             priorities_json(
                 nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
                 NameStyle::Escaped,

@@ -79,6 +79,17 @@ pub struct Cli {
         default_value_t = 0
     )]
     pub hold_room_seconds: u64,
+    /// Whether a pod the provisioner launched a node for is steered there:
+    /// among the nodes that passed every filter, its own gets the top score
+    /// and the others none. Soft: it still goes elsewhere when its node is
+    /// not there yet or has no room left.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_EXTENDER_PREFER_LAUNCHED_NODE",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub prefer_launched_node: bool,
     /// Largest request body accepted; larger ones get 413. Full NodeLists can be big.
     #[arg(long, env = "SPOTWRIGHT_EXTENDER_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_request_bytes: usize,
@@ -162,6 +173,7 @@ impl Cli {
                 self.interruption_window_minutes.saturating_mul(60),
             ),
             hold_room_for: Duration::from_secs(self.hold_room_seconds),
+            prefer_launched_node: self.prefer_launched_node,
         }
     }
 

@@ -600,6 +600,14 @@ impl IndexRead<'_> {
         self.0.held.get(&claim.name).copied().unwrap_or_default()
     }
 
+    /// Whether `claim` was launched for the pod `pod_key`, not bound yet.
+    pub fn launched_for(&self, claim: &ClaimFacts, pod_key: &str) -> bool {
+        self.0
+            .held_for
+            .get(pod_key)
+            .is_some_and(|claims| claims.contains(&claim.name))
+    }
+
     /// Interruptions per pool that happened at or after `since` (Unix seconds).
     pub fn interruptions_since(&self, since: i64) -> PoolCounts {
         let mut counts = vec![0u32; self.0.pool_count as usize];

@@ -336,6 +336,21 @@ pub fn prioritize(
         .collect()
 }
 
+/// Steers a pod to the node launched for it. When that node is among the
+/// candidates (it passed every filter, so the pod fits there), it gets the
+/// top score and every other node none: the scheduler otherwise fills the
+/// fullest node first, whichever pods it was launched for, and the pods
+/// crowded off need nodes of their own. Scores are left alone when the
+/// pod's node is not a candidate. `launched` runs beside `scores`.
+pub fn prefer_launched(scores: &mut [i64], launched: &[bool]) {
+    if !launched.iter().any(|own| *own) {
+        return;
+    }
+    for (score, own) in scores.iter_mut().zip(launched) {
+        *score = if *own { MAX_SCORE } else { 0 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,5 +561,33 @@ mod tests {
         };
         let s = prioritize(&Weights::default(), &pod, [base, dear, noisy, empty]);
         assert!(s[0] > s[1] && s[0] > s[2] && s[0] > s[3], "{s:?}");
+    }
+
+    #[test]
+    fn the_node_launched_for_the_pod_wins_when_it_is_a_candidate() {
+        let mut scores = vec![9, 3, 10];
+        prefer_launched(&mut scores, &[false, true, false]);
+        assert_eq!(scores, [0, MAX_SCORE, 0]);
+        let mut scores = vec![9, 3, 10];
+        prefer_launched(&mut scores, &[false, false, false]);
+        assert_eq!(scores, [9, 3, 10], "no node of its own: scores stand");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn only_the_launched_nodes_top_the_scores(
+            nodes in proptest::collection::vec((0i64..=MAX_SCORE, proptest::bool::ANY), 0..20)
+        ) {
+            let (before, launched): (Vec<i64>, Vec<bool>) = nodes.into_iter().unzip();
+            let mut after = before.clone();
+            prefer_launched(&mut after, &launched);
+            if launched.contains(&true) {
+                for (score, own) in after.iter().zip(&launched) {
+                    proptest::prop_assert_eq!(*score, if *own { MAX_SCORE } else { 0 });
+                }
+            } else {
+                proptest::prop_assert_eq!(after, before);
+            }
+        }
     }
 }

@@ -161,3 +161,42 @@ fn the_hold_ends_once_every_pod_it_was_for_is_bound_anywhere() {
     index.apply_claims(Change::Upsert(again));
     assert!(!turned_away(&index, &stranger, NOW));
 }
+
+/// Each candidate's score for the pod `uid`, by node name.
+fn scores(index: &Index, uid: &str, settings: &Settings) -> Vec<(String, i64)> {
+    let body = asking(uid, "100m", None);
+    let reply = answer::prioritize(&body, index, settings, NOW).expect("answered");
+    let reply: Value = serde_json::from_slice(&reply).expect("JSON");
+    let hosts = reply.as_array().expect("an array of HostPriority");
+    hosts
+        .iter()
+        .map(|h| {
+            let host = h["Host"].as_str().expect("a host").to_owned();
+            (host, h["Score"].as_i64().expect("a score"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_s_own_node_gets_the_top_score_and_the_others_none() {
+    let index = cluster();
+    let own = vec![("fresh".to_owned(), 10), ("empty".to_owned(), 0)];
+    assert_eq!(scores(&index, "u-a", &Settings::default()), own);
+    // Not launched for: the four terms alone, which give the empty node a score.
+    let stranger = scores(&index, "u-y", &Settings::default());
+    assert!(stranger
+        .iter()
+        .any(|(host, score)| host == "empty" && *score > 0));
+    // Switched off, the pod is scored as any other.
+    let off = Settings {
+        prefer_launched_node: false,
+        ..Settings::default()
+    };
+    assert_eq!(scores(&index, "u-a", &off), stranger);
+    // Once bound (anywhere), its node is no longer its own.
+    index.apply_pods(Change::Upsert(pod("u-a", "empty", 100, 1)));
+    assert_eq!(
+        scores(&index, "u-a", &Settings::default()),
+        scores(&index, "u-y", &Settings::default())
+    );
+}
