@@ -150,9 +150,8 @@ fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Qu
 /// (UID, else `namespace/name`); `None` when room is never held from it: a
 /// DaemonSet's pod (its share was counted in when the node was sized) or a
 /// pod whose metadata cannot be read.
-fn asker(pod: &RawValue) -> Option<String> {
-    let view = pod_view(pod).ok()?;
-    let meta = view.metadata?;
+fn asker(pod: PodView) -> Option<String> {
+    let meta = pod.metadata?;
     let daemon = meta.owner_references.as_ref().is_some_and(|owners| {
         owners
             .iter()
@@ -196,7 +195,7 @@ pub fn filter(
     now: i64,
 ) -> Result<FilterAnswer, RequestError> {
     let parsed = parse(body)?;
-    let asker = asker(parsed.pod);
+    let asker = pod_view(parsed.pod).ok().and_then(asker);
     let window = Window {
         now,
         seconds: i64::try_from(settings.hold_room_for.as_secs()).unwrap_or(i64::MAX),
@@ -289,8 +288,10 @@ pub fn prioritize(
     now: i64,
 ) -> Result<Vec<u8>, RequestError> {
     let parsed = parse(body)?;
-    let pod = pod_demand(parsed.pod)?;
-    let asker = asker(parsed.pod).filter(|_| settings.prefer_launched_node);
+    // One parse of the pod for both its requests and its key.
+    let view = pod_view(parsed.pod)?;
+    let pod = demand_of(&view)?;
+    let asker = settings.prefer_launched_node.then(|| asker(view)).flatten();
     let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
     let read = index.read();
     let pools = read.interruptions_since(now.saturating_sub(window));

@@ -278,6 +278,9 @@ fn add_in_flight(
 /// the scheduler then crowds pods off it, and each of those waits for a
 /// launch of its own, on smaller, later nodes.
 pub fn reserve_awaited(problem: &mut Problem, awaiting: &[(&CachedPod, &NodeClaim)]) {
+    if awaiting.is_empty() {
+        return;
+    }
     let by_name: HashMap<String, usize> = problem
         .nodes
         .iter()
