@@ -62,6 +62,16 @@ pub const NODECLASS_HASH_ANNOTATION: &str = "spotwright.io/nodeclass-hash";
 
 /// Taint on a node that is being replaced or removed: nothing new lands there.
 pub const DISRUPTED_TAINT_KEY: &str = "spotwright.io/disrupted";
+/// Taint (`NoSchedule`) a Spotwright node registers with (its user data's
+/// `--register-with-taints`). Registration lifts it once the node carries
+/// its claim's labels and taints and the other nodes of the same launch
+/// group have registered too (or `--registration-gate` has passed), so the
+/// scheduler sees a burst's nodes together.
+pub const UNREGISTERED_TAINT_KEY: &str = "spotwright.io/unregistered";
+/// Annotation on a NodeClaim made by a provisioning pass: `<id>/<size>`, the
+/// pass's id and how many claims it made. Registration lifts
+/// [`UNREGISTERED_TAINT_KEY`] from the pass's nodes together.
+pub const LAUNCH_GROUP_ANNOTATION: &str = "spotwright.io/launch-group";
 
 /// On a NodeClaim launched under `minValuesPolicy: BestEffort` that keeps
 /// fewer values than a `minValues` asks: `<key>=<kept>/<wanted>`, comma-separated.

@@ -13,7 +13,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use spotwright_api::NodeClaim;
+use spotwright_api::{keys, NodeClaim};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::{env, event_reasons, expect_events, unique_suffix};
 use spotwright_e2e::node_agent::nodes::register;
@@ -266,6 +266,108 @@ async fn registration_labels_and_taints_the_node_and_records_conditions() {
 
     controller.abort();
     cleanup(&client, &claim_name, &node_name).await;
+}
+
+fn has_unregistered_taint(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key == keys::UNREGISTERED_TAINT_KEY))
+}
+
+/// A KWOK node as Spotwright's user data registers it: with the
+/// registration taint beside the test's own.
+async fn unregistered_kwok_node(client: &Client, name: &str, id: &str) {
+    let node = kwok_node(client, name, id, json!({})).await;
+    let mut taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    taints.push(k8s_openapi::api::core::v1::Taint {
+        key: keys::UNREGISTERED_TAINT_KEY.to_owned(),
+        effect: "NoSchedule".to_owned(),
+        ..Default::default()
+    });
+    Api::<Node>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"taints": taints}})),
+        )
+        .await
+        .expect("registration taint added");
+}
+
+#[tokio::test]
+async fn registration_opens_a_launch_group_s_nodes_together() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = unique_suffix();
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let members: Vec<(String, String)> = ["a", "b"]
+        .iter()
+        .map(|m| (format!("e2e-gate-{id}{m}"), format!("{id}{m}")))
+        .collect();
+    for (name, instance) in &members {
+        launched_claim(&client, name, "e2e-gate", instance, json!({})).await;
+        let group = json!({"metadata": {
+            "labels": {TEST_LABEL: id},
+            "annotations": {keys::LAUNCH_GROUP_ANNOTATION: format!("{id}/2")}}});
+        claims
+            .patch(name, &PatchParams::default(), &Patch::Merge(&group))
+            .await
+            .expect("claim joins the group");
+    }
+    let (first, second) = (&members[0], &members[1]);
+    unregistered_kwok_node(&client, &first.0, &first.1).await;
+    let controller = tokio::spawn(registration::run(Registration {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings: RegistrationSettings {
+            gate: Duration::from_secs(60),
+            ..RegistrationSettings::default()
+        },
+    }));
+    eventually(
+        "the first claim to be Registered",
+        Duration::from_secs(30),
+        || async {
+            claims
+                .get(&first.0)
+                .await
+                .ok()
+                .is_some_and(|c| condition(&c, "Registered").as_deref() == Some("True"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = nodes.get(&first.0).await.expect("first node");
+    assert!(
+        has_unregistered_taint(&waiting),
+        "the first node waits for its sibling"
+    );
+
+    unregistered_kwok_node(&client, &second.0, &second.1).await;
+    eventually(
+        "both nodes to lose the registration taint",
+        Duration::from_secs(20),
+        || async {
+            let mut open = true;
+            for (name, _) in &members {
+                open &= nodes
+                    .get(name)
+                    .await
+                    .is_ok_and(|n| !has_unregistered_taint(&n));
+            }
+            open
+        },
+    )
+    .await;
+
+    controller.abort();
+    for (name, _) in &members {
+        cleanup(&client, name, name).await;
+    }
 }
 
 #[tokio::test]

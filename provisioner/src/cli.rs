@@ -62,6 +62,9 @@ pub struct Cli {
     /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
     #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub registration_timeout: Duration,
+    /// The longest a registered node keeps the `spotwright.io/unregistered` taint while other nodes launched in the same pass have not registered; `0s` lifts it at registration.
+    #[arg(long, env = "SPOTWRIGHT_REGISTRATION_GATE", default_value = "5s", value_parser = duration)]
+    pub registration_gate: Duration,
     /// How long a node is kept after it is initialized before emptiness or consolidation may take it, even with `consolidateAfter: 0s`: the pods it was launched for bind on the scheduler's own retry (backoff up to 10 s).
     #[arg(long, env = "SPOTWRIGHT_NOMINATION_WINDOW", default_value = "30s", value_parser = duration)]
     pub nomination_window: Duration,
@@ -163,6 +166,11 @@ impl Cli {
                 "--nomination-window must be above zero: a new node is kept until the pods it was launched for can bind".into(),
             ));
         }
+        if self.registration_gate > Duration::from_secs(60) {
+            return Err(Error::Config(
+                "--registration-gate must not be above 1m: a registered node sits idle while it waits".into(),
+            ));
+        }
         self.cluster_overrides()?;
         Ok(())
     }
@@ -202,6 +210,7 @@ mod tests {
         assert_eq!(cli.batch_idle_duration, Duration::from_secs(1));
         assert_eq!(cli.batch_max_duration, Duration::from_secs(10));
         assert_eq!(cli.registration_timeout, Duration::from_secs(900));
+        assert_eq!(cli.registration_gate, Duration::from_secs(5));
         assert!(cli.leader_elect);
         assert!(cli.validate().is_ok());
         assert_eq!(cli.interruption_queue(), None);
@@ -244,6 +253,12 @@ mod tests {
         let no_window =
             Cli::try_parse_from(["p", "--cluster-name", "c", "--nomination-window", "0s"]).unwrap();
         assert!(no_window.validate().is_err());
+        let long_gate =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--registration-gate", "2m"]).unwrap();
+        assert!(long_gate.validate().is_err());
+        let no_gate =
+            Cli::try_parse_from(["p", "--cluster-name", "c", "--registration-gate", "0s"]).unwrap();
+        assert!(no_gate.validate().is_ok());
     }
 
     #[test]

@@ -190,6 +190,7 @@ fn settings(cli: &Cli, aws: &aws_config::SdkConfig) -> Settings {
         },
         registration: RegistrationSettings {
             registration_timeout: cli.registration_timeout,
+            gate: cli.registration_gate,
             ..RegistrationSettings::default()
         },
         orphans: OrphanSettings {

@@ -284,6 +284,16 @@ pub fn node_for(instance: &Instance, facts: &TypeFacts, settings: &Settings) -> 
             time_added: None,
         });
     }
+    if instance.tags.contains_key(keys::NODEPOOL_TAG) {
+        // Spotwright's user data registers its nodes with the registration
+        // taint (kubelet's --register-with-taints); the provisioner lifts it.
+        taints.push(Taint {
+            key: keys::UNREGISTERED_TAINT_KEY.to_owned(),
+            value: None,
+            effect: "NoSchedule".to_owned(),
+            time_added: None,
+        });
+    }
     let taints = (!taints.is_empty()).then_some(taints);
     let to_map = |resources: eks::NodeResources| {
         resources

@@ -55,9 +55,16 @@ fn a_running_instance_gets_a_node_with_provider_id_labels_and_eks_allocatable() 
     assert_eq!(node.metadata.name.as_deref(), Some("ip-i-1.ec2.internal"));
     let spec = node.spec.as_ref().unwrap();
     assert_eq!(spec.provider_id.as_deref(), Some("aws:///us-east-1a/i-1"));
+    let taints: Vec<&str> = spec
+        .taints
+        .iter()
+        .flatten()
+        .map(|t| t.key.as_str())
+        .collect();
     assert_eq!(
-        spec.taints.as_ref().unwrap()[0].key,
-        keys::CAPACITY_TYPE_LABEL
+        taints,
+        [keys::CAPACITY_TYPE_LABEL, keys::UNREGISTERED_TAINT_KEY],
+        "registered as Spotwright's user data asks"
     );
     let labels = node.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[keys::CAPACITY_TYPE_LABEL], "spot");
@@ -79,14 +86,16 @@ fn a_running_instance_gets_a_node_with_provider_id_labels_and_eks_allocatable() 
 }
 
 #[test]
-fn on_demand_instances_are_labelled_so_and_untainted() {
+fn on_demand_instances_are_labelled_so_and_carry_only_the_registration_taint() {
     let plan = plan(&[instance("i-2", true, false)], &types(), &[], &settings());
     let node = &plan.create[0];
     assert_eq!(
         node.metadata.labels.as_ref().unwrap()[keys::CAPACITY_TYPE_LABEL],
         "on-demand"
     );
-    assert!(node.spec.as_ref().unwrap().taints.is_none());
+    let taints = node.spec.as_ref().unwrap().taints.as_ref().unwrap();
+    let taint_keys: Vec<&str> = taints.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(taint_keys, [keys::UNREGISTERED_TAINT_KEY]);
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::model::facts;
 use crate::model::launch::{
     launch_from_requirements, plan_overrides, ErrorClass, OverrideError, UnavailableOfferings,
 };
+use crate::model::launch_group::unregistered_taint;
 use crate::model::node::claim_taints;
 
 /// How long a capacity error keeps an offering out (as Karpenter).
@@ -168,7 +169,10 @@ impl Ec2Launcher {
         }
         let bootstrap = NodeBootstrap {
             labels: claim.metadata.labels.clone().unwrap_or_default(),
-            taints: claim_taints(claim, Some(capacity_type)).cloned().collect(),
+            taints: claim_taints(claim, Some(capacity_type))
+                .cloned()
+                .chain([unregistered_taint()])
+                .collect(),
         };
         let spec = LaunchTemplateSpec {
             cluster_name: self.cluster.name.clone(),

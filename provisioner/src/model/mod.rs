@@ -12,6 +12,7 @@ pub mod disruption;
 pub mod facts;
 pub mod hashing;
 pub mod launch;
+pub mod launch_group;
 pub mod new_claim;
 pub mod node;
 pub mod pod;

@@ -16,10 +16,12 @@ mod pool_status;
 use nominations::{ClaimNow, Hold, Mismatch, Nominations, PodNow};
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use spotwright_api::{NodeClaim, NodePool};
 use spotwright_solver::model::{InstanceType, Resources};
@@ -31,6 +33,7 @@ use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching, Orig
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
+use crate::model::launch_group::LaunchGroup;
 use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve_for_pods};
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Problem};
@@ -152,15 +155,22 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
     }
     let plan = solve_timed(ctx, &problem, &instance_types);
     report_unschedulable(ctx, &problem, &plan, &by_key).await;
+    let group = LaunchGroup::new(plan.new_nodes.len(), group_nonce(ctx.clock.now()));
     let launches = plan
         .new_nodes
         .iter()
-        .map(|node| launch_new(ctx, &snapshot, node, &by_key));
+        .map(|node| launch_new(ctx, &snapshot, node, &by_key, &group));
     let results: Vec<Result<(), Error>> = futures::stream::iter(launches)
         .buffer_unordered(ctx.settings.launch_concurrency.max(1))
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// A launch group's id: the pass's time, hashed with a per-process key so
+/// that two provisioners (or two passes in one nanosecond) do not collide.
+fn group_nonce(now: Timestamp) -> u64 {
+    std::collections::hash_map::RandomState::new().hash_one(now.as_nanosecond())
 }
 
 fn solve_timed<L>(
@@ -244,6 +254,7 @@ async fn launch_new<L: Launcher>(
     snapshot: &Snapshot,
     node: &NewNode,
     pods: &PodsByKey<'_>,
+    group: &LaunchGroup,
 ) -> Result<(), Error> {
     let Some(pool) = snapshot.pool(&node.nodepool) else {
         return Ok(());
@@ -256,6 +267,7 @@ async fn launch_new<L: Launcher>(
         let pod = pods.get(key)?;
         Some((pod.uid.as_deref()?, pod.shape.requests.as_ref().ok()?))
     });
+    group.annotate(&mut claim);
     let created = claims::create(&ctx.act.client, &claim).await?;
     let why =
         format!(

@@ -14,6 +14,7 @@ use spotwright_api::{conditions, NodeClaim};
 use crate::model::claim::{
     elapsed, find_condition, is_condition_true, provider_id, set_condition, ConditionUpdate,
 };
+use crate::model::launch_group::is_unregistered_taint;
 use crate::model::node::{claim_capacity, claim_taints, node_labels, node_taints, same_taint};
 
 /// How registration behaves.
@@ -23,6 +24,10 @@ pub struct RegistrationSettings {
     pub registration_timeout: Duration,
     /// Claims are looked at on every claim or Node change, and at least this often.
     pub recheck: Duration,
+    /// The longest a registered node keeps the registration taint while
+    /// other nodes of its launch group have not registered (zero: lifted at
+    /// registration).
+    pub gate: Duration,
 }
 
 impl Default for RegistrationSettings {
@@ -30,6 +35,7 @@ impl Default for RegistrationSettings {
         RegistrationSettings {
             registration_timeout: Duration::from_secs(15 * 60),
             recheck: Duration::from_secs(5),
+            gate: Duration::from_secs(5),
         }
     }
 }
@@ -39,7 +45,8 @@ impl Default for RegistrationSettings {
 pub struct NodeUpdate {
     /// Labels to set; every other label of the Node stays as it is.
     pub labels: BTreeMap<String, String>,
-    /// The Node's full new taint list, when taints must be added.
+    /// The Node's full new taint list, when taints must be added or the
+    /// registration taint lifted.
     pub taints: Option<Vec<Taint>>,
 }
 
@@ -72,42 +79,91 @@ pub enum RegistrationDecision {
     /// Launched this long ago without a Node: delete the claim.
     TimedOut { waited: Duration },
     /// A Node matches: update it, then record what was observed.
+    /// `gate_opens_in`: the registration taint stays on for at most this
+    /// long (siblings still to come).
     Register {
         node_name: String,
         node_update: NodeUpdate,
         initialized: bool,
+        gate_opens_in: Option<Duration>,
     },
+}
+
+/// How far a claim's launch group has come: how many of its claims have a
+/// Node, out of how many the pass made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupProgress {
+    pub registered: usize,
+    pub size: usize,
+}
+
+/// Whether the registration taint may come off a Node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Siblings are still to register; the bound is reached after `opens_in`.
+    Closed {
+        opens_in: Duration,
+    },
+}
+
+/// The gate of a Node created at `registered_at`: open once every claim of
+/// its group has a Node (or it has no group), or once it has waited `bound`.
+pub fn gate(
+    group: Option<GroupProgress>,
+    registered_at: Option<Timestamp>,
+    bound: Duration,
+    now: Timestamp,
+) -> Gate {
+    if group.is_none_or(|g| g.registered >= g.size) {
+        return Gate::Open;
+    }
+    let waited = registered_at.map_or(bound, |at| elapsed(at, now));
+    match bound.checked_sub(waited) {
+        Some(opens_in) if !opens_in.is_zero() => Gate::Closed { opens_in },
+        _ => Gate::Open,
+    }
 }
 
 /// The update that makes `node` match `claim`. Labels are only ever set,
 /// never removed. Taints (and startup taints) are added only until the
 /// claim is registered: after that, whoever removes a startup taint (a CNI,
-/// an agent) must not see it come back.
-pub fn plan_node_update(claim: &NodeClaim, node: &Node) -> NodeUpdate {
+/// an agent) must not see it come back. The registration taint is lifted
+/// when `gate` is open, in the same write.
+pub fn plan_node_update(claim: &NodeClaim, node: &Node, gate: Gate) -> NodeUpdate {
     let current = node.labels();
     let labels = node_labels(claim)
         .into_iter()
         .filter(|(key, value)| current.get(key) != Some(value))
         .collect();
-    let taints = if is_condition_true(claim, conditions::REGISTERED) {
-        None
+    let existing = node_taints(node);
+    let missing: Vec<Taint> = if is_condition_true(claim, conditions::REGISTERED) {
+        Vec::new()
     } else {
-        let existing = node_taints(node);
-        let missing: Vec<Taint> = claim_taints(claim, claim_capacity(claim))
+        claim_taints(claim, claim_capacity(claim))
             .filter(|wanted| !existing.iter().any(|t| same_taint(t, wanted)))
             .fold(Vec::new(), |mut acc, t| {
                 if !acc.iter().any(|a| same_taint(a, t)) {
                     acc.push(t.clone());
                 }
                 acc
-            });
-        (!missing.is_empty()).then(|| existing.iter().cloned().chain(missing).collect())
+            })
     };
+    let lift = gate == Gate::Open && existing.iter().any(is_unregistered_taint);
+    let taints = (lift || !missing.is_empty()).then(|| {
+        existing
+            .iter()
+            .filter(|t| !(lift && is_unregistered_taint(t)))
+            .cloned()
+            .chain(missing)
+            .collect()
+    });
     NodeUpdate { labels, taints }
 }
 
 /// A registered Node is initialized when it is Ready, reports allocatable
-/// resources, and none of the claim's startup taints remain.
+/// resources, and none of the claim's startup taints remain, nor the
+/// registration taint.
 pub fn is_initialized(claim: &NodeClaim, node: &Node) -> bool {
     let status = node.status.as_ref();
     let ready = status
@@ -122,14 +178,16 @@ pub fn is_initialized(claim: &NodeClaim, node: &Node) -> bool {
         .startup_taints
         .iter()
         .any(|s| taints.iter().any(|t| same_taint(t, s)));
-    ready && allocatable && startup_gone
+    let gate_open = !taints.iter().any(is_unregistered_taint);
+    ready && allocatable && startup_gone && gate_open
 }
 
 /// Decides what registration does for `claim`, given the Node carrying its
-/// providerID (if any).
+/// providerID (if any) and how far the claim's launch group has come.
 pub fn decide(
     claim: &NodeClaim,
     node: Option<&Node>,
+    group: Option<GroupProgress>,
     settings: &RegistrationSettings,
     now: Timestamp,
 ) -> RegistrationDecision {
@@ -141,13 +199,22 @@ pub fn decide(
         // not stays initialized; readiness after that is not our business.
         // Judged on the Node as it will be once updated: startup taints
         // added now mean it is not initialized yet.
-        let node_update = plan_node_update(claim, node);
+        let registered_at = node.meta().creation_timestamp.as_ref().map(|t| t.0);
+        let gate = gate(group, registered_at, settings.gate, now);
+        let node_update = plan_node_update(claim, node, gate);
         let initialized = is_condition_true(claim, conditions::INITIALIZED)
             || is_initialized(claim, &node_update.applied_to(node));
+        let gate_opens_in = match gate {
+            Gate::Closed { opens_in } if node_taints(node).iter().any(is_unregistered_taint) => {
+                Some(opens_in)
+            }
+            _ => None,
+        };
         return RegistrationDecision::Register {
             node_name: node.name_any(),
             node_update,
             initialized,
+            gate_opens_in,
         };
     }
     if is_condition_true(claim, conditions::REGISTERED) {

@@ -1,13 +1,15 @@
 //! Registration. Watches (through the cluster state) NodeClaims and Nodes.
 //! Decides ([`decide`]) per claim: a Node whose providerID matches gets the
 //! claim's labels and taints, and the claim records `Registered` and
-//! `Initialized`; a claim whose instance never registers within the
-//! timeout is deleted. Does: Node label and taint patches, the claim's
+//! `Initialized`; the registration taint comes off once the claim's launch
+//! group has registered (or `gate` has passed); a claim whose instance
+//! never registers within the timeout is deleted. Does: Node label and taint patches, the claim's
 //! status, Events; the termination finalizer then terminates a timed-out
 //! claim's instance, and its pods, still pending, are solved again.
 
 pub mod decide;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -22,7 +24,8 @@ use crate::act::events::{Events, Notice};
 use crate::act::{claims, nodes};
 use crate::model::claim::{is_condition_true, node_name, provider_id};
 use crate::model::clock::SharedClock;
-use crate::state::{ClusterState, Kind};
+use crate::model::launch_group::LaunchGroup;
+use crate::state::{ClusterState, Kind, Snapshot};
 use crate::Error;
 
 /// Claims handled at once.
@@ -41,40 +44,67 @@ pub struct Registration {
 }
 
 /// Runs registration until the process ends: a sweep over every claim on
-/// each claim or Node change, and at least every `recheck`.
+/// each claim or Node change, when a registration taint's bound is reached,
+/// and at least every `recheck`.
 pub async fn run(ctx: Registration) {
     let mut changes = ctx.state.subscribe(&[Kind::NodeClaims, Kind::Nodes]);
     ctx.state.ready().await;
     loop {
-        sweep(&ctx).await;
-        changes.pace(SWEEP_GAP, ctx.settings.recheck).await;
+        let next_gate = sweep(&ctx).await;
+        let wait = next_gate.map_or(ctx.settings.recheck, |g| g.min(ctx.settings.recheck));
+        changes.pace(SWEEP_GAP, wait).await;
     }
 }
 
-/// One look at every claim.
-pub async fn sweep(ctx: &Registration) {
+/// One look at every claim; returns when the next registration taint's
+/// bound is reached, if any is waiting for one.
+pub async fn sweep(ctx: &Registration) -> Option<Duration> {
     let snapshot = ctx.state.snapshot();
     let now = ctx.clock.now();
     let snapshot = &snapshot;
-    let looks: Vec<BoxFuture<'_, ()>> = snapshot
+    let groups = &group_progress(snapshot);
+    let looks: Vec<BoxFuture<'_, Option<Duration>>> = snapshot
         .claims
         .iter()
         .map(|claim| {
             async move {
                 let node = provider_id(claim).and_then(|p| snapshot.node_with_provider_id(p));
                 let node = node.map(AsRef::as_ref);
-                let decision = decide(claim, node, &ctx.settings, now);
+                let group = LaunchGroup::of(claim).map(|g| GroupProgress {
+                    registered: groups.get(&g.id).copied().unwrap_or_default(),
+                    size: g.size,
+                });
+                let decision = decide(claim, node, group, &ctx.settings, now);
+                let gate_opens_in = match &decision {
+                    RegistrationDecision::Register { gate_opens_in, .. } => *gate_opens_in,
+                    _ => None,
+                };
                 if let Err(err) = act(ctx, claim, node, decision, now).await {
                     tracing::warn!(claim = %claim.name_any(), error = %err, reason = err.metric_reason(), "registration failed; retrying");
                 }
+                gate_opens_in
             }
             .boxed()
         })
         .collect();
-    futures::stream::iter(looks)
+    let waits: Vec<Option<Duration>> = futures::stream::iter(looks)
         .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<()>>()
+        .collect()
         .await;
+    waits.into_iter().flatten().min()
+}
+
+/// Per launch group id, how many of its claims have a Node.
+fn group_progress(snapshot: &Snapshot) -> HashMap<String, usize> {
+    let mut registered = HashMap::new();
+    for claim in &snapshot.claims {
+        let has_node =
+            provider_id(claim).is_some_and(|p| snapshot.node_with_provider_id(p).is_some());
+        if let Some(group) = LaunchGroup::of(claim).filter(|_| has_node) {
+            *registered.entry(group.id).or_insert(0) += 1;
+        }
+    }
+    registered
 }
 
 async fn act(
@@ -91,6 +121,7 @@ async fn act(
             node_name: registered,
             node_update,
             initialized,
+            gate_opens_in: _,
         } => {
             if let Some(node) = node.filter(|_| !node_update.is_empty()) {
                 update_node(&ctx.client, node, &node_update).await?;
