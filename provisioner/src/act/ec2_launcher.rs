@@ -167,13 +167,7 @@ impl Ec2Launcher {
                 "no security group resolved".into(),
             ));
         }
-        let bootstrap = NodeBootstrap {
-            labels: claim.metadata.labels.clone().unwrap_or_default(),
-            taints: claim_taints(claim, Some(capacity_type))
-                .cloned()
-                .chain([unregistered_taint()])
-                .collect(),
-        };
+        let bootstrap = node_bootstrap(claim, capacity_type);
         let spec = LaunchTemplateSpec {
             cluster_name: self.cluster.name.clone(),
             node_class: class.metadata.name.clone().unwrap_or_default(),
@@ -400,4 +394,53 @@ fn codes(errors: &[OverrideError]) -> String {
         .collect();
     codes.truncate(5);
     codes.join(", ")
+}
+
+/// What the claim's kubelet registers with: the claim's labels, its taints
+/// for this capacity type, and the registration taint that registration
+/// lifts.
+fn node_bootstrap(claim: &NodeClaim, capacity_type: CapacityType) -> NodeBootstrap {
+    NodeBootstrap {
+        labels: claim.metadata.labels.clone().unwrap_or_default(),
+        taints: claim_taints(claim, Some(capacity_type))
+            .cloned()
+            .chain([unregistered_taint()])
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spotwright_api::keys;
+
+    #[test]
+    fn every_node_registers_with_the_registration_taint_and_spot_ones_with_the_spot_taint() {
+        let claim: NodeClaim = serde_json::from_value(serde_json::json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": "c", "labels": {"team": "a"}},
+            "spec": {"nodeClassRef": {"name": "default"},
+                "taints": [{"key": keys::CAPACITY_TYPE_LABEL, "value": keys::SPOT, "effect": "NoSchedule"}]}
+        }))
+        .expect("claim");
+        let keys_for = |capacity| {
+            node_bootstrap(&claim, capacity)
+                .taints
+                .into_iter()
+                .map(|t| t.key)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys_for(CapacityType::Spot),
+            [keys::CAPACITY_TYPE_LABEL, keys::UNREGISTERED_TAINT_KEY]
+        );
+        assert_eq!(
+            keys_for(CapacityType::OnDemand),
+            [keys::UNREGISTERED_TAINT_KEY]
+        );
+        assert_eq!(
+            node_bootstrap(&claim, CapacityType::Spot).labels["team"],
+            "a"
+        );
+    }
 }

@@ -17,5 +17,6 @@ pub mod new_claim;
 pub mod node;
 pub mod pod;
 pub mod problem;
+pub mod queue_order;
 pub mod simulate;
 pub mod volumes;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use spotwright_api::keys;
 use spotwright_solver::model::{PendingPod, PlacedPod, Resources};
@@ -70,6 +71,8 @@ impl PodShape {
 pub struct CachedPod {
     pub name: String,
     pub uid: Option<String>,
+    /// Its creation time: the order kube-scheduler's queue first takes pods in.
+    pub created: Option<Timestamp>,
     pub node_name: Option<String>,
     /// `Succeeded` or `Failed`: it holds nothing on its node.
     pub terminal: bool,
@@ -115,6 +118,7 @@ impl CachedPod {
         CachedPod {
             name: pod.name_any(),
             uid: pod.metadata.uid.clone(),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             terminal: matches!(
                 status.and_then(|s| s.phase.as_deref()),

@@ -37,6 +37,7 @@ use crate::model::launch_group::LaunchGroup;
 use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve_for_pods};
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Problem};
+use crate::model::queue_order::deal_in_queue_order;
 use crate::state::{ClusterState, Snapshot};
 use crate::Error;
 
@@ -153,7 +154,10 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
     if problem.pods.is_empty() {
         return Ok(());
     }
-    let plan = solve_timed(ctx, &problem, &instance_types);
+    let mut plan = solve_timed(ctx, &problem, &instance_types);
+    deal_in_queue_order(&mut plan.new_nodes, &problem.pods, |key| {
+        by_key.get(key).and_then(|pod| pod.created)
+    });
     report_unschedulable(ctx, &problem, &plan, &by_key).await;
     let group = LaunchGroup::new(plan.new_nodes.len(), group_nonce(ctx.clock.now()));
     let launches = plan
