@@ -35,23 +35,23 @@ async fn merge(client: &Client, node: &str, patch: &Value) -> Result<(), Error> 
     Ok(())
 }
 
-/// Sets labels; every other label stays as it is.
-pub async fn set_labels(
+/// Sets `labels` (every other label stays) and, when given, replaces the
+/// taint list, in one patch: a label patch first would change the
+/// resourceVersion the taints were computed from, and the taint patch
+/// after it would always be refused.
+pub async fn set_labels_and_taints(
     client: &Client,
     node: &Node,
     labels: &BTreeMap<String, String>,
+    taints: Option<&[Taint]>,
 ) -> Result<(), Error> {
-    merge(
-        client,
-        &node.name_any(),
-        &json!({"metadata": {"labels": labels}}),
-    )
-    .await
-}
-
-/// Replaces the Node's taint list.
-pub async fn set_taints(client: &Client, node: &Node, taints: &[Taint]) -> Result<(), Error> {
-    let patch = with_resource_version(json!({"spec": {"taints": taints}}), node.resource_version());
+    let patch = match taints {
+        Some(taints) => with_resource_version(
+            json!({"metadata": {"labels": labels}, "spec": {"taints": taints}}),
+            node.resource_version(),
+        ),
+        None => json!({"metadata": {"labels": labels}}),
+    };
     merge(client, &node.name_any(), &patch).await
 }
 
@@ -85,7 +85,7 @@ pub async fn set_disrupted_taint(client: &Client, node: &Node, on: bool) -> Resu
             .cloned()
             .collect()
     };
-    set_taints(client, node, &taints).await
+    set_labels_and_taints(client, node, &BTreeMap::new(), Some(&taints)).await
 }
 
 /// Deletes the Node. Gone already is done.

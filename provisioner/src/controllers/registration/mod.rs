@@ -163,13 +163,7 @@ async fn announce(events: &Events, claim: &NodeClaim, node_name: &str, initializ
 }
 
 /// Labels by merge patch (other labels untouched); taints replace the whole
-/// list, guarded by the Node's resourceVersion.
+/// list, guarded by the Node's resourceVersion; both in one write.
 async fn update_node(client: &Client, node: &Node, update: &NodeUpdate) -> Result<(), Error> {
-    if !update.labels.is_empty() {
-        nodes::set_labels(client, node, &update.labels).await?;
-    }
-    if let Some(taints) = &update.taints {
-        nodes::set_taints(client, node, taints).await?;
-    }
-    Ok(())
+    nodes::set_labels_and_taints(client, node, &update.labels, update.taints.as_deref()).await
 }
