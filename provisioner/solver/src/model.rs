@@ -110,8 +110,9 @@ pub struct PreferredTerm {
     pub requirements: Vec<Requirement>,
 }
 
-/// A pod that could not be scheduled, as the solver needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A pod that could not be scheduled, as the solver needs it. The default
+/// is a pod with no key, requests or constraints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PendingPod {
     /// `namespace/name`.
     pub key: String,

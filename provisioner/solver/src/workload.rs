@@ -236,17 +236,7 @@ fn pod(index: usize, kind: Kind, draws: &mut Draws) -> PendingPod {
         key: format!("default/{name}"),
         namespace: "default".into(),
         labels: BTreeMap::new(),
-        requests: Resources::default(),
-        node_selector: BTreeMap::new(),
-        required_affinity: Vec::new(),
-        preferred_affinity: Vec::new(),
-        tolerations: Vec::new(),
-        topology_spread: Vec::new(),
-        hostname_anti_affinity: Vec::new(),
-        zone_anti_affinity: Vec::new(),
-        hostname_affinity: Vec::new(),
-        zone_affinity: Vec::new(),
-        preferred_hostname_anti_affinity: Vec::new(),
+        ..PendingPod::default()
     };
     match kind {
         Kind::Generic => {
@@ -299,16 +289,7 @@ pub fn blank_pod(index: usize, cpu_millis: u64, memory_mib: u64) -> PendingPod {
             memory_bytes: memory_mib * MIB,
             ..Resources::default()
         },
-        node_selector: BTreeMap::new(),
-        required_affinity: Vec::new(),
-        preferred_affinity: Vec::new(),
-        tolerations: Vec::new(),
-        topology_spread: Vec::new(),
-        hostname_anti_affinity: Vec::new(),
-        zone_anti_affinity: Vec::new(),
-        hostname_affinity: Vec::new(),
-        zone_affinity: Vec::new(),
-        preferred_hostname_anti_affinity: Vec::new(),
+        ..PendingPod::default()
     }
 }
 

@@ -111,17 +111,7 @@ mod tests {
             key: key.to_owned(),
             namespace: "ns".to_owned(),
             labels: [("app".to_owned(), app.to_owned())].into(),
-            requests: Resources::default(),
-            node_selector: BTreeMap::new(),
-            required_affinity: Default::default(),
-            preferred_affinity: Vec::new(),
-            tolerations: Vec::new(),
-            topology_spread: Vec::new(),
-            hostname_anti_affinity: Vec::new(),
-            zone_anti_affinity: Vec::new(),
-            hostname_affinity: Vec::new(),
-            zone_affinity: Vec::new(),
-            preferred_hostname_anti_affinity: Vec::new(),
+            ..PendingPod::default()
         }
     }
 

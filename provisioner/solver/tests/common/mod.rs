@@ -105,16 +105,7 @@ pub fn pod(name: &str, cpu_millis: u64, memory_gib: u64) -> PendingPod {
         namespace: "ns".into(),
         labels: BTreeMap::new(),
         requests: res(cpu_millis, memory_gib),
-        node_selector: BTreeMap::new(),
-        required_affinity: vec![],
-        preferred_affinity: Vec::new(),
-        tolerations: vec![],
-        topology_spread: vec![],
-        hostname_anti_affinity: vec![],
-        zone_anti_affinity: Vec::new(),
-        hostname_affinity: Vec::new(),
-        zone_affinity: Vec::new(),
-        preferred_hostname_anti_affinity: Vec::new(),
+        ..PendingPod::default()
     }
 }
 

@@ -238,16 +238,7 @@ fn pod(namespace: &str, name: String, app_label: &str, requests: Resources) -> P
         namespace: namespace.into(),
         labels: [("app".to_string(), app_label.to_string())].into(),
         requests,
-        node_selector: BTreeMap::new(),
-        required_affinity: Vec::new(),
-        preferred_affinity: Vec::new(),
-        tolerations: Vec::new(),
-        topology_spread: Vec::new(),
-        hostname_anti_affinity: Vec::new(),
-        zone_anti_affinity: Vec::new(),
-        hostname_affinity: Vec::new(),
-        zone_affinity: Vec::new(),
-        preferred_hostname_anti_affinity: Vec::new(),
+        ..PendingPod::default()
     }
 }
 
