@@ -3,9 +3,10 @@
 //! claim's labels and taints, and the claim records `Registered` and
 //! `Initialized`; the registration taint comes off once the claim's launch
 //! group has registered (or `gate` has passed); a claim whose instance
-//! never registers within the timeout is deleted. Does: Node label and taint patches, the claim's
-//! status, Events; the termination finalizer then terminates a timed-out
-//! claim's instance, and its pods, still pending, are solved again.
+//! never registers within the timeout is deleted. Does: Node label and
+//! taint patches, the claim's status, Events; the termination finalizer
+//! then terminates a timed-out claim's instance, and its pods, still
+//! pending, are solved again.
 
 pub mod decide;
 
