@@ -15,6 +15,7 @@ pub struct Metrics {
     pub nodes_terminated: IntCounterVec,
     pub unschedulable_pods: IntCounterVec,
     pub nomination_mismatches: IntCounterVec,
+    pub events_sampled_out: IntCounterVec,
     pub fleet_cost: Gauge,
     pub interruption_messages: IntCounterVec,
     pub drifted_nodeclaims: IntGaugeVec,
@@ -134,6 +135,13 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            events_sampled_out: IntCounterVec::new(
+                Opts::new(
+                    "spotwright_provisioner_events_sampled_out_total",
+                    "Events not published because their kind is sampled under a burst, by reason (Nominated).",
+                ),
+                &["reason"],
+            )?,
             fleet_cost: Gauge::with_opts(Opts::new(
                 "spotwright_provisioner_fleet_cost_dollars_per_hour",
                 "Estimated $/h of the instances behind Spotwright's NodeClaims (Spot prices where known).",
@@ -201,6 +209,7 @@ impl Metrics {
         registry.register(Box::new(metrics.nodes_terminated.clone()))?;
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
         registry.register(Box::new(metrics.nomination_mismatches.clone()))?;
+        registry.register(Box::new(metrics.events_sampled_out.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
         registry.register(Box::new(metrics.interruption_messages.clone()))?;
         registry.register(Box::new(metrics.drifted_nodeclaims.clone()))?;
@@ -244,6 +253,7 @@ impl Metrics {
             self.interruption_messages
                 .with_label_values(&[kind, outcome]);
         }
+        self.events_sampled_out.with_label_values(&["Nominated"]);
     }
 }
 

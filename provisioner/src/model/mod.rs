@@ -19,4 +19,5 @@ pub mod pod;
 pub mod problem;
 pub mod queue_order;
 pub mod simulate;
+pub mod token_bucket;
 pub mod volumes;

@@ -200,6 +200,7 @@ impl<L> ProvisionerTurns<L> {
                 clock: w.clock.clone(),
                 settings: w.settings.provisioning.clone(),
                 nominations: Default::default(),
+                nominated_events: provisioning::nominated_events_bucket(),
             },
             disruption: Disruption {
                 act,

@@ -38,6 +38,7 @@ use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Problem};
 use crate::model::queue_order::deal_in_queue_order;
+use crate::model::token_bucket::TokenBucket;
 use crate::state::{ClusterState, Snapshot};
 use crate::Error;
 
@@ -58,6 +59,24 @@ pub struct Provisioning<L> {
     pub settings: ProvisioningSettings,
     /// The pods each launch was for, across passes.
     pub nominations: Mutex<Nominations>,
+    /// How many `Nominated` Events a burst publishes.
+    pub nominated_events: Mutex<TokenBucket>,
+}
+
+/// `Nominated` Events published at once, then each second: a burst's
+/// first launches tell their pods, later ones mostly do not (the pods'
+/// NodeClaims still get their own Events).
+pub const NOMINATED_EVENTS_BURST: u32 = 100;
+pub const NOMINATED_EVENTS_PER_SECOND: f64 = 10.0;
+/// A node's pods past this many never get one.
+pub const NOMINATED_EVENTS_PER_NODE: usize = 50;
+
+/// The bucket `Nominated` Events are taken from.
+pub fn nominated_events_bucket() -> Mutex<TokenBucket> {
+    Mutex::new(TokenBucket::new(
+        NOMINATED_EVENTS_BURST,
+        NOMINATED_EVENTS_PER_SECOND,
+    ))
 }
 
 /// The pods a pass would solve for, by `namespace/name`: what the batching
@@ -297,10 +316,14 @@ async fn launch_new<L: Launcher>(
             nominations.nominated(pod, &name, now);
         }
     }
-    for pod in node.pods.iter().take(50).filter_map(|key| pods.get(key)) {
-        let note = format!("for NodeClaim {name}: {why}");
-        let notice = Notice::normal("Nominated", "Provision", note);
-        ctx.act.events.publish(&pod.reference(), notice).await;
+    let told = nominated_events_to_publish(ctx, node.pods.len());
+    let first_pods = node.pods.iter().take(NOMINATED_EVENTS_PER_NODE);
+    for (i, pod) in first_pods.filter_map(|key| pods.get(key)).enumerate() {
+        if i < told {
+            let note = format!("for NodeClaim {name}: {why}");
+            let notice = Notice::normal("Nominated", "Provision", note);
+            ctx.act.events.publish(&pod.reference(), notice).await;
+        }
         let unmodelled = pod.shape.placement.as_ref().map(|p| &p.unmodelled);
         if let Some(unmodelled) = unmodelled.ok().filter(|u| !u.is_empty()) {
             let note = format!(
@@ -313,6 +336,24 @@ async fn launch_new<L: Launcher>(
     }
     launch_claim(&ctx.act, &created, class, Origin::New(why), ctx.clock.now()).await;
     Ok(())
+}
+
+/// How many of a new node's pods get a `Nominated` Event: at most
+/// `NOMINATED_EVENTS_PER_NODE`, as far as the bucket allows. The rest are
+/// counted as sampled out.
+fn nominated_events_to_publish<L>(ctx: &Provisioning<L>, pods: usize) -> usize {
+    let wanted = pods.min(NOMINATED_EVENTS_PER_NODE);
+    let now = ctx.clock.now();
+    let told = ctx
+        .nominated_events
+        .lock()
+        .map_or(0, |mut bucket| bucket.take_up_to(wanted, now));
+    ctx.act
+        .metrics
+        .events_sampled_out
+        .with_label_values(&["Nominated"])
+        .inc_by(u64::try_from(wanted - told).unwrap_or(0));
+    told
 }
 
 /// The pending pods a pass must not launch for.
