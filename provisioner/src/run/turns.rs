@@ -41,12 +41,20 @@ pub trait Turns {
     fn sweep(&mut self) -> impl Future<Output = ()>;
 }
 
+/// The least time between two looks at what is pending. Under a burst the
+/// cluster changes hundreds of times a second, and each look costs a
+/// snapshot and a scan of every pod: looked at on each change, that was
+/// most of the provisioner's CPU in a 5,000-pod burst (docs/benchmarks.md,
+/// "Nominated Events sampled, looks paced"), CPU the API server needed.
+pub const LOOK_GAP: Duration = Duration::from_millis(100);
+
 /// Takes turns until the process ends.
 pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
     let mut batcher = Batcher::new(settings.batch_idle, settings.batch_max);
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut last_pass = Instant::now();
     let mut last_sweep = Instant::now();
+    let mut last_look = Instant::now();
     let mut batch_opened: Option<Instant> = None;
     loop {
         let wake = batcher
@@ -56,10 +64,13 @@ pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
             .min(last_sweep + settings.disruption_interval)
             .max(Instant::now() + Duration::from_millis(50));
         tokio::select! {
-            _ = turns.changed() => {}
+            _ = turns.changed() => {
+                tokio::time::sleep_until((last_look + LOOK_GAP).min(wake)).await;
+            }
             _ = tokio::time::sleep_until(wake) => {}
         }
         let now = Instant::now();
+        last_look = now;
         let pending = turns.pending();
         if pending.iter().any(|k| !seen.contains(k)) {
             batcher.observe(now.into_std());
@@ -182,6 +193,41 @@ mod tests {
         assert!(
             first <= 11.2,
             "closed by the 10 s cap after the first pod: {first}"
+        );
+    }
+
+    /// Changes every millisecond, as a burst's pod watch brings them;
+    /// counts the looks.
+    struct Storm {
+        looks: Arc<Mutex<usize>>,
+    }
+
+    impl Turns for Storm {
+        fn pending(&mut self) -> BTreeSet<String> {
+            *self.looks.lock().unwrap() += 1;
+            BTreeSet::new()
+        }
+        async fn changed(&mut self) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        fn batch_closed(&mut self, _: Duration) {}
+        async fn pass(&mut self) {}
+        async fn sweep(&mut self) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_of_changes_is_looked_at_once_per_gap() {
+        let looks = Arc::new(Mutex::new(0));
+        let mut storm = Storm {
+            looks: looks.clone(),
+        };
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), take_turns(&mut storm, SETTINGS)).await;
+        let looks = *looks.lock().unwrap();
+        let most = (2000 / LOOK_GAP.as_millis()) as usize;
+        assert!(
+            (most - 2..=most).contains(&looks),
+            "{looks} looks in 2 s of changes every 1 ms"
         );
     }
 
