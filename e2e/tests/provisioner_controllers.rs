@@ -268,6 +268,61 @@ async fn registration_labels_and_taints_the_node_and_records_conditions() {
     cleanup(&client, &claim_name, &node_name).await;
 }
 
+#[tokio::test]
+async fn a_node_write_refused_for_a_stale_read_is_decided_again_and_retried() {
+    let _serial = SERIAL.lock().await;
+    let client = env().client().await;
+    let id = unique_suffix();
+    let (claim_name, node_name) = (format!("e2e-stale-{id}"), format!("e2e-stale-{id}"));
+    let claim = launched_claim(&client, &claim_name, "e2e-stale", &id, json!({})).await;
+    let stale = kwok_node(&client, &node_name, &id, json!({})).await;
+    // Someone else writes the Node after our read, as its agent and the
+    // node controller do in its first second.
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"written-meanwhile": "yes"}}})),
+        )
+        .await
+        .expect("a concurrent write");
+    let ctx = Registration {
+        client: client.clone(),
+        state: state(&client, &id),
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings: RegistrationSettings::default(),
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let decision = registration::decide(&claim, Some(&stale), None, &ctx.settings, now);
+
+    let written = registration::write_node(&ctx, &claim, &stale, None, decision, now)
+        .await
+        .expect("the write is retried on the Node as it is now");
+
+    assert!(
+        matches!(written, registration::RegistrationDecision::Register { .. }),
+        "{written:?}"
+    );
+    let node = nodes.get(&node_name).await.expect("node");
+    let labels = node.labels();
+    assert_eq!(
+        labels.get("spotwright.io/nodepool").map(String::as_str),
+        Some("e2e-stale")
+    );
+    assert_eq!(
+        labels.get("written-meanwhile").map(String::as_str),
+        Some("yes")
+    );
+    let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    let keys: Vec<&str> = taints.iter().map(|t| t.key.as_str()).collect();
+    for key in ["user-taint", "e2e.spotwright.io/dedicated"] {
+        assert!(keys.contains(&key), "taint {key} in {keys:?}");
+    }
+    cleanup(&client, &claim_name, &node_name).await;
+}
+
 fn has_unregistered_taint(node: &Node) -> bool {
     node.spec
         .as_ref()

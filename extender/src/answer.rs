@@ -280,6 +280,34 @@ fn demand_of(pod: &PodView) -> Result<Resources, RequestError> {
     .map_err(|e| RequestError::BadPod(e.to_string()))
 }
 
+/// Whether a prioritize call could steer its pod to the node launched for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steering {
+    /// The node launched for the pod was among the candidates: it got the top score.
+    OwnNode,
+    /// A node is being launched for the pod, but it was not among the
+    /// candidates (not there yet, gated, full, or filtered out).
+    OwnNodeAbsent,
+    /// No node was launched for the pod (or steering is off).
+    NotLaunchedFor,
+}
+
+impl Steering {
+    pub const ALL: [Steering; 3] = [
+        Steering::OwnNode,
+        Steering::OwnNodeAbsent,
+        Steering::NotLaunchedFor,
+    ];
+
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Steering::OwnNode => "own_node",
+            Steering::OwnNodeAbsent => "own_node_absent",
+            Steering::NotLaunchedFor => "not_launched_for",
+        }
+    }
+}
+
 /// Answers `POST /prioritize`; `now` is Unix seconds.
 pub fn prioritize(
     body: &[u8],
@@ -287,6 +315,16 @@ pub fn prioritize(
     settings: &Settings,
     now: i64,
 ) -> Result<Vec<u8>, RequestError> {
+    prioritize_steering(body, index, settings, now).map(|(reply, _)| reply)
+}
+
+/// [`prioritize`], with whether the pod could be steered to its own node.
+pub fn prioritize_steering(
+    body: &[u8],
+    index: &Index,
+    settings: &Settings,
+    now: i64,
+) -> Result<(Vec<u8>, Steering), RequestError> {
     let parsed = parse(body)?;
     // One parse of the pod for both its requests and its key.
     let view = pod_view(parsed.pod)?;
@@ -294,6 +332,12 @@ pub fn prioritize(
     let asker = settings.prefer_launched_node.then(|| asker(view)).flatten();
     let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
     let read = index.read();
+    let awaited = asker.as_deref().is_some_and(|a| read.is_launched_for(a));
+    let steering = |launched: &[bool]| match (launched.iter().any(|own| *own), awaited) {
+        (true, _) => Steering::OwnNode,
+        (false, true) => Steering::OwnNodeAbsent,
+        (false, false) => Steering::NotLaunchedFor,
+    };
     let pools = read.interruptions_since(now.saturating_sub(window));
     let candidate = |view: NodeView| {
         let launched_for = match (view.claim, asker.as_deref()) {
@@ -316,7 +360,10 @@ pub fn prioritize(
             drop(read);
             let mut scores = score::prioritize(&settings.weights, &pod, candidates);
             score::prefer_launched(&mut scores, &launched);
-            priorities_json(names.iter().copied().zip(scores), requested.style())
+            (
+                priorities_json(names.iter().copied().zip(scores), requested.style()),
+                steering(&launched),
+            )
         }
         Nodes::Full(nodes) => {
             let (candidates, launched): (Vec<_>, Vec<_>) = nodes
@@ -326,9 +373,12 @@ pub fn prioritize(
             drop(read);
             let mut scores = score::prioritize(&settings.weights, &pod, candidates);
             score::prefer_launched(&mut scores, &launched);
-            priorities_json(
-                nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
-                NameStyle::Escaped,
+            (
+                priorities_json(
+                    nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
+                    NameStyle::Escaped,
+                ),
+                steering(&launched),
             )
         }
     };

@@ -608,6 +608,11 @@ impl IndexRead<'_> {
             .is_some_and(|claims| claims.contains(&claim.name))
     }
 
+    /// Whether some claim was launched for the pod `pod_key`, not bound yet.
+    pub fn is_launched_for(&self, pod_key: &str) -> bool {
+        self.0.held_for.contains_key(pod_key)
+    }
+
     /// Interruptions per pool that happened at or after `since` (Unix seconds).
     pub fn interruptions_since(&self, since: i64) -> PoolCounts {
         let mut counts = vec![0u32; self.0.pool_count as usize];

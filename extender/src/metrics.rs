@@ -3,6 +3,7 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::answer::Steering;
 use crate::filter::{self, Reason};
 use crate::index::Sizes;
 
@@ -48,6 +49,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub filtered: IntCounterVec,
+    pub steering: IntCounterVec,
     pub cert_reloads: IntCounterVec,
     pub cache_objects: IntGaugeVec,
 }
@@ -83,6 +85,13 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let steering = IntCounterVec::new(
+            Opts::new(
+                "spotwright_extender_steering_total",
+                "Prioritize calls by whether the node launched for the pod was among the candidates: own_node, own_node_absent, not_launched_for.",
+            ),
+            &["outcome"],
+        )?;
         let cert_reloads = IntCounterVec::new(
             Opts::new(
                 "spotwright_extender_cert_reloads_total",
@@ -100,6 +109,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(filtered.clone()))?;
+        registry.register(Box::new(steering.clone()))?;
         registry.register(Box::new(cert_reloads.clone()))?;
         registry.register(Box::new(cache_objects.clone()))?;
         // Every series exists from the start, so rates and alerts see zeros.
@@ -112,6 +122,9 @@ impl Metrics {
         for reason in Reason::ALL {
             filtered.with_label_values(&[reason.label()]);
         }
+        for outcome in Steering::ALL {
+            steering.with_label_values(&[outcome.as_label()]);
+        }
         for result in ["success", "failure"] {
             cert_reloads.with_label_values(&[result]);
         }
@@ -119,6 +132,7 @@ impl Metrics {
             requests,
             duration,
             filtered,
+            steering,
             cert_reloads,
             cache_objects,
         };
@@ -133,6 +147,12 @@ impl Metrics {
         self.duration
             .with_label_values(&[verb.as_label()])
             .observe(seconds);
+    }
+
+    pub fn record_steering(&self, steering: Steering) {
+        self.steering
+            .with_label_values(&[steering.as_label()])
+            .inc();
     }
 
     pub fn record_rejections(&self, counts: &[u64; filter::REASONS]) {

@@ -103,15 +103,14 @@ impl Extender {
                     );
                     answer.body
                 }),
-            Verb::Prioritize => answer::prioritize(
-                bytes,
-                &self.index,
-                &self.settings,
-                self.clock.now(),
-            )
-            .inspect(
-                |reply| tracing::debug!(scores = %String::from_utf8_lossy(reply), "prioritized"),
-            ),
+            Verb::Prioritize => {
+                answer::prioritize_steering(bytes, &self.index, &self.settings, self.clock.now())
+                    .map(|(reply, steering)| {
+                        self.metrics.record_steering(steering);
+                        tracing::debug!(scores = %String::from_utf8_lossy(&reply), "prioritized");
+                        reply
+                    })
+            }
         };
         match result {
             Ok(reply) => (Outcome::Ok, body::json(StatusCode::OK, reply)),

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use spotwright_api::keys::CapacityType;
-use spotwright_extender::answer::{self, Settings};
+use spotwright_extender::answer::{self, Settings, Steering};
 use spotwright_extender::facts::{ClaimFacts, ReservedRoom, Resources};
 use spotwright_extender::filter::Reason;
 use spotwright_extender::index::{Change, Index};
@@ -199,4 +199,33 @@ fn a_pod_s_own_node_gets_the_top_score_and_the_others_none() {
         scores(&index, "u-a", &Settings::default()),
         scores(&index, "u-y", &Settings::default())
     );
+}
+
+#[test]
+fn prioritize_says_whether_the_pod_could_be_steered_to_its_own_node() {
+    let index = cluster();
+    let steering = |uid: &str, settings: &Settings| {
+        let body = asking(uid, "100m", None);
+        answer::prioritize_steering(&body, &index, settings, NOW)
+            .expect("answered")
+            .1
+    };
+    // u-a's own node `fresh` is a candidate.
+    assert_eq!(steering("u-a", &Settings::default()), Steering::OwnNode);
+    // u-x's node is still on its way: not among the candidates.
+    assert_eq!(
+        steering("u-x", &Settings::default()),
+        Steering::OwnNodeAbsent
+    );
+    // u-y had no node launched for it.
+    assert_eq!(
+        steering("u-y", &Settings::default()),
+        Steering::NotLaunchedFor
+    );
+    // Steering switched off steers nobody.
+    let off = Settings {
+        prefer_launched_node: false,
+        ..Settings::default()
+    };
+    assert_eq!(steering("u-a", &off), Steering::NotLaunchedFor);
 }

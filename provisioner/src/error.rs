@@ -81,6 +81,12 @@ impl Error {
         }
     }
 
+    /// Whether the API server refused a write because the object changed
+    /// since it was read (409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(status), .. } if status.code == 409)
+    }
+
     /// Whether the API server said the object is gone.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Kube { source: kube::Error::Api(status), .. } if status.code == 404)
@@ -169,6 +175,7 @@ mod tests {
                 .boxed(),
         ));
         assert_eq!(conflict.metric_reason(), "conflict");
+        assert!(conflict.is_conflict());
         assert!(!conflict.is_not_found());
         assert!(conflict.to_string().starts_with("patch NodeClaim a: "));
         let throttled = Error::Aws(SdkCallError {

@@ -88,6 +88,14 @@ pub async fn set_disrupted_taint(client: &Client, node: &Node, on: bool) -> Resu
     set_labels_and_taints(client, node, &BTreeMap::new(), Some(&taints)).await
 }
 
+/// The Node `name` as the API server has it now; `None` once it is gone.
+pub async fn get(client: &Client, name: &str) -> Result<Option<Node>, Error> {
+    Api::<Node>::all(client.clone())
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("get", format!("Node {name}")))
+}
+
 /// Deletes the Node. Gone already is done.
 pub async fn delete(client: &Client, name: &str) -> Result<(), Error> {
     let deleted = Api::<Node>::all(client.clone())
