@@ -34,6 +34,10 @@ pub struct Settings {
     pub hold_room_for: Duration,
     /// Steer a pod to the node launched for it ([`score::prefer_launched`]).
     pub prefer_launched_node: bool,
+    /// How long after its NodeClaim's creation a pod whose node is still on
+    /// its way (not `Initialized`) is kept off nodes holding room for other
+    /// pods; zero turns it off.
+    pub await_launched_node_for: Duration,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
             interruption_window: Duration::from_secs(3600),
             hold_room_for: Duration::ZERO,
             prefer_launched_node: true,
+            await_launched_node_for: Duration::from_secs(60),
         }
     }
 }
@@ -170,21 +175,24 @@ fn asker(pod: PodView) -> Option<String> {
 }
 
 /// The verdict on one node for the request's pod: the memoized one, else
-/// whether the node's held room turns the pod away.
+/// whether the node's held room turns the pod away: while the node is in
+/// `window`, or while the pod's own node is on its way (`awaiting`).
 fn verdict(
     read: &IndexRead,
     view: NodeView,
     asker: Option<&str>,
     window: Window,
+    awaiting: bool,
 ) -> Option<Reason> {
     if view.verdict.is_some() {
         return view.verdict;
     }
     let (facts, claim, asker) = (view.facts?, view.claim?, asker?);
-    if !window.covers(facts.created) {
-        return None;
+    let held = read.held_room(claim, Some(asker));
+    if window.covers(facts.created) {
+        return filter::holds_room(facts, held, window);
     }
-    filter::holds_room(facts, read.held_room(claim, Some(asker)), window)
+    filter::awaits_own_node(held, awaiting)
 }
 
 /// Answers `POST /filter`; `now` is Unix seconds.
@@ -201,7 +209,17 @@ pub fn filter(
         seconds: i64::try_from(settings.hold_room_for.as_secs()).unwrap_or(i64::MAX),
     };
     let read = index.read();
-    let verdict = |view| verdict(&read, view, asker.as_deref(), window);
+    let awaiting = asker.as_deref().is_some_and(|a| {
+        read.awaits_launched_node(
+            a,
+            Window {
+                now,
+                seconds: i64::try_from(settings.await_launched_node_for.as_secs())
+                    .unwrap_or(i64::MAX),
+            },
+        )
+    });
+    let verdict = |view| verdict(&read, view, asker.as_deref(), window, awaiting);
     let answer = match &parsed.nodes {
         Nodes::Names(requested) => {
             let names = requested.strs();

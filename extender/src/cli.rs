@@ -79,6 +79,15 @@ pub struct Cli {
         default_value_t = 0
     )]
     pub hold_room_seconds: u64,
+    /// How long a pod whose node is still on its way (its NodeClaim, launched
+    /// for it, not Initialized) is kept off nodes holding room for other
+    /// pods, in seconds after that NodeClaim's creation; 0 turns it off.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_EXTENDER_AWAIT_LAUNCHED_NODE_SECONDS",
+        default_value_t = 60
+    )]
+    pub await_launched_node_seconds: u64,
     /// Whether a pod the provisioner launched a node for is steered there:
     /// among the nodes that passed every filter, its own gets the top score
     /// and the others none. Soft: it still goes elsewhere when its node is
@@ -174,6 +183,7 @@ impl Cli {
             ),
             hold_room_for: Duration::from_secs(self.hold_room_seconds),
             prefer_launched_node: self.prefer_launched_node,
+            await_launched_node_for: Duration::from_secs(self.await_launched_node_seconds),
         }
     }
 

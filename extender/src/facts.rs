@@ -157,6 +157,9 @@ pub struct ClaimFacts {
     pub drifted: bool,
     /// Condition `Disrupting` is `True`.
     pub disrupting: bool,
+    /// Condition `Initialized` is `True`: its Node is Ready, without startup
+    /// or registration taints.
+    pub initialized: bool,
     /// The room the claim holds for the pods it was launched for
     /// (`spotwright.io/reserved-for`); `None` when absent or unreadable.
     pub reserved: Option<ReservedRoom>,
@@ -223,6 +226,7 @@ impl ClaimFacts {
             expiry,
             drifted: condition(conditions::DRIFTED),
             disrupting: condition(conditions::DISRUPTING),
+            initialized: condition(conditions::INITIALIZED),
             reserved: ReservedRoom::from_annotation(claim),
         }
     }
@@ -548,7 +552,8 @@ mod tests {
                 "instanceType": "m5.large", "zone": "us-east-1a",
                 "conditions": [
                     {"type": "Drifted", "status": "True", "reason": "AMI", "message": "", "lastTransitionTime": "2026-01-02T00:00:00Z"},
-                    {"type": "Disrupting", "status": "False", "reason": "", "message": "", "lastTransitionTime": "2026-01-02T00:00:00Z"}
+                    {"type": "Disrupting", "status": "False", "reason": "", "message": "", "lastTransitionTime": "2026-01-02T00:00:00Z"},
+                    {"type": "Initialized", "status": "True", "reason": "NodeInitialized", "message": "", "lastTransitionTime": "2026-01-01T00:01:00Z"}
                 ]
             }
         }))
@@ -556,7 +561,7 @@ mod tests {
         let facts = ClaimFacts::from_claim(&claim);
         assert_eq!(facts.node_name.as_deref(), Some("n1"));
         assert_eq!(facts.expiry, Expiry::AfterSeconds(720 * 3600));
-        assert!(facts.drifted && !facts.disrupting);
+        assert!(facts.drifted && !facts.disrupting && facts.initialized);
         assert_eq!(facts.capacity_type, Some(CapacityType::Spot));
     }
 

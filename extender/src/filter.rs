@@ -127,6 +127,19 @@ pub fn holds_room(node: &NodeFacts, held: Resources, window: Window) -> Option<R
     (held.pods > 0 && window.covers(node.created)).then_some(Reason::Reserved)
 }
 
+/// Whether a node turns a pod away because the pod's own node is still on
+/// its way (`awaiting`) and this node holds room (`held`, a pod count above
+/// zero) for pods of its own. The scheduler opens a burst's nodes one Node
+/// update at a time and places pods as they come: a pod whose node is not
+/// open yet would take room planned for others, who then take room
+/// planned for others in turn, and the last need new nodes. Once its own
+/// node is open (or never came) the pod may go anywhere, so a pod the
+/// scheduler refuses there (its spread or affinity seen differently) is not
+/// held.
+pub fn awaits_own_node(held: Resources, awaiting: bool) -> Option<Reason> {
+    (awaiting && held.pods > 0).then_some(Reason::Reserved)
+}
+
 /// How long held room lasts: nodes created less than `seconds` before
 /// `now` (Unix seconds) hold it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +210,17 @@ mod tests {
             ready: true,
             ..NodeFacts::default()
         }
+    }
+
+    #[test]
+    fn only_an_awaiting_pod_is_kept_off_and_only_where_room_is_held() {
+        let held = Resources {
+            pods: 2,
+            ..Resources::default()
+        };
+        assert_eq!(awaits_own_node(held, true), Some(Reason::Reserved));
+        assert_eq!(awaits_own_node(held, false), None);
+        assert_eq!(awaits_own_node(Resources::default(), true), None);
     }
 
     fn claim(drifted: bool, disrupting: bool) -> ClaimFacts {

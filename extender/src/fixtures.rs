@@ -118,6 +118,7 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> Synthetic {
             expiry: Expiry::AfterSeconds(30 * 86_400),
             drifted: (2..4).contains(&roll),
             disrupting: false,
+            initialized: true,
             reserved: None,
         });
         names.push(name);

@@ -19,7 +19,7 @@ use spotwright_api::interruption::InterruptionRecord;
 use spotwright_api::prices::PriceCatalog;
 
 use crate::facts::{ClaimFacts, NodeFacts, PodFacts, Resources};
-use crate::filter::{self, Reason};
+use crate::filter::{self, Reason, Window};
 use crate::score::{self, Basis};
 
 /// One change from a watch.
@@ -611,6 +611,20 @@ impl IndexRead<'_> {
     /// Whether some claim was launched for the pod `pod_key`, not bound yet.
     pub fn is_launched_for(&self, pod_key: &str) -> bool {
         self.0.held_for.contains_key(pod_key)
+    }
+
+    /// Whether a node launched for the pod `pod_key` is still on its way:
+    /// a claim launched for it is not `Initialized` yet, and `window`
+    /// covers the claim's creation.
+    pub fn awaits_launched_node(&self, pod_key: &str, window: Window) -> bool {
+        self.0.held_for.get(pod_key).is_some_and(|claims| {
+            claims.iter().any(|name| {
+                self.0
+                    .claims
+                    .get(name)
+                    .is_some_and(|c| !c.initialized && window.covers(c.created))
+            })
+        })
     }
 
     /// Interruptions per pool that happened at or after `since` (Unix seconds).

@@ -229,3 +229,63 @@ fn prioritize_says_whether_the_pod_could_be_steered_to_its_own_node() {
     };
     assert_eq!(steering("u-a", &off), Steering::NotLaunchedFor);
 }
+
+/// [`cluster`], with `claim-coming` created 5 s before `NOW`: its node is on
+/// its way.
+fn cluster_with_a_node_on_its_way(initialized: bool) -> Index {
+    let index = cluster();
+    index.apply_claims(Change::Upsert(ClaimFacts {
+        node_name: None,
+        provider_id: Some("aws:///us-east-1a/i-coming".into()),
+        reserved: reserved(4000, &["u-x", "u-r", "u-d", "u-a"]),
+        created: Some(NOW - 5),
+        initialized,
+        ..claim("claim-coming", "")
+    }));
+    index
+}
+
+/// Whether `fresh` turns the pod away, with the default settings (no held
+/// room by node age; pods await a node on its way for 60 s).
+fn kept_off_fresh(index: &Index, body: &[u8], now: i64) -> bool {
+    let answer = answer::filter(body, index, &Settings::default(), now).expect("answered");
+    let reply: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let passed: Vec<String> = serde_json::from_value(reply["NodeNames"].clone()).expect("names");
+    assert!(passed.contains(&"empty".to_owned()), "empty holds nothing");
+    match reply["FailedNodes"]["fresh"].as_str() {
+        Some(message) => {
+            assert_eq!(message, Reason::Reserved.message());
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn a_pod_whose_node_is_on_its_way_is_kept_off_room_held_for_others_until_it_opens() {
+    let coming = cluster_with_a_node_on_its_way(false);
+    let waiting = asking("u-x", "100m", None);
+    assert!(kept_off_fresh(&coming, &waiting, NOW));
+    // Its own node: never kept off. No node launched for it: never kept off.
+    assert!(!kept_off_fresh(&coming, &asking("u-a", "100m", None), NOW));
+    assert!(!kept_off_fresh(&coming, &asking("u-y", "100m", None), NOW));
+    assert!(!kept_off_fresh(
+        &coming,
+        &asking("u-d", "100m", Some("DaemonSet")),
+        NOW
+    ));
+    // The bound: 60 s after the claim's creation.
+    assert!(kept_off_fresh(&coming, &waiting, NOW + 54));
+    assert!(!kept_off_fresh(&coming, &waiting, NOW + 55));
+    // Its node opened: the pod may go anywhere (the scheduler may refuse it
+    // there for its spread or affinity).
+    let opened = cluster_with_a_node_on_its_way(true);
+    assert!(!kept_off_fresh(&opened, &waiting, NOW));
+    // Switched off.
+    let off = Settings {
+        await_launched_node_for: std::time::Duration::ZERO,
+        ..Settings::default()
+    };
+    let answer = answer::filter(&waiting, &coming, &off, NOW).expect("answered");
+    assert_eq!(answer.passed, 2);
+}
