@@ -188,8 +188,13 @@ fn verdict(
         return view.verdict;
     }
     let (facts, claim, asker) = (view.facts?, view.claim?, asker?);
+    let young = window.covers(facts.created);
+    if !young && !awaiting {
+        // The common case: no lookup per node.
+        return None;
+    }
     let held = read.held_room(claim, Some(asker));
-    if window.covers(facts.created) {
+    if young {
         return filter::holds_room(facts, held, window);
     }
     filter::awaits_own_node(held, awaiting)
