@@ -11,6 +11,10 @@ use crate::act::aws::catalog::SpotPrices;
 use crate::act::aws::eks::{ClusterOverrides, IpFamily};
 use crate::Error;
 
+/// The most launches one pass may run at once: beyond EC2's CreateFleet
+/// burst, more only buys throttling.
+pub const MAX_LAUNCH_CONCURRENCY: usize = 256;
+
 fn duration(value: &str) -> Result<Duration, String> {
     parse_go_duration(value).map_err(|e| e.to_string())
 }
@@ -59,6 +63,9 @@ pub struct Cli {
     /// A batch closes this long after its first pod at the latest.
     #[arg(long, env = "SPOTWRIGHT_BATCH_MAX_DURATION", default_value = "10s", value_parser = duration)]
     pub batch_max_duration: Duration,
+    /// Launches (the NodeClaim, then CreateFleet) one pass runs at once. A burst's nodes register together only when their launches end together; EC2 throttles CreateFleet per account, and a throttled launch is retried.
+    #[arg(long, env = "SPOTWRIGHT_LAUNCH_CONCURRENCY", default_value_t = 32)]
+    pub launch_concurrency: usize,
     /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
     #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub registration_timeout: Duration,
@@ -149,6 +156,11 @@ impl Cli {
                 "--batch-idle-duration must be > 0 and not above --batch-max-duration".into(),
             ));
         }
+        if !(1..=MAX_LAUNCH_CONCURRENCY).contains(&self.launch_concurrency) {
+            return Err(Error::Config(format!(
+                "--launch-concurrency must be between 1 and {MAX_LAUNCH_CONCURRENCY}"
+            )));
+        }
         let price = self.consolidation_eviction_price;
         if !price.is_finite() || price < 0.0 {
             return Err(Error::Config(
@@ -211,6 +223,7 @@ mod tests {
         assert_eq!(cli.batch_max_duration, Duration::from_secs(10));
         assert_eq!(cli.registration_timeout, Duration::from_secs(900));
         assert_eq!(cli.registration_gate, Duration::from_secs(5));
+        assert_eq!(cli.launch_concurrency, 32);
         assert!(cli.leader_elect);
         assert!(cli.validate().is_ok());
         assert_eq!(cli.interruption_queue(), None);
@@ -231,6 +244,17 @@ mod tests {
             Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "20s"])
                 .unwrap();
         assert!(inverted.validate().is_err());
+        for out_of_range in ["0", "257"] {
+            let launches = Cli::try_parse_from([
+                "p",
+                "--cluster-name",
+                "c",
+                "--launch-concurrency",
+                out_of_range,
+            ])
+            .unwrap();
+            assert!(launches.validate().is_err(), "{out_of_range}");
+        }
         assert!(cli.spot_to_spot_consolidation);
         let negative = Cli::try_parse_from([
             "p",

@@ -160,7 +160,7 @@ fn settings(cli: &Cli, aws: &aws_config::SdkConfig) -> Settings {
     Settings {
         provisioning: ProvisioningSettings {
             scheduler_name: cli.scheduler_name.clone(),
-            launch_concurrency: 8,
+            launch_concurrency: cli.launch_concurrency,
         },
         turns: TurnSettings {
             batch_idle: cli.batch_idle_duration,
