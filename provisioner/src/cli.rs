@@ -11,8 +11,8 @@ use crate::act::aws::catalog::SpotPrices;
 use crate::act::aws::eks::{ClusterOverrides, IpFamily};
 use crate::Error;
 
-/// The most launches one pass may run at once: beyond EC2's CreateFleet
-/// burst, more only buys throttling.
+/// The most launches one pass may run at once: each holds a task and an EC2
+/// connection, and a throttled CreateFleet is retried, not hurried.
 pub const MAX_LAUNCH_CONCURRENCY: usize = 256;
 
 fn duration(value: &str) -> Result<Duration, String> {
