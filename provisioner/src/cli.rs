@@ -244,16 +244,18 @@ mod tests {
             Cli::try_parse_from(["p", "--cluster-name", "c", "--batch-idle-duration", "20s"])
                 .unwrap();
         assert!(inverted.validate().is_err());
-        for out_of_range in ["0", "257"] {
+        for (launch_concurrency, valid) in
+            [("0", false), ("1", true), ("256", true), ("257", false)]
+        {
             let launches = Cli::try_parse_from([
                 "p",
                 "--cluster-name",
                 "c",
                 "--launch-concurrency",
-                out_of_range,
+                launch_concurrency,
             ])
             .unwrap();
-            assert!(launches.validate().is_err(), "{out_of_range}");
+            assert_eq!(launches.validate().is_ok(), valid, "{launch_concurrency}");
         }
         assert!(cli.spot_to_spot_consolidation);
         let negative = Cli::try_parse_from([

@@ -154,6 +154,37 @@ fn scheduler_config_calls_the_extender_as_documented() {
     );
 }
 
+/// The local plane's configuration of spotwright-scheduler, which
+/// `bench/scale/run` measures (its `@STATE@` and `@EXTENDER_PORT@` filled in).
+fn local_plane_config() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../e2e/plane/scheduler/spotwright-scheduler.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .replace("@STATE@", "/state")
+        .replace("@EXTENDER_PORT@", "18888");
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn scheduler_client_limits_are_the_benchmarked_ones() {
+    let shipped = &config(base())["clientConnection"];
+    let measured = &local_plane_config()["clientConnection"];
+    for field in ["qps", "burst"] {
+        assert!(
+            shipped[field].as_f64().is_some_and(|v| v > 100.0),
+            "ConfigMap/{CONFIG_MAP}: clientConnection.{field} must be set above the default \
+             (50/100 would make the scheduler the pace of a burst), got {}",
+            shipped[field]
+        );
+        assert_eq!(
+            shipped[field], measured[field],
+            "ConfigMap/{CONFIG_MAP}: clientConnection.{field} must be the local plane's \
+             (e2e/plane/scheduler/spotwright-scheduler.yaml), which bench/scale/run measures"
+        );
+    }
+}
+
 #[test]
 fn scheduler_leader_election_uses_the_lease_its_role_allows() {
     let r = base();
