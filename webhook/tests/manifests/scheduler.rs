@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::deployment::{assert_highly_available, cmdline, selector_matches};
 use crate::rbac::{bindings_of, grant_set, grants};
-use crate::render::{base, container_of, items, local, Rendered};
+use crate::render::{base, container_of, items, local, manifests_dir, Rendered};
 use crate::{AUTH_READER_BINDING, EXTENDER, NS, SCHEDULER};
 
 const CONFIG_MAP: &str = "spotwright-scheduler-config";
@@ -157,8 +157,7 @@ fn scheduler_config_calls_the_extender_as_documented() {
 /// The local plane's configuration of spotwright-scheduler, which
 /// `bench/scale/run` measures (its `@STATE@` and `@EXTENDER_PORT@` filled in).
 fn local_plane_config() -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../e2e/plane/scheduler/spotwright-scheduler.yaml");
+    let path = manifests_dir().join("../e2e/plane/scheduler/spotwright-scheduler.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
         .replace("@STATE@", "/state")
