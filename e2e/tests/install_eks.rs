@@ -1,8 +1,10 @@
 //! The EKS install path, as far as the local cluster can play it: the
 //! `manifests/overlays/eks` overlay passes the real API server's
-//! server-side dry-run, and the provisioner finds the cluster's endpoint,
-//! CA, service CIDR and version through EKS DescribeCluster (moto's EKS,
-//! where `e2e/cluster up` registers the local cluster).
+//! server-side dry-run, the installed FlowSchemas classify every
+//! ServiceAccount's requests as docs/install.md says, and the provisioner
+//! finds the cluster's endpoint, CA, service CIDR and version through EKS
+//! DescribeCluster (moto's EKS, where `e2e/cluster up` registers the local
+//! cluster).
 
 use serde_json::Value;
 use spotwright_e2e::harness::env;
@@ -51,6 +53,98 @@ fn the_eks_overlay_passes_server_side_dry_run() {
         .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "spotwright-provisioner")
         .expect("the provisioner's ConfigMap");
     assert_eq!(config["data"]["cluster-name"], "my-cluster");
+}
+
+/// The UID of a cluster-scoped flow-control object (`flowschema/<name>`,
+/// `prioritylevelconfiguration/<name>`).
+fn uid_of(object: &str) -> String {
+    env().kubectl_ok(&["get", object, "-o", "jsonpath={.metadata.uid}"])
+}
+
+/// The FlowSchema and priority level the API server classified one request
+/// of `service_account` (in spotwright-system) into, by the UIDs it returns
+/// in the `X-Kubernetes-PF-*` response headers. Classification comes before
+/// authorization, so it holds whatever the answer.
+async fn classified(service_account: &str, path: &str) -> (String, String) {
+    let user = format!("system:serviceaccount:spotwright-system:{service_account}");
+    let client = env().client_as(&user).await;
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .expect("a GET request");
+    let response = client
+        .send(request.map(Into::into))
+        .await
+        .expect("an answer");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{service_account} GET {path}: no {name} header"))
+            .to_owned()
+    };
+    (
+        header("X-Kubernetes-PF-FlowSchema-UID"),
+        header("X-Kubernetes-PF-PriorityLevel-UID"),
+    )
+}
+
+#[tokio::test]
+async fn the_api_server_puts_our_service_accounts_in_our_flowschemas() {
+    let workload = (
+        uid_of("flowschema/spotwright-workload"),
+        uid_of("prioritylevelconfiguration/workload-high"),
+    );
+    let leader_election = (
+        uid_of("flowschema/spotwright-leader-election"),
+        uid_of("prioritylevelconfiguration/leader-election"),
+    );
+    // Without ours, these would be the built-in `service-accounts` in `workload-low`.
+    let fallback = uid_of("flowschema/service-accounts");
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/spotwright-system/leases";
+    let cases = [
+        (
+            "spotwright-webhook",
+            "/api/v1/namespaces?limit=1".to_owned(),
+            &workload,
+        ),
+        (
+            "spotwright-extender",
+            "/api/v1/nodes?limit=1".to_owned(),
+            &workload,
+        ),
+        (
+            "spotwright-scheduler",
+            "/api/v1/pods?limit=1".to_owned(),
+            &workload,
+        ),
+        (
+            "spotwright-provisioner",
+            "/api/v1/nodes?limit=1".to_owned(),
+            &workload,
+        ),
+        (
+            "spotwright-scheduler",
+            format!("{leases}/spotwright-scheduler"),
+            &leader_election,
+        ),
+        (
+            "spotwright-provisioner",
+            format!("{leases}/spotwright-provisioner"),
+            &leader_election,
+        ),
+    ];
+    for (service_account, path, expected) in cases {
+        let got = classified(service_account, &path).await;
+        assert_ne!(
+            got.0, fallback,
+            "{service_account} GET {path}: fell to service-accounts"
+        );
+        assert_eq!(
+            &got, expected,
+            "{service_account} GET {path}: (FlowSchema, priority level) UIDs"
+        );
+    }
 }
 
 async fn eks() -> aws_sdk_eks::Client {

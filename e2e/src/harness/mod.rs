@@ -145,6 +145,19 @@ fn start(kubernetes: Option<&str>) -> Env {
 impl Env {
     /// A client for the local cluster; make one per test (it lives on the test's runtime).
     pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).expect("client")
+    }
+
+    /// A client that impersonates `user` (e.g.
+    /// `system:serviceaccount:<namespace>:<name>`), as the API server's
+    /// Priority and Fairness, authorization and audit then see it.
+    pub async fn client_as(&self, user: &str) -> kube::Client {
+        let mut config = self.config().await;
+        config.auth_info.impersonate = Some(user.to_owned());
+        kube::Client::try_from(config).expect("client")
+    }
+
+    async fn config(&self) -> kube::Config {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig readable");
         let mut config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -152,7 +165,7 @@ impl Env {
                 .expect("kubeconfig valid");
         // As the provisioner's own client: a refused eviction comes back at once.
         config.default_retry = false;
-        kube::Client::try_from(config).expect("client")
+        config
     }
 
     /// A workspace binary built by `cargo build --workspace --bins`.

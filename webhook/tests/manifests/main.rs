@@ -18,6 +18,8 @@
 //!   KubeSchedulerConfiguration, Deployment and RBAC;
 //! - `observability`: manifests/observability's ServiceMonitors (against
 //!   the base's Services) and the Grafana dashboard's ConfigMap;
+//! - `flowcontrol`: the FlowSchemas that put our ServiceAccounts' requests
+//!   in built-in priority levels;
 //! - `eks`: manifests/overlays/eks (cluster name, system node group
 //!   placement, PriorityClass, scheduler image), against the base;
 //! - `render`: rendering and the accessors the others share.
@@ -27,6 +29,7 @@
 mod deployment;
 mod eks;
 mod extender;
+mod flowcontrol;
 mod observability;
 mod provisioner;
 mod rbac;
@@ -55,8 +58,9 @@ pub const CRDS: [&str; 3] = [
     "nodeclaims.spotwright.io",
 ];
 
-const CLUSTER_SCOPED: [&str; 12] = [
+const CLUSTER_SCOPED: [&str; 13] = [
     "Namespace",
+    "FlowSchema",
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
