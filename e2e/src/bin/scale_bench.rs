@@ -27,7 +27,9 @@ use spotwright_e2e::scale::instance_types::{
 use spotwright_e2e::scale::run::{
     no_launched_nodes, pool_instance_count, scale_to_zero, scale_up, LaunchedNode, System,
 };
-use spotwright_e2e::scale::traces::{self, sampled_traceparent, Received, MUTATING_WEBHOOK_SPAN};
+use spotwright_e2e::scale::traces::{
+    self, sampled_traceparent, Received, SpanRecord, MUTATING_WEBHOOK_SPAN,
+};
 use spotwright_e2e::scale::workload::wide_deployments;
 
 #[derive(Parser)]
@@ -511,29 +513,63 @@ async fn webhook_at_rest(
 
 /// The API server's spans of the webhook calls of `trace_ids`, once
 /// exported (its batch exporter sends every 5 s): their count and p50, p90
-/// and max in milliseconds. Waits at most 30 s for all of them.
+/// and max in milliseconds; the p50 of the part until the webhook's answer
+/// was read ("Request completed") and of the rest (decoding the answer,
+/// applying the patch); and the p50 of every other span of those traces, by
+/// name (the probe's whole request, the HTTP client's). Waits at most 30 s
+/// for all of them.
 async fn webhook_spans(
     received: &Received,
     trace_ids: &std::collections::BTreeSet<Vec<u8>>,
 ) -> Value {
-    let ours = || -> Vec<f64> {
+    let ours = || -> Vec<SpanRecord> {
         received.lock().map_or_else(
             |_| Vec::new(),
             |spans| {
                 spans
                     .iter()
-                    .filter(|s| s.name == MUTATING_WEBHOOK_SPAN && trace_ids.contains(&s.trace_id))
-                    .map(|s| s.millis())
+                    .filter(|s| trace_ids.contains(&s.trace_id))
+                    .cloned()
                     .collect()
             },
         )
     };
+    let calls = |spans: &[SpanRecord]| {
+        spans
+            .iter()
+            .filter(|s| s.name == MUTATING_WEBHOOK_SPAN)
+            .count()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ours().len() < trace_ids.len() && Instant::now() < deadline {
+    while calls(&ours()) < trace_ids.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let millis = ours();
-    let q = quantiles(&millis);
+    let spans = ours();
     let round = |x: f64| (x * 1e3).round() / 1e3;
-    json!({"spans": millis.len(), "p50": round(q.p50), "p90": round(q.p90), "max": round(q.max)})
+    let mut by_name: std::collections::BTreeMap<&str, Vec<&SpanRecord>> = Default::default();
+    for span in &spans {
+        by_name.entry(span.name.as_str()).or_default().push(span);
+    }
+    let webhook = by_name.remove(MUTATING_WEBHOOK_SPAN).unwrap_or_default();
+    let millis: Vec<f64> = webhook.iter().map(|s| s.millis()).collect();
+    let to_answer: Vec<f64> = webhook
+        .iter()
+        .filter_map(|s| s.millis_to("Request completed"))
+        .collect();
+    let after_answer: Vec<f64> = webhook
+        .iter()
+        .filter_map(|s| Some(s.millis() - s.millis_to("Request completed")?))
+        .collect();
+    let q = quantiles(&millis);
+    let others: serde_json::Map<String, Value> = by_name
+        .iter()
+        .map(|(name, spans)| {
+            let millis: Vec<f64> = spans.iter().map(|s| s.millis()).collect();
+            ((*name).to_owned(), json!(round(quantiles(&millis).p50)))
+        })
+        .collect();
+    json!({"spans": millis.len(), "p50": round(q.p50), "p90": round(q.p90), "max": round(q.max),
+        "to_answer_p50": round(quantiles(&to_answer).p50),
+        "after_answer_p50": round(quantiles(&after_answer).p50),
+        "other_spans_p50": others})
 }

@@ -40,6 +40,9 @@ pub struct SpanRecord {
     pub end_unix_nanos: u64,
     /// String attributes only.
     pub attributes: Vec<(String, String)>,
+    /// The span's events (name, time), e.g. the API server's "Request
+    /// completed" between the webhook's answer and applying its patch.
+    pub events: Vec<(String, u64)>,
 }
 
 impl SpanRecord {
@@ -52,6 +55,12 @@ impl SpanRecord {
 
     pub fn millis(&self) -> f64 {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos) as f64 / 1e6
+    }
+
+    /// Milliseconds from the span's start to its first event named `event`.
+    pub fn millis_to(&self, event: &str) -> Option<f64> {
+        let (_, at) = self.events.iter().find(|(name, _)| name == event)?;
+        Some(at.saturating_sub(self.start_unix_nanos) as f64 / 1e6)
     }
 }
 
@@ -185,6 +194,7 @@ fn span_record(span: &[u8]) -> Result<SpanRecord, TraceError> {
         start_unix_nanos: 0,
         end_unix_nanos: 0,
         attributes: Vec::new(),
+        events: Vec::new(),
     };
     for field in Fields(span) {
         match field? {
@@ -194,10 +204,24 @@ fn span_record(span: &[u8]) -> Result<SpanRecord, TraceError> {
             (7, Value::Fixed64(at)) => record.start_unix_nanos = at,
             (8, Value::Fixed64(at)) => record.end_unix_nanos = at,
             (9, Value::Bytes(key_value)) => record.attributes.extend(string_attribute(key_value)?),
+            (11, Value::Bytes(event)) => record.events.extend(span_event(event)?),
             _ => {}
         }
     }
     Ok(record)
+}
+
+/// A `Span.Event`'s name and time, if it has both.
+fn span_event(event: &[u8]) -> Result<Option<(String, u64)>, TraceError> {
+    let (mut at, mut name) = (None, None);
+    for field in Fields(event) {
+        match field? {
+            (1, Value::Fixed64(t)) => at = Some(t),
+            (2, Value::Bytes(n)) => name = Some(String::from_utf8_lossy(n).into_owned()),
+            _ => {}
+        }
+    }
+    Ok(name.zip(at))
 }
 
 /// A `KeyValue` whose `AnyValue` is a string.
@@ -365,6 +389,10 @@ mod tests {
         fixed64_field(7, start, &mut span);
         fixed64_field(8, end, &mut span);
         bytes_field(9, &key_value, &mut span);
+        let mut event = Vec::new();
+        fixed64_field(1, (start + end) / 2, &mut event);
+        bytes_field(2, b"Request completed", &mut event);
+        bytes_field(11, &event, &mut span);
         span
     }
 
@@ -402,6 +430,12 @@ mod tests {
         assert_eq!(spans[0].trace_id, [7; 16]);
         assert_eq!(spans[0].span_id, [9; 8]);
         assert!((spans[0].millis() - 0.75).abs() < 1e-9);
+        let to_answer = spans[0].millis_to("Request completed");
+        assert!(
+            to_answer.is_some_and(|ms| (ms - 0.375).abs() < 1e-9),
+            "{to_answer:?}"
+        );
+        assert_eq!(spans[0].millis_to("Patch applied"), None);
         assert_eq!(spans[1].name, "POST");
     }
 
