@@ -511,13 +511,9 @@ async fn webhook_at_rest(
     })
 }
 
-/// The API server's spans of the webhook calls of `trace_ids`, once
-/// exported (its batch exporter sends every 5 s): their count and p50, p90
-/// and max in milliseconds; the p50 of the part until the webhook's answer
-/// was read ("Request completed") and of the rest (decoding the answer,
-/// applying the patch); and the p50 of every other span of those traces, by
-/// name (the probe's whole request, the HTTP client's). Waits at most 30 s
-/// for all of them.
+/// The API server's spans of the probes' traces, once exported (its batch
+/// exporter sends every 5 s), as [`traces::call_figures`]. Waits at most
+/// 30 s for every webhook call's span.
 async fn webhook_spans(
     received: &Received,
     trace_ids: &std::collections::BTreeSet<Vec<u8>>,
@@ -544,32 +540,5 @@ async fn webhook_spans(
     while calls(&ours()) < trace_ids.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let spans = ours();
-    let round = |x: f64| (x * 1e3).round() / 1e3;
-    let mut by_name: std::collections::BTreeMap<&str, Vec<&SpanRecord>> = Default::default();
-    for span in &spans {
-        by_name.entry(span.name.as_str()).or_default().push(span);
-    }
-    let webhook = by_name.remove(MUTATING_WEBHOOK_SPAN).unwrap_or_default();
-    let millis: Vec<f64> = webhook.iter().map(|s| s.millis()).collect();
-    let to_answer: Vec<f64> = webhook
-        .iter()
-        .filter_map(|s| s.millis_to("Request completed"))
-        .collect();
-    let after_answer: Vec<f64> = webhook
-        .iter()
-        .filter_map(|s| Some(s.millis() - s.millis_to("Request completed")?))
-        .collect();
-    let q = quantiles(&millis);
-    let others: serde_json::Map<String, Value> = by_name
-        .iter()
-        .map(|(name, spans)| {
-            let millis: Vec<f64> = spans.iter().map(|s| s.millis()).collect();
-            ((*name).to_owned(), json!(round(quantiles(&millis).p50)))
-        })
-        .collect();
-    json!({"spans": millis.len(), "p50": round(q.p50), "p90": round(q.p90), "max": round(q.max),
-        "to_answer_p50": round(quantiles(&to_answer).p50),
-        "after_answer_p50": round(quantiles(&after_answer).p50),
-        "other_spans_p50": others})
+    traces::call_figures(&ours())
 }

@@ -11,6 +11,7 @@
 //! spans: HTTP/2 without TLS, the `Export` call only, the protobuf read by
 //! hand for the few fields needed.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+use super::figures::quantiles;
 
 /// The span the API server wraps each mutating webhook call in.
 pub const MUTATING_WEBHOOK_SPAN: &str = "Call mutating webhook";
@@ -330,6 +333,46 @@ fn fields_numbered(message: &[u8], number: u32) -> impl Iterator<Item = Result<&
     })
 }
 
+/// The API server's event on a webhook call's span once the answer is read.
+pub const ANSWER_READ_EVENT: &str = "Request completed";
+
+/// The webhook calls among `spans` (those of the probes' traces), in
+/// milliseconds: the whole call, the part until the answer was read and the
+/// rest (decoding the answer, applying the patch), and the p50 of every
+/// other span by name (the probe's whole request, the API server's HTTP
+/// client, etcd reads).
+pub fn call_figures(spans: &[SpanRecord]) -> serde_json::Value {
+    let round = |x: f64| (x * 1e3).round() / 1e3;
+    let calls: Vec<&SpanRecord> = spans
+        .iter()
+        .filter(|s| s.name == MUTATING_WEBHOOK_SPAN)
+        .collect();
+    let whole: Vec<f64> = calls.iter().map(|s| s.millis()).collect();
+    let to_answer: Vec<f64> = calls
+        .iter()
+        .filter_map(|s| s.millis_to(ANSWER_READ_EVENT))
+        .collect();
+    let after_answer: Vec<f64> = calls
+        .iter()
+        .filter_map(|s| Some(s.millis() - s.millis_to(ANSWER_READ_EVENT)?))
+        .collect();
+    let mut others: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for span in spans.iter().filter(|s| s.name != MUTATING_WEBHOOK_SPAN) {
+        others.entry(&span.name).or_default().push(span.millis());
+    }
+    let others: BTreeMap<&str, f64> = others
+        .into_iter()
+        .map(|(name, millis)| (name, round(quantiles(&millis).p50)))
+        .collect();
+    let q = quantiles(&whole);
+    serde_json::json!({
+        "spans": whole.len(), "p50": round(q.p50), "p90": round(q.p90), "max": round(q.max),
+        "to_answer_p50": round(quantiles(&to_answer).p50),
+        "after_answer_p50": round(quantiles(&after_answer).p50),
+        "other_spans_p50": others,
+    })
+}
+
 /// A W3C `traceparent` header for a new, sampled trace: `seed` makes its IDs.
 pub fn sampled_traceparent(seed: u64) -> (String, Vec<u8>) {
     let trace_id: Vec<u8> = seed
@@ -390,8 +433,8 @@ mod tests {
         fixed64_field(8, end, &mut span);
         bytes_field(9, &key_value, &mut span);
         let mut event = Vec::new();
-        fixed64_field(1, (start + end) / 2, &mut event);
-        bytes_field(2, b"Request completed", &mut event);
+        fixed64_field(1, start + (end - start) / 4, &mut event);
+        bytes_field(2, ANSWER_READ_EVENT.as_bytes(), &mut event);
         bytes_field(11, &event, &mut span);
         span
     }
@@ -430,13 +473,32 @@ mod tests {
         assert_eq!(spans[0].trace_id, [7; 16]);
         assert_eq!(spans[0].span_id, [9; 8]);
         assert!((spans[0].millis() - 0.75).abs() < 1e-9);
-        let to_answer = spans[0].millis_to("Request completed");
+        let to_answer = spans[0].millis_to(ANSWER_READ_EVENT);
         assert!(
-            to_answer.is_some_and(|ms| (ms - 0.375).abs() < 1e-9),
+            to_answer.is_some_and(|ms| (ms - 0.1875).abs() < 1e-9),
             "{to_answer:?}"
         );
         assert_eq!(spans[0].millis_to("Patch applied"), None);
         assert_eq!(spans[1].name, "POST");
+    }
+
+    #[test]
+    fn a_call_is_split_at_its_answer_and_other_spans_are_named() {
+        let body = export(&[
+            span(MUTATING_WEBHOOK_SPAN, 0, 1_000_000, "w"),
+            span(MUTATING_WEBHOOK_SPAN, 0, 3_000_000, "w"),
+            span(MUTATING_WEBHOOK_SPAN, 0, 2_000_000, "w"),
+            span("HTTP POST", 0, 400_000, "-"),
+        ]);
+        let figures = call_figures(&decode_export(&body).expect("decoded"));
+        assert_eq!(figures["spans"], 3);
+        assert_eq!(figures["p50"], 2.0);
+        assert_eq!(figures["max"], 3.0);
+        // The test spans' answer is read a quarter of the way in.
+        assert_eq!(figures["to_answer_p50"], 0.5);
+        assert_eq!(figures["after_answer_p50"], 1.5);
+        assert_eq!(figures["other_spans_p50"]["HTTP POST"], 0.4);
+        assert!(figures["other_spans_p50"][MUTATING_WEBHOOK_SPAN].is_null());
     }
 
     #[test]
