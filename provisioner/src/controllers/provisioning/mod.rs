@@ -338,22 +338,43 @@ async fn launch_new<L: Launcher>(
     Ok(())
 }
 
-/// How many of a new node's pods get a `Nominated` Event: at most
-/// `NOMINATED_EVENTS_PER_NODE`, as far as the bucket allows. The rest are
-/// counted as sampled out.
+/// How many of a new node's pods get a `Nominated` Event (see
+/// [`sample_nominated`]); counts the rest as sampled out.
 fn nominated_events_to_publish<L>(ctx: &Provisioning<L>, pods: usize) -> usize {
-    let wanted = pods.min(NOMINATED_EVENTS_PER_NODE);
     let now = ctx.clock.now();
-    let told = ctx
-        .nominated_events
-        .lock()
-        .map_or(0, |mut bucket| bucket.take_up_to(wanted, now));
+    let sampled = ctx.nominated_events.lock().map_or(
+        NominatedSample {
+            told: 0,
+            sampled_out: pods.min(NOMINATED_EVENTS_PER_NODE),
+        },
+        |mut bucket| sample_nominated(&mut bucket, pods, now),
+    );
     ctx.act
         .metrics
         .events_sampled_out
         .with_label_values(&["Nominated"])
-        .inc_by(u64::try_from(wanted - told).unwrap_or(0));
-    told
+        .inc_by(u64::try_from(sampled.sampled_out).unwrap_or(0));
+    sampled.told
+}
+
+/// Of a new node's pods, how many are told (get a `Nominated` Event) and
+/// how many are counted as sampled out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NominatedSample {
+    pub told: usize,
+    pub sampled_out: usize,
+}
+
+/// A new node's first `NOMINATED_EVENTS_PER_NODE` pods get a `Nominated`
+/// Event as far as `bucket` has tokens at `now`; those the bucket refuses
+/// are sampled out. Pods past the per-node cap are neither.
+pub fn sample_nominated(bucket: &mut TokenBucket, pods: usize, now: Timestamp) -> NominatedSample {
+    let wanted = pods.min(NOMINATED_EVENTS_PER_NODE);
+    let told = bucket.take_up_to(wanted, now);
+    NominatedSample {
+        told,
+        sampled_out: wanted - told,
+    }
 }
 
 /// The pending pods a pass must not launch for.
@@ -528,6 +549,35 @@ fn fleet_cost(claims: &[Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_780_000_000 + seconds).expect("a time")
+    }
+
+    /// (told, sampled out) for a new node of `pods` pods, `seconds` in.
+    fn sample(bucket: &mut TokenBucket, pods: usize, seconds: i64) -> (usize, usize) {
+        let s = sample_nominated(bucket, pods, at(seconds));
+        (s.told, s.sampled_out)
+    }
+
+    #[test]
+    fn a_burst_tells_its_first_nodes_pods_then_samples_at_the_rate() {
+        let mut bucket = nominated_events_bucket().into_inner().expect("a bucket");
+        // Two 60-pod nodes at once: the cap of 50 each, the burst of 100 in all.
+        assert_eq!(sample(&mut bucket, 60, 0), (50, 0));
+        assert_eq!(sample(&mut bucket, 60, 0), (50, 0));
+        assert_eq!(sample(&mut bucket, 30, 0), (0, 30));
+        // Two seconds later the bucket holds what the rate put back.
+        let refilled = (2.0 * NOMINATED_EVENTS_PER_SECOND) as usize;
+        assert_eq!(sample(&mut bucket, 40, 2), (refilled, 40 - refilled));
+    }
+
+    #[test]
+    fn a_small_node_is_told_whole_and_nothing_is_sampled_out() {
+        let mut bucket = nominated_events_bucket().into_inner().expect("a bucket");
+        assert_eq!(sample(&mut bucket, 3, 0), (3, 0));
+        assert_eq!(sample(&mut bucket, 0, 0), (0, 0));
+    }
 
     fn claim(name: &str, initialized: Option<&str>) -> Arc<NodeClaim> {
         let conditions: Vec<_> = initialized
