@@ -260,6 +260,21 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
         metrics.contains("spotwright_provisioner_nodeclaims_created_total{capacity_type=\"spot\""),
         "{metrics}"
     );
+    // The fleet gauge counts the launched Spot claims at a later pass.
+    eventually(
+        "spotwright_provisioner_nodeclaims{capacity_type=\"spot\"} to count the pool's claims",
+        Duration::from_secs(30),
+        || async {
+            let metrics = provisioner.metrics().await;
+            let spot = counter_in(
+                &metrics,
+                "spotwright_provisioner_nodeclaims{capacity_type=\"spot\"}",
+            );
+            let launched = pool_claims(&client, &pool).await.len();
+            launched >= 1 && spot >= launched as f64
+        },
+    )
+    .await;
 
     // Scaling to 0 removes every node the pods caused.
     scale(env, &namespace, &sizes, 0);

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub nomination_mismatches: IntCounterVec,
     pub events_sampled_out: IntCounterVec,
     pub fleet_cost: Gauge,
+    pub nodeclaims: IntGaugeVec,
     pub interruption_messages: IntCounterVec,
     pub drifted_nodeclaims: IntGaugeVec,
     pub disruption_decisions: IntCounterVec,
@@ -41,6 +42,8 @@ const BATCH_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 
 /// The internal `reason`s of `launch_failures_total` (an EC2 error code is
 /// the reason otherwise, and has its series from its first failure).
 pub const LAUNCH_FAILURE_REASONS: [&str; 2] = ["no_capacity", "nodeclass_not_ready"];
+/// The `capacity_type`s of `nodeclaims`.
+pub const NODECLAIM_CAPACITY_TYPES: [&str; 3] = ["spot", "on-demand", "launching"];
 /// The `reason`s of `nodes_terminated_total`.
 pub const TERMINATION_REASONS: [&str; 2] = ["nodeclaim_deleted", "orphan"];
 /// The `reason`s of `disruption_decisions_total`: every disruption
@@ -146,6 +149,13 @@ impl Metrics {
                 "spotwright_provisioner_fleet_cost_dollars_per_hour",
                 "Estimated $/h of the instances behind Spotwright's NodeClaims (Spot prices where known).",
             ))?,
+            nodeclaims: IntGaugeVec::new(
+                Opts::new(
+                    "spotwright_provisioner_nodeclaims",
+                    "Spotwright's NodeClaims at the last provisioning pass, by capacity type (spot, on-demand; launching until the launch records one).",
+                ),
+                &["capacity_type"],
+            )?,
             interruption_messages: IntCounterVec::new(
                 Opts::new(
                     "spotwright_provisioner_interruption_messages_total",
@@ -211,6 +221,7 @@ impl Metrics {
         registry.register(Box::new(metrics.nomination_mismatches.clone()))?;
         registry.register(Box::new(metrics.events_sampled_out.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
+        registry.register(Box::new(metrics.nodeclaims.clone()))?;
         registry.register(Box::new(metrics.interruption_messages.clone()))?;
         registry.register(Box::new(metrics.drifted_nodeclaims.clone()))?;
         registry.register(Box::new(metrics.disruption_decisions.clone()))?;
@@ -254,6 +265,9 @@ impl Metrics {
                 .with_label_values(&[kind, outcome]);
         }
         self.events_sampled_out.with_label_values(&["Nominated"]);
+        for capacity in NODECLAIM_CAPACITY_TYPES {
+            self.nodeclaims.with_label_values(&[capacity]);
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
+use spotwright_api::keys::CapacityType;
 use spotwright_api::{NodeClaim, NodePool};
 use spotwright_solver::model::{InstanceType, Resources};
 use spotwright_solver::{solve, Input, NewNode, Plan};
@@ -166,6 +167,13 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
         .metrics
         .fleet_cost
         .set(fleet_cost(&snapshot.claims, &instance_types));
+    for (capacity, count) in claims_by_capacity(&snapshot.claims) {
+        ctx.act
+            .metrics
+            .nodeclaims
+            .with_label_values(&[capacity])
+            .set(count);
+    }
     for (object, err) in &problem.unreadable {
         tracing::warn!(object, error = %err, "left out of the solve");
     }
@@ -545,10 +553,53 @@ fn fleet_cost(claims: &[Arc<NodeClaim>], instance_types: &[InstanceType]) -> f64
         .sum()
 }
 
+/// The claims by capacity type, for `spotwright_provisioner_nodeclaims`:
+/// every one of [`crate::metrics::NODECLAIM_CAPACITY_TYPES`], `launching`
+/// for a claim whose launch has not recorded its capacity type yet.
+fn claims_by_capacity(claims: &[Arc<NodeClaim>]) -> [(&'static str, i64); 3] {
+    let (mut spot, mut on_demand, mut launching) = (0, 0, 0);
+    for claim in claims {
+        match crate::model::node::claim_capacity(claim) {
+            Some(CapacityType::Spot) => spot += 1,
+            Some(CapacityType::OnDemand) => on_demand += 1,
+            None => launching += 1,
+        }
+    }
+    let [s, o, l] = crate::metrics::NODECLAIM_CAPACITY_TYPES;
+    [(s, spot), (o, on_demand), (l, launching)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn claims_are_counted_by_the_capacity_type_their_launch_recorded() {
+        let claim = |capacity: Option<&str>| {
+            let mut claim = NodeClaim::new("c", Default::default());
+            claim.status = capacity.map(|c| spotwright_api::v1alpha1::NodeClaimStatus {
+                capacity_type: Some(c.to_owned()),
+                ..Default::default()
+            });
+            Arc::new(claim)
+        };
+        let claims = [
+            claim(Some("spot")),
+            claim(Some("spot")),
+            claim(Some("on-demand")),
+            claim(None),
+        ];
+        assert_eq!(
+            claims_by_capacity(&claims),
+            [("spot", 2), ("on-demand", 1), ("launching", 1)]
+        );
+        assert_eq!(
+            claims_by_capacity(&[]),
+            [("spot", 0), ("on-demand", 0), ("launching", 0)],
+            "every series is set, so a fleet that went to zero reads 0"
+        );
+    }
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_780_000_000 + seconds).expect("a time")
