@@ -18,8 +18,8 @@ use spotwright_api::eks::InstanceFacts;
 use spotwright_api::keys::CapacityType;
 use spotwright_api::prices::PriceCatalog;
 use spotwright_e2e::scale::figures::{
-    bucket_delta, histogram_buckets, histogram_count, histogram_quantile, histogram_sum, quantiles,
-    requests_by_client,
+    after_first_wave, bucket_delta, histogram_buckets, histogram_count, histogram_quantile,
+    histogram_sum, quantiles, requests_by_client, WAVE_GAP_SECONDS,
 };
 use spotwright_e2e::scale::instance_types::{
     karpenter_instance_types, price_table, Offering, TypeFacts,
@@ -301,7 +301,10 @@ fn fleet(nodes: &[LaunchedNode], prices: &BTreeMap<(String, String, String), f64
         }
     }
     let spot = nodes.iter().filter(|n| n.capacity_type == "spot").count();
-    json!({"nodes": nodes.len(), "spot_nodes": spot, "usd_per_hour": (usd * 1e4).round() / 1e4,
+    let created: Vec<Option<i64>> = nodes.iter().map(|n| n.created).collect();
+    let later = after_first_wave(&created, WAVE_GAP_SECONDS);
+    json!({"nodes": nodes.len(), "spot_nodes": spot, "nodes_after_first_wave": later,
+        "usd_per_hour": (usd * 1e4).round() / 1e4,
         "instance_types": by_type.len(), "unpriced": unpriced, "by_type": by_type})
 }
 

@@ -179,6 +179,26 @@ pub fn requests_by_client(audit_lines: &str) -> BTreeMap<String, BTreeMap<String
     counts
 }
 
+/// How far apart (seconds) two node creations may be and still be of one
+/// wave: a pass's nodes register within about 2 s, a later pass's come 4 s
+/// or more after (batch window, launch, registration).
+pub const WAVE_GAP_SECONDS: i64 = 5;
+
+/// How many nodes were created more than `gap` seconds after the first:
+/// those of later passes, for pods the first did not place (or placed on
+/// room the scheduler gave to others). Nodes without a creation time are
+/// not counted.
+pub fn after_first_wave(created: &[Option<i64>], gap: i64) -> usize {
+    let Some(first) = created.iter().flatten().min() else {
+        return 0;
+    };
+    created
+        .iter()
+        .flatten()
+        .filter(|at| **at > first.saturating_add(gap))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +285,14 @@ apiserver_admission_webhook_admission_duration_seconds_bucket{name="other",opera
         assert!(!counts["spotwright-provisioner"].contains_key("watch"));
         assert_eq!(counts["karpenter-kwok"]["patch"], 1);
         assert_eq!(counts["(none)"]["get"], 1);
+    }
+
+    #[test]
+    fn nodes_after_the_first_wave_are_those_created_past_the_gap() {
+        let created = [Some(100), Some(102), Some(105), Some(106), None, Some(118)];
+        assert_eq!(after_first_wave(&created, WAVE_GAP_SECONDS), 2);
+        assert_eq!(after_first_wave(&created, 0), 4);
+        assert_eq!(after_first_wave(&[None, None], WAVE_GAP_SECONDS), 0);
+        assert_eq!(after_first_wave(&[], WAVE_GAP_SECONDS), 0);
     }
 }

@@ -51,6 +51,8 @@ pub struct LaunchedNode {
     pub instance_type: String,
     pub zone: String,
     pub capacity_type: String,
+    /// `metadata.creationTimestamp`, in Unix seconds.
+    pub created: Option<i64>,
 }
 
 /// What one scale-up did.
@@ -222,6 +224,11 @@ pub async fn launched_nodes(
         .items
         .into_iter()
         .map(|node| {
+            let created = node
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second());
             let labels = node.metadata.labels.unwrap_or_default();
             let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
             LaunchedNode {
@@ -229,6 +236,7 @@ pub async fn launched_nodes(
                 instance_type: label(INSTANCE_TYPE_LABEL),
                 zone: label(ZONE_LABEL),
                 capacity_type: label(system.capacity_label()),
+                created,
             }
         })
         .collect())
