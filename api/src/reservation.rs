@@ -22,6 +22,12 @@ pub struct Reservation {
     pub memory_bytes: u64,
     /// Pod UIDs.
     pub pods: Vec<String>,
+    /// Per pod, in the order of `pods`: the UID of its controller (its
+    /// ReplicaSet, StatefulSet, Job...), whose pods are interchangeable: any
+    /// of them may take the room held for another. Empty for a pod without
+    /// a controller; absent (older writers) means no pod has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The annotation does not hold a reservation.
@@ -50,13 +56,20 @@ mod tests {
             cpu_millis: 1500,
             memory_bytes: 3 << 30,
             pods: vec!["uid-a".to_owned(), "uid-b".to_owned()],
+            groups: vec!["rs-1".to_owned(), String::new()],
         };
         let value = reservation.to_annotation();
         assert_eq!(
             value,
-            r#"{"cpuMillis":1500,"memoryBytes":3221225472,"pods":["uid-a","uid-b"]}"#
+            r#"{"cpuMillis":1500,"memoryBytes":3221225472,"pods":["uid-a","uid-b"],"groups":["rs-1",""]}"#
         );
         assert_eq!(Reservation::parse(&value), Ok(reservation));
+        let without_groups = r#"{"cpuMillis":1,"memoryBytes":2,"pods":["uid-a"]}"#;
+        assert_eq!(
+            Reservation::parse(without_groups).map(|r| r.groups),
+            Ok(vec![]),
+            "an older writer's annotation still reads"
+        );
     }
 
     #[test]

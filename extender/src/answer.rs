@@ -17,6 +17,7 @@ use crate::facts::{pod_requests, InitContainer, NodeFacts, Resources};
 use crate::filter::{self, Reason, Window};
 use crate::index::{Index, IndexRead, NodeView};
 use crate::score::{self, Candidate, Weights};
+use crate::slots::{Asker, Kinship};
 use crate::wire::{
     node_names, priorities_json, ExtenderArgs, FilterResult, NameStyle, NodeNames, PodView,
     RequirementsView,
@@ -152,26 +153,45 @@ fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Qu
 }
 
 /// The request's pod as held room sees it: its key as the index keys pods
-/// (UID, else `namespace/name`); `None` when room is never held from it: a
-/// DaemonSet's pod (its share was counted in when the node was sized) or a
-/// pod whose metadata cannot be read.
-fn asker(pod: PodView) -> Option<String> {
-    let meta = pod.metadata?;
-    let daemon = meta.owner_references.as_ref().is_some_and(|owners| {
-        owners
+/// (UID, else `namespace/name`) and its group (its controller's UID, else
+/// its key); `None` when room is never held from it: a DaemonSet's pod (its
+/// share was counted in when the node was sized) or a pod whose metadata
+/// cannot be read.
+struct Asking {
+    key: String,
+    group: Option<String>,
+}
+
+impl Asking {
+    fn of(pod: PodView) -> Option<Asking> {
+        let meta = pod.metadata?;
+        let controller = meta
+            .owner_references
             .iter()
-            .any(|o| o.controller == Some(true) && o.kind.as_deref() == Some("DaemonSet"))
-    });
-    if daemon {
-        return None;
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        if controller.is_some_and(|o| o.kind.as_deref() == Some("DaemonSet")) {
+            return None;
+        }
+        let group = controller
+            .and_then(|o| o.uid.clone())
+            .filter(|u| !u.is_empty());
+        let key = meta.uid.or_else(|| {
+            let name = meta.name.as_deref()?;
+            Some(format!(
+                "{}/{name}",
+                meta.namespace.as_deref().unwrap_or_default()
+            ))
+        })?;
+        Some(Asking { key, group })
     }
-    meta.uid.or_else(|| {
-        let name = meta.name.as_deref()?;
-        Some(format!(
-            "{}/{name}",
-            meta.namespace.as_deref().unwrap_or_default()
-        ))
-    })
+
+    fn slots(&self) -> Asker<'_> {
+        Asker {
+            key: &self.key,
+            group: self.group.as_deref().unwrap_or(&self.key),
+        }
+    }
 }
 
 /// The verdict on one node for the request's pod: the memoized one, else
@@ -180,7 +200,7 @@ fn asker(pod: PodView) -> Option<String> {
 fn verdict(
     read: &IndexRead,
     view: NodeView,
-    asker: Option<&str>,
+    asker: Option<&Asking>,
     window: Window,
     awaiting: bool,
 ) -> Option<Reason> {
@@ -193,7 +213,7 @@ fn verdict(
         // The common case: no lookup per node.
         return None;
     }
-    let held = read.held_room(claim, Some(asker));
+    let held = read.held_from(claim, &facts.name, asker.slots());
     if young {
         return filter::holds_room(facts, held, window);
     }
@@ -208,15 +228,15 @@ pub fn filter(
     now: i64,
 ) -> Result<FilterAnswer, RequestError> {
     let parsed = parse(body)?;
-    let asker = pod_view(parsed.pod).ok().and_then(asker);
+    let asker = pod_view(parsed.pod).ok().and_then(Asking::of);
     let window = Window {
         now,
         seconds: i64::try_from(settings.hold_room_for.as_secs()).unwrap_or(i64::MAX),
     };
     let read = index.read();
-    let awaiting = asker.as_deref().is_some_and(|a| {
+    let awaiting = asker.as_ref().is_some_and(|a| {
         read.awaits_launched_node(
-            a,
+            &a.key,
             Window {
                 now,
                 seconds: i64::try_from(settings.await_launched_node_for.as_secs())
@@ -224,7 +244,7 @@ pub fn filter(
             },
         )
     });
-    let verdict = |view| verdict(&read, view, asker.as_deref(), window, awaiting);
+    let verdict = |view| verdict(&read, view, asker.as_ref(), window, awaiting);
     let answer = match &parsed.nodes {
         Nodes::Names(requested) => {
             let names = requested.strs();
@@ -308,16 +328,21 @@ fn demand_of(pod: &PodView) -> Result<Resources, RequestError> {
 pub enum Steering {
     /// The node launched for the pod was among the candidates: it got the top score.
     OwnNode,
-    /// A node is being launched for the pod, but it was not among the
-    /// candidates (not there yet, gated, full, or filtered out).
+    /// Its own node was not a candidate, but nodes holding a slot of its
+    /// group (another replica's) were: they got the top score.
+    StandIn,
+    /// A node is being launched for the pod, but neither it nor a slot of
+    /// its group was among the candidates (not there yet, gated, full, or
+    /// filtered out).
     OwnNodeAbsent,
     /// No node was launched for the pod (or steering is off).
     NotLaunchedFor,
 }
 
 impl Steering {
-    pub const ALL: [Steering; 3] = [
+    pub const ALL: [Steering; 4] = [
         Steering::OwnNode,
+        Steering::StandIn,
         Steering::OwnNodeAbsent,
         Steering::NotLaunchedFor,
     ];
@@ -325,6 +350,7 @@ impl Steering {
     pub fn as_label(self) -> &'static str {
         match self {
             Steering::OwnNode => "own_node",
+            Steering::StandIn => "stand_in",
             Steering::OwnNodeAbsent => "own_node_absent",
             Steering::NotLaunchedFor => "not_launched_for",
         }
@@ -352,20 +378,31 @@ pub fn prioritize_steering(
     // One parse of the pod for both its requests and its key.
     let view = pod_view(parsed.pod)?;
     let pod = demand_of(&view)?;
-    let asker = settings.prefer_launched_node.then(|| asker(view)).flatten();
+    let asker = settings
+        .prefer_launched_node
+        .then(|| Asking::of(view))
+        .flatten();
     let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
     let read = index.read();
-    let awaited = asker.as_deref().is_some_and(|a| read.is_launched_for(a));
-    let steering = |launched: &[bool]| match (launched.iter().any(|own| *own), awaited) {
-        (true, _) => Steering::OwnNode,
-        (false, true) => Steering::OwnNodeAbsent,
-        (false, false) => Steering::NotLaunchedFor,
+    let awaited = asker.as_ref().is_some_and(|a| read.is_launched_for(&a.key));
+    let steering = |kinship: &[Kinship]| {
+        if kinship.contains(&Kinship::Own) {
+            Steering::OwnNode
+        } else if kinship.contains(&Kinship::StandIn) {
+            Steering::StandIn
+        } else if awaited {
+            Steering::OwnNodeAbsent
+        } else {
+            Steering::NotLaunchedFor
+        }
     };
     let pools = read.interruptions_since(now.saturating_sub(window));
     let candidate = |view: NodeView| {
-        let launched_for = match (view.claim, asker.as_deref()) {
-            (Some(claim), Some(asker)) => read.launched_for(claim, asker),
-            _ => false,
+        let kinship = match (view.claim, view.facts, asker.as_ref()) {
+            (Some(claim), Some(facts), Some(asker)) => {
+                read.kinship(claim, &facts.name, asker.slots())
+            }
+            _ => Kinship::Stranger,
         };
         let candidate = Candidate::new(
             view.basis.as_ref(),
@@ -373,35 +410,35 @@ pub fn prioritize_steering(
             pools.get(view.pool),
             now,
         );
-        (candidate, launched_for)
+        (candidate, kinship)
     };
     let reply = match &parsed.nodes {
         Nodes::Names(requested) => {
             let names = requested.strs();
-            let (candidates, launched): (Vec<_>, Vec<_>) =
+            let (candidates, kinship): (Vec<_>, Vec<_>) =
                 names.iter().map(|name| candidate(read.node(name))).unzip();
             drop(read);
             let mut scores = score::prioritize(&settings.weights, &pod, candidates);
-            score::prefer_launched(&mut scores, &launched);
+            score::prefer_launched(&mut scores, &score::steer_to(&kinship));
             (
                 priorities_json(names.iter().copied().zip(scores), requested.style()),
-                steering(&launched),
+                steering(&kinship),
             )
         }
         Nodes::Full(nodes) => {
-            let (candidates, launched): (Vec<_>, Vec<_>) = nodes
+            let (candidates, kinship): (Vec<_>, Vec<_>) = nodes
                 .iter()
                 .map(|(_, facts)| candidate(read.node_with(facts)))
                 .unzip();
             drop(read);
             let mut scores = score::prioritize(&settings.weights, &pod, candidates);
-            score::prefer_launched(&mut scores, &launched);
+            score::prefer_launched(&mut scores, &score::steer_to(&kinship));
             (
                 priorities_json(
                     nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
                     NameStyle::Escaped,
                 ),
-                steering(&launched),
+                steering(&kinship),
             )
         }
     };

@@ -165,12 +165,26 @@ pub struct ClaimFacts {
     pub reserved: Option<ReservedRoom>,
 }
 
-/// A claim's reservation: what its pods request together, and their UIDs.
+/// A claim's reservation: what its pods request together, their UIDs and
+/// their groups.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReservedRoom {
     /// `pods` is how many pods.
     pub requests: Resources,
     pub pods: Vec<String>,
+    /// Per pod: its controller's UID (empty, or missing: none).
+    pub groups: Vec<String>,
+}
+
+impl ReservedRoom {
+    /// Each pod's key and group: its controller's UID, else its own key
+    /// (a group of one), as [`PodFacts::group`] has it.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pods.iter().enumerate().map(|(i, key)| {
+            let group = self.groups.get(i).filter(|g| !g.is_empty());
+            (key.as_str(), group.unwrap_or(key).as_str())
+        })
+    }
 }
 
 impl ReservedRoom {
@@ -184,6 +198,7 @@ impl ReservedRoom {
                     pods: r.pods.len() as u64,
                 },
                 pods: r.pods,
+                groups: r.groups,
             }),
             Err(err) => {
                 tracing::debug!(claim = %claim.name_any(), error = %err, "no room held for its pods");
@@ -237,6 +252,9 @@ impl ClaimFacts {
 pub struct PodFacts {
     /// `metadata.uid`, or `namespace/name` when there is none.
     pub key: String,
+    /// Its controller's UID, else `key`: replicas of one controller are
+    /// interchangeable in the room held for them (`slots`).
+    pub group: String,
     pub node_name: String,
     pub requests: Resources,
 }
@@ -269,12 +287,22 @@ impl PodFacts {
                 ..Resources::default()
             }
         });
+        let key = pod_key(pod)?;
         Some(PodFacts {
-            key: pod_key(pod)?,
+            group: controller_uid(pod).unwrap_or_else(|| key.clone()),
+            key,
             node_name,
             requests,
         })
     }
+}
+
+/// The UID of the object that controls a pod (`controller: true`), if any.
+pub fn controller_uid(pod: &Pod) -> Option<String> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && !o.uid.is_empty())
+        .map(|o| o.uid.clone())
 }
 
 /// The index key of a pod: its uid, else `namespace/name`.

@@ -21,7 +21,7 @@
 //!
 //! A node the index has not seen yet passes: the extender has no opinion.
 
-use crate::facts::{ClaimFacts, NodeFacts, Resources};
+use crate::facts::{ClaimFacts, NodeFacts};
 
 /// How many [`Reason`]s there are.
 pub const REASONS: usize = 7;
@@ -111,8 +111,8 @@ pub fn check(node: &NodeFacts, claim: Option<&ClaimFacts>) -> Option<Reason> {
     }
 }
 
-/// Whether a young node turns a pod away: it still holds room (`held`, with
-/// a pod count above zero) for pods its NodeClaim was launched for and that
+/// Whether a young node turns a pod away: it still holds room (`held`
+/// pods, above zero) for pods its NodeClaim was launched for and that
 /// are not bound yet,
 /// and the pod is not one of them but has a node of its own on the way (the
 /// caller passes zero otherwise). Only while the node is younger than
@@ -121,23 +121,21 @@ pub fn check(node: &NodeFacts, claim: Option<&ClaimFacts>) -> Option<Reason> {
 /// fill with pods solved onto others, and the pods they were launched for
 /// (whose anti-affinity, spread or size the solver matched to that node)
 /// find no place and need further nodes.
-pub fn holds_room(node: &NodeFacts, held: Resources, window: Window) -> Option<Reason> {
-    // The pod count, not cpu or memory: the provisioner's sums and the
-    // extender's may differ by rounding, and a remainder must not hold on.
-    (held.pods > 0 && window.covers(node.created)).then_some(Reason::Reserved)
+pub fn holds_room(node: &NodeFacts, held: u64, window: Window) -> Option<Reason> {
+    (held > 0 && window.covers(node.created)).then_some(Reason::Reserved)
 }
 
 /// Whether a node turns a pod away because the pod's own node is still on
-/// its way (`awaiting`) and this node holds room (`held`, a pod count above
-/// zero) for pods of its own. The scheduler opens a burst's nodes one Node
+/// its way (`awaiting`) and this node holds room (`held` pods, above zero)
+/// for pods of its own. The scheduler opens a burst's nodes one Node
 /// update at a time and places pods as they come: a pod whose node is not
 /// open yet would take room planned for others, who then take room
 /// planned for others in turn, and the last need new nodes. Once its own
 /// node is open (or never came) the pod may go anywhere, so a pod the
 /// scheduler refuses there (its spread or affinity seen differently) is not
 /// held.
-pub fn awaits_own_node(held: Resources, awaiting: bool) -> Option<Reason> {
-    (awaiting && held.pods > 0).then_some(Reason::Reserved)
+pub fn awaits_own_node(held: u64, awaiting: bool) -> Option<Reason> {
+    (awaiting && held > 0).then_some(Reason::Reserved)
 }
 
 /// How long held room lasts: nodes created less than `seconds` before
@@ -214,13 +212,9 @@ mod tests {
 
     #[test]
     fn only_an_awaiting_pod_is_kept_off_and_only_where_room_is_held() {
-        let held = Resources {
-            pods: 2,
-            ..Resources::default()
-        };
-        assert_eq!(awaits_own_node(held, true), Some(Reason::Reserved));
-        assert_eq!(awaits_own_node(held, false), None);
-        assert_eq!(awaits_own_node(Resources::default(), true), None);
+        assert_eq!(awaits_own_node(2, true), Some(Reason::Reserved));
+        assert_eq!(awaits_own_node(2, false), None);
+        assert_eq!(awaits_own_node(0, true), None);
     }
 
     fn claim(drifted: bool, disrupting: bool) -> ClaimFacts {
@@ -338,29 +332,17 @@ mod tests {
 
     #[test]
     fn a_young_node_holding_room_turns_the_pod_away() {
-        let held = Resources {
-            pods: 1,
-            ..Resources::default()
-        };
-        assert_eq!(holds_room(&young(), held, AT_10S), Some(Reason::Reserved));
-        let remainder = Resources {
-            cpu_millis: 1,
-            memory_bytes: 1024,
-            pods: 0,
-        };
+        assert_eq!(holds_room(&young(), 1, AT_10S), Some(Reason::Reserved));
         assert_eq!(
-            holds_room(&young(), remainder, AT_10S),
+            holds_room(&young(), 0, AT_10S),
             None,
-            "all its pods are bound: a rounding remainder holds nothing"
+            "all its pods are bound"
         );
     }
 
     #[test]
     fn held_room_is_let_go_when_the_window_ends() {
-        let held = Resources {
-            pods: 1,
-            ..Resources::default()
-        };
+        let held = 1;
         let at = |now| Window { now, seconds: 90 };
         assert_eq!(
             holds_room(&young(), held, at(1_089)),
@@ -380,13 +362,12 @@ mod tests {
             created in proptest::option::of(0i64..2_000),
             now in 0i64..2_000,
             seconds in 0i64..200,
-            held in (0u64..3, 0u64..3, 0u64..3),
+            held in 0u64..3,
         ) {
             let node = NodeFacts { created, ..healthy() };
-            let held = Resources { cpu_millis: held.0, memory_bytes: held.1, pods: held.2 };
             let verdict = holds_room(&node, held, Window { now, seconds });
             let young = created.is_some_and(|c| now < c + seconds);
-            let holding = held.pods > 0;
+            let holding = held > 0;
             proptest::prop_assert_eq!(verdict, (young && holding).then_some(Reason::Reserved));
         }
     }

@@ -128,8 +128,10 @@ pub fn synthetic(nodes: usize, pods: usize, seed: u64) -> Synthetic {
     let mut bound = Vec::with_capacity(pods);
     for p in 0..pods {
         let node = &names[rng.below(nodes as u64) as usize];
+        let key = format!("{:08x}-0000-4000-8000-{p:012x}", rng.next() as u32);
         bound.push(PodFacts {
-            key: format!("{:08x}-0000-4000-8000-{p:012x}", rng.next() as u32),
+            group: format!("rs-{}", p % 50),
+            key,
             node_name: node.clone(),
             requests: Resources {
                 cpu_millis: 50 + rng.below(20) * 50,
@@ -188,6 +190,7 @@ pub fn hold_room(cluster: &Synthetic, every: usize) {
                     pods: 20,
                 },
                 pods,
+                groups: Vec::new(),
             }),
             ..claim.clone()
         });

@@ -21,6 +21,7 @@ use spotwright_api::prices::PriceCatalog;
 use crate::facts::{ClaimFacts, NodeFacts, PodFacts, Resources};
 use crate::filter::{self, Reason, Window};
 use crate::score::{self, Basis};
+use crate::slots::{Asker, Kinship, Slots};
 
 /// One change from a watch.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,12 +180,8 @@ struct State {
     claims: HashMap<String, Arc<ClaimFacts>>,
     /// NodeClaims without `status.nodeName` yet, by `status.providerID`.
     claim_by_provider: HashMap<String, Arc<ClaimFacts>>,
-    /// Pods a NodeClaim holds room for and that are not bound yet: pod
-    /// key (UID) → the claims holding room for it (more than one once the
-    /// provisioner launched again for it). A pod leaves once bound, anywhere.
-    held_for: HashMap<String, Vec<String>>,
-    /// Per claim holding room: what its pods not bound yet request.
-    held: HashMap<String, Resources>,
+    /// The room NodeClaims hold for the pods they were launched for.
+    slots: Slots,
     interruptions: HashMap<String, (InterruptionRecord, PoolId)>,
     /// instance type → zone → pool.
     pools: HashMap<String, HashMap<String, PoolId>>,
@@ -208,8 +205,7 @@ impl Index {
                 pods: HashMap::default(),
                 claims: HashMap::default(),
                 claim_by_provider: HashMap::default(),
-                held_for: HashMap::default(),
-                held: HashMap::default(),
+                slots: Slots::default(),
                 interruptions: HashMap::default(),
                 pools: HashMap::default(),
                 pool_count: 0,
@@ -274,7 +270,7 @@ impl Index {
                     state.nodes.get_or_insert(&node).requested = sum;
                 }
                 state.nodes.prune();
-                state.hold_all_again();
+                state.bind_all_again();
             }
         }
     }
@@ -398,11 +394,7 @@ impl State {
     fn add_pod(&mut self, pod: PodFacts) {
         let entry = self.nodes.get_or_insert(&pod.node_name);
         entry.requested = entry.requested.plus(pod.requests);
-        for claim in self.held_for.remove(&pod.key).unwrap_or_default() {
-            if let Some(held) = self.held.get_mut(&claim) {
-                *held = held.minus(pod.requests);
-            }
-        }
+        self.slots.bind(&pod.key, &pod.group, &pod.node_name);
         self.pods.insert(pod.key.clone(), pod);
     }
 
@@ -411,39 +403,18 @@ impl State {
         let Some(reserved) = &claim.reserved else {
             return;
         };
-        let mut held = reserved.requests;
-        for pod in &reserved.pods {
-            match self.pods.get(pod) {
-                Some(bound) => held = held.minus(bound.requests),
-                None => self
-                    .held_for
-                    .entry(pod.clone())
-                    .or_default()
-                    .push(claim.name.clone()),
-            }
-        }
-        self.held.insert(claim.name.clone(), held);
+        let pods = &self.pods;
+        self.slots
+            .add_claim(&claim.name, reserved.members(), |key| {
+                pods.contains_key(key)
+            });
     }
 
-    fn let_go(&mut self, claim: &ClaimFacts) {
-        self.held.remove(&claim.name);
-        for pod in claim.reserved.iter().flat_map(|r| &r.pods) {
-            if let Some(claims) = self.held_for.get_mut(pod) {
-                claims.retain(|c| *c != claim.name);
-                if claims.is_empty() {
-                    self.held_for.remove(pod);
-                }
-            }
-        }
-    }
-
-    /// Re-derives all held room from the claims and the bound pods.
-    fn hold_all_again(&mut self) {
-        self.held_for.clear();
-        self.held.clear();
-        let claims: Vec<Arc<ClaimFacts>> = self.claims.values().cloned().collect();
-        for claim in claims {
-            self.hold(&claim);
+    /// Binds every pod again in the slots, after a relist of pods.
+    fn bind_all_again(&mut self) {
+        self.slots.unbind_all();
+        for pod in self.pods.values() {
+            self.slots.bind(&pod.key, &pod.group, &pod.node_name);
         }
     }
 
@@ -451,6 +422,7 @@ impl State {
         let Some(old) = self.pods.remove(key) else {
             return;
         };
+        self.slots.unbind(&old.key, &old.group, &old.node_name);
         if let Some(entry) = self.nodes.get_mut(&old.node_name) {
             entry.requested = entry.requested.minus(old.requests);
             if entry.is_empty() {
@@ -476,7 +448,7 @@ impl State {
         let Some(old) = self.claims.remove(name) else {
             return;
         };
-        self.let_go(&old);
+        self.slots.remove_claim(&old.name);
         // Only drop links that still point at this claim.
         if let Some(node) = &old.node_name {
             if let Some(entry) = self.nodes.get_mut(node) {
@@ -583,47 +555,37 @@ impl IndexRead<'_> {
             .map(|c| &**c)
     }
 
-    /// The room `claim` holds for its pods not bound yet, as the pod
-    /// `pod_key` sees it. Nothing for one of those pods (its claim's pods
-    /// were packed together, so they fit beside each other), and nothing for
-    /// a pod no claim holds room for: only a pod with a node of its own on
-    /// the way is kept off, as that node's arrival makes the scheduler try
-    /// it again. Any other pod would wait for the scheduler's periodic
-    /// retry, with the provisioner seeing room for it and launching nothing.
-    pub fn held_room(&self, claim: &ClaimFacts, pod_key: Option<&str>) -> Resources {
-        let Some(its_claims) = pod_key.and_then(|key| self.0.held_for.get(key)) else {
-            return Resources::default();
-        };
-        if its_claims.contains(&claim.name) {
-            return Resources::default();
-        }
-        self.0.held.get(&claim.name).copied().unwrap_or_default()
+    /// How many pods `claim` (node `node`) holds room for that `asker`
+    /// may not take their place. None when the claim was launched for the
+    /// asker or holds a slot of its group (see `slots`), and none for a pod
+    /// no claim holds room for: only a pod with a node of its own on the
+    /// way is kept off, as that node's arrival makes the scheduler try it
+    /// again. Any other pod would wait for the scheduler's periodic retry,
+    /// with the provisioner seeing room for it and launching nothing.
+    pub fn held_from(&self, claim: &ClaimFacts, node: &str, asker: Asker<'_>) -> u64 {
+        u64::from(self.0.slots.held_from(&claim.name, node, asker))
     }
 
-    /// Whether `claim` was launched for the pod `pod_key`, not bound yet.
-    pub fn launched_for(&self, claim: &ClaimFacts, pod_key: &str) -> bool {
-        self.0
-            .held_for
-            .get(pod_key)
-            .is_some_and(|claims| claims.contains(&claim.name))
+    /// How `claim` (node `node`) stands to the pod `asker`: launched for
+    /// it, holding a slot it may take, or neither.
+    pub fn kinship(&self, claim: &ClaimFacts, node: &str, asker: Asker<'_>) -> Kinship {
+        self.0.slots.kinship(&claim.name, node, asker)
     }
 
     /// Whether some claim was launched for the pod `pod_key`, not bound yet.
     pub fn is_launched_for(&self, pod_key: &str) -> bool {
-        self.0.held_for.contains_key(pod_key)
+        self.0.slots.is_launched_for(pod_key)
     }
 
     /// Whether a node launched for the pod `pod_key` is still on its way:
     /// a claim launched for it is not `Initialized` yet, and `window`
     /// covers the claim's creation.
     pub fn awaits_launched_node(&self, pod_key: &str, window: Window) -> bool {
-        self.0.held_for.get(pod_key).is_some_and(|claims| {
-            claims.iter().any(|name| {
-                self.0
-                    .claims
-                    .get(name)
-                    .is_some_and(|c| !c.initialized && window.covers(c.created))
-            })
+        self.0.slots.claims_of(pod_key).iter().any(|name| {
+            self.0
+                .claims
+                .get(name)
+                .is_some_and(|c| !c.initialized && window.covers(c.created))
         })
     }
 
@@ -677,6 +639,7 @@ mod tests {
     fn pod(key: &str, node: &str, cpu: u64) -> PodFacts {
         PodFacts {
             key: key.to_owned(),
+            group: key.to_owned(),
             node_name: node.to_owned(),
             requests: Resources {
                 cpu_millis: cpu,

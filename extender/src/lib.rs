@@ -3,7 +3,7 @@
 //! out (`filter`) and to rank the rest by packing, price, interruption risk
 //! and age (`score`).
 //!
-//! watch (`cache`) → index (`index`, `facts`) → decide (`filter`, `score`)
+//! watch (`cache`) → index (`index`, `facts`, `slots`) → decide (`filter`, `score`)
 //! → act (`answer`, `wire`, `server`) → report (`metrics`).
 
 pub mod answer;
@@ -16,4 +16,5 @@ pub mod index;
 pub mod metrics;
 pub mod score;
 pub mod server;
+pub mod slots;
 pub mod wire;

@@ -33,6 +33,7 @@ use spotwright_api::keys::CapacityType;
 use spotwright_api::prices::PriceCatalog;
 
 use crate::facts::{ClaimFacts, Expiry, NodeFacts, Resources};
+use crate::slots::Kinship;
 
 /// Interruptions in the window that take a Spot pool's term to 0 (`K`).
 pub const INTERRUPTIONS_TO_ZERO: u32 = 3;
@@ -336,6 +337,15 @@ pub fn prioritize(
         .collect()
 }
 
+/// Which candidates a pod is steered to ([`prefer_launched`]): the node
+/// launched for it when that is a candidate, else the nodes holding a slot
+/// of its group (another replica's, which then takes the pod's own).
+pub fn steer_to(kinship: &[Kinship]) -> Vec<bool> {
+    let own = kinship.contains(&Kinship::Own);
+    let wanted = if own { Kinship::Own } else { Kinship::StandIn };
+    kinship.iter().map(|k| *k == wanted).collect()
+}
+
 /// Steers a pod to the node launched for it. When that node is among the
 /// candidates (it passed every filter, so the pod fits there), it gets the
 /// top score and every other node none: the scheduler otherwise fills the
@@ -561,6 +571,14 @@ mod tests {
         };
         let s = prioritize(&Weights::default(), &pod, [base, dear, noisy, empty]);
         assert!(s[0] > s[1] && s[0] > s[2] && s[0] > s[3], "{s:?}");
+    }
+
+    #[test]
+    fn a_pod_is_steered_to_its_own_node_else_to_a_slot_of_its_group() {
+        use Kinship::{Own, StandIn, Stranger};
+        assert_eq!(steer_to(&[StandIn, Own, Stranger]), [false, true, false]);
+        assert_eq!(steer_to(&[StandIn, Stranger, StandIn]), [true, false, true]);
+        assert_eq!(steer_to(&[Stranger, Stranger]), [false, false]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use common::*;
 use serde_json::{json, Value};
 use spotwright_api::keys::CapacityType;
 use spotwright_extender::answer::{self, Settings, Steering};
-use spotwright_extender::facts::{ClaimFacts, ReservedRoom, Resources};
+use spotwright_extender::facts::{ClaimFacts, PodFacts, ReservedRoom, Resources};
 use spotwright_extender::filter::Reason;
 use spotwright_extender::index::{Change, Index};
 
@@ -19,6 +19,7 @@ fn reserved(cpu_millis: u64, pods: &[&str]) -> Option<ReservedRoom> {
             pods: pods.len() as u64,
         },
         pods: pods.iter().map(|p| p.to_string()).collect(),
+        groups: Vec::new(),
     })
 }
 
@@ -288,4 +289,134 @@ fn a_pod_whose_node_is_on_its_way_is_kept_off_room_held_for_others_until_it_open
     };
     let answer = answer::filter(&waiting, &coming, &off, NOW).expect("answered");
     assert_eq!(answer.passed, 2);
+}
+
+/// Two open nodes, `n1` and `n2`, each launched for one replica of `rs-a`
+/// and one of `rs-b` (`a1`, `b1` on n1; `a2`, `b2` on n2); `n3` is on its
+/// way for `c1` of `rs-c` and `a3` of `rs-a`.
+fn two_replica_sets() -> Index {
+    let index = index();
+    for name in ["n1", "n2"] {
+        let mut open = node(name, "m5.xlarge", "us-east-1a", CapacityType::Spot);
+        open.created = Some(NOW - 300);
+        index.apply_nodes(Change::Upsert(open));
+    }
+    let replicas = |claim: &str, node: &str, pods: &[(&str, &str)]| ClaimFacts {
+        reserved: Some(ReservedRoom {
+            requests: Resources {
+                cpu_millis: 1000 * pods.len() as u64,
+                memory_bytes: GIB * pods.len() as u64,
+                pods: pods.len() as u64,
+            },
+            pods: pods.iter().map(|(p, _)| p.to_string()).collect(),
+            groups: pods.iter().map(|(_, g)| g.to_string()).collect(),
+        }),
+        created: Some(NOW - 5),
+        initialized: !node.is_empty(),
+        ..claim_of(claim, node)
+    };
+    index.apply_claims(Change::Upsert(replicas(
+        "c-n1",
+        "n1",
+        &[("a1", "rs-a"), ("b1", "rs-b")],
+    )));
+    index.apply_claims(Change::Upsert(replicas(
+        "c-n2",
+        "n2",
+        &[("a2", "rs-a"), ("b2", "rs-b")],
+    )));
+    index.apply_claims(Change::Upsert(ClaimFacts {
+        provider_id: Some("aws:///us-east-1a/i-n3".into()),
+        ..replicas("c-n3", "", &[("c1", "rs-c"), ("a3", "rs-a")])
+    }));
+    index
+}
+
+fn claim_of(name: &str, node: &str) -> ClaimFacts {
+    ClaimFacts {
+        node_name: (!node.is_empty()).then(|| node.to_owned()),
+        ..claim(name, node)
+    }
+}
+
+/// A replica `uid` of the ReplicaSet `rs`, asked about `nodes`.
+fn replica(uid: &str, rs: &str, nodes: &[&str]) -> Vec<u8> {
+    let pod = json!({
+        "metadata": {"uid": uid, "namespace": "ns", "name": uid, "ownerReferences": [
+            {"kind": "ReplicaSet", "name": rs, "uid": rs, "controller": true}]},
+        "spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}
+    });
+    serde_json::to_vec(&json!({"Pod": pod, "NodeNames": nodes})).expect("json")
+}
+
+fn steered(index: &Index, body: &[u8]) -> (Vec<(String, i64)>, Steering) {
+    let (reply, steering) =
+        answer::prioritize_steering(body, index, &Settings::default(), NOW).expect("answered");
+    let reply: Value = serde_json::from_slice(&reply).expect("JSON");
+    let scores = reply
+        .as_array()
+        .expect("an array of HostPriority")
+        .iter()
+        .map(|h| {
+            (
+                h["Host"].as_str().unwrap_or("").to_owned(),
+                h["Score"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    (scores, steering)
+}
+
+#[test]
+fn a_replica_refused_its_own_node_is_steered_to_a_slot_of_its_set_and_the_other_takes_its_own() {
+    let index = two_replica_sets();
+    // a1's own node n1 is not a candidate (the scheduler refused it, say
+    // for its zone spread): n2, holding a2's slot, is the one to take.
+    let (scores, steering) = steered(&index, &replica("a1", "rs-a", &["n2", "other"]));
+    assert_eq!(steering, Steering::StandIn);
+    assert_eq!(scores, [("n2".to_owned(), 10), ("other".to_owned(), 0)]);
+    // A pod of another set finds no slot of its own there.
+    let (_, steering) = steered(&index, &replica("c1", "rs-c", &["n2", "other"]));
+    assert_eq!(steering, Steering::OwnNodeAbsent);
+    // a1 lands on n2: a2's slot moves to n1, and a2 is steered there.
+    index.apply_pods(Change::Upsert(PodFacts {
+        group: "rs-a".into(),
+        ..pod("a1", "n2", 1000, 1)
+    }));
+    let (scores, steering) = steered(&index, &replica("a2", "rs-a", &["n1", "other"]));
+    assert_eq!(steering, Steering::StandIn);
+    assert_eq!(scores, [("n1".to_owned(), 10), ("other".to_owned(), 0)]);
+    // Its own node among the candidates wins over a slot of its set.
+    let (scores, steering) = steered(&index, &replica("a2", "rs-a", &["n1", "n2"]));
+    assert_eq!(steering, Steering::OwnNode);
+    assert_eq!(scores, [("n1".to_owned(), 0), ("n2".to_owned(), 10)]);
+}
+
+#[test]
+fn a_replica_awaiting_its_node_may_take_an_open_slot_of_its_set_and_no_other() {
+    let index = two_replica_sets();
+    let passes = |uid: &str, rs: &str| {
+        let answer = answer::filter(
+            &replica(uid, rs, &["n1"]),
+            &index,
+            &Settings::default(),
+            NOW,
+        )
+        .expect("answered");
+        answer.passed == 1
+    };
+    // a3 and c1 wait for n3; n1 holds slots of rs-a and rs-b.
+    assert!(passes("a3", "rs-a"), "a3 may stand in for a1");
+    assert!(!passes("c1", "rs-c"), "c1 is kept off room held for others");
+    // a1 on n2 and a2 on n1: n1's slot of rs-a is filled, and a3 is kept
+    // off the room n1 still holds for b1.
+    index.apply_pods(Change::Upsert(PodFacts {
+        group: "rs-a".into(),
+        ..pod("a1", "n2", 1000, 1)
+    }));
+    index.apply_pods(Change::Upsert(PodFacts {
+        group: "rs-a".into(),
+        ..pod("a2", "n1", 1000, 1)
+    }));
+    assert!(!passes("a3", "rs-a"));
 }

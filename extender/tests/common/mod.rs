@@ -45,6 +45,7 @@ pub fn claim(name: &str, node: &str) -> ClaimFacts {
 pub fn pod(key: &str, node: &str, cpu_millis: u64, memory_gib: u64) -> PodFacts {
     PodFacts {
         key: key.to_owned(),
+        group: key.to_owned(),
         node_name: node.to_owned(),
         requests: Resources {
             cpu_millis,

@@ -107,21 +107,41 @@ pub fn new_claim(name: &str, pool: &NodePool, class: &NodeClass, node: &NewNode)
     claim
 }
 
+/// One pod a claim is launched for, as its reservation records it.
+pub struct ReservedPod<'a> {
+    pub uid: &'a str,
+    pub requests: &'a Resources,
+    /// Its controller's UID: the replicas of one controller may take each
+    /// other's room.
+    pub controller: Option<&'a str>,
+}
+
 /// Records on `claim` the room it holds for the pods it is launched for:
-/// `pods` gives each of `node.pods` as its UID and requests (`None` for a
-/// pod without a UID, which is left out). Nothing when no pod is left.
+/// `pods` gives each of `node.pods` (`None` for a pod without a UID, which
+/// is left out). Nothing when no pod is left.
 pub fn reserve_for_pods<'a>(
     claim: &mut NodeClaim,
     node: &NewNode,
-    pods: impl Fn(&str) -> Option<(&'a str, &'a Resources)>,
+    pods: impl Fn(&str) -> Option<ReservedPod<'a>>,
 ) {
     let mut reservation = Reservation::default();
-    for (uid, requests) in node.pods.iter().filter_map(|key| pods(key)) {
+    for ReservedPod {
+        uid,
+        requests,
+        controller,
+    } in node.pods.iter().filter_map(|key| pods(key))
+    {
         reservation.cpu_millis = reservation.cpu_millis.saturating_add(requests.cpu_millis);
         reservation.memory_bytes = reservation
             .memory_bytes
             .saturating_add(requests.memory_bytes);
         reservation.pods.push(uid.to_owned());
+        reservation
+            .groups
+            .push(controller.unwrap_or_default().to_owned());
+    }
+    if reservation.groups.iter().all(String::is_empty) {
+        reservation.groups.clear();
     }
     if !reservation.pods.is_empty() {
         claim
@@ -262,8 +282,16 @@ mod tests {
         };
         let (a, b) = (requests(500, 1 << 30), requests(250, 1 << 29));
         let pods = |key: &str| match key {
-            "ns/a" => Some(("uid-a", &a)),
-            "ns/b" => Some(("uid-b", &b)),
+            "ns/a" => Some(ReservedPod {
+                uid: "uid-a",
+                requests: &a,
+                controller: Some("rs-1"),
+            }),
+            "ns/b" => Some(ReservedPod {
+                uid: "uid-b",
+                requests: &b,
+                controller: None,
+            }),
             _ => None,
         };
         let mut claim = NodeClaim::new("p-x", Default::default());
@@ -276,7 +304,16 @@ mod tests {
                 cpu_millis: 750,
                 memory_bytes: (1 << 30) + (1 << 29),
                 pods: vec!["uid-a".into(), "uid-b".into()],
+                groups: vec!["rs-1".into(), String::new()],
             })
+        );
+        let mut alone = NodeClaim::new("p-z", Default::default());
+        reserve_for_pods(&mut alone, &one_large_node(&["ns/b"]), pods);
+        let written = alone.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            Reservation::parse(&written[reservation::ANNOTATION]).map(|r| r.groups),
+            Ok(vec![]),
+            "no pod with a controller: no groups written"
         );
 
         let mut unknown = NodeClaim::new("p-y", Default::default());

@@ -26,6 +26,9 @@ pub struct PodShape {
     pub namespace: Arc<str>,
     pub labels: Arc<BTreeMap<String, String>>,
     pub scheduler_name: Option<String>,
+    /// The UID of its controller (ReplicaSet, StatefulSet, Job...), whose
+    /// pods are interchangeable in the room a new node holds for them.
+    pub controller: Option<Arc<str>>,
     /// Owned by a DaemonSet: it runs on every node and goes with it.
     pub daemonset: bool,
     /// The kubelet's mirror of a static pod: it cannot be evicted.
@@ -48,6 +51,11 @@ impl PodShape {
             namespace: pod.metadata.namespace.as_deref().unwrap_or_default().into(),
             labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
             scheduler_name: spec.and_then(|s| s.scheduler_name.clone()),
+            controller: pod
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true) && !o.uid.is_empty())
+                .map(|o| o.uid.as_str().into()),
             daemonset: pod
                 .owner_references()
                 .iter()

@@ -35,7 +35,9 @@ use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
 use crate::model::launch_group::LaunchGroup;
-use crate::model::new_claim::{claim_name, min_values_relaxed, new_claim, reserve_for_pods};
+use crate::model::new_claim::{
+    claim_name, min_values_relaxed, new_claim, reserve_for_pods, ReservedPod,
+};
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Problem};
 use crate::model::queue_order::deal_in_queue_order;
@@ -296,7 +298,11 @@ async fn launch_new<L: Launcher>(
     let mut claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
     reserve_for_pods(&mut claim, node, |key| {
         let pod = pods.get(key)?;
-        Some((pod.uid.as_deref()?, pod.shape.requests.as_ref().ok()?))
+        Some(ReservedPod {
+            uid: pod.uid.as_deref()?,
+            requests: pod.shape.requests.as_ref().ok()?,
+            controller: pod.shape.controller.as_deref(),
+        })
     });
     group.annotate(&mut claim);
     let created = claims::create(&ctx.act.client, &claim).await?;
