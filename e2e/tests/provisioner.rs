@@ -11,6 +11,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::json;
 use spotwright_api::eks::DEFAULT_ROOT_VOLUME_GIB;
+use spotwright_api::reservation::{self, Reservation};
 use spotwright_e2e::harness::process::eventually;
 use spotwright_e2e::harness::provisioner::{ec2, FaultProxy, Provisioner};
 use spotwright_e2e::harness::webhook::{counter_in, Webhook};
@@ -139,6 +140,49 @@ fn assert_promised_labels(node: &Node, catalog: &[InstanceType]) {
     );
 }
 
+/// Each claim's `spotwright.io/reserved-for` names, beside each pod it was
+/// launched for, that pod's ReplicaSet: the group whose replicas the
+/// extender lets take each other's room.
+async fn assert_reservations_name_each_pod_s_replica_set(
+    client: &Client,
+    pool: &str,
+    namespace: &str,
+) {
+    let controllers: HashMap<String, String> = running_pods(client, namespace)
+        .await
+        .iter()
+        .filter_map(|pod| {
+            let owner = pod
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+            Some((pod.metadata.uid.clone()?, owner.uid.clone()))
+        })
+        .collect();
+    let mut checked = 0;
+    for claim in pool_claims(client, pool).await {
+        let Some(value) = claim
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(reservation::ANNOTATION))
+        else {
+            continue;
+        };
+        let written = Reservation::parse(value).expect("a reservation");
+        assert_eq!(written.groups.len(), written.pods.len(), "{written:?}");
+        for (uid, group) in written.pods.iter().zip(&written.groups) {
+            if let Some(replica_set) = controllers.get(uid) {
+                assert_eq!(group, replica_set, "pod {uid} in {value}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no reservation named a running pod");
+}
+
 #[tokio::test]
 async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them() {
     let _turn = SERIAL.lock().await;
@@ -181,6 +225,7 @@ async fn forty_mixed_pods_land_on_diverse_spot_nodes_and_the_nodes_go_with_them(
         peak_cpu <= CPU_LIMIT * 1000,
         "the NodePool's cpu limit was exceeded: {peak_cpu}m"
     );
+    assert_reservations_name_each_pod_s_replica_set(&client, &pool, &namespace).await;
 
     let catalog = fetch_instance_types(
         &ec2().await,

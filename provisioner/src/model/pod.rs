@@ -327,6 +327,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_s_controller_is_its_group_and_a_mere_owner_is_not() {
+        let owned = |controller: bool| {
+            pod(
+                json!({"metadata": {"name": "p", "namespace": "n", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "cm-1"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs-1",
+                 "controller": controller}]},
+                "spec": {"containers": []}}),
+            )
+        };
+        assert_eq!(owned(true).shape.controller.as_deref(), Some("rs-1"));
+        assert_eq!(owned(false).shape.controller, None);
+    }
+
+    #[test]
     fn a_bad_quantity_is_an_error_naming_the_pod() {
         let p = pod(
             json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {
