@@ -6,6 +6,7 @@
 //! that were solved onto another one still on its way. Without it, a burst
 //! ends with pods whose own node was taken by others, and more nodes.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
@@ -28,6 +29,16 @@ pub struct Reservation {
     /// a controller; absent (older writers) means no pod has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+}
+
+/// A pod's group in a reservation: the UID of its controller (the owner
+/// with `controller: true`), if it has one. The provisioner writes it and
+/// the extender reads bound pods by the same rule.
+pub fn group_of(owners: &[OwnerReference]) -> Option<&str> {
+    owners
+        .iter()
+        .find(|o| o.controller == Some(true) && !o.uid.is_empty())
+        .map(|o| o.uid.as_str())
 }
 
 /// The annotation does not hold a reservation.

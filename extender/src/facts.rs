@@ -289,20 +289,13 @@ impl PodFacts {
         });
         let key = pod_key(pod)?;
         Some(PodFacts {
-            group: controller_uid(pod).unwrap_or_else(|| key.clone()),
+            group: reservation::group_of(pod.owner_references())
+                .map_or_else(|| key.clone(), str::to_owned),
             key,
             node_name,
             requests,
         })
     }
-}
-
-/// The UID of the object that controls a pod (`controller: true`), if any.
-pub fn controller_uid(pod: &Pod) -> Option<String> {
-    pod.owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true) && !o.uid.is_empty())
-        .map(|o| o.uid.clone())
 }
 
 /// The index key of a pod: its uid, else `namespace/name`.

@@ -192,11 +192,19 @@ impl Slots {
         })
     }
 
+    /// The reservation of the pod `key`, while it is not bound.
+    fn waiting(&self, key: &str) -> Option<&Reserved> {
+        self.reserved.get(key).filter(|e| !e.bound)
+    }
+
     /// How `claim` (node `node`) stands to the pod `asker`.
     pub fn kinship(&self, claim: &str, node: &str, asker: Asker<'_>) -> Kinship {
-        let Some(own) = self.reserved.get(asker.key).filter(|e| !e.bound) else {
-            return Kinship::Stranger;
-        };
+        self.waiting(asker.key).map_or(Kinship::Stranger, |own| {
+            self.kinship_of(own, claim, node, asker.group)
+        })
+    }
+
+    fn kinship_of(&self, own: &Reserved, claim: &str, node: &str, group: &str) -> Kinship {
         if own.claims.iter().any(|c| c == claim) {
             return Kinship::Own;
         }
@@ -204,7 +212,7 @@ impl Slots {
             planned
                 .groups
                 .iter()
-                .any(|(g, count)| *g == asker.group && self.open(node, g, *count) > 0)
+                .any(|(g, count)| g == group && self.open(node, g, *count) > 0)
         });
         if open {
             Kinship::StandIn
@@ -218,10 +226,10 @@ impl Slots {
     /// none for a pod no claim was launched for (only a pod whose own node
     /// is on its way is kept off; see `filter::awaits_own_node`).
     pub fn held_from(&self, claim: &str, node: &str, asker: Asker<'_>) -> u32 {
-        if !self.is_launched_for(asker.key) {
+        let Some(own) = self.waiting(asker.key) else {
             return 0;
-        }
-        match self.kinship(claim, node, asker) {
+        };
+        match self.kinship_of(own, claim, node, asker.group) {
             Kinship::Own | Kinship::StandIn => 0,
             Kinship::Stranger => self.held(claim, node),
         }
@@ -229,15 +237,12 @@ impl Slots {
 
     /// Whether some claim was launched for the pod `key`, not bound yet.
     pub fn is_launched_for(&self, key: &str) -> bool {
-        self.reserved.get(key).is_some_and(|e| !e.bound)
+        self.waiting(key).is_some()
     }
 
     /// The claims launched for the pod `key`, not bound yet.
     pub fn claims_of(&self, key: &str) -> &[String] {
-        self.reserved
-            .get(key)
-            .filter(|e| !e.bound)
-            .map_or(&[], |e| e.claims.as_slice())
+        self.waiting(key).map_or(&[], |e| e.claims.as_slice())
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use spotwright_api::keys;
+use spotwright_api::{keys, reservation};
 use spotwright_solver::model::{PendingPod, PlacedPod, Resources};
 
 use super::facts::{placement, requests_of, FactsError, Placement, UnreadableField};
@@ -51,11 +51,7 @@ impl PodShape {
             namespace: pod.metadata.namespace.as_deref().unwrap_or_default().into(),
             labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
             scheduler_name: spec.and_then(|s| s.scheduler_name.clone()),
-            controller: pod
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true) && !o.uid.is_empty())
-                .map(|o| o.uid.as_str().into()),
+            controller: reservation::group_of(pod.owner_references()).map(Arc::from),
             daemonset: pod
                 .owner_references()
                 .iter()
