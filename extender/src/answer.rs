@@ -17,7 +17,7 @@ use crate::facts::{pod_requests, InitContainer, NodeFacts, Resources};
 use crate::filter::{self, Reason, Window};
 use crate::index::{Index, IndexRead, NodeView};
 use crate::score::{self, Candidate, Weights};
-use crate::slots::{Asker, Kinship};
+use crate::slots::Kinship;
 use crate::wire::{
     node_names, priorities_json, ExtenderArgs, FilterResult, NameStyle, NodeNames, PodView,
     RequirementsView,
@@ -153,13 +153,12 @@ fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Qu
 }
 
 /// The request's pod as held room sees it: its key as the index keys pods
-/// (UID, else `namespace/name`) and its group (its controller's UID, else
-/// its key); `None` when room is never held from it: a DaemonSet's pod (its
-/// share was counted in when the node was sized) or a pod whose metadata
-/// cannot be read.
+/// (UID, else `namespace/name`); `None` when room is never held from it: a
+/// DaemonSet's pod (its share was counted in when the node was sized) or a
+/// pod whose metadata cannot be read. Its group is the one it was reserved
+/// under (see `slots`).
 struct Asking {
     key: String,
-    group: Option<String>,
 }
 
 impl Asking {
@@ -173,9 +172,6 @@ impl Asking {
         if controller.is_some_and(|o| o.kind.as_deref() == Some("DaemonSet")) {
             return None;
         }
-        let group = controller
-            .and_then(|o| o.uid.clone())
-            .filter(|u| !u.is_empty());
         let key = meta.uid.or_else(|| {
             let name = meta.name.as_deref()?;
             Some(format!(
@@ -183,14 +179,7 @@ impl Asking {
                 meta.namespace.as_deref().unwrap_or_default()
             ))
         })?;
-        Some(Asking { key, group })
-    }
-
-    fn slots(&self) -> Asker<'_> {
-        Asker {
-            key: &self.key,
-            group: self.group.as_deref().unwrap_or(&self.key),
-        }
+        Some(Asking { key })
     }
 }
 
@@ -213,7 +202,7 @@ fn verdict(
         // The common case: no lookup per node.
         return None;
     }
-    let held = read.held_from(claim, &facts.name, asker.slots());
+    let held = read.held_from(claim, &facts.name, &asker.key);
     if young {
         return filter::holds_room(facts, held, window);
     }
@@ -399,9 +388,7 @@ pub fn prioritize_steering(
     let pools = read.interruptions_since(now.saturating_sub(window));
     let candidate = |view: NodeView| {
         let kinship = match (view.claim, view.facts, asker.as_ref()) {
-            (Some(claim), Some(facts), Some(asker)) => {
-                read.kinship(claim, &facts.name, asker.slots())
-            }
+            (Some(claim), Some(facts), Some(asker)) => read.kinship(claim, &facts.name, &asker.key),
             _ => Kinship::Stranger,
         };
         let candidate = Candidate::new(
