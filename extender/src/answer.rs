@@ -17,7 +17,7 @@ use crate::facts::{pod_requests, InitContainer, NodeFacts, Resources};
 use crate::filter::{self, Reason, Window};
 use crate::index::{Index, IndexRead, NodeView};
 use crate::score::{self, Candidate, Weights};
-use crate::slots::Kinship;
+use crate::slots::{Asker, Kinship};
 use crate::wire::{
     node_names, priorities_json, ExtenderArgs, FilterResult, NameStyle, NodeNames, PodView,
     RequirementsView,
@@ -153,12 +153,13 @@ fn requests(resources: &Option<RequirementsView>) -> Option<&BTreeMap<String, Qu
 }
 
 /// The request's pod as held room sees it: its key as the index keys pods
-/// (UID, else `namespace/name`); `None` when room is never held from it: a
-/// DaemonSet's pod (its share was counted in when the node was sized) or a
-/// pod whose metadata cannot be read. Its group is the one it was reserved
-/// under (see `slots`).
+/// (UID, else `namespace/name`) and its group (its controller's UID, else
+/// its key); `None` when room is never held from it: a DaemonSet's pod (its
+/// share was counted in when the node was sized) or a pod whose metadata
+/// cannot be read.
 struct Asking {
     key: String,
+    group: Option<String>,
 }
 
 impl Asking {
@@ -172,6 +173,9 @@ impl Asking {
         if controller.is_some_and(|o| o.kind.as_deref() == Some("DaemonSet")) {
             return None;
         }
+        let group = controller
+            .and_then(|o| o.uid.clone())
+            .filter(|u| !u.is_empty());
         let key = meta.uid.or_else(|| {
             let name = meta.name.as_deref()?;
             Some(format!(
@@ -179,7 +183,14 @@ impl Asking {
                 meta.namespace.as_deref().unwrap_or_default()
             ))
         })?;
-        Some(Asking { key })
+        Some(Asking { key, group })
+    }
+
+    fn slots(&self) -> Asker<'_> {
+        Asker {
+            key: &self.key,
+            group: self.group.as_deref().unwrap_or(&self.key),
+        }
     }
 }
 
@@ -202,7 +213,7 @@ fn verdict(
         // The common case: no lookup per node.
         return None;
     }
-    let held = read.held_from(claim, &facts.name, &asker.key);
+    let held = read.held_from(claim, &facts.name, asker.slots());
     if young {
         return filter::holds_room(facts, held, window);
     }
@@ -388,7 +399,9 @@ pub fn prioritize_steering(
     let pools = read.interruptions_since(now.saturating_sub(window));
     let candidate = |view: NodeView| {
         let kinship = match (view.claim, view.facts, asker.as_ref()) {
-            (Some(claim), Some(facts), Some(asker)) => read.kinship(claim, &facts.name, &asker.key),
+            (Some(claim), Some(facts), Some(asker)) => {
+                read.kinship(claim, &facts.name, asker.slots())
+            }
             _ => Kinship::Stranger,
         };
         let candidate = Candidate::new(

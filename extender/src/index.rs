@@ -21,7 +21,7 @@ use spotwright_api::prices::PriceCatalog;
 use crate::facts::{ClaimFacts, NodeFacts, PodFacts, Resources};
 use crate::filter::{self, Reason, Window};
 use crate::score::{self, Basis};
-use crate::slots::{Kinship, Slots};
+use crate::slots::{Asker, Kinship, Slots};
 
 /// One change from a watch.
 #[derive(Clone, Debug, PartialEq)]
@@ -557,18 +557,18 @@ impl IndexRead<'_> {
 
     /// How many pods `claim` (node `node`) holds room for that `asker`
     /// may not take their place. None when the claim was launched for the
-    /// asker (`asker`: its key) or holds a slot of its group (see `slots`), and none for a pod
+    /// asker or holds a slot of its group (see `slots`), and none for a pod
     /// no claim holds room for: only a pod with a node of its own on the
     /// way is kept off, as that node's arrival makes the scheduler try it
     /// again. Any other pod would wait for the scheduler's periodic retry,
     /// with the provisioner seeing room for it and launching nothing.
-    pub fn held_from(&self, claim: &ClaimFacts, node: &str, asker: &str) -> u64 {
+    pub fn held_from(&self, claim: &ClaimFacts, node: &str, asker: Asker<'_>) -> u64 {
         u64::from(self.0.slots.held_from(&claim.name, node, asker))
     }
 
     /// How `claim` (node `node`) stands to the pod `asker`: launched for
     /// it, holding a slot it may take, or neither.
-    pub fn kinship(&self, claim: &ClaimFacts, node: &str, asker: &str) -> Kinship {
+    pub fn kinship(&self, claim: &ClaimFacts, node: &str, asker: Asker<'_>) -> Kinship {
         self.0.slots.kinship(&claim.name, node, asker)
     }
 

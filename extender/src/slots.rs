@@ -35,6 +35,13 @@ struct Planned {
     groups: Vec<(String, u32)>,
 }
 
+/// The pod a question is about: its key (UID) and its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asker<'a> {
+    pub key: &'a str,
+    pub group: &'a str,
+}
+
 /// How a claim stands to one pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kinship {
@@ -191,28 +198,26 @@ impl Slots {
     }
 
     /// How `claim` (node `node`) stands to the pod `asker`.
-    pub fn kinship(&self, claim: &str, node: &str, asker: &str) -> Kinship {
-        self.waiting(asker)
-            .map_or(Kinship::Stranger, |own| self.kinship_of(own, claim, node))
+    pub fn kinship(&self, claim: &str, node: &str, asker: Asker<'_>) -> Kinship {
+        self.waiting(asker.key).map_or(Kinship::Stranger, |own| {
+            self.kinship_of(own, claim, node, asker.group)
+        })
     }
 
-    /// A claim is the pod's own, or a stand-in's, only while it has an open
-    /// slot of the pod's group: once siblings filled its group's slots on
-    /// its own node, what is left there is held for other groups, and the
-    /// slot a sibling left elsewhere is the pod's. The group is the one the
-    /// pod was reserved under (each pod a group of one for a reservation
-    /// without groups), as the claims count their slots by it.
-    fn kinship_of(&self, own: &Reserved, claim: &str, node: &str) -> Kinship {
+    fn kinship_of(&self, own: &Reserved, claim: &str, node: &str, group: &str) -> Kinship {
+        if own.claims.iter().any(|c| c == claim) {
+            return Kinship::Own;
+        }
         let open = self.planned.get(claim).is_some_and(|planned| {
             planned
                 .groups
                 .iter()
-                .any(|(g, count)| *g == own.group && self.open(node, g, *count) > 0)
+                .any(|(g, count)| g == group && self.open(node, g, *count) > 0)
         });
-        match (open, own.claims.iter().any(|c| c == claim)) {
-            (false, _) => Kinship::Stranger,
-            (true, true) => Kinship::Own,
-            (true, false) => Kinship::StandIn,
+        if open {
+            Kinship::StandIn
+        } else {
+            Kinship::Stranger
         }
     }
 
@@ -220,11 +225,11 @@ impl Slots {
     /// when the claim was launched for it or holds a slot of its group, and
     /// none for a pod no claim was launched for (only a pod whose own node
     /// is on its way is kept off; see `filter::awaits_own_node`).
-    pub fn held_from(&self, claim: &str, node: &str, asker: &str) -> u32 {
-        let Some(own) = self.waiting(asker) else {
+    pub fn held_from(&self, claim: &str, node: &str, asker: Asker<'_>) -> u32 {
+        let Some(own) = self.waiting(asker.key) else {
             return 0;
         };
-        match self.kinship_of(own, claim, node) {
+        match self.kinship_of(own, claim, node, asker.group) {
             Kinship::Own | Kinship::StandIn => 0,
             Kinship::Stranger => self.held(claim, node),
         }
@@ -247,6 +252,10 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    fn asker<'a>(key: &'a str, group: &'a str) -> Asker<'a> {
+        Asker { key, group }
+    }
+
     /// Claim `c1` (node n1) for a1 and b1, `c2` (node n2) for a2 and b2:
     /// groups `a` and `b`, one of each per node.
     fn two_nodes() -> Slots {
@@ -259,19 +268,21 @@ mod tests {
     #[test]
     fn a_replica_may_take_a_slot_of_its_group_and_the_other_takes_its_own() {
         let mut slots = two_nodes();
-        assert_eq!(slots.kinship("c1", "n1", "a1"), Kinship::Own);
-        assert_eq!(slots.kinship("c2", "n2", "a1"), Kinship::StandIn);
-        assert_eq!(slots.held_from("c2", "n2", "a1"), 0);
+        assert_eq!(slots.kinship("c1", "n1", asker("a1", "a")), Kinship::Own);
+        assert_eq!(
+            slots.kinship("c2", "n2", asker("a1", "a")),
+            Kinship::StandIn
+        );
+        assert_eq!(slots.held_from("c2", "n2", asker("a1", "a")), 0);
         // a1 lands on n2, in a2's slot: n2 holds b2's only, n1 one for a2.
         slots.bind("a1", "a", "n2");
         assert_eq!(slots.held("c2", "n2"), 1);
         assert_eq!(slots.held("c1", "n1"), 2);
+        assert_eq!(slots.kinship("c2", "n2", asker("a2", "a")), Kinship::Own);
         assert_eq!(
-            slots.kinship("c2", "n2", "a2"),
-            Kinship::Stranger,
-            "its group's slot there is taken"
+            slots.kinship("c1", "n1", asker("a2", "a")),
+            Kinship::StandIn
         );
-        assert_eq!(slots.kinship("c1", "n1", "a2"), Kinship::StandIn);
         slots.bind("a2", "a", "n1");
         slots.bind("b2", "b", "n2");
         assert_eq!(slots.held("c2", "n2"), 0);
@@ -279,31 +290,18 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_whose_own_slot_a_sibling_took_is_held_off_its_node_and_sent_to_the_slot_left() {
-        let mut slots = two_nodes();
-        // a2 takes a1's slot on n1; a1 is still pending.
-        slots.bind("a2", "a", "n1");
-        assert_eq!(
-            slots.kinship("c1", "n1", "a1"),
-            Kinship::Stranger,
-            "what is left on n1 is b1's"
-        );
-        assert_eq!(slots.held_from("c1", "n1", "a1"), 1);
-        assert_eq!(slots.kinship("c2", "n2", "a1"), Kinship::StandIn);
-        assert_eq!(slots.held_from("c2", "n2", "a1"), 0);
-        assert!(slots.is_launched_for("a1"), "still waiting for a node");
-    }
-
-    #[test]
     fn a_pod_of_another_group_is_held_off_and_one_launched_for_nowhere_is_not() {
         let mut slots = two_nodes();
         slots.add_claim("c3", [("c1", "c")], |_| false);
-        assert_eq!(slots.kinship("c1", "n1", "c1"), Kinship::Stranger);
-        assert_eq!(slots.held_from("c1", "n1", "c1"), 2);
-        assert_eq!(slots.held_from("c1", "n1", "x"), 0);
+        assert_eq!(
+            slots.kinship("c1", "n1", asker("c1", "c")),
+            Kinship::Stranger
+        );
+        assert_eq!(slots.held_from("c1", "n1", asker("c1", "c")), 2);
+        assert_eq!(slots.held_from("c1", "n1", asker("x", "a")), 0);
         slots.bind("c1", "c", "n3");
         assert_eq!(
-            slots.held_from("c1", "n1", "c1"),
+            slots.held_from("c1", "n1", asker("c1", "c")),
             0,
             "bound: no node is its own any more"
         );

@@ -147,11 +147,14 @@ pub struct PodMeta {
     pub owner_references: Option<Vec<OwnerView>>,
 }
 
-/// An owner reference: whether a DaemonSet controls the pod.
+/// An owner reference: whether a DaemonSet controls the pod, and which
+/// controller (its replicas share the room held for them).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct OwnerView {
     #[serde(default)]
     pub kind: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
     #[serde(default)]
     pub controller: Option<bool>,
 }

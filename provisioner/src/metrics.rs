@@ -15,7 +15,6 @@ pub struct Metrics {
     pub nodes_terminated: IntCounterVec,
     pub unschedulable_pods: IntCounterVec,
     pub nomination_mismatches: IntCounterVec,
-    pub slot_hand_overs: IntCounter,
     pub events_sampled_out: IntCounterVec,
     pub fleet_cost: Gauge,
     pub nodeclaims: IntGaugeVec,
@@ -139,10 +138,6 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
-            slot_hand_overs: IntCounter::new(
-                "spotwright_provisioner_slot_hand_overs_total",
-                "Pending replicas nominated for the new node a sibling left, after that sibling took their slot on another.",
-            )?,
             events_sampled_out: IntCounterVec::new(
                 Opts::new(
                     "spotwright_provisioner_events_sampled_out_total",
@@ -224,7 +219,6 @@ impl Metrics {
         registry.register(Box::new(metrics.nodes_terminated.clone()))?;
         registry.register(Box::new(metrics.unschedulable_pods.clone()))?;
         registry.register(Box::new(metrics.nomination_mismatches.clone()))?;
-        registry.register(Box::new(metrics.slot_hand_overs.clone()))?;
         registry.register(Box::new(metrics.events_sampled_out.clone()))?;
         registry.register(Box::new(metrics.fleet_cost.clone()))?;
         registry.register(Box::new(metrics.nodeclaims.clone()))?;

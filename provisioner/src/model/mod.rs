@@ -10,7 +10,6 @@ pub mod consolidation;
 pub mod cron;
 pub mod disruption;
 pub mod facts;
-pub mod handover;
 pub mod hashing;
 pub mod launch;
 pub mod launch_group;

@@ -2,19 +2,16 @@
 //! of asking the API server. Built from the watch caches once per change
 //! ([`super::ClusterState::snapshot`]) and shared until the next one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::ResourceExt;
-use spotwright_api::reservation::{self, Reservation};
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::InstanceType;
 
 use crate::model::claim::{instance_id, node_name, provider_id};
-use crate::model::handover::GroupSlots;
 use crate::model::node::node_provider_id;
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Objects, Problem};
@@ -148,47 +145,6 @@ impl Snapshot {
             .get(node)
             .map(|on_node| on_node.iter().map(|&i| self.pods[i].as_ref()).collect())
             .unwrap_or_default()
-    }
-
-    /// Each claim's slots of `groups`: the pods of the group its
-    /// reservation names, and those bound to its node. A claim without a
-    /// readable reservation has none.
-    pub fn group_slots(&self, groups: &BTreeSet<&str>) -> Vec<GroupSlots> {
-        let mut slots = Vec::new();
-        for claim in &self.claims {
-            let Some(reservation) = claim
-                .annotations()
-                .get(reservation::ANNOTATION)
-                .and_then(|a| Reservation::parse(a).ok())
-            else {
-                continue;
-            };
-            let mut planned: BTreeMap<&str, u32> = BTreeMap::new();
-            for group in reservation
-                .groups
-                .iter()
-                .filter(|g| groups.contains(g.as_str()))
-            {
-                *planned.entry(group).or_default() += 1;
-            }
-            let bound_there = match node_name(claim) {
-                Some(node) if !planned.is_empty() => self.pods_on(node),
-                _ => Vec::new(),
-            };
-            for (group, planned) in planned {
-                let bound = bound_there
-                    .iter()
-                    .filter(|p| !p.terminal && p.shape.controller.as_deref() == Some(group))
-                    .count();
-                slots.push(GroupSlots {
-                    claim: claim.name_any(),
-                    group: group.to_owned(),
-                    planned,
-                    bound: u32::try_from(bound).unwrap_or(u32::MAX),
-                });
-            }
-        }
-        slots
     }
 
     pub fn pool(&self, name: &str) -> Option<&Arc<NodePool>> {

@@ -34,7 +34,6 @@ use crate::act::launcher::{launch_claim, needs_launch, Launcher, Launching, Orig
 use crate::model::claim::{find_condition, node_name};
 use crate::model::clock::SharedClock;
 use crate::model::facts;
-use crate::model::handover;
 use crate::model::launch_group::LaunchGroup;
 use crate::model::new_claim::{
     claim_name, min_values_relaxed, new_claim, reserve_for_pods, ReservedPod,
@@ -414,8 +413,6 @@ async fn judge_nominations<L>(
         let Ok(mut nominations) = ctx.nominations.lock() else {
             return Held::default();
         };
-        let handed = hand_over_vacated_slots(&mut nominations, snapshot, pods);
-        ctx.act.metrics.slot_hand_overs.inc_by(handed);
         let mut found = Vec::new();
         for (pod_key, claim_name) in nominations.nominated_pods() {
             let pod_now = match pods.get(&pod_key) {
@@ -447,8 +444,6 @@ async fn judge_nominations<L>(
                     held.awaiting.push((pending.key.clone(), claim));
                 }
                 held.pods.insert(pending.key.clone());
-            } else {
-                tracing::debug!(pod = pending.key, ?claim, "solved in this pass");
             }
         }
         (found, held)
@@ -457,46 +452,6 @@ async fn judge_nominations<L>(
         report_mismatch(ctx, pods, mismatch).await;
     }
     held
-}
-
-/// Nominates each pending replica crowded off its new node by siblings for
-/// a claim with an open slot of its group (see [`handover`]), before the
-/// pass judges them. How many were.
-fn hand_over_vacated_slots(
-    nominations: &mut Nominations,
-    snapshot: &Snapshot,
-    pods: &PodsByKey,
-) -> u64 {
-    let waiting: Vec<handover::Waiting> = nominations
-        .nominated_pods()
-        .into_iter()
-        .filter_map(|(pod_key, claim)| {
-            let pod = pods.get(&pod_key).filter(|p| p.node_name.is_none())?;
-            let group = pod.shape.controller.as_deref()?.to_owned();
-            Some(handover::Waiting {
-                pod: pod_key,
-                group,
-                claim,
-            })
-        })
-        .collect();
-    if waiting.is_empty() {
-        return 0;
-    }
-    let groups: BTreeSet<&str> = waiting.iter().map(|w| w.group.as_str()).collect();
-    let slots = snapshot.group_slots(&groups);
-    let mut handed_over = 0;
-    for handed in handover::hand_overs(&slots, &waiting) {
-        if nominations.hand_over(&handed.pod, &handed.claim) {
-            tracing::debug!(
-                pod = handed.pod,
-                claim = handed.claim,
-                "handed a sibling's slot"
-            );
-            handed_over += 1;
-        }
-    }
-    handed_over
 }
 
 /// What became of a claim, as [`Nominations::judge`] needs it for `pod`.
@@ -744,72 +699,6 @@ mod tests {
         let changed = news(&first, &second);
         assert_eq!(changed.len(), 1, "{changed:?}");
         assert!(changed[0].starts_with("verdict:ns/p:"), "{changed:?}");
-    }
-
-    /// A replica of ReplicaSet `rs`, bound to `node` or refused.
-    fn replica(name: &str, rs: &str, node: Option<&str>) -> Arc<CachedPod> {
-        let refused = json!([{"type": "PodScheduled", "status": "False",
-            "reason": "Unschedulable", "message": "0/2 nodes are available: 2 Insufficient cpu."}]);
-        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "ns", "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": rs,
-                "controller": true}]},
-            "spec": {"nodeName": node, "containers": []},
-            "status": {"conditions": if node.is_some() { json!([]) } else { refused }}}))
-        .expect("a Pod");
-        Arc::new(CachedPod::from(&pod))
-    }
-
-    /// A claim on `node` launched for `pods` of `groups`.
-    fn claim_on(name: &str, node: &str, pods: &[&str], groups: &[&str]) -> Arc<NodeClaim> {
-        let reserved = spotwright_api::reservation::Reservation {
-            pods: pods.iter().map(|p| p.to_string()).collect(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            ..Default::default()
-        };
-        let claim = json!({"apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
-            "metadata": {"name": name,
-                "annotations": {spotwright_api::reservation::ANNOTATION: reserved.to_annotation()}},
-            "spec": {"nodeClassRef": {"name": "default"}},
-            "status": {"nodeName": node}});
-        Arc::new(serde_json::from_value(claim).expect("a NodeClaim"))
-    }
-
-    #[test]
-    fn a_replica_crowded_off_by_a_sibling_is_nominated_for_the_slot_the_sibling_left() {
-        let pods = vec![
-            replica("p", "rs-a", Some("node-2")),
-            replica("q", "rs-a", None),
-            replica("other", "rs-b", None),
-        ];
-        let snapshot = Snapshot::build(crate::state::snapshot::Lists {
-            pods: pods.clone(),
-            claims: vec![
-                claim_on("claim-1", "node-1", &["p"], &["rs-a"]),
-                claim_on("claim-2", "node-2", &["q", "other"], &["rs-a", "rs-b"]),
-            ],
-            ..Default::default()
-        });
-        let by_key: PodsByKey = pods.iter().map(|p| (p.key(), p.as_ref())).collect();
-        let mut nominations = Nominations::new(Default::default());
-        nominations.nominated("ns/p", "claim-1", at(0));
-        nominations.nominated("ns/q", "claim-2", at(0));
-        nominations.nominated("ns/other", "claim-2", at(0));
-        assert_eq!(
-            hand_over_vacated_slots(&mut nominations, &snapshot, &by_key),
-            1
-        );
-        assert_eq!(nominations.claim_of("ns/q"), Some("claim-1"));
-        assert_eq!(
-            nominations.claim_of("ns/other"),
-            Some("claim-2"),
-            "not of the group"
-        );
-        assert_eq!(
-            nominations.claim_of("ns/p"),
-            Some("claim-1"),
-            "judged later, as before"
-        );
     }
 
     #[test]

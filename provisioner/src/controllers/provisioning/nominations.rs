@@ -154,20 +154,6 @@ impl Nominations {
         record.verdict_at_ready = None;
     }
 
-    /// `pod` takes the slot a sibling left on `claim` (see
-    /// [`super::handover`]): that claim is its place from now on, judged
-    /// afresh. No launch, so its backoff stays; a pod the scheduler refused
-    /// for a reason of its own keeps its verdict. Whether it was handed over.
-    pub fn hand_over(&mut self, pod: &str, claim: &str) -> bool {
-        let Some(record) = self.pods.get_mut(pod).filter(|r| r.refused.is_none()) else {
-            return false;
-        };
-        record.claim = claim.to_owned();
-        record.released = false;
-        record.verdict_at_ready = None;
-        true
-    }
-
     /// The pods nominated, to look up for [`Self::judge`].
     pub fn nominated_pods(&self) -> Vec<(String, String)> {
         self.pods
@@ -559,55 +545,6 @@ mod tests {
         assert_eq!(n.hold("a/p", "", ready, at(5_000)), awaiting);
         // Its claim gone (the launch failed): the backoff alone decides.
         assert_eq!(n.hold("a/p", "", ClaimNow::Gone, at(5_000)), None);
-    }
-
-    #[test]
-    fn a_pod_handed_a_sibling_s_slot_awaits_that_node_and_keeps_its_backoff() {
-        let mut n = Nominations::new(NominationSettings::default());
-        n.nominated("a/q", "pool-x", at(0));
-        n.nominated("a/q", "pool-x", at(1));
-        let full = ClaimNow::Ready {
-            node: "n1",
-            since: at(2),
-            room: false,
-        };
-        let pending = PodNow::Pending {
-            message: "0/3 nodes are available: 3 Insufficient cpu.",
-        };
-        assert_eq!(n.judge("a/q", pending, full, at(3)), None);
-        assert_eq!(n.hold("a/q", "", full, at(3)), None, "released");
-        assert!(n.hand_over("a/q", "pool-y"));
-        assert_eq!(n.claim_of("a/q"), Some("pool-y"));
-        let launching = ClaimNow::Launching { node: Some("n2") };
-        assert_eq!(
-            n.hold("a/q", "", launching, at(4)),
-            Some(Hold::Awaiting {
-                claim: "pool-y".into()
-            }),
-            "the slot it was handed is its place"
-        );
-        // The hand-over was no launch: once that node is judged, the backoff
-        // of the second launch still runs from the second launch.
-        assert_eq!(
-            n.hold("a/q", "", ClaimNow::Gone, at(5)),
-            Some(Hold::Backoff { until: at(16) })
-        );
-        assert!(!n.hand_over("a/unknown", "pool-y"));
-    }
-
-    #[test]
-    fn a_pod_refused_for_its_own_reason_is_not_handed_a_slot() {
-        let mut n = Nominations::new(NominationSettings::default());
-        n.nominated("a/p", "pool-x", at(0));
-        let ready = ClaimNow::Ready {
-            node: "n1",
-            since: at(0),
-            room: true,
-        };
-        let pending = PodNow::Pending { message: AFFINITY };
-        assert!(n.judge("a/p", pending, ready, at(40)).is_some());
-        assert!(!n.hand_over("a/p", "pool-y"));
-        assert_eq!(n.claim_of("a/p"), Some("pool-x"));
     }
 
     #[test]
