@@ -444,6 +444,9 @@ async fn judge_nominations<L>(
                     held.awaiting.push((pending.key.clone(), claim));
                 }
                 held.pods.insert(pending.key.clone());
+            } else {
+                // Why a pod a launch was for is solved again: its claim as judged.
+                tracing::debug!(pod = pending.key, ?claim, "solved in this pass");
             }
         }
         (found, held)
