@@ -445,7 +445,7 @@ async fn judge_nominations<L>(
                 }
                 held.pods.insert(pending.key.clone());
             } else {
-                // Why a pod a launch was for is solved again: its claim as judged.
+                // Its claim as judged says why it is solved (Gone if it has none).
                 tracing::debug!(pod = pending.key, ?claim, "solved in this pass");
             }
         }
