@@ -55,6 +55,30 @@ impl Reservation {
     pub fn parse(value: &str) -> Result<Reservation, ReservationError> {
         serde_json::from_str(value).map_err(|e| ReservationError(e.to_string()))
     }
+
+    /// Adds a pod: its UID, what it requests and its group (see
+    /// [`group_of`]). Whether it was added: a pod already in is not again.
+    /// `groups` stays aligned with `pods`, and absent while no pod has one.
+    pub fn add(
+        &mut self,
+        uid: &str,
+        cpu_millis: u64,
+        memory_bytes: u64,
+        group: Option<&str>,
+    ) -> bool {
+        if self.pods.iter().any(|p| p == uid) {
+            return false;
+        }
+        let group = group.unwrap_or_default();
+        if !group.is_empty() || !self.groups.is_empty() {
+            self.groups.resize(self.pods.len(), String::new());
+            self.groups.push(group.to_owned());
+        }
+        self.cpu_millis = self.cpu_millis.saturating_add(cpu_millis);
+        self.memory_bytes = self.memory_bytes.saturating_add(memory_bytes);
+        self.pods.push(uid.to_owned());
+        true
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +104,22 @@ mod tests {
             Reservation::parse(without_groups).map(|r| r.groups),
             Ok(vec![]),
             "an older writer's annotation still reads"
+        );
+    }
+
+    #[test]
+    fn pods_added_keep_groups_aligned_and_come_in_once() {
+        let mut reservation = Reservation::default();
+        assert!(reservation.add("uid-a", 100, 1 << 20, None));
+        assert!(reservation.groups.is_empty(), "no pod has a group yet");
+        assert!(reservation.add("uid-b", 200, 2 << 20, Some("rs-1")));
+        assert!(!reservation.add("uid-a", 100, 1 << 20, None), "already in");
+        assert!(reservation.add("uid-c", 300, 3 << 20, None));
+        assert_eq!(reservation.pods, ["uid-a", "uid-b", "uid-c"]);
+        assert_eq!(reservation.groups, ["", "rs-1", ""]);
+        assert_eq!(
+            (reservation.cpu_millis, reservation.memory_bytes),
+            (600, 6 << 20)
         );
     }
 

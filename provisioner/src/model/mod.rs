@@ -18,6 +18,7 @@ pub mod node;
 pub mod pod;
 pub mod problem;
 pub mod queue_order;
+pub mod reservations;
 pub mod simulate;
 pub mod token_bucket;
 pub mod volumes;

@@ -131,17 +131,7 @@ pub fn reserve_for_pods<'a>(
         controller,
     } in node.pods.iter().filter_map(|key| pods(key))
     {
-        reservation.cpu_millis = reservation.cpu_millis.saturating_add(requests.cpu_millis);
-        reservation.memory_bytes = reservation
-            .memory_bytes
-            .saturating_add(requests.memory_bytes);
-        reservation.pods.push(uid.to_owned());
-        reservation
-            .groups
-            .push(controller.unwrap_or_default().to_owned());
-    }
-    if reservation.groups.iter().all(String::is_empty) {
-        reservation.groups.clear();
+        reservation.add(uid, requests.cpu_millis, requests.memory_bytes, controller);
     }
     if !reservation.pods.is_empty() {
         claim

@@ -23,7 +23,10 @@ use std::time::Instant;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
+use kube::ResourceExt;
+use serde_json::json;
 use spotwright_api::keys::CapacityType;
+use spotwright_api::reservation;
 use spotwright_api::{NodeClaim, NodePool};
 use spotwright_solver::model::{InstanceType, Resources};
 use spotwright_solver::{solve, Input, NewNode, Plan};
@@ -41,6 +44,7 @@ use crate::model::new_claim::{
 use crate::model::pod::CachedPod;
 use crate::model::problem::{self, Problem};
 use crate::model::queue_order::deal_in_queue_order;
+use crate::model::reservations;
 use crate::model::token_bucket::TokenBucket;
 use crate::state::{ClusterState, Snapshot};
 use crate::Error;
@@ -188,6 +192,7 @@ pub async fn pass<L: Launcher>(ctx: &Provisioning<L>) -> Result<(), Error> {
         by_key.get(key).and_then(|pod| pod.created)
     });
     report_unschedulable(ctx, &problem, &plan, &by_key).await;
+    hold_room_for_pods_solved_onto_claims(ctx, &snapshot, &plan, &by_key).await;
     let group = LaunchGroup::new(plan.new_nodes.len(), group_nonce(ctx.clock.now()));
     let launches = plan
         .new_nodes
@@ -281,6 +286,36 @@ async fn report_unschedulable<L>(
     }
 }
 
+/// Adds the pods this pass solved onto claims already launched to the room
+/// those claims hold ([`reservations::grown`]). Each claim is one patch,
+/// guarded by its resourceVersion: a claim changed meanwhile is left as it
+/// is, and its pods, if still pending, are solved again at the next pass.
+async fn hold_room_for_pods_solved_onto_claims<L>(
+    ctx: &Provisioning<L>,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    pods: &PodsByKey<'_>,
+) {
+    let grown = reservations::grown(&plan.to_existing, &snapshot.claims, |key| {
+        reserved_pod(pods.get(key)?)
+    });
+    for reservations::Grown { claim, reservation } in grown {
+        let annotations = json!({ reservation::ANNOTATION: reservation.to_annotation() });
+        let patch = json!({ "annotations": annotations });
+        if let Err(err) = claims::patch_metadata(&ctx.act.client, claim, patch, true).await {
+            tracing::debug!(claim = claim.name_any(), error = %err, "room not held for the pods solved onto it");
+        }
+    }
+}
+
+fn reserved_pod(pod: &CachedPod) -> Option<ReservedPod<'_>> {
+    Some(ReservedPod {
+        uid: pod.uid.as_deref()?,
+        requests: pod.shape.requests.as_ref().ok()?,
+        controller: pod.shape.controller.as_deref(),
+    })
+}
+
 /// Creates the claim of one new node, tells its pods, and launches it.
 async fn launch_new<L: Launcher>(
     ctx: &Provisioning<L>,
@@ -296,14 +331,7 @@ async fn launch_new<L: Launcher>(
         return Ok(());
     };
     let mut claim = new_claim(&claim_name(&node.nodepool), pool, class, node);
-    reserve_for_pods(&mut claim, node, |key| {
-        let pod = pods.get(key)?;
-        Some(ReservedPod {
-            uid: pod.uid.as_deref()?,
-            requests: pod.shape.requests.as_ref().ok()?,
-            controller: pod.shape.controller.as_deref(),
-        })
-    });
+    reserve_for_pods(&mut claim, node, |key| reserved_pod(pods.get(key)?));
     group.annotate(&mut claim);
     let created = claims::create(&ctx.act.client, &claim).await?;
     let why =
