@@ -30,8 +30,8 @@ pub struct Settings {
     /// How far back interruption records count.
     pub interruption_window: Duration,
     /// How long after its creation a node holds the room of its NodeClaim's
-    /// pods for them ([`filter::holds_room`]); zero (the default) holds
-    /// nothing.
+    /// pods for them ([`filter::holds_room`]); zero (this struct's default,
+    /// for tests; the command line's is 20 s) holds nothing.
     pub hold_room_for: Duration,
     /// Steer a pod to the node launched for it ([`score::prefer_launched`]).
     pub prefer_launched_node: bool,

@@ -70,13 +70,13 @@ pub struct Cli {
     )]
     pub interruption_window_minutes: u64,
     /// How long a new node holds room for the pods its NodeClaim was
-    /// launched for, in seconds after the Node's creation; 0 (the default)
-    /// turns it off. Opt-in: measured, it helps at 1,000 pods and hurts at
-    /// 5,000 (docs/benchmarks.md).
+    /// launched for (and those the provisioner solved onto it later), in
+    /// seconds after the Node's creation; 0 turns it off. Measured in
+    /// docs/benchmarks.md ("Held room on by default").
     #[arg(
         long,
         env = "SPOTWRIGHT_EXTENDER_HOLD_ROOM_SECONDS",
-        default_value_t = 0
+        default_value_t = 20
     )]
     pub hold_room_seconds: u64,
     /// How long a pod whose node is still on its way (its NodeClaim, launched
@@ -228,6 +228,14 @@ mod tests {
         assert_eq!(
             cli.settings().interruption_window,
             Duration::from_secs(3600)
+        );
+        assert_eq!(cli.settings().hold_room_for, Duration::from_secs(20));
+        assert_eq!(
+            parse(&["--hold-room-seconds", "0"])
+                .unwrap()
+                .settings()
+                .hold_room_for,
+            Duration::ZERO
         );
         assert_eq!(cli.max_request_bytes, 16 << 20);
         assert_eq!(cli.request_timeout(), Duration::from_millis(1500));
