@@ -302,8 +302,14 @@ async fn hold_room_for_pods_solved_onto_claims<L>(
     for reservations::Grown { claim, reservation } in grown {
         let annotations = json!({ reservation::ANNOTATION: reservation.to_annotation() });
         let patch = json!({ "annotations": annotations });
-        if let Err(err) = claims::patch_metadata(&ctx.act.client, claim, patch, true).await {
-            tracing::debug!(claim = claim.name_any(), error = %err, "room not held for the pods solved onto it");
+        match claims::patch_metadata(&ctx.act.client, claim, patch, true).await {
+            Ok(_) => {}
+            Err(err) if err.is_conflict() || err.is_not_found() => {
+                tracing::debug!(claim = claim.name_any(), error = %err, "claim changed; its room is left as it was");
+            }
+            Err(err) => {
+                tracing::warn!(claim = claim.name_any(), error = %err, "room not held for the pods solved onto it");
+            }
         }
     }
 }
