@@ -17,6 +17,7 @@ use std::sync::Arc;
 use spotwright_api::reservation::{self, Reservation};
 use spotwright_api::NodeClaim;
 
+use super::claim::node_name;
 use super::new_claim::ReservedPod;
 
 /// A claim's reservation with pods added.
@@ -41,7 +42,8 @@ pub fn grown<'a, 'p>(
         return Vec::new();
     }
     let by_node = claims_by_node(claims);
-    let mut grown: Vec<Grown<'a>> = Vec::new();
+    // Each claim's reservation as read, and whether a pod was added to it.
+    let mut read: Vec<(Grown<'a>, bool)> = Vec::new();
     let mut index_of: HashMap<&str, usize> = HashMap::new();
     for (pod_key, node) in solved_onto {
         let (Some(&claim), Some(pod)) = (by_node.get(node.as_str()), pods(pod_key)) else {
@@ -56,21 +58,23 @@ pub fn grown<'a, 'p>(
                 let Some(reservation) = reservation_of(claim) else {
                     continue;
                 };
-                grown.push(Grown { claim, reservation });
-                index_of.insert(name, grown.len() - 1);
-                grown.len() - 1
+                read.push((Grown { claim, reservation }, false));
+                index_of.insert(name, read.len() - 1);
+                read.len() - 1
             }
         };
+        let (entry, gained) = &mut read[at];
         let requests = pod.requests;
-        grown[at].reservation.add(
+        *gained |= entry.reservation.add(
             pod.uid,
             requests.cpu_millis,
             requests.memory_bytes,
             pod.controller,
         );
     }
-    grown.retain(|g| reservation_of(g.claim).as_ref() != Some(&g.reservation));
-    grown
+    read.into_iter()
+        .filter_map(|(grown, gained)| gained.then_some(grown))
+        .collect()
 }
 
 /// Claims by the name the solve gives their node: the Node's once
@@ -81,7 +85,7 @@ fn claims_by_node(claims: &[Arc<NodeClaim>]) -> HashMap<&str, &NodeClaim> {
         if let Some(name) = claim.metadata.name.as_deref() {
             by_node.insert(name, claim.as_ref());
         }
-        if let Some(node) = claim.status.as_ref().and_then(|s| s.node_name.as_deref()) {
+        if let Some(node) = node_name(claim) {
             by_node.insert(node, claim.as_ref());
         }
     }
