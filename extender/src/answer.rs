@@ -6,6 +6,7 @@
 //! the index; with full `Nodes` the request's Node objects are used and the
 //! index adds the bound pods and the NodeClaims.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ pub struct Settings {
     /// its way (not `Initialized`) is kept off nodes holding room for other
     /// pods; zero turns it off.
     pub await_launched_node_for: Duration,
+    /// When non-zero, a steered pod is steered to one node only and its
+    /// slot there counts as taken for this long, or until its bind is seen
+    /// ([`crate::slots::Slots::pencil`]); zero (this struct's default, for
+    /// tests; the command line's is 10 s) steers to every slot of its group.
+    pub pencil_for: Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +55,7 @@ impl Default for Settings {
             hold_room_for: Duration::ZERO,
             prefer_launched_node: true,
             await_launched_node_for: Duration::from_secs(60),
+            pencil_for: Duration::ZERO,
         }
     }
 }
@@ -229,6 +236,7 @@ pub fn filter(
 ) -> Result<FilterAnswer, RequestError> {
     let parsed = parse(body)?;
     let asker = pod_view(parsed.pod).ok().and_then(Asking::of);
+    expire_pencils(index, settings, now);
     let window = Window {
         now,
         seconds: i64::try_from(settings.hold_room_for.as_secs()).unwrap_or(i64::MAX),
@@ -383,6 +391,7 @@ pub fn prioritize_steering(
         .then(|| Asking::of(view))
         .flatten();
     let window = i64::try_from(settings.interruption_window.as_secs()).unwrap_or(i64::MAX);
+    let pencilling = expire_pencils(index, settings, now);
     let read = index.read();
     let awaited = asker.as_ref().is_some_and(|a| read.is_launched_for(&a.key));
     let steering = |kinship: &[Kinship]| {
@@ -412,35 +421,41 @@ pub fn prioritize_steering(
         );
         (candidate, kinship)
     };
-    let reply = match &parsed.nodes {
-        Nodes::Names(requested) => {
-            let names = requested.strs();
-            let (candidates, kinship): (Vec<_>, Vec<_>) =
-                names.iter().map(|name| candidate(read.node(name))).unzip();
-            drop(read);
-            let mut scores = score::prioritize(&settings.weights, &pod, candidates);
-            score::prefer_launched(&mut scores, &score::steer_to(&kinship));
-            (
-                priorities_json(names.iter().copied().zip(scores), requested.style()),
-                steering(&kinship),
-            )
-        }
-        Nodes::Full(nodes) => {
-            let (candidates, kinship): (Vec<_>, Vec<_>) = nodes
-                .iter()
-                .map(|(_, facts)| candidate(read.node_with(facts)))
-                .unzip();
-            drop(read);
-            let mut scores = score::prioritize(&settings.weights, &pod, candidates);
-            score::prefer_launched(&mut scores, &score::steer_to(&kinship));
-            (
-                priorities_json(
-                    nodes.iter().map(|(_, f)| f.name.as_str()).zip(scores),
-                    NameStyle::Escaped,
-                ),
-                steering(&kinship),
-            )
-        }
+    let (names, style) = match &parsed.nodes {
+        Nodes::Names(requested) => (requested.strs(), requested.style()),
+        Nodes::Full(nodes) => (
+            Cow::Owned(nodes.iter().map(|(_, f)| f.name.as_str()).collect()),
+            NameStyle::Escaped,
+        ),
     };
-    Ok(reply)
+    let (candidates, kinship): (Vec<_>, Vec<_>) = match &parsed.nodes {
+        Nodes::Names(_) => names.iter().map(|name| candidate(read.node(name))).unzip(),
+        Nodes::Full(nodes) => nodes
+            .iter()
+            .map(|(_, facts)| candidate(read.node_with(facts)))
+            .unzip(),
+    };
+    drop(read);
+    let mut scores = score::prioritize(&settings.weights, &pod, candidates);
+    let mut steered = score::steer_to(&kinship);
+    if let (true, Some(asker)) = (pencilling, asker.as_ref()) {
+        if let Some(best) = score::narrow_to_best(&mut steered, &scores) {
+            index.pencil(&asker.key, names[best], now);
+        }
+    }
+    score::prefer_launched(&mut scores, &steered);
+    Ok((
+        priorities_json(names.iter().copied().zip(scores), style),
+        steering(&kinship),
+    ))
+}
+
+/// Drops the pencils that outlived [`Settings::pencil_for`]; whether
+/// pencilling is on.
+fn expire_pencils(index: &Index, settings: &Settings, now: i64) -> bool {
+    let seconds = settings.pencil_for.as_secs();
+    if seconds > 0 {
+        index.expire_pencils(now, i64::try_from(seconds).unwrap_or(i64::MAX));
+    }
+    seconds > 0
 }

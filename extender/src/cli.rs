@@ -88,6 +88,17 @@ pub struct Cli {
         default_value_t = 60
     )]
     pub await_launched_node_seconds: u64,
+    /// How long the slot a pod is steered to counts as taken before the
+    /// pod's bind is seen, in seconds: the scheduler places the next replica
+    /// before that. A steered pod then goes to one node only (its own, else
+    /// the best-scored one holding a slot of its controller); 0 steers it to
+    /// every such node and counts nothing until the bind.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_EXTENDER_STEERED_SLOT_SECONDS",
+        default_value_t = 10
+    )]
+    pub steered_slot_seconds: u64,
     /// Whether a pod the provisioner launched a node for is steered there:
     /// among the nodes that passed every filter, its own gets the top score
     /// and the others none. Soft: it still goes elsewhere when its node is
@@ -184,6 +195,7 @@ impl Cli {
             hold_room_for: Duration::from_secs(self.hold_room_seconds),
             prefer_launched_node: self.prefer_launched_node,
             await_launched_node_for: Duration::from_secs(self.await_launched_node_seconds),
+            pencil_for: Duration::from_secs(self.steered_slot_seconds),
         }
     }
 
@@ -237,6 +249,7 @@ mod tests {
                 .hold_room_for,
             Duration::ZERO
         );
+        assert_eq!(cli.settings().pencil_for, Duration::from_secs(10));
         assert_eq!(cli.max_request_bytes, 16 << 20);
         assert_eq!(cli.request_timeout(), Duration::from_millis(1500));
         assert!(cli.tls_files().is_none());

@@ -65,6 +65,9 @@ pub struct Sizes {
     pub pods: usize,
     pub nodeclaims: usize,
     pub interruptions: usize,
+    /// Binds, since the start, that put more pods of a group on a node than
+    /// its NodeClaim was launched for ([`Slots::overfilled`]).
+    pub overfills: u64,
 }
 
 /// The memoized decisions of a known node.
@@ -183,6 +186,10 @@ struct State {
     /// The room NodeClaims hold for the pods they were launched for.
     slots: Slots,
     interruptions: HashMap<String, (InterruptionRecord, PoolId)>,
+    /// See [`Sizes::overfills`].
+    overfills: u64,
+    /// When pencils last expired (Unix seconds).
+    pencils_expired: i64,
     /// instance type → zone → pool.
     pools: HashMap<String, HashMap<String, PoolId>>,
     pool_count: u32,
@@ -207,6 +214,8 @@ impl Index {
                 claim_by_provider: HashMap::default(),
                 slots: Slots::default(),
                 interruptions: HashMap::default(),
+                overfills: 0,
+                pencils_expired: i64::MIN,
                 pools: HashMap::default(),
                 pool_count: 0,
             }),
@@ -248,8 +257,16 @@ impl Index {
         match change {
             Change::Upsert(pod) => {
                 let mut state = self.write();
+                let moved = state
+                    .pods
+                    .get(&pod.key)
+                    .is_none_or(|old| old.node_name != pod.node_name);
+                let bound_at = moved.then(|| (pod.group.clone(), pod.node_name.clone()));
                 state.remove_pod(&pod.key);
                 state.add_pod(pod);
+                if let Some((group, node)) = bound_at {
+                    state.count_overfill(&group, &node);
+                }
             }
             Change::Remove(key) => self.write().remove_pod(&key),
             Change::Replace(all) => {
@@ -279,8 +296,10 @@ impl Index {
         let mut state = self.write();
         match change {
             Change::Upsert(claim) => {
+                let kept = state.slots.pencils_of(&claim.name);
                 state.remove_claim(&claim.name);
                 state.add_claim(claim);
+                state.slots.restore(kept);
             }
             Change::Remove(name) => state.remove_claim(&name),
             Change::Replace(all) => {
@@ -322,6 +341,24 @@ impl Index {
 
     pub fn sizes(&self) -> Sizes {
         self.read().sizes()
+    }
+
+    /// The reserved pod `pod_key` was steered to `node` alone at `now`
+    /// (Unix seconds): its slot there is taken until its bind is seen
+    /// ([`Slots::pencil`]), or until [`Index::expire_pencils`] drops it.
+    pub fn pencil(&self, pod_key: &str, node: &str, now: i64) {
+        self.write().slots.pencil(pod_key, node, now);
+    }
+
+    /// Forgets the pencils older than `seconds` at `now` (Unix seconds);
+    /// at most once a second, as it walks every pencil.
+    pub fn expire_pencils(&self, now: i64, seconds: i64) {
+        if self.read().0.pencils_expired >= now {
+            return;
+        }
+        let mut state = self.write();
+        state.pencils_expired = now;
+        state.slots.expire(now.saturating_sub(seconds));
     }
 }
 
@@ -396,6 +433,16 @@ impl State {
         entry.requested = entry.requested.plus(pod.requests);
         self.slots.bind(&pod.key, &pod.group, &pod.node_name);
         self.pods.insert(pod.key.clone(), pod);
+    }
+
+    /// Counts a bind of a pod of `group` that overfills `node`.
+    fn count_overfill(&mut self, group: &str, node: &str) {
+        let Some(claim) = self.nodes.get(node).and_then(|e| e.claim.as_deref()) else {
+            return;
+        };
+        if self.slots.overfilled(&claim.name, node, group) {
+            self.overfills += 1;
+        }
     }
 
     /// Starts holding the room of `claim` for its pods not bound yet.
@@ -613,6 +660,7 @@ impl IndexRead<'_> {
             pods: self.0.pods.len(),
             nodeclaims: self.0.claims.len(),
             interruptions: self.0.interruptions.len(),
+            overfills: self.0.overfills,
         }
     }
 }
@@ -705,12 +753,53 @@ mod tests {
                 nodes: 2,
                 pods: 2,
                 nodeclaims: 0,
-                interruptions: 0
+                interruptions: 0,
+                overfills: 0,
             }
         );
         assert_eq!(requested(&index, "n1").cpu_millis, 30);
         assert_eq!(requested(&index, "gone"), Resources::default());
         assert_eq!(index.read().node("gone").facts, None);
+    }
+
+    #[test]
+    fn overfills_count_binds_past_the_claim_and_pencils_outlive_its_changes() {
+        use crate::facts::ReservedRoom;
+        let index = index();
+        index.apply_nodes(Change::Upsert(node("n1")));
+        let claim = ClaimFacts {
+            name: "c1".into(),
+            node_name: Some("n1".into()),
+            reserved: Some(ReservedRoom {
+                pods: vec!["a".into(), "b".into()],
+                groups: vec!["g".into(), "g".into()],
+                ..ReservedRoom::default()
+            }),
+            ..ClaimFacts::default()
+        };
+        index.apply_claims(Change::Upsert(claim.clone()));
+        index.pencil("a", "n1", 100);
+        // The claim changes (say its status): a's pencil stays.
+        index.apply_claims(Change::Upsert(ClaimFacts {
+            initialized: true,
+            ..claim
+        }));
+        assert_eq!(index.read().0.slots.held("c1", "n1"), 1, "b's slot only");
+        index.expire_pencils(110, 10);
+        assert_eq!(index.read().0.slots.held("c1", "n1"), 1, "10 s old");
+        index.expire_pencils(111, 10);
+        assert_eq!(index.read().0.slots.held("c1", "n1"), 2);
+        let bind = |key: &str| PodFacts {
+            group: "g".into(),
+            ..pod(key, "n1", 10)
+        };
+        for key in ["a", "b", "c"] {
+            index.apply_pods(Change::Upsert(bind(key)));
+        }
+        assert_eq!(index.sizes().overfills, 1, "c is one more than c1 was for");
+        // c's status changes, still on n1: not another bind.
+        index.apply_pods(Change::Upsert(bind("c")));
+        assert_eq!(index.sizes().overfills, 1);
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The extender's Prometheus metrics. The scheduler has no per-extender
 //! latency metric, so the extender measures itself.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::answer::Steering;
 use crate::filter::{self, Reason};
@@ -52,6 +57,9 @@ pub struct Metrics {
     pub steering: IntCounterVec,
     pub cert_reloads: IntCounterVec,
     pub cache_objects: IntGaugeVec,
+    pub slot_overfills: IntCounter,
+    /// The index's overfill count last added to `slot_overfills`.
+    overfills_recorded: Arc<AtomicU64>,
 }
 
 /// Histogram buckets, from 10 µs: a call over a few thousand nodes takes
@@ -106,7 +114,12 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let slot_overfills = IntCounter::new(
+            "spotwright_extender_slot_overfills_total",
+            "Binds that put more pods of one controller on a new node than its NodeClaim was launched for: pods steered into a slot the extender did not yet know was taken.",
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(slot_overfills.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(filtered.clone()))?;
         registry.register(Box::new(steering.clone()))?;
@@ -135,6 +148,8 @@ impl Metrics {
             steering,
             cert_reloads,
             cache_objects,
+            slot_overfills,
+            overfills_recorded: Arc::default(),
         };
         metrics.record_sizes(Sizes::default());
         Ok(metrics)
@@ -176,6 +191,13 @@ impl Metrics {
             self.cache_objects
                 .with_label_values(&[kind])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        // Watchers report concurrently: each adds only what is new.
+        let before = self
+            .overfills_recorded
+            .fetch_max(sizes.overfills, Ordering::Relaxed);
+        if sizes.overfills > before {
+            self.slot_overfills.inc_by(sizes.overfills - before);
         }
     }
 

@@ -346,6 +346,31 @@ pub fn steer_to(kinship: &[Kinship]) -> Vec<bool> {
     kinship.iter().map(|k| *k == wanted).collect()
 }
 
+/// Narrows `steered` to the one candidate of the best score (the first of
+/// equals) and returns it; `None` when none is steered. A pod steered to
+/// one node can be pencilled in there ([`crate::slots::Slots::pencil`]);
+/// steered to several, the scheduler's plugins pick, and which slot it took
+/// is only known from its bind.
+pub fn narrow_to_best(steered: &mut [bool], scores: &[i64]) -> Option<usize> {
+    let best = steered
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .filter(|(_, (steered, _))| **steered)
+        .fold(
+            None,
+            |best: Option<(usize, i64)>, (i, (_, score))| match best {
+                Some((_, top)) if top >= *score => best,
+                _ => Some((i, *score)),
+            },
+        )
+        .map(|(i, _)| i)?;
+    for (i, steered) in steered.iter_mut().enumerate() {
+        *steered = i == best;
+    }
+    Some(best)
+}
+
 /// Steers a pod to the node launched for it. When that node is among the
 /// candidates (it passed every filter, so the pod fits there), it gets the
 /// top score and every other node none: the scheduler otherwise fills the
@@ -571,6 +596,16 @@ mod tests {
         };
         let s = prioritize(&Weights::default(), &pod, [base, dear, noisy, empty]);
         assert!(s[0] > s[1] && s[0] > s[2] && s[0] > s[3], "{s:?}");
+    }
+
+    #[test]
+    fn steering_narrows_to_the_best_scored_steered_node_first_of_equals() {
+        let mut steered = [true, false, true, true];
+        assert_eq!(narrow_to_best(&mut steered, &[3, 9, 7, 7]), Some(2));
+        assert_eq!(steered, [false, false, true, false]);
+        let mut none = [false, false];
+        assert_eq!(narrow_to_best(&mut none, &[1, 2]), None);
+        assert_eq!(none, [false, false]);
     }
 
     #[test]

@@ -13,9 +13,19 @@
 //! planned there are crowded off and need new nodes.
 //!
 //! Pure bookkeeping, kept up to date change by change: a slot of group `G`
-//! on claim `C` is open while fewer pods of `G` are bound to `C`'s node
-//! than `C` was launched for, and as long as some pod of `G` a claim was
-//! launched for is not bound yet.
+//! on claim `C` is open while fewer pods of `G` are bound (or steered, see
+//! below) to `C`'s node than `C` was launched for, and as long as some pod
+//! of `G` a claim was launched for is neither bound nor steered yet.
+//!
+//! **Steered pods.** kube-scheduler places the next pod as soon as it has
+//! chosen a node for the last one; the bind reaches the extender through
+//! its watch a round trip or more later (seconds, when the API server
+//! makes the bind wait). Until then the slot the last pod took looks open,
+//! and the next replica is steered to the same node, into room planned for
+//! another group, whose pod is crowded off. So a prioritize call that
+//! steers a pod to one node *pencils* it in there ([`Slots::pencil`]): the
+//! slot counts as taken until the pod's bind is seen (wherever it lands) or
+//! the pencil expires ([`Slots::expire`]).
 
 use foldhash::HashMap;
 
@@ -54,6 +64,19 @@ pub enum Kinship {
     Stranger,
 }
 
+/// A reserved pod steered to one node, not bound yet.
+#[derive(Clone, Debug)]
+struct Pencil {
+    group: String,
+    node: String,
+    /// Unix seconds.
+    at: i64,
+}
+
+/// Pencils set aside while a claim is replaced ([`Slots::pencils_of`]).
+#[derive(Debug, Default)]
+pub struct Kept(Vec<(String, Pencil)>);
+
 #[derive(Debug, Default)]
 pub struct Slots {
     planned: HashMap<String, Planned>,
@@ -62,6 +85,30 @@ pub struct Slots {
     unbound: HashMap<String, u32>,
     /// Per node, per group: pods bound there.
     bound_here: HashMap<String, HashMap<String, u32>>,
+    /// Per pod: where it was steered; only reserved pods not bound yet.
+    pencils: HashMap<String, Pencil>,
+    /// Per group: pencilled pods.
+    pencilled: HashMap<String, u32>,
+    /// Per node, per group: pods pencilled there.
+    pencilled_here: HashMap<String, HashMap<String, u32>>,
+}
+
+fn bump_at(map: &mut HashMap<String, HashMap<String, u32>>, node: &str, group: &str, up: bool) {
+    if up {
+        bump(map.entry(node.to_owned()).or_default(), group, true);
+    } else if let Some(here) = map.get_mut(node) {
+        bump(here, group, false);
+        if here.is_empty() {
+            map.remove(node);
+        }
+    }
+}
+
+fn count_at(map: &HashMap<String, HashMap<String, u32>>, node: &str, group: &str) -> u32 {
+    map.get(node)
+        .and_then(|h| h.get(group))
+        .copied()
+        .unwrap_or(0)
 }
 
 fn bump(map: &mut HashMap<String, u32>, key: &str, up: bool) {
@@ -78,12 +125,14 @@ fn bump(map: &mut HashMap<String, u32>, key: &str, up: bool) {
 impl Slots {
     /// Adds what `claim` was launched for: `pods` as (key, group);
     /// `is_bound` says which of them are bound already.
+    /// Its pods' pencils outlive the change when they are still reserved.
     pub fn add_claim<'a>(
         &mut self,
         claim: &str,
         pods: impl IntoIterator<Item = (&'a str, &'a str)>,
         is_bound: impl Fn(&str) -> bool,
     ) {
+        let kept = self.pencils_of(claim);
         self.remove_claim(claim);
         let mut planned = Planned::default();
         for (key, group) in pods {
@@ -111,6 +160,29 @@ impl Slots {
         if !planned.pods.is_empty() {
             self.planned.insert(claim.to_owned(), planned);
         }
+        self.restore(kept);
+    }
+
+    /// The pencils of the pods `claim` was launched for, to be
+    /// [restored](Slots::restore) after the claim is replaced: a claim
+    /// changes many times while its node comes up.
+    pub fn pencils_of(&self, claim: &str) -> Kept {
+        Kept(self.planned.get(claim).map_or_else(Vec::new, |planned| {
+            planned
+                .pods
+                .iter()
+                .filter_map(|key| Some((key.clone(), self.pencils.get(key)?.clone())))
+                .collect()
+        }))
+    }
+
+    /// Pencils again the pods of `kept` that are still reserved and not bound.
+    pub fn restore(&mut self, kept: Kept) {
+        for (key, pencil) in kept.0 {
+            if !self.pencils.contains_key(&key) {
+                self.pencil(&key, &pencil.node, pencil.at);
+            }
+        }
     }
 
     pub fn remove_claim(&mut self, claim: &str) {
@@ -127,31 +199,77 @@ impl Slots {
                     bump(&mut self.unbound, &entry.group, false);
                 }
                 self.reserved.remove(&key);
+                self.erase(&key);
             }
         }
     }
 
     /// A pod of `group` is bound to `node`.
     pub fn bind(&mut self, key: &str, group: &str, node: &str) {
-        bump(
-            self.bound_here.entry(node.to_owned()).or_default(),
-            group,
-            true,
-        );
+        bump_at(&mut self.bound_here, node, group, true);
         if let Some(entry) = self.reserved.get_mut(key).filter(|e| !e.bound) {
             entry.bound = true;
             bump(&mut self.unbound, &entry.group, false);
+        }
+        self.erase(key);
+    }
+
+    /// Whether more pods of `group` are bound to `node` than `claim` (its
+    /// NodeClaim) was launched for, when it was launched for any.
+    pub fn overfilled(&self, claim: &str, node: &str, group: &str) -> bool {
+        self.planned.get(claim).is_some_and(|planned| {
+            planned
+                .groups
+                .iter()
+                .any(|(g, count)| g == group && count_at(&self.bound_here, node, g) > *count)
+        })
+    }
+
+    /// The pod `key` was steered to `node` at `at` (Unix seconds): its
+    /// slot there counts as taken until its bind is seen. Only a reserved
+    /// pod not bound yet is pencilled; a pencil of its own elsewhere is
+    /// replaced.
+    pub fn pencil(&mut self, key: &str, node: &str, at: i64) {
+        let Some(group) = self.waiting(key).map(|e| e.group.clone()) else {
+            return;
+        };
+        self.erase(key);
+        bump(&mut self.pencilled, &group, true);
+        bump_at(&mut self.pencilled_here, node, &group, true);
+        self.pencils.insert(
+            key.to_owned(),
+            Pencil {
+                group,
+                node: node.to_owned(),
+                at,
+            },
+        );
+    }
+
+    /// Forgets the pencils made before `before` (Unix seconds): pods whose
+    /// bind never came there (the scheduling attempt failed).
+    pub fn expire(&mut self, before: i64) {
+        let stale: Vec<String> = self
+            .pencils
+            .iter()
+            .filter(|(_, p)| p.at < before)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            self.erase(&key);
+        }
+    }
+
+    fn erase(&mut self, key: &str) {
+        if let Some(old) = self.pencils.remove(key) {
+            bump(&mut self.pencilled, &old.group, false);
+            bump_at(&mut self.pencilled_here, &old.node, &old.group, false);
         }
     }
 
     /// The pod `key` of `group`, bound to `node`, is gone from there.
     pub fn unbind(&mut self, key: &str, group: &str, node: &str) {
-        if let Some(here) = self.bound_here.get_mut(node) {
-            bump(here, group, false);
-            if here.is_empty() {
-                self.bound_here.remove(node);
-            }
-        }
+        bump_at(&mut self.bound_here, node, group, false);
         if let Some(entry) = self.reserved.get_mut(key).filter(|e| e.bound) {
             entry.bound = false;
             bump(&mut self.unbound, &entry.group, true);
@@ -169,16 +287,19 @@ impl Slots {
     }
 
     /// Open slots of `group` on a claim launched for `count` of its pods,
-    /// whose node is `node`.
-    fn open(&self, node: &str, group: &str, count: u32) -> u32 {
-        let here = self
-            .bound_here
-            .get(node)
-            .and_then(|h| h.get(group))
-            .copied()
-            .unwrap_or(0);
+    /// whose node is `node`, as the pod `asker` sees them: its own pencil
+    /// (it is asked about again) takes no slot.
+    fn open(&self, node: &str, group: &str, count: u32, asker: Option<&str>) -> u32 {
+        let mine = asker
+            .and_then(|key| self.pencils.get(key))
+            .filter(|p| p.group == group);
+        let mine_here = u32::from(mine.is_some_and(|p| p.node == node));
+        let taken = count_at(&self.bound_here, node, group)
+            + count_at(&self.pencilled_here, node, group).saturating_sub(mine_here);
         let waiting = self.unbound.get(group).copied().unwrap_or(0);
-        count.saturating_sub(here).min(waiting)
+        let steered = self.pencilled.get(group).copied().unwrap_or(0);
+        let waiting = waiting.saturating_sub(steered.saturating_sub(u32::from(mine.is_some())));
+        count.saturating_sub(taken).min(waiting)
     }
 
     /// Open slots on `claim` (node `node`), over all its groups.
@@ -187,7 +308,7 @@ impl Slots {
             planned
                 .groups
                 .iter()
-                .map(|(group, count)| self.open(node, group, *count))
+                .map(|(group, count)| self.open(node, group, *count, None))
                 .sum()
         })
     }
@@ -200,19 +321,18 @@ impl Slots {
     /// How `claim` (node `node`) stands to the pod `asker`.
     pub fn kinship(&self, claim: &str, node: &str, asker: Asker<'_>) -> Kinship {
         self.waiting(asker.key).map_or(Kinship::Stranger, |own| {
-            self.kinship_of(own, claim, node, asker.group)
+            self.kinship_of(own, claim, node, asker)
         })
     }
 
-    fn kinship_of(&self, own: &Reserved, claim: &str, node: &str, group: &str) -> Kinship {
+    fn kinship_of(&self, own: &Reserved, claim: &str, node: &str, asker: Asker<'_>) -> Kinship {
         if own.claims.iter().any(|c| c == claim) {
             return Kinship::Own;
         }
         let open = self.planned.get(claim).is_some_and(|planned| {
-            planned
-                .groups
-                .iter()
-                .any(|(g, count)| g == group && self.open(node, g, *count) > 0)
+            planned.groups.iter().any(|(g, count)| {
+                g == asker.group && self.open(node, g, *count, Some(asker.key)) > 0
+            })
         });
         if open {
             Kinship::StandIn
@@ -229,7 +349,7 @@ impl Slots {
         let Some(own) = self.waiting(asker.key) else {
             return 0;
         };
-        match self.kinship_of(own, claim, node, asker.group) {
+        match self.kinship_of(own, claim, node, asker) {
             Kinship::Own | Kinship::StandIn => 0,
             Kinship::Stranger => self.held(claim, node),
         }
@@ -324,6 +444,62 @@ mod tests {
         assert_eq!(slots.claims_of("a2"), ["c2".to_owned()]);
     }
 
+    #[test]
+    fn a_steered_pod_takes_its_slot_before_its_bind_is_seen() {
+        // One replica of group `a` per claim.
+        let mut slots = Slots::default();
+        for i in 1..=3 {
+            slots.add_claim(&format!("c{i}"), [(format!("a{i}").as_str(), "a")], |_| {
+                false
+            });
+        }
+        assert_eq!(
+            slots.kinship("c2", "n2", asker("a3", "a")),
+            Kinship::StandIn
+        );
+        slots.pencil("a1", "n2", 100);
+        assert_eq!(slots.held("c2", "n2"), 0, "a1 is on its way there");
+        assert_eq!(
+            slots.kinship("c2", "n2", asker("a3", "a")),
+            Kinship::Stranger,
+            "the slot a1 was steered to is taken"
+        );
+        assert_eq!(
+            slots.kinship("c1", "n1", asker("a3", "a")),
+            Kinship::StandIn,
+            "a1's own slot is free for another replica"
+        );
+        assert_eq!(
+            slots.kinship("c2", "n2", asker("a1", "a")),
+            Kinship::StandIn,
+            "asked again, a1 is not kept off by its own pencil"
+        );
+        assert_eq!(slots.kinship("c2", "n2", asker("a2", "a")), Kinship::Own);
+        // The claim changes (its node came): the pencil stays.
+        slots.add_claim("c1", [("a1", "a")], |_| false);
+        assert_eq!(slots.held("c2", "n2"), 0);
+        slots.expire(100);
+        assert_eq!(slots.held("c2", "n2"), 0, "made at 100: not before it");
+        slots.expire(101);
+        assert_eq!(slots.held("c2", "n2"), 1, "expired");
+        slots.pencil("a1", "n2", 102);
+        slots.bind("a1", "a", "n2");
+        assert_eq!(slots.held("c2", "n2"), 0, "bound there now");
+        assert!(!slots.overfilled("c2", "n2", "a"));
+        slots.bind("a3", "a", "n2");
+        assert!(slots.overfilled("c2", "n2", "a"));
+        slots.bind("b9", "b", "n2");
+        assert!(
+            !slots.overfilled("c2", "n2", "b"),
+            "c2 was launched for no pod of b"
+        );
+        slots.pencil("nobody", "n2", 103);
+        assert!(
+            slots.pencils.is_empty(),
+            "only reserved pods not bound are pencilled"
+        );
+    }
+
     /// Random operations on a small world.
     #[derive(Clone, Debug)]
     enum Op {
@@ -332,6 +508,8 @@ mod tests {
         Bind(usize, usize),
         Unbind(usize),
         UnbindAll,
+        Pencil(usize, usize),
+        Expire(usize),
     }
 
     const PODS: usize = 8;
@@ -349,6 +527,8 @@ mod tests {
             (0..PODS, 0..CLAIMS + 1).prop_map(|(p, n)| Op::Bind(p, n)),
             (0..PODS).prop_map(Op::Unbind),
             Just(Op::UnbindAll),
+            (0..PODS, 0..CLAIMS + 1).prop_map(|(p, n)| Op::Pencil(p, n)),
+            (0..40usize).prop_map(Op::Expire),
         ]
     }
 
@@ -357,6 +537,7 @@ mod tests {
     fn derived(
         claims: &BTreeMap<usize, Vec<usize>>,
         bound: &BTreeMap<usize, usize>,
+        pencils: &BTreeMap<usize, (usize, usize)>,
         claim: usize,
     ) -> u32 {
         let Some(pods) = claims.get(&claim) else {
@@ -374,11 +555,14 @@ mod tests {
                 let count = pods.iter().filter(|p| group_of(**p) == *g).count() as u32;
                 let here = bound
                     .iter()
+                    .chain(pencils.iter().map(|(p, (n, _))| (p, n)))
                     .filter(|(p, n)| group_of(**p) == *g && **n == claim)
                     .count() as u32;
                 let waiting = reserved
                     .iter()
-                    .filter(|p| group_of(**p) == *g && !bound.contains_key(p))
+                    .filter(|p| {
+                        group_of(**p) == *g && !bound.contains_key(p) && !pencils.contains_key(p)
+                    })
                     .count() as u32;
                 count.saturating_sub(here).min(waiting)
             })
@@ -392,8 +576,10 @@ mod tests {
             let mut claims: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
             // pod → node index (CLAIMS stands for an old node without a claim).
             let mut bound: BTreeMap<usize, usize> = BTreeMap::new();
+            // pod → (node index, when): steered pods, reserved and not bound.
+            let mut pencils: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
             let key = |p: usize| format!("p{p}");
-            for op in ops {
+            for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::AddClaim(c, mut pods) => {
                         pods.sort_unstable();
@@ -414,6 +600,18 @@ mod tests {
                             slots.unbind(&key(p), &group_of(p), &format!("n{old}"));
                         }
                         slots.bind(&key(p), &group_of(p), &format!("n{n}"));
+                        pencils.remove(&p);
+                    }
+                    Op::Pencil(p, n) => {
+                        slots.pencil(&key(p), &format!("n{n}"), step as i64);
+                        let reserved = claims.values().any(|pods| pods.contains(&p));
+                        if reserved && !bound.contains_key(&p) {
+                            pencils.insert(p, (n, step));
+                        }
+                    }
+                    Op::Expire(before) => {
+                        slots.expire(before as i64);
+                        pencils.retain(|_, (_, at)| *at >= before);
                     }
                     Op::Unbind(p) => {
                         if let Some(old) = bound.remove(&p) {
@@ -427,10 +625,11 @@ mod tests {
                         }
                     }
                 }
+                pencils.retain(|p, _| claims.values().any(|pods| pods.contains(p)));
                 for c in 0..CLAIMS {
                     prop_assert_eq!(
                         slots.held(&format!("c{c}"), &format!("n{c}")),
-                        derived(&claims, &bound, c)
+                        derived(&claims, &bound, &pencils, c)
                     );
                 }
             }

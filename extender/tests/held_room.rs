@@ -420,3 +420,48 @@ fn a_replica_awaiting_its_node_may_take_an_open_slot_of_its_set_and_no_other() {
     }));
     assert!(!passes("a3", "rs-a"));
 }
+
+#[test]
+fn a_replica_steered_to_a_slot_takes_it_before_its_bind_and_the_next_goes_elsewhere() {
+    let index = two_replica_sets();
+    let pencilling = Settings {
+        pencil_for: std::time::Duration::from_secs(10),
+        ..Settings::default()
+    };
+    let ask = |uid: &str, nodes: &[&str], at: i64| {
+        let (reply, steering) =
+            answer::prioritize_steering(&replica(uid, "rs-a", nodes), &index, &pencilling, at)
+                .expect("answered");
+        let reply: Value = serde_json::from_slice(&reply).expect("JSON");
+        let top: Vec<String> = reply
+            .as_array()
+            .expect("an array of HostPriority")
+            .iter()
+            .filter(|h| h["Score"].as_i64() == Some(10))
+            .map(|h| h["Host"].as_str().unwrap_or("").to_owned())
+            .collect();
+        (top, steering)
+    };
+    // a3's node n3 is still on its way; n1 and n2 each hold a slot of rs-a
+    // and score alike. a3 is steered to one of them alone, the first.
+    assert_eq!(
+        ask("a3", &["n1", "n2", "other"], NOW),
+        (vec!["n1".to_owned()], Steering::StandIn)
+    );
+    // Before a3's bind is seen, a2 (its own n2 not a candidate) finds n1's
+    // slot taken; without the pencil it would be steered there too.
+    assert_eq!(
+        ask("a2", &["n1", "other"], NOW),
+        (vec![], Steering::OwnNodeAbsent)
+    );
+    assert_eq!(
+        ask("a3", &["n1", "n2"], NOW),
+        (vec!["n1".to_owned()], Steering::StandIn),
+        "asked again, a3 is not kept off by its own pencil"
+    );
+    // a3's bind is never seen: its pencil expires and the slot opens.
+    assert_eq!(
+        ask("a2", &["n1", "other"], NOW + 11),
+        (vec!["n1".to_owned()], Steering::StandIn)
+    );
+}
