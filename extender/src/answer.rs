@@ -336,9 +336,14 @@ fn demand_of(pod: &PodView) -> Result<Resources, RequestError> {
 pub enum Steering {
     /// The node launched for the pod was among the candidates: it got the top score.
     OwnNode,
-    /// Its own node was not a candidate, but nodes holding a slot of its
-    /// group (another replica's) were: they got the top score.
+    /// Its own node was not a candidate, or other replicas took its slots
+    /// there, but nodes holding a slot of its group (another replica's)
+    /// were: they got the top score.
     StandIn,
+    /// Its own node was a candidate but other replicas took its slots
+    /// there, and no slot of its group was among the candidates: its own
+    /// node got the top score all the same.
+    OwnNodeTaken,
     /// A node is being launched for the pod, but neither it nor a slot of
     /// its group was among the candidates (not there yet, gated, full, or
     /// filtered out).
@@ -348,9 +353,10 @@ pub enum Steering {
 }
 
 impl Steering {
-    pub const ALL: [Steering; 4] = [
+    pub const ALL: [Steering; 5] = [
         Steering::OwnNode,
         Steering::StandIn,
+        Steering::OwnNodeTaken,
         Steering::OwnNodeAbsent,
         Steering::NotLaunchedFor,
     ];
@@ -359,6 +365,7 @@ impl Steering {
         match self {
             Steering::OwnNode => "own_node",
             Steering::StandIn => "stand_in",
+            Steering::OwnNodeTaken => "own_node_taken",
             Steering::OwnNodeAbsent => "own_node_absent",
             Steering::NotLaunchedFor => "not_launched_for",
         }
@@ -399,6 +406,8 @@ pub fn prioritize_steering(
             Steering::OwnNode
         } else if kinship.contains(&Kinship::StandIn) {
             Steering::StandIn
+        } else if kinship.contains(&Kinship::Taken) {
+            Steering::OwnNodeTaken
         } else if awaited {
             Steering::OwnNodeAbsent
         } else {

@@ -338,12 +338,15 @@ pub fn prioritize(
 }
 
 /// Which candidates a pod is steered to ([`prefer_launched`]): the node
-/// launched for it when that is a candidate, else the nodes holding a slot
-/// of its group (another replica's, which then takes the pod's own).
+/// launched for it when that is a candidate and still holds a slot of its
+/// group, else the nodes holding a slot of its group (another replica's,
+/// which then takes the pod's own), else its own node even though other
+/// replicas took its slots there.
 pub fn steer_to(kinship: &[Kinship]) -> Vec<bool> {
-    let own = kinship.contains(&Kinship::Own);
-    let wanted = if own { Kinship::Own } else { Kinship::StandIn };
-    kinship.iter().map(|k| *k == wanted).collect()
+    let wanted = [Kinship::Own, Kinship::StandIn, Kinship::Taken]
+        .into_iter()
+        .find(|wanted| kinship.contains(wanted));
+    kinship.iter().map(|k| Some(*k) == wanted).collect()
 }
 
 /// Narrows `steered` to the one candidate of the best score (the first of
@@ -610,9 +613,15 @@ mod tests {
 
     #[test]
     fn a_pod_is_steered_to_its_own_node_else_to_a_slot_of_its_group() {
-        use Kinship::{Own, StandIn, Stranger};
+        use Kinship::{Own, StandIn, Stranger, Taken};
         assert_eq!(steer_to(&[StandIn, Own, Stranger]), [false, true, false]);
         assert_eq!(steer_to(&[StandIn, Stranger, StandIn]), [true, false, true]);
+        assert_eq!(
+            steer_to(&[Taken, StandIn, Stranger]),
+            [false, true, false],
+            "its own node's slot was taken: another replica's slot first"
+        );
+        assert_eq!(steer_to(&[Taken, Stranger]), [true, false]);
         assert_eq!(steer_to(&[Stranger, Stranger]), [false, false]);
     }
 

@@ -55,8 +55,14 @@ pub struct Asker<'a> {
 /// How a claim stands to one pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kinship {
-    /// Launched for this pod, which is not bound yet.
+    /// Launched for this pod, which is not bound yet, and a slot of its
+    /// group is still open there.
     Own,
+    /// Launched for this pod, but other replicas took every slot of its
+    /// group there: it may take the slot one of them left (a
+    /// [`Kinship::StandIn`] elsewhere); landing here would crowd off a pod
+    /// of another group planned here.
+    Taken,
     /// Holds an open slot of the pod's group, which the pod (itself
     /// launched for elsewhere) may take in place of a replica.
     StandIn,
@@ -326,18 +332,17 @@ impl Slots {
     }
 
     fn kinship_of(&self, own: &Reserved, claim: &str, node: &str, asker: Asker<'_>) -> Kinship {
-        if own.claims.iter().any(|c| c == claim) {
-            return Kinship::Own;
-        }
         let open = self.planned.get(claim).is_some_and(|planned| {
             planned.groups.iter().any(|(g, count)| {
                 g == asker.group && self.open(node, g, *count, Some(asker.key)) > 0
             })
         });
-        if open {
-            Kinship::StandIn
-        } else {
-            Kinship::Stranger
+        let launched_for = own.claims.iter().any(|c| c == claim);
+        match (launched_for, open) {
+            (true, true) => Kinship::Own,
+            (true, false) => Kinship::Taken,
+            (false, true) => Kinship::StandIn,
+            (false, false) => Kinship::Stranger,
         }
     }
 
@@ -350,7 +355,7 @@ impl Slots {
             return 0;
         };
         match self.kinship_of(own, claim, node, asker) {
-            Kinship::Own | Kinship::StandIn => 0,
+            Kinship::Own | Kinship::Taken | Kinship::StandIn => 0,
             Kinship::Stranger => self.held(claim, node),
         }
     }
@@ -398,7 +403,12 @@ mod tests {
         slots.bind("a1", "a", "n2");
         assert_eq!(slots.held("c2", "n2"), 1);
         assert_eq!(slots.held("c1", "n1"), 2);
-        assert_eq!(slots.kinship("c2", "n2", asker("a2", "a")), Kinship::Own);
+        assert_eq!(
+            slots.kinship("c2", "n2", asker("a2", "a")),
+            Kinship::Taken,
+            "a1 took it: a2 there would crowd b2 off"
+        );
+        assert_eq!(slots.held_from("c2", "n2", asker("a2", "a")), 0);
         assert_eq!(
             slots.kinship("c1", "n1", asker("a2", "a")),
             Kinship::StandIn
@@ -474,7 +484,7 @@ mod tests {
             Kinship::StandIn,
             "asked again, a1 is not kept off by its own pencil"
         );
-        assert_eq!(slots.kinship("c2", "n2", asker("a2", "a")), Kinship::Own);
+        assert_eq!(slots.kinship("c2", "n2", asker("a2", "a")), Kinship::Taken);
         // The claim changes (its node came): the pencil stays.
         slots.add_claim("c1", [("a1", "a")], |_| false);
         assert_eq!(slots.held("c2", "n2"), 0);

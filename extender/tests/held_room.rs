@@ -386,10 +386,19 @@ fn a_replica_refused_its_own_node_is_steered_to_a_slot_of_its_set_and_the_other_
     let (scores, steering) = steered(&index, &replica("a2", "rs-a", &["n1", "other"]));
     assert_eq!(steering, Steering::StandIn);
     assert_eq!(scores, [("n1".to_owned(), 10), ("other".to_owned(), 0)]);
-    // Its own node among the candidates wins over a slot of its set.
+    // Its own node n2 among the candidates, its slot there taken by a1:
+    // a2 takes the one a1 left on n1 and leaves n2's room to b2.
     let (scores, steering) = steered(&index, &replica("a2", "rs-a", &["n1", "n2"]));
+    assert_eq!(steering, Steering::StandIn);
+    assert_eq!(scores, [("n1".to_owned(), 10), ("n2".to_owned(), 0)]);
+    // With no other slot of its set among the candidates, its own node
+    // still gets the top score.
+    let (scores, steering) = steered(&index, &replica("a2", "rs-a", &["n2", "other"]));
+    assert_eq!(steering, Steering::OwnNodeTaken);
+    assert_eq!(scores, [("n2".to_owned(), 10), ("other".to_owned(), 0)]);
+    // b2's slot on n2 is open: b2's own node is Own to it.
+    let (_, steering) = steered(&index, &replica("b2", "rs-b", &["n2"]));
     assert_eq!(steering, Steering::OwnNode);
-    assert_eq!(scores, [("n1".to_owned(), 0), ("n2".to_owned(), 10)]);
 }
 
 #[test]
