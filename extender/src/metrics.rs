@@ -96,7 +96,7 @@ impl Metrics {
         let steering = IntCounterVec::new(
             Opts::new(
                 "spotwright_extender_steering_total",
-                "Prioritize calls by whether the node launched for the pod was among the candidates: own_node, own_node_absent, not_launched_for.",
+                "Prioritize calls by where the pod was steered: own_node, stand_in, own_node_taken, own_node_absent (nowhere, its node not a candidate), not_launched_for.",
             ),
             &["outcome"],
         )?;
