@@ -26,7 +26,7 @@ use crate::controllers::nodeclass;
 use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
 use crate::controllers::provisioning::{
-    self, changed_verdicts, pending_keys, ready_claim_keys, verdicts, Provisioning,
+    self, changed_verdicts, crowded_keys, pending_keys, ready_claim_keys, verdicts, Provisioning,
     ProvisioningSettings, Verdicts,
 };
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
@@ -226,6 +226,10 @@ impl<L: Launcher> Turns for ProvisionerTurns<L> {
         let verdicts = verdicts(&snapshot.pods, scheduler_name, &snapshot.opted_in);
         news.extend(changed_verdicts(&self.verdicts, &verdicts));
         self.verdicts = verdicts;
+        let nominated = (self.provisioning.nominations.lock())
+            .map(|n| n.nominated_pods())
+            .unwrap_or_default();
+        news.extend(crowded_keys(&snapshot, &nominated));
         news
     }
 

@@ -112,6 +112,38 @@ pub fn ready_claim_keys(claims: &[Arc<NodeClaim>]) -> impl Iterator<Item = Strin
     })
 }
 
+/// `crowded:<namespace/name>` of every pod the scheduler refused while the
+/// node launched for it, initialized, has no room left for it by the
+/// requests of the pods bound there: news for the batching loop, so the pod
+/// is solved again a batch window after the binds that crowded it off. Its
+/// verdict need not change: the scheduler tries a pod that fits on no node
+/// again only after a node event, or minutes, and the pass that launched for
+/// such pods waited for one (docs/benchmarks.md). `nominated`: pod and claim,
+/// as [`Nominations::nominated_pods`] lists them.
+pub fn crowded_keys(snapshot: &Snapshot, nominated: &[(String, String)]) -> Vec<String> {
+    if nominated.is_empty() {
+        return Vec::new();
+    }
+    let refused: PodsByKey = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.node_name.is_none() && p.unschedulable.is_some())
+        .map(|p| (p.key(), p.as_ref()))
+        .collect();
+    nominated
+        .iter()
+        .filter(|(pod, claim)| {
+            refused.get(pod).is_some_and(|&p| {
+                matches!(
+                    claim_now(snapshot, claim, Some(p)),
+                    ClaimNow::Ready { room: false, .. }
+                )
+            })
+        })
+        .map(|(pod, _)| format!("crowded:{pod}"))
+        .collect()
+}
+
 /// The scheduler's verdict on each pending pod it marked unschedulable, by
 /// `namespace/name`: a hash of its message.
 pub type Verdicts = HashMap<String, u64>;
@@ -736,6 +768,86 @@ mod tests {
         let changed = news(&first, &second);
         assert_eq!(changed.len(), 1, "{changed:?}");
         assert!(changed[0].starts_with("verdict:ns/p:"), "{changed:?}");
+    }
+
+    /// A pod asking for `cpu`, refused by the scheduler with `message` if
+    /// any, bound to `node` if any.
+    fn sized_pod(
+        name: &str,
+        cpu: &str,
+        message: Option<&str>,
+        node: Option<&str>,
+    ) -> Arc<CachedPod> {
+        let conditions: Vec<_> = message
+            .map(|m| json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": m}))
+            .into_iter()
+            .collect();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"schedulerName": "spotwright-scheduler", "nodeName": node,
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
+            "status": {"conditions": conditions}}))
+        .expect("a Pod");
+        Arc::new(CachedPod::from(&pod))
+    }
+
+    /// NodeClaim `name`, initialized if `ready`, whose node is `node` (2 CPUs).
+    fn claim_on(
+        name: &str,
+        node: &str,
+        ready: bool,
+    ) -> (Arc<NodeClaim>, Arc<k8s_openapi::api::core::v1::Node>) {
+        let status = if ready { "True" } else { "False" };
+        let claim = json!({"apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": name}, "spec": {"nodeClassRef": {"name": "default"}},
+            "status": {"nodeName": node, "conditions": [{"type": spotwright_api::conditions::INITIALIZED,
+                "status": status, "reason": "Initialized", "message": "",
+                "lastTransitionTime": "2026-12-04T00:00:00Z"}]}});
+        let node = json!({"metadata": {"name": node},
+            "status": {"allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110"}}});
+        (
+            Arc::new(serde_json::from_value(claim).expect("a NodeClaim")),
+            Arc::new(serde_json::from_value(node).expect("a Node")),
+        )
+    }
+
+    #[test]
+    fn a_refused_pod_whose_ready_node_others_filled_is_news() {
+        let refused = Some("0/3 nodes are available: 3 Insufficient cpu.");
+        let (full, full_node) = claim_on("full", "n1", true);
+        let (roomy, roomy_node) = claim_on("roomy", "n2", true);
+        let (booting, booting_node) = claim_on("booting", "n3", false);
+        let snapshot = Snapshot::build(crate::state::Lists {
+            pods: vec![
+                sized_pod("other", "1500m", None, Some("n1")),
+                sized_pod("light", "500m", None, Some("n2")),
+                sized_pod("crowded", "1", refused, None),
+                sized_pod("untried", "1", None, None),
+                sized_pod("fits", "1", refused, None),
+                sized_pod("waits", "1", refused, None),
+                sized_pod("bound", "1", None, Some("n1")),
+            ],
+            nodes: vec![full_node, roomy_node, booting_node],
+            claims: vec![full, roomy, booting],
+            ..Default::default()
+        });
+        let nominated: Vec<(String, String)> = [
+            ("ns/crowded", "full"),
+            ("ns/untried", "full"),
+            ("ns/fits", "roomy"),
+            ("ns/waits", "booting"),
+            ("ns/bound", "full"),
+            ("ns/gone", "full"),
+        ]
+        .iter()
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(
+            crowded_keys(&snapshot, &nominated),
+            ["crowded:ns/crowded"],
+            "only a refused, unbound pod whose initialized node has no room left"
+        );
+        assert!(crowded_keys(&snapshot, &[]).is_empty());
     }
 
     #[test]
