@@ -226,10 +226,9 @@ impl<L: Launcher> Turns for ProvisionerTurns<L> {
         let verdicts = verdicts(&snapshot.pods, scheduler_name, &snapshot.opted_in);
         news.extend(changed_verdicts(&self.verdicts, &verdicts));
         self.verdicts = verdicts;
-        let nominated = (self.provisioning.nominations.lock())
-            .map(|n| n.nominated_pods())
-            .unwrap_or_default();
-        news.extend(crowded_keys(&snapshot, &nominated));
+        if let Ok(nominations) = self.provisioning.nominations.lock() {
+            news.extend(crowded_keys(&snapshot, nominations.claims()));
+        }
         news
     }
 

@@ -119,28 +119,33 @@ pub fn ready_claim_keys(claims: &[Arc<NodeClaim>]) -> impl Iterator<Item = Strin
 /// verdict need not change: the scheduler tries a pod that fits on no node
 /// again only after a node event, or minutes, and the pass that launched for
 /// such pods waited for one (docs/benchmarks.md). `nominated`: pod and claim,
-/// as [`Nominations::nominated_pods`] lists them.
-pub fn crowded_keys(snapshot: &Snapshot, nominated: &[(String, String)]) -> Vec<String> {
-    if nominated.is_empty() {
+/// as [`Nominations::claims`] lists them.
+pub fn crowded_keys<'a>(
+    snapshot: &Snapshot,
+    nominated: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<String> {
+    // A burst nominates thousands of pods and this runs at every look: only
+    // those whose claim is initialized are looked up, with no allocation.
+    let claim_of: HashMap<(&str, &str), &str> = nominated
+        .into_iter()
+        .filter(|(_, claim)| matches!(claim_now(snapshot, claim, None), ClaimNow::Ready { .. }))
+        .filter_map(|(pod, claim)| Some((pod.split_once('/')?, claim)))
+        .collect();
+    if claim_of.is_empty() {
         return Vec::new();
     }
-    let refused: PodsByKey = snapshot
+    snapshot
         .pods
         .iter()
         .filter(|p| p.node_name.is_none() && p.unschedulable.is_some())
-        .map(|p| (p.key(), p.as_ref()))
-        .collect();
-    nominated
-        .iter()
-        .filter(|(pod, claim)| {
-            refused.get(pod).is_some_and(|&p| {
-                matches!(
-                    claim_now(snapshot, claim, Some(p)),
-                    ClaimNow::Ready { room: false, .. }
-                )
-            })
+        .filter_map(|p| {
+            let claim = claim_of.get(&(p.namespace(), p.name.as_str()))?;
+            let crowded = matches!(
+                claim_now(snapshot, claim, Some(p)),
+                ClaimNow::Ready { room: false, .. }
+            );
+            crowded.then(|| format!("crowded:{}", p.key()))
         })
-        .map(|(pod, _)| format!("crowded:{pod}"))
         .collect()
 }
 
@@ -831,23 +836,20 @@ mod tests {
             claims: vec![full, roomy, booting],
             ..Default::default()
         });
-        let nominated: Vec<(String, String)> = [
+        let nominated = [
             ("ns/crowded", "full"),
             ("ns/untried", "full"),
             ("ns/fits", "roomy"),
             ("ns/waits", "booting"),
             ("ns/bound", "full"),
             ("ns/gone", "full"),
-        ]
-        .iter()
-        .map(|(p, c)| (p.to_string(), c.to_string()))
-        .collect();
+        ];
         assert_eq!(
-            crowded_keys(&snapshot, &nominated),
+            crowded_keys(&snapshot, nominated),
             ["crowded:ns/crowded"],
             "only a refused, unbound pod whose initialized node has no room left"
         );
-        assert!(crowded_keys(&snapshot, &[]).is_empty());
+        assert!(crowded_keys(&snapshot, []).is_empty());
     }
 
     #[test]

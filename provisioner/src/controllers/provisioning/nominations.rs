@@ -162,6 +162,13 @@ impl Nominations {
             .collect()
     }
 
+    /// Each nominated pod with its claim, borrowed.
+    pub fn claims(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pods
+            .iter()
+            .map(|(pod, r)| (pod.as_str(), r.claim.as_str()))
+    }
+
     /// The claim last created for `pod`.
     pub fn claim_of(&self, pod: &str) -> Option<&str> {
         self.pods.get(pod).map(|r| r.claim.as_str())
