@@ -126,12 +126,14 @@ pub fn crowded_keys<'a>(
 ) -> Vec<String> {
     // A burst nominates thousands of pods and this runs at every look: only
     // those whose claim is initialized are looked up, with no allocation.
-    let claim_of: HashMap<(&str, &str), &str> = nominated
+    let ready_node_of: HashMap<(&str, &str), &str> = nominated
         .into_iter()
-        .filter(|(_, claim)| matches!(claim_now(snapshot, claim, None), ClaimNow::Ready { .. }))
-        .filter_map(|(pod, claim)| Some((pod.split_once('/')?, claim)))
+        .filter_map(|(pod, claim)| match claim_now(snapshot, claim, None) {
+            ClaimNow::Ready { node, .. } => Some((pod.split_once('/')?, node)),
+            _ => None,
+        })
         .collect();
-    if claim_of.is_empty() {
+    if ready_node_of.is_empty() {
         return Vec::new();
     }
     snapshot
@@ -139,12 +141,8 @@ pub fn crowded_keys<'a>(
         .iter()
         .filter(|p| p.node_name.is_none() && p.unschedulable.is_some())
         .filter_map(|p| {
-            let claim = claim_of.get(&(p.namespace(), p.name.as_str()))?;
-            let crowded = matches!(
-                claim_now(snapshot, claim, Some(p)),
-                ClaimNow::Ready { room: false, .. }
-            );
-            crowded.then(|| format!("crowded:{}", p.key()))
+            let node = ready_node_of.get(&(p.namespace(), p.name.as_str()))?;
+            (!has_room(snapshot, node, p)).then(|| format!("crowded:{}", p.key()))
         })
         .collect()
 }
@@ -726,6 +724,18 @@ mod tests {
     }
 
     fn pod(name: &str, scheduler: &str, message: Option<&str>) -> Arc<CachedPod> {
+        pod_on(name, scheduler, "0", message, None)
+    }
+
+    /// A pod of `scheduler` asking for `cpu`, refused by it with `message`
+    /// if any, bound to `node` if any.
+    fn pod_on(
+        name: &str,
+        scheduler: &str,
+        cpu: &str,
+        message: Option<&str>,
+        node: Option<&str>,
+    ) -> Arc<CachedPod> {
         let conditions: Vec<_> = message
             .map(|m| {
                 json!({"type": "PodScheduled", "status": "False",
@@ -735,7 +745,8 @@ mod tests {
             .collect();
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"schedulerName": scheduler, "containers": []},
+            "spec": {"schedulerName": scheduler, "nodeName": node,
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
             "status": {"conditions": conditions}}))
         .expect("a Pod");
         Arc::new(CachedPod::from(&pod))
@@ -775,25 +786,13 @@ mod tests {
         assert!(changed[0].starts_with("verdict:ns/p:"), "{changed:?}");
     }
 
-    /// A pod asking for `cpu`, refused by the scheduler with `message` if
-    /// any, bound to `node` if any.
     fn sized_pod(
         name: &str,
         cpu: &str,
         message: Option<&str>,
         node: Option<&str>,
     ) -> Arc<CachedPod> {
-        let conditions: Vec<_> = message
-            .map(|m| json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": m}))
-            .into_iter()
-            .collect();
-        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"schedulerName": "spotwright-scheduler", "nodeName": node,
-                "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
-            "status": {"conditions": conditions}}))
-        .expect("a Pod");
-        Arc::new(CachedPod::from(&pod))
+        pod_on(name, "spotwright-scheduler", cpu, message, node)
     }
 
     /// NodeClaim `name`, initialized if `ready`, whose node is `node` (2 CPUs).
