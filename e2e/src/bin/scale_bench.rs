@@ -3,8 +3,11 @@
 //!
 //! - `instance-types --out FILE`: Karpenter's KWOK instance-types file from
 //!   moto's EC2 and the bundled prices (`scale::instance_types`).
+//! - `floor-nodes ...`: the floor's Nodes, made before its scale-up
+//!   (`scale::floor`), Ready when it returns.
 //! - `run ...`: one scale-up of the workload to `--pods`, then to zero, for
-//!   one system; writes one JSON document of every figure to `--out`.
+//!   one system (or the floor); writes one JSON document of every figure to
+//!   `--out`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,11 +24,13 @@ use spotwright_e2e::scale::figures::{
     after_first_wave, bucket_delta, histogram_buckets, histogram_count, histogram_quantile,
     histogram_sum, quantiles, requests_by_client, WAVE_GAP_SECONDS,
 };
+use spotwright_e2e::scale::floor;
 use spotwright_e2e::scale::instance_types::{
     karpenter_instance_types, price_table, Offering, TypeFacts,
 };
 use spotwright_e2e::scale::run::{
-    no_launched_nodes, pool_instance_count, scale_to_zero, scale_up, LaunchedNode, System,
+    no_launched_nodes, no_pods_left, pool_instance_count, scale_to_zero, scale_up, LaunchedNode,
+    System,
 };
 use spotwright_e2e::scale::traces::{
     self, sampled_traceparent, Received, SpanRecord, MUTATING_WEBHOOK_SPAN,
@@ -48,6 +53,24 @@ enum Action {
     InstanceTypes {
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Makes the floor's Nodes (no autoscaler) and waits until they are Ready.
+    FloorNodes {
+        /// The instance-types file (`instance-types`): the type's resources and zones.
+        #[arg(long)]
+        prices: PathBuf,
+        #[arg(long, default_value = "r5a.16xlarge")]
+        instance_type: String,
+        #[arg(long, default_value_t = 40)]
+        count: usize,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "us-east-1a,us-east-1b,us-east-1c"
+        )]
+        zones: Vec<String>,
+        #[arg(long, default_value = "spot")]
+        pool: String,
     },
     /// One scale-up to --pods and back to zero.
     Run(Box<RunArgs>),
@@ -100,8 +123,9 @@ fn parse_system(text: &str) -> Result<System, String> {
     match text {
         "spotwright" => Ok(System::Spotwright),
         "karpenter" => Ok(System::Karpenter),
+        "floor" => Ok(System::Floor),
         other => Err(format!(
-            "unknown system {other:?} (spotwright or karpenter)"
+            "unknown system {other:?} (spotwright, karpenter or floor)"
         )),
     }
 }
@@ -118,8 +142,40 @@ fn parse_process(text: &str) -> Result<(String, u32), String> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Action::InstanceTypes { out } => instance_types(out).await,
+        Action::FloorNodes {
+            prices,
+            instance_type,
+            count,
+            zones,
+            pool,
+        } => floor_nodes(prices, &instance_type, count, &zones, &pool).await,
         Action::Run(args) => run(*args).await,
     }
+}
+
+async fn floor_nodes(
+    prices: PathBuf,
+    instance_type: &str,
+    count: usize,
+    zones: &[String],
+    pool: &str,
+) -> Result<()> {
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(&prices).with_context(|| format!("reading {}", prices.display()))?,
+    )?;
+    let entry = file
+        .as_array()
+        .and_then(|types| types.iter().find(|t| t["name"] == instance_type))
+        .with_context(|| format!("{instance_type} is not in {}", prices.display()))?;
+    let nodes = floor::floor_nodes(entry, count, zones, pool).map_err(anyhow::Error::msg)?;
+    let client = spotwright_e2e::named_client("spotwright-scale-bench")
+        .await
+        .context("the cluster")?;
+    floor::make_floor(&client, &nodes, Duration::from_secs(120))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    eprintln!("[floor] {count} {instance_type} nodes Ready");
+    Ok(())
 }
 
 async fn instance_types(out: PathBuf) -> Result<()> {
@@ -373,10 +429,12 @@ async fn run(args: RunArgs) -> Result<()> {
     let (system, pool) = (args.system, args.pool.clone());
     let to_zero = scale_to_zero(&client, &args.namespace, &shapes, timeout, || {
         let (client, ec2, pool) = (client.clone(), ec2.clone(), pool.clone());
+        let namespace = args.namespace.clone();
         async move {
             let instances = match system {
                 System::Spotwright => pool_instance_count(&ec2, &pool).await.ok(),
                 System::Karpenter => Some(0),
+                System::Floor => return no_pods_left(&client, &namespace).await,
             };
             instances == Some(0) && no_launched_nodes(&client, system, &pool).await
         }

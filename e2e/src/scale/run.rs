@@ -18,6 +18,7 @@ use serde::Serialize;
 use spotwright_api::keys::{CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, NODEPOOL_LABEL, ZONE_LABEL};
 
 use super::figures::{quantiles, Quantiles};
+use super::floor::{FLOOR_CAPACITY_LABEL, FLOOR_POOL_LABEL};
 use super::workload::{deployment, Shape};
 
 /// Which autoscaler serves the workload, and so which labels mark its nodes.
@@ -26,6 +27,9 @@ use super::workload::{deployment, Shape};
 pub enum System {
     Spotwright,
     Karpenter,
+    /// No autoscaler: the nodes are made before the scale-up
+    /// ([`super::floor`]), and the default scheduler places the pods.
+    Floor,
 }
 
 impl System {
@@ -33,6 +37,7 @@ impl System {
         match self {
             System::Spotwright => NODEPOOL_LABEL,
             System::Karpenter => "karpenter.sh/nodepool",
+            System::Floor => FLOOR_POOL_LABEL,
         }
     }
 
@@ -40,6 +45,7 @@ impl System {
         match self {
             System::Spotwright => CAPACITY_TYPE_LABEL,
             System::Karpenter => "karpenter.sh/capacity-type",
+            System::Floor => FLOOR_CAPACITY_LABEL,
         }
     }
 }
@@ -317,6 +323,12 @@ where
 /// No node of the system's NodePool `pool` is left.
 pub async fn no_launched_nodes(client: &Client, system: System, pool: &str) -> bool {
     matches!(launched_nodes(client, system, pool).await, Ok(nodes) if nodes.is_empty())
+}
+
+/// No pod is left in `namespace` (the floor's end: its nodes stay).
+pub async fn no_pods_left(client: &Client, namespace: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    matches!(pods.list(&ListParams::default().limit(1)).await, Ok(list) if list.items.is_empty())
 }
 
 /// EC2 instances (pending or running) moto holds for Spotwright's NodePool `pool`.
