@@ -200,6 +200,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("us-east-1b"), "{err}");
+        let mut on_demand_in_b = entry(&["us-east-1a", "us-east-1b"]);
+        let offerings = on_demand_in_b["offerings"].as_array_mut().unwrap();
+        offerings.retain(|o| {
+            !(o["Requirements"][1]["values"][0] == "us-east-1b"
+                && o["Requirements"][0]["values"][0] == "spot")
+        });
+        assert_eq!(offerings.len(), 3);
+        let zones_ab = zones(&["us-east-1a", "us-east-1b"]);
+        assert!(floor_nodes(&on_demand_in_b, 2, &zones_ab, "floor").is_err());
         assert!(floor_nodes(&entry(&["us-east-1a"]), 2, &[], "floor").is_err());
         assert!(floor_nodes(&json!({"name": "x"}), 2, &zones(&["us-east-1a"]), "floor").is_err());
     }
