@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::instance_types::price_table;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -42,7 +43,7 @@ pub fn floor_nodes(
         return Err("no zone for the floor's nodes".into());
     }
     let offered = spot_zones(entry);
-    if let Some(zone) = zones.iter().find(|z| !offered.contains(z.as_str())) {
+    if let Some(zone) = zones.iter().find(|z| !offered.contains(*z)) {
         return Err(format!("{name} has no Spot offering in {zone}"));
     }
     Ok((0..count)
@@ -66,25 +67,13 @@ pub fn floor_nodes(
         .collect())
 }
 
-/// The zones where an instance-types entry has a Spot offering.
-fn spot_zones(entry: &Value) -> BTreeSet<&str> {
-    let offerings = entry["offerings"].as_array().map_or(&[][..], Vec::as_slice);
-    offerings
-        .iter()
-        .filter_map(|offering| {
-            let requirements = offering["Requirements"].as_array()?;
-            let values = |key: &str| {
-                requirements
-                    .iter()
-                    .find(|r| r["key"] == key)
-                    .and_then(|r| r["values"].as_array())
-            };
-            let spot = values("karpenter.sh/capacity-type")?
-                .iter()
-                .any(|v| v == "spot");
-            let zone = values(ZONE_LABEL)?.first()?.as_str()?;
-            spot.then_some(zone)
-        })
+/// The zones where an instance-types entry has a priced Spot offering, as
+/// the driver's price table reads them.
+fn spot_zones(entry: &Value) -> BTreeSet<String> {
+    price_table(&Value::Array(vec![entry.clone()]))
+        .into_keys()
+        .filter(|(_, _, capacity)| capacity == "spot")
+        .map(|(_, zone, _)| zone)
         .collect()
 }
 
