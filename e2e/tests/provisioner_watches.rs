@@ -17,13 +17,14 @@ use spotwright_e2e::harness::{env, Env};
 const MOTO: &str = "http://127.0.0.1:15000";
 
 /// The kinds the provisioner's cluster state watches, as the API server names them.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "pods",
     "nodes",
     "nodeclaims",
     "nodepools",
     "nodeclasses",
     "daemonsets",
+    "replicasets",
     "namespaces",
     "persistentvolumeclaims",
     "persistentvolumes",

@@ -57,14 +57,14 @@ pub struct Cli {
     /// The scheduler whose unschedulable pods are Spotwright's.
     #[arg(long, env = "SPOTWRIGHT_SCHEDULER_NAME", default_value = spotwright_api::keys::SCHEDULER_NAME)]
     pub scheduler_name: String,
-    /// A batch of pending pods closes after this long without a new one.
+    /// A batch of pending pods closes after this long without a new one, or at once when every ReplicaSet its pods belong to has all its pods.
     #[arg(long, env = "SPOTWRIGHT_BATCH_IDLE_DURATION", default_value = "1s", value_parser = duration)]
     pub batch_idle_duration: Duration,
     /// A batch closes this long after its first pod at the latest.
     #[arg(long, env = "SPOTWRIGHT_BATCH_MAX_DURATION", default_value = "10s", value_parser = duration)]
     pub batch_max_duration: Duration,
     /// Launches (the NodeClaim, then CreateFleet) one pass runs at once. A burst's nodes register together only when their launches end together; EC2 throttles CreateFleet per account, and a throttled launch is retried.
-    #[arg(long, env = "SPOTWRIGHT_LAUNCH_CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "SPOTWRIGHT_LAUNCH_CONCURRENCY", default_value_t = 64)]
     pub launch_concurrency: usize,
     /// A launched instance whose Node has not registered by then is terminated and its pods solved again.
     #[arg(long, env = "SPOTWRIGHT_REGISTRATION_TIMEOUT", default_value = "15m", value_parser = duration)]
@@ -223,7 +223,7 @@ mod tests {
         assert_eq!(cli.batch_max_duration, Duration::from_secs(10));
         assert_eq!(cli.registration_timeout, Duration::from_secs(900));
         assert_eq!(cli.registration_gate, Duration::from_secs(5));
-        assert_eq!(cli.launch_concurrency, 32);
+        assert_eq!(cli.launch_concurrency, 64);
         assert!(cli.leader_elect);
         assert!(cli.validate().is_ok());
         assert_eq!(cli.interruption_queue(), None);

@@ -290,6 +290,7 @@ pub(crate) fn feeds(dir: &Path) -> anyhow::Result<Feeds> {
         nodepools: replay(dir.join("nodepools.jsonl"))?,
         nodeclasses: replay(dir.join("nodeclasses.jsonl"))?,
         daemonsets: replay(dir.join("daemonsets.jsonl"))?,
+        replicasets: nothing(),
         namespaces: replay(dir.join("namespaces.jsonl"))?,
         volume_claims: nothing(),
         volumes: nothing(),

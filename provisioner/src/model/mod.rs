@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod budgets;
+pub mod burst;
 pub mod claim;
 pub mod clock;
 pub mod consolidation;

@@ -32,6 +32,7 @@ use crate::controllers::provisioning::{
 use crate::controllers::registration::{self, Registration, RegistrationSettings};
 use crate::controllers::termination::{self, Termination, TerminationSettings};
 use crate::metrics::Metrics;
+use crate::model::burst;
 use crate::model::clock::SharedClock;
 use crate::state::{Changes, ClusterState, Kind};
 use turns::{take_turns, TurnSettings, Turns};
@@ -190,9 +191,14 @@ pub struct ProvisionerTurns<L> {
 
 impl<L> ProvisionerTurns<L> {
     fn new(act: Launching<L>, w: &Wiring) -> Self {
-        let changes =
-            w.state
-                .subscribe(&[Kind::Pods, Kind::Nodes, Kind::NodeClaims, Kind::NodePools]);
+        // ReplicaSets: the status that says a burst's pods all exist.
+        let changes = w.state.subscribe(&[
+            Kind::Pods,
+            Kind::Nodes,
+            Kind::NodeClaims,
+            Kind::NodePools,
+            Kind::ReplicaSets,
+        ]);
         ProvisionerTurns {
             provisioning: Provisioning {
                 act: act.clone(),
@@ -230,6 +236,17 @@ impl<L: Launcher> Turns for ProvisionerTurns<L> {
             news.extend(crowded_keys(&snapshot, nominations.claims()));
         }
         news
+    }
+
+    fn complete(&mut self, arrivals: &BTreeSet<String>) -> bool {
+        let snapshot = self.provisioning.state.snapshot();
+        burst::batch_complete(
+            arrivals,
+            &snapshot.pods,
+            &snapshot.replicasets,
+            &snapshot.opted_in,
+            &self.provisioning.settings.scheduler_name,
+        )
     }
 
     async fn changed(&mut self) {

@@ -33,6 +33,12 @@ pub trait Turns {
     /// solve for, and news that may release pods held for a node (a node
     /// that became ready). A key not seen before opens a batch.
     fn pending(&mut self) -> BTreeSet<String>;
+    /// Whether the open batch, whose new keys are `arrivals`, is complete
+    /// and may close before its idle time: nothing more is on its way.
+    fn complete(&mut self, arrivals: &BTreeSet<String>) -> bool {
+        let _ = arrivals;
+        false
+    }
     /// Resolves when something a pass reads changed.
     fn changed(&mut self) -> impl Future<Output = ()>;
     /// A batch that opened `open_for` ago closed: a pass follows.
@@ -52,6 +58,8 @@ pub const LOOK_GAP: Duration = Duration::from_millis(100);
 pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
     let mut batcher = Batcher::new(settings.batch_idle, settings.batch_max);
     let mut seen: BTreeSet<String> = BTreeSet::new();
+    // The keys that opened or extended the open batch.
+    let mut arrivals: BTreeSet<String> = BTreeSet::new();
     let mut last_pass = Instant::now();
     let mut last_sweep = Instant::now();
     let mut last_look = Instant::now();
@@ -72,17 +80,25 @@ pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
         let now = Instant::now();
         last_look = now;
         let pending = turns.pending();
-        if pending.iter().any(|k| !seen.contains(k)) {
+        let new: Vec<String> = pending
+            .iter()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
             batcher.observe(now.into_std());
             batch_opened.get_or_insert(now);
+            arrivals.extend(new);
         }
         seen = pending;
         let resync_due = now >= last_pass + settings.resync;
-        if batcher.is_due(now.into_std()) || resync_due {
+        let complete = batcher.is_open() && turns.complete(&arrivals);
+        if batcher.is_due(now.into_std()) || complete || resync_due {
             if let Some(opened) = batch_opened.take() {
                 turns.batch_closed(now.duration_since(opened));
             }
             batcher.close();
+            arrivals.clear();
             last_pass = Instant::now();
             turns.pass().await;
         }
@@ -110,6 +126,8 @@ mod tests {
     struct Fake {
         start: Instant,
         arrivals: Vec<(u64, &'static str)>,
+        /// The batch is complete once this many keys arrived in it.
+        complete_at: Option<usize>,
         passes: Arc<Mutex<Vec<Duration>>>,
         sweeps: Arc<Mutex<Vec<Duration>>>,
     }
@@ -136,6 +154,9 @@ mod tests {
                 None => std::future::pending().await,
             }
         }
+        fn complete(&mut self, arrivals: &BTreeSet<String>) -> bool {
+            self.complete_at.is_some_and(|n| arrivals.len() >= n)
+        }
         fn batch_closed(&mut self, _: Duration) {}
         async fn pass(&mut self) {
             self.passes.lock().unwrap().push(self.start.elapsed());
@@ -149,11 +170,20 @@ mod tests {
         arrivals: Vec<(u64, &'static str)>,
         seconds: u64,
     ) -> (Vec<Duration>, Vec<Duration>) {
+        run_completing_at(arrivals, None, seconds).await
+    }
+
+    async fn run_completing_at(
+        arrivals: Vec<(u64, &'static str)>,
+        complete_at: Option<usize>,
+        seconds: u64,
+    ) -> (Vec<Duration>, Vec<Duration>) {
         let passes = Arc::new(Mutex::new(Vec::new()));
         let sweeps = Arc::new(Mutex::new(Vec::new()));
         let mut fake = Fake {
             start: Instant::now(),
             arrivals,
+            complete_at,
             passes: passes.clone(),
             sweeps: sweeps.clone(),
         };
@@ -174,6 +204,22 @@ mod tests {
         let at = passes[0].as_secs_f64();
         assert!((3.0..3.2).contains(&at), "closed 1 s after the burst: {at}");
         assert_eq!(sweeps.len(), 1, "a sweep every 5 s: {sweeps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_burst_is_solved_at_once_and_an_incomplete_one_waits() {
+        let burst = vec![(2, "a/p1"), (2, "a/p2"), (2, "a/p3")];
+        let (passes, _) = run_completing_at(burst.clone(), Some(3), 9).await;
+        assert_eq!(passes.len(), 1, "{passes:?}");
+        let at = passes[0].as_secs_f64();
+        assert!(
+            (2.0..2.2).contains(&at),
+            "closed as the burst arrived: {at}"
+        );
+        let (passes, _) = run_completing_at(burst, Some(4), 9).await;
+        assert_eq!(passes.len(), 1, "{passes:?}");
+        let at = passes[0].as_secs_f64();
+        assert!((3.0..3.2).contains(&at), "closed 1 s after the burst: {at}");
     }
 
     #[tokio::test(start_paused = true)]

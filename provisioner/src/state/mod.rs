@@ -1,5 +1,5 @@
 //! The one cluster state: a single watch per kind (Pods, Nodes, NodeClaims,
-//! NodePools, NodeClasses, DaemonSets, Namespaces, and the volume kinds:
+//! NodePools, NodeClasses, DaemonSets, ReplicaSets, Namespaces, and the volume kinds:
 //! PersistentVolumeClaims, PersistentVolumes, StorageClasses), trimmed to what the
 //! controllers read ([`trim`]; pods kept compact by [`pods`]), shared by
 //! every controller. Controllers read
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{self, Store};
@@ -43,19 +43,22 @@ pub enum Kind {
     NodePools,
     NodeClasses,
     DaemonSets,
+    /// ReplicaSets: when a burst's pods all exist.
+    ReplicaSets,
     Namespaces,
     /// PersistentVolumeClaims, PersistentVolumes and StorageClasses.
     Volumes,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Pods,
         Kind::Nodes,
         Kind::NodeClaims,
         Kind::NodePools,
         Kind::NodeClasses,
         Kind::DaemonSets,
+        Kind::ReplicaSets,
         Kind::Namespaces,
         Kind::Volumes,
     ];
@@ -81,6 +84,7 @@ pub struct Feeds {
     pub nodepools: Feed<NodePool>,
     pub nodeclasses: Feed<NodeClass>,
     pub daemonsets: Feed<DaemonSet>,
+    pub replicasets: Feed<ReplicaSet>,
     pub namespaces: Feed<Namespace>,
     pub volume_claims: Feed<PersistentVolumeClaim>,
     pub volumes: Feed<PersistentVolume>,
@@ -102,6 +106,7 @@ impl Feeds {
             nodepools: watcher(Api::all(client.clone()), all()).boxed(),
             nodeclasses: watcher(Api::all(client.clone()), all()).boxed(),
             daemonsets: watcher(Api::all(client.clone()), all()).boxed(),
+            replicasets: watcher(Api::all(client.clone()), all()).boxed(),
             namespaces: watcher(Api::all(client.clone()), all()).boxed(),
             volume_claims: watcher(Api::all(client.clone()), all()).boxed(),
             volumes: watcher(Api::all(client.clone()), all()).boxed(),
@@ -117,6 +122,7 @@ struct Stores {
     nodepools: Store<NodePool>,
     nodeclasses: Store<NodeClass>,
     daemonsets: Store<DaemonSet>,
+    replicasets: Store<ReplicaSet>,
     namespaces: Store<Namespace>,
     volume_claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
@@ -155,6 +161,7 @@ impl ClusterState {
         let (nodepools, nodepools_writer) = reflector::store();
         let (nodeclasses, nodeclasses_writer) = reflector::store();
         let (daemonsets, daemonsets_writer) = reflector::store();
+        let (replicasets, replicasets_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
         let (volume_claims, volume_claims_writer) = reflector::store();
         let (volumes, volumes_writer) = reflector::store();
@@ -167,6 +174,7 @@ impl ClusterState {
                 nodepools,
                 nodeclasses,
                 daemonsets,
+                replicasets,
                 namespaces,
                 volume_claims,
                 volumes,
@@ -197,6 +205,12 @@ impl ClusterState {
             daemonsets_writer,
             feeds.daemonsets,
             trim::daemonset,
+        );
+        state.reflect(
+            Kind::ReplicaSets,
+            replicasets_writer,
+            feeds.replicasets,
+            trim::replicaset,
         );
         state.reflect(
             Kind::Namespaces,
@@ -279,6 +293,7 @@ impl ClusterState {
             s.nodepools.wait_until_ready(),
             s.nodeclasses.wait_until_ready(),
             s.daemonsets.wait_until_ready(),
+            s.replicasets.wait_until_ready(),
             s.namespaces.wait_until_ready(),
             s.volume_claims.wait_until_ready(),
             s.volumes.wait_until_ready(),
@@ -324,6 +339,7 @@ impl ClusterState {
             nodepools: s.nodepools.state(),
             nodeclasses: s.nodeclasses.state(),
             daemonsets: s.daemonsets.state(),
+            replicasets: s.replicasets.state(),
             namespaces: s.namespaces.state(),
             volume_claims: s.volume_claims.state(),
             volumes: s.volumes.state(),
@@ -411,6 +427,7 @@ mod tests {
             nodepools: feed(Vec::new()),
             nodeclasses: feed(Vec::new()),
             daemonsets: feed(Vec::new()),
+            replicasets: feed(Vec::new()),
             namespaces: feed(Vec::new()),
             volume_claims: feed(Vec::new()),
             volumes: feed(Vec::new()),

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
@@ -26,6 +26,7 @@ pub struct Lists {
     pub nodepools: Vec<Arc<NodePool>>,
     pub nodeclasses: Vec<Arc<NodeClass>>,
     pub daemonsets: Vec<Arc<DaemonSet>>,
+    pub replicasets: Vec<Arc<ReplicaSet>>,
     pub namespaces: Vec<Arc<Namespace>>,
     pub volume_claims: Vec<Arc<PersistentVolumeClaim>>,
     pub volumes: Vec<Arc<PersistentVolume>>,
@@ -41,6 +42,7 @@ pub struct Snapshot {
     pub nodepools: Vec<Arc<NodePool>>,
     pub nodeclasses: Vec<Arc<NodeClass>>,
     pub daemonsets: Vec<Arc<DaemonSet>>,
+    pub replicasets: Vec<Arc<ReplicaSet>>,
     pub volume_claims: Vec<Arc<PersistentVolumeClaim>>,
     pub volumes: Vec<Arc<PersistentVolume>>,
     pub storage_classes: Vec<Arc<StorageClass>>,
@@ -103,6 +105,7 @@ impl Snapshot {
             nodepools: lists.nodepools,
             nodeclasses: lists.nodeclasses,
             daemonsets: lists.daemonsets,
+            replicasets: lists.replicasets,
             volume_claims: lists.volume_claims,
             volumes: lists.volumes,
             storage_classes: lists.storage_classes,

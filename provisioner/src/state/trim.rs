@@ -5,9 +5,9 @@
 //! and 2.1 KB a container, before any content; "Cluster state at scale"
 //! in `docs/benchmarks.md`).
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, Node, NodeStatus, PodSpec, ResourceRequirements, Volume,
+    Container, Namespace, Node, NodeStatus, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -116,6 +116,34 @@ pub fn daemonset(ds: &mut DaemonSet) {
     ds.status = None;
 }
 
+/// A ReplicaSet: how many replicas it wants, whether its controller has
+/// acted on that (`observedGeneration`), and its pods' scheduler name; what
+/// tells the batching loop that a burst's pods all exist.
+pub fn replicaset(rs: &mut ReplicaSet) {
+    common(rs);
+    rs.metadata.annotations = None;
+    rs.metadata.labels = None;
+    if let Some(spec) = rs.spec.as_mut() {
+        let scheduler_name = spec
+            .template
+            .as_mut()
+            .and_then(|t| t.spec.as_mut())
+            .and_then(|s| s.scheduler_name.take());
+        spec.template = scheduler_name.map(|name| PodTemplateSpec {
+            spec: Some(PodSpec {
+                scheduler_name: Some(name),
+                ..PodSpec::default()
+            }),
+            ..PodTemplateSpec::default()
+        });
+    }
+    rs.status = rs.status.take().map(|status| ReplicaSetStatus {
+        observed_generation: status.observed_generation,
+        replicas: status.replicas,
+        ..ReplicaSetStatus::default()
+    });
+}
+
 /// A namespace: its name and whether it opted in.
 pub fn namespace(ns: &mut Namespace) {
     common(ns);
@@ -217,5 +245,32 @@ mod tests {
         let annotations = ns.metadata.annotations.unwrap_or_default();
         assert_eq!(annotations.len(), 1);
         assert!(annotations.contains_key(keys::CAPACITY_ANNOTATION));
+    }
+
+    #[test]
+    fn replicasets_keep_their_count_generation_and_scheduler() {
+        let mut rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "uid": "u1", "generation": 3,
+                "labels": {"app": "web"}, "annotations": {"deployment.kubernetes.io/revision": "1"}},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"schedulerName": "spotwright-scheduler",
+                        "containers": [{"name": "c", "image": "i"}]}}},
+            "status": {"replicas": 4, "observedGeneration": 3, "readyReplicas": 2}
+        }))
+        .unwrap();
+        replicaset(&mut rs);
+        let spec = rs.spec.unwrap_or_default();
+        assert_eq!(spec.replicas, Some(5));
+        let template = spec.template.unwrap_or_default();
+        assert!(template.metadata.is_none());
+        let pod = template.spec.unwrap_or_default();
+        assert_eq!(pod.scheduler_name.as_deref(), Some("spotwright-scheduler"));
+        assert!(pod.containers.is_empty());
+        let status = rs.status.unwrap_or_default();
+        assert_eq!((status.observed_generation, status.replicas), (Some(3), 4));
+        assert!(status.ready_replicas.is_none());
+        assert!(rs.metadata.labels.is_none() && rs.metadata.annotations.is_none());
+        assert_eq!(rs.metadata.generation, Some(3));
     }
 }
