@@ -34,6 +34,7 @@ fn provisioner_rbac_is_exactly_what_the_controllers_use() {
     ));
     want.extend(verbs("", "namespaces", &read));
     want.extend(verbs("apps", "daemonsets", &read));
+    want.extend(verbs("apps", "replicasets", &read));
     want.extend(verbs("", "persistentvolumeclaims", &read));
     want.extend(verbs("", "persistentvolumes", &read));
     want.extend(verbs("storage.k8s.io", "storageclasses", &read));
