@@ -57,7 +57,7 @@ pub struct Cli {
     /// The scheduler whose unschedulable pods are Spotwright's.
     #[arg(long, env = "SPOTWRIGHT_SCHEDULER_NAME", default_value = spotwright_api::keys::SCHEDULER_NAME)]
     pub scheduler_name: String,
-    /// A batch of pending pods closes after this long without a new one, or at once when every ReplicaSet its pods belong to has all its pods.
+    /// A batch of pending pods closes after this long without a new one, or after 300 ms without one when every ReplicaSet its pods belong to has all its pods.
     #[arg(long, env = "SPOTWRIGHT_BATCH_IDLE_DURATION", default_value = "1s", value_parser = duration)]
     pub batch_idle_duration: Duration,
     /// A batch closes this long after its first pod at the latest.

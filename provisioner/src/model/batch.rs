@@ -40,6 +40,13 @@ impl Batcher {
         Some((last + self.idle).min(opened + self.max))
     }
 
+    /// When the open batch will have gone `quiet` without a new pending
+    /// pod; `None` when no batch is open.
+    pub fn quiet_at(&self, quiet: Duration) -> Option<Instant> {
+        self.opened?;
+        Some(self.last? + quiet)
+    }
+
     pub fn is_due(&self, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now >= d)
     }
@@ -69,6 +76,19 @@ mod tests {
         assert!(b.is_due(t0 + Duration::from_millis(1600)));
         b.close();
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn quiet_counts_from_the_last_pod_of_the_open_batch() {
+        let t0 = Instant::now();
+        let quiet = Duration::from_millis(300);
+        let mut b = Batcher::new(IDLE, MAX);
+        assert_eq!(b.quiet_at(quiet), None);
+        b.observe(t0);
+        b.observe(t0 + Duration::from_millis(200));
+        assert_eq!(b.quiet_at(quiet), Some(t0 + Duration::from_millis(500)));
+        b.close();
+        assert_eq!(b.quiet_at(quiet), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Whether a burst of new pending pods is complete: every pod its
-//! ReplicaSets want exists. A batch then closes at once instead of waiting
-//! out its idle time (a `kubectl scale` to 1,000 is created in a few
-//! seconds, and the second of quiet after it was a second with no launch).
+//! ReplicaSets want exists. A batch then closes after a short quiet time
+//! (`run::turns::COMPLETE_QUIET`) instead of its idle second (a `kubectl
+//! scale` to 1,000 is created in a few seconds, and the second of quiet
+//! after it was a second with no launch).
 //!
 //! Only ReplicaSets give that answer: their controller records, in
 //! `status.observedGeneration`, that it has acted on the latest

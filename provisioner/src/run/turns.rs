@@ -34,7 +34,8 @@ pub trait Turns {
     /// that became ready). A key not seen before opens a batch.
     fn pending(&mut self) -> BTreeSet<String>;
     /// Whether the open batch, whose new keys are `arrivals`, is complete
-    /// and may close before its idle time: nothing more is on its way.
+    /// and may close once it has gone [`COMPLETE_QUIET`] without a new key,
+    /// before its idle time: nothing more is on its way.
     fn complete(&mut self, arrivals: &BTreeSet<String>) -> bool {
         let _ = arrivals;
         false
@@ -54,6 +55,12 @@ pub trait Turns {
 /// "Nominated Events sampled, looks paced"), CPU the API server needed.
 pub const LOOK_GAP: Duration = Duration::from_millis(100);
 
+/// How long a complete burst must go without a new pod before its batch
+/// closes ([`Turns::complete`]): one `kubectl apply` of several Deployments
+/// creates them milliseconds apart, and the next one's ReplicaSet may not
+/// exist yet when the first one's pods all do.
+pub const COMPLETE_QUIET: Duration = Duration::from_millis(300);
+
 /// Takes turns until the process ends.
 pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
     let mut batcher = Batcher::new(settings.batch_idle, settings.batch_max);
@@ -64,12 +71,19 @@ pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
     let mut last_sweep = Instant::now();
     let mut last_look = Instant::now();
     let mut batch_opened: Option<Instant> = None;
+    // The last look found the open batch complete.
+    let mut complete = false;
     loop {
+        let quiet_end = batcher
+            .quiet_at(COMPLETE_QUIET)
+            .filter(|_| complete)
+            .map(Instant::from_std);
         let wake = batcher
             .deadline()
             .map(Instant::from_std)
             .unwrap_or(last_pass + settings.resync)
             .min(last_sweep + settings.disruption_interval)
+            .min(quiet_end.unwrap_or(Instant::now() + settings.resync))
             .max(Instant::now() + Duration::from_millis(50));
         tokio::select! {
             _ = turns.changed() => {
@@ -92,13 +106,17 @@ pub async fn take_turns<T: Turns>(turns: &mut T, settings: TurnSettings) {
         }
         seen = pending;
         let resync_due = now >= last_pass + settings.resync;
-        let complete = batcher.is_open() && turns.complete(&arrivals);
-        if batcher.is_due(now.into_std()) || complete || resync_due {
+        complete = batcher.is_open() && turns.complete(&arrivals);
+        let quiet = batcher
+            .quiet_at(COMPLETE_QUIET)
+            .is_some_and(|at| now.into_std() >= at);
+        if batcher.is_due(now.into_std()) || (complete && quiet) || resync_due {
             if let Some(opened) = batch_opened.take() {
                 turns.batch_closed(now.duration_since(opened));
             }
             batcher.close();
             arrivals.clear();
+            complete = false;
             last_pass = Instant::now();
             turns.pass().await;
         }
@@ -207,14 +225,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_complete_burst_is_solved_at_once_and_an_incomplete_one_waits() {
+    async fn a_complete_burst_is_solved_once_quiet_and_an_incomplete_one_waits() {
         let burst = vec![(2, "a/p1"), (2, "a/p2"), (2, "a/p3")];
         let (passes, _) = run_completing_at(burst.clone(), Some(3), 9).await;
         assert_eq!(passes.len(), 1, "{passes:?}");
         let at = passes[0].as_secs_f64();
+        let quiet = 2.0 + COMPLETE_QUIET.as_secs_f64();
         assert!(
-            (2.0..2.2).contains(&at),
-            "closed as the burst arrived: {at}"
+            (quiet..quiet + 0.2).contains(&at),
+            "closed once the complete burst was quiet: {at}"
         );
         let (passes, _) = run_completing_at(burst, Some(4), 9).await;
         assert_eq!(passes.len(), 1, "{passes:?}");
