@@ -9,6 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use spotwright_e2e::node_agent::known::KnownInstances;
+use spotwright_e2e::node_agent::pace::{self, Pace};
 use spotwright_e2e::node_agent::{self, ec2, nodes, Settings, SystemNodeGroup, TypeFacts};
 use spotwright_serving::telemetry::{self, LogFormat};
 
@@ -35,6 +36,15 @@ struct Cli {
         default_value_t = 1000
     )]
     interval_ms: u64,
+    /// How soon the agent looks again after a look that registered Nodes, in
+    /// milliseconds, so that the rest of a launch burst registers with it; 0:
+    /// the interval.
+    #[arg(
+        long,
+        env = "SPOTWRIGHT_NODE_AGENT_FOLLOW_UP_MS",
+        default_value_t = 100
+    )]
+    follow_up_ms: u64,
     /// The kubelet version a Node reports when its image is not one of the EKS AMI parameters.
     #[arg(long, env = "SPOTWRIGHT_KUBELET_VERSION", default_value = "v1.36.3")]
     kubelet_version: String,
@@ -105,6 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         instance_type: cli.system_instance_type.clone(),
     });
     let mut memory = Memory::default();
+    let pace = Pace {
+        interval: Duration::from_millis(cli.interval_ms),
+        follow_up: Duration::from_millis(cli.follow_up_ms),
+    };
     let mut failures = 0u32;
     tracing::info!(cluster = %cli.cluster_name, "node agent started");
     loop {
@@ -117,16 +131,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &mut settings,
             &mut memory,
         );
-        match synced.await {
-            Ok(()) => failures = 0,
+        let registered = match synced.await {
+            Ok(registered) => {
+                failures = 0;
+                registered
+            }
             Err(err) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %format!("{err:#}"), failures, "sync failed; retrying");
+                0
             }
-        }
-        let backoff = Duration::from_millis(cli.interval_ms) * 2u32.pow(failures.min(5));
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pace::next_look(pace, registered, failures)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
@@ -176,6 +193,8 @@ impl Images {
     }
 }
 
+/// One look: Nodes for new running instances, none for ended ones. Returns
+/// how many Nodes it registered.
 async fn sync(
     ec2_client: &aws_sdk_ec2::Client,
     api: &Api<Node>,
@@ -184,7 +203,7 @@ async fn sync(
     images: &mut Images,
     settings: &mut Settings,
     memory: &mut Memory,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let Memory {
         types,
         instances: known,
@@ -245,7 +264,7 @@ async fn sync(
         .into_iter()
         .chain(removed)
         .collect::<Result<(), _>>()?;
-    Ok(())
+    Ok(plan.create.len())
 }
 
 /// Node writes in flight at once.

@@ -7,6 +7,7 @@
 pub mod ec2;
 pub mod known;
 pub mod nodes;
+pub mod pace;
 
 use std::collections::{BTreeMap, HashMap};
 
