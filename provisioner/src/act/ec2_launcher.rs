@@ -338,16 +338,22 @@ impl Ec2Launcher {
             .as_ref()
             .map(|s| s.subnets.clone())
             .unwrap_or_default();
-        let catalog = self.instance_types();
-        let request = launch_from_requirements(&requirements, &catalog);
-        let mut plan =
-            plan_overrides(&request, &subnets, &catalog).map_err(|err| match number {
-                0 => LaunchFailure::NoCapacity(err.to_string()),
-                _ => LaunchFailure::NoCapacity(format!(
-                    "{err} after capacity errors: {}",
-                    codes(&attempt.last_errors)
-                )),
-            })?;
+        // The catalog's copy (every type: about 1 MB) must be gone before
+        // the template's await: a burst's launches each held one there, and
+        // 36 at once put 20-30 MB on the provisioner's peak (heaptrack,
+        // docs/benchmarks.md).
+        let planned = {
+            let catalog = self.instance_types();
+            let request = launch_from_requirements(&requirements, &catalog);
+            plan_overrides(&request, &subnets, &catalog)
+        };
+        let mut plan = planned.map_err(|err| match number {
+            0 => LaunchFailure::NoCapacity(err.to_string()),
+            _ => LaunchFailure::NoCapacity(format!(
+                "{err} after capacity errors: {}",
+                codes(&attempt.last_errors)
+            )),
+        })?;
         if !plan.min_values_met() {
             return Err(LaunchFailure::NoCapacity(format!(
                 "minValues not met: {:?}",
