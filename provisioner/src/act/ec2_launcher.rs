@@ -338,10 +338,10 @@ impl Ec2Launcher {
             .as_ref()
             .map(|s| s.subnets.clone())
             .unwrap_or_default();
-        // The catalog's copy (every type: about 1 MB) must be gone before
+        // The catalog's copy (every type: about 0.7 MB) must be gone before
         // the template's await: a burst's launches each held one there, and
-        // 36 at once put 20-30 MB on the provisioner's peak (heaptrack,
-        // docs/benchmarks.md).
+        // 36 at once put up to 50 MB on the provisioner's peak heap
+        // (heaptrack, docs/benchmarks.md).
         let planned = {
             let catalog = self.instance_types();
             let request = launch_from_requirements(&requirements, &catalog);
