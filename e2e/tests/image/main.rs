@@ -8,7 +8,8 @@
 //! The archive: `$SPOTWRIGHT_IMAGE_ARCHIVE` (./test builds it in the step
 //! before), else `scripts/build-image` into a temporary folder. Needs root
 //! (chroot) and GNU tar and gzip. Manifests are rendered with
-//! `$SPOTWRIGHT_KUBECTL kustomize` (else kubectl from PATH).
+//! `$SPOTWRIGHT_KUBECTL kustomize` (else kubectl from PATH). `skopeo.rs`: the
+//! same archive read and copied by skopeo, as the install guides copy it.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -19,6 +20,8 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+mod skopeo;
 
 /// The repository the manifests pull our image from (kustomization `images:`).
 const IMAGE: &str = "ghcr.io/spotwright/spotwright";
@@ -174,16 +177,38 @@ struct Image {
     root: PathBuf,
 }
 
-/// Walks index.json -> manifest -> config and layer, checking every blob, and
-/// unpacks the layer into `work/rootfs`.
-fn unpack(archive: &Path, work: &Path) -> Image {
-    let layout = work.join("layout");
-    std::fs::create_dir_all(&layout).expect("layout folder");
+/// The archive's OCI layout, extracted and read through: its one manifest's
+/// descriptor and tag, the manifest and the config, every blob checked.
+struct Layout {
+    dir: PathBuf,
+    tag: String,
+    manifest_descriptor: Value,
+    manifest: Value,
+    config: Value,
+}
+
+impl Layout {
+    /// The digests of the manifest's layers, in order.
+    fn layer_digests(&self) -> Vec<Value> {
+        let layers = self.manifest["layers"].as_array().expect("manifest layers");
+        layers.iter().map(|l| l["digest"].clone()).collect()
+    }
+}
+
+/// Extracts `archive` into `dir` and reads it ([`read_extracted`]).
+fn read_layout(archive: &Path, dir: &Path) -> Layout {
+    std::fs::create_dir_all(dir).expect("layout folder");
     run(Command::new("tar")
         .arg("-xf")
         .arg(archive)
         .arg("-C")
-        .arg(&layout));
+        .arg(dir));
+    read_extracted(dir)
+}
+
+/// Walks an OCI layout's index.json -> manifest -> config.
+fn read_extracted(dir: &Path) -> Layout {
+    let layout = dir.to_path_buf();
     assert_eq!(
         json(&layout.join("oci-layout"))["imageLayoutVersion"],
         "1.0.0",
@@ -200,6 +225,25 @@ fn unpack(archive: &Path, work: &Path) -> Image {
     let manifest = json(&blob(&layout, &manifests[0], MANIFEST, "manifest"));
     assert_eq!(manifest["schemaVersion"], 2, "manifest schemaVersion");
     let config = json(&blob(&layout, &manifest["config"], CONFIG, "config"));
+    Layout {
+        dir: layout,
+        tag,
+        manifest_descriptor: manifests[0].clone(),
+        manifest,
+        config,
+    }
+}
+
+/// Reads the layout ([`read_layout`]), checks the layer against the config,
+/// and unpacks it into `work/rootfs`.
+fn unpack(archive: &Path, work: &Path) -> Image {
+    let Layout {
+        dir: layout,
+        tag,
+        manifest,
+        config,
+        ..
+    } = read_layout(archive, &work.join("layout"));
     let layers = manifest["layers"].as_array().expect("manifest layers");
     assert_eq!(layers.len(), 1, "one layer: {manifest}");
     let layer_gz = blob(&layout, &layers[0], LAYER, "layer");
