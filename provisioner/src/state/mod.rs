@@ -139,6 +139,29 @@ struct Shared {
     cached: Mutex<Option<(u64, Arc<Snapshot>)>>,
     /// Counts snapshot builds, once set.
     builds: OnceLock<IntCounter>,
+    /// True once every kind has been listed. Waiters wait on this, not on
+    /// the stores: a kube-runtime store wakes only the last task that
+    /// polled it, and the controllers wait for the state together.
+    synced: watch::Sender<bool>,
+}
+
+impl Stores {
+    /// Resolves once every kind has been listed; one task only may wait.
+    async fn listed(&self) {
+        let _ = futures::join!(
+            self.pods.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.claims.wait_until_ready(),
+            self.nodepools.wait_until_ready(),
+            self.nodeclasses.wait_until_ready(),
+            self.daemonsets.wait_until_ready(),
+            self.replicasets.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.volume_claims.wait_until_ready(),
+            self.volumes.wait_until_ready(),
+            self.storage_classes.wait_until_ready(),
+        );
+    }
 }
 
 /// The shared cluster state; cheap to clone.
@@ -184,6 +207,7 @@ impl ClusterState {
             generation: AtomicU64::new(0),
             cached: Mutex::new(None),
             builds: OnceLock::new(),
+            synced: watch::Sender::new(false),
         }));
         state.reflect_pods(pods, feeds.pods);
         state.reflect(Kind::Nodes, nodes_writer, feeds.nodes, trim::node);
@@ -231,6 +255,11 @@ impl ClusterState {
             feeds.storage_classes,
             trim::common,
         );
+        let shared = state.0.clone();
+        tokio::spawn(async move {
+            shared.stores.listed().await;
+            shared.synced.send_replace(true);
+        });
         state
     }
 
@@ -283,22 +312,10 @@ impl ClusterState {
         });
     }
 
-    /// Resolves once every kind has been listed.
+    /// Resolves once every kind has been listed; any number of tasks may wait.
     pub async fn ready(&self) {
-        let s = &self.0.stores;
-        let _ = futures::join!(
-            s.pods.wait_until_ready(),
-            s.nodes.wait_until_ready(),
-            s.claims.wait_until_ready(),
-            s.nodepools.wait_until_ready(),
-            s.nodeclasses.wait_until_ready(),
-            s.daemonsets.wait_until_ready(),
-            s.replicasets.wait_until_ready(),
-            s.namespaces.wait_until_ready(),
-            s.volume_claims.wait_until_ready(),
-            s.volumes.wait_until_ready(),
-            s.storage_classes.wait_until_ready(),
-        );
+        let mut synced = self.0.synced.subscribe();
+        let _ = synced.wait_for(|listed| *listed).await;
     }
 
     /// The cluster now: the snapshot of the last change, built at most once per change.
@@ -459,5 +476,33 @@ mod tests {
         )
         .await;
         assert!(woke.is_err(), "no pod event: a pod subscriber sleeps");
+    }
+
+    /// Every controller waits for the state at start, together.
+    #[tokio::test]
+    async fn every_task_waiting_for_the_state_wakes_when_it_is_listed() {
+        let (list_nodes, listed) = futures::channel::oneshot::channel::<()>();
+        let mut nodes = vec![node("a")];
+        let mut feeds = feeds(Vec::new());
+        feeds.nodes = stream::once(listed)
+            .flat_map(move |_| feed(std::mem::take(&mut nodes)))
+            .boxed();
+        let state = ClusterState::start(feeds);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let state = state.clone();
+                tokio::spawn(async move { state.ready().await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(waiters.iter().all(|w| !w.is_finished()), "not listed yet");
+        list_nodes.send(()).expect("the feed waits");
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("every waiter wakes")
+                .expect("no panic");
+        }
+        assert_eq!(state.snapshot().nodes.len(), 1);
     }
 }
