@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -509,4 +509,10 @@ pub struct NodeClaimStatus {
     /// Launched, Registered, Initialized, Drifted, Disrupting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// When a workload pod last landed on or left the claim's Node, as the
+    /// provisioner saw it (written at most every 10 s). `consolidateAfter`
+    /// counts from it, so a provisioner that restarts or takes over the
+    /// lead does not start the node's timer again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pod_event_time: Option<Time>,
 }

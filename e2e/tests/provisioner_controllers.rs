@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -20,6 +21,7 @@ use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::act::events::Events;
 use spotwright_provisioner::act::instances::{InstanceInfo, Instances};
 use spotwright_provisioner::controllers::emptiness::{self, Emptiness, EmptinessSettings};
+use spotwright_provisioner::controllers::pod_events::{self, PodEvents};
 use spotwright_provisioner::controllers::registration::{self, Registration, RegistrationSettings};
 use spotwright_provisioner::controllers::termination::{self, Termination, TerminationSettings};
 use spotwright_provisioner::model::claim::TERMINATION_FINALIZER;
@@ -847,6 +849,131 @@ async fn removal_deletes_the_claim_of_an_empty_node_unless_told_not_to() {
     cleanup(&client, &empty, &empty).await;
     cleanup(&client, &kept, &kept).await;
     env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+}
+
+/// Emptiness and the pod-events recorder, as a leading provisioner runs them.
+fn removal_controllers(client: &Client, id: &str) -> [tokio::task::JoinHandle<()>; 2] {
+    let state = state(client, id);
+    let recorder = tokio::spawn(pod_events::run(PodEvents {
+        client: client.clone(),
+        state: state.clone(),
+        clock: clock(),
+        sweep_interval: Duration::from_millis(500),
+    }));
+    let emptiness = tokio::spawn(emptiness::run(Emptiness {
+        client: client.clone(),
+        state,
+        events: Events::new(client.clone()),
+        clock: clock(),
+        settings: EmptinessSettings {
+            sweep_interval: Duration::from_millis(500),
+            ..EmptinessSettings::default()
+        },
+    }));
+    [recorder, emptiness]
+}
+
+fn recorded_pod_event(claim: &NodeClaim) -> Option<Timestamp> {
+    Some(claim.status.as_ref()?.last_pod_event_time.as_ref()?.0)
+}
+
+/// The claim records when its node's last pod left, and a provisioner that
+/// starts again (new controllers, nothing in memory) 15 s later removes the
+/// node `consolidateAfter` (30 s) after that, not 30 s after it started.
+#[tokio::test]
+async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event() {
+    let _serial = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let id = unique_suffix();
+    let pool = format!("e2e-resume-{id}");
+    env.apply(&json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
+        "spec": {
+            "template": {"spec": {"nodeClassRef": {"name": "default"}}},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30s"}
+        }
+    }));
+    let long_ago = Timestamp::now() - Duration::from_secs(300);
+    let long_ago = Timestamp::from_second(long_ago.as_second())
+        .expect("a timestamp")
+        .to_string();
+    kwok_node(&client, &pool, &id, json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": pool},
+        "spec": {"nodeName": pool, "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "c", "image": "fake"}]}
+    }))
+    .expect("pod manifest");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod bound to the node");
+    launched_claim(&client, &pool, &pool, &id, json!({"nodeName": pool, "conditions": [
+        {"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": long_ago},
+        {"type": "Registered", "status": "True", "reason": "NodeRegistered", "message": "", "lastTransitionTime": long_ago},
+        {"type": "Initialized", "status": "True", "reason": "NodeInitialized", "message": "", "lastTransitionTime": long_ago}
+    ]}))
+    .await;
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let first = removal_controllers(&client, &id);
+    let recorded = || async {
+        claims
+            .get_opt(&pool)
+            .await
+            .ok()
+            .flatten()
+            .as_ref()
+            .and_then(recorded_pod_event)
+    };
+    eventually("a recorded pod event", Duration::from_secs(10), || async {
+        recorded().await.is_some()
+    })
+    .await;
+
+    pods.delete(&pool, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("pod deleted");
+    let emptied = Timestamp::now();
+    let emptied_second = Timestamp::from_second(emptied.as_second()).expect("a timestamp");
+    eventually(
+        "the pod's leaving recorded",
+        Duration::from_secs(15),
+        || async { recorded().await.is_some_and(|at| at >= emptied_second) },
+    )
+    .await;
+    let at = recorded().await.expect("recorded");
+    assert!(
+        at.duration_since(emptied).as_secs_f64() < 3.0,
+        "recorded {at}, the pod left at {emptied}"
+    );
+
+    // The restart: every controller and its memory gone, then new ones.
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(elapsed_since(emptied))).await;
+    first.iter().for_each(|task| task.abort());
+    assert!(
+        matches!(claims.get_opt(&pool).await, Ok(Some(_))),
+        "removed before consolidateAfter"
+    );
+    let second = removal_controllers(&client, &id);
+    eventually(
+        "the empty node's claim to be deleted",
+        Duration::from_secs(45),
+        || async { matches!(claims.get_opt(&pool).await, Ok(None)) },
+    )
+    .await;
+    let removed_after = elapsed_since(emptied).as_secs_f64();
+    assert!(
+        (28.0..42.0).contains(&removed_after),
+        "removed {removed_after:.1} s after the pod left: consolidateAfter is 30 s, and a timer started again at the restart ends after 45 s"
+    );
+    second.iter().for_each(|task| task.abort());
+    cleanup(&client, &pool, &pool).await;
+    env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+}
+
+fn elapsed_since(then: Timestamp) -> Duration {
+    Duration::try_from(Timestamp::now().duration_since(then)).unwrap_or(Duration::ZERO)
 }
 
 #[tokio::test]

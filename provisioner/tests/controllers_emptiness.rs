@@ -50,7 +50,7 @@ fn an_empty_node_is_removed_after_consolidate_after() {
     let ds = pod("ds", PodKind::DaemonSet);
     let claim = initialized();
     let node = ready_node();
-    let since = next_empty_since(true, None, at(100));
+    let since = Some(at(100));
     assert_eq!(since, Some(at(100)));
     assert_eq!(
         decide(&claim, Some(&node), &[&ds], policy("30s"), since, at(110)),
@@ -71,7 +71,7 @@ fn zero_removes_at_once_and_never_never_does() {
     let claim = initialized();
     let node = ready_node();
     let now = at(45);
-    let since = next_empty_since(true, None, now);
+    let since = Some(now);
     assert_eq!(
         decide(&claim, Some(&node), &[], policy("0s"), since, now),
         EmptinessDecision::Remove {
@@ -96,7 +96,7 @@ fn a_new_node_waits_out_the_nomination_window_even_at_zero() {
     // Initialized at 0: the pods launched for it may not be bound yet.
     let claim = initialized();
     let node = ready_node();
-    let since = next_empty_since(true, None, at(5));
+    let since = Some(at(5));
     assert_eq!(
         decide(&claim, Some(&node), &[], policy("0s"), since, at(5)),
         EmptinessDecision::Wait {
@@ -116,7 +116,7 @@ fn a_new_node_waits_out_the_nomination_window_even_at_zero() {
 fn a_shorter_nomination_window_lets_an_empty_node_go_sooner_but_not_before_it_ends() {
     let claim = initialized();
     let node = ready_node();
-    let since = next_empty_since(true, None, at(2));
+    let since = Some(at(2));
     let short = EmptinessPolicy {
         nomination_window: Duration::from_secs(10),
         ..policy("0s")
@@ -144,14 +144,6 @@ fn a_shorter_nomination_window_lets_an_empty_node_go_sooner_but_not_before_it_en
             remaining: Duration::from_secs(12)
         }
     );
-}
-
-#[test]
-fn the_clock_restarts_when_a_pod_lands() {
-    let since = next_empty_since(true, None, at(0));
-    let since = next_empty_since(false, since, at(10));
-    assert_eq!(since, None);
-    assert_eq!(next_empty_since(true, since, at(20)), Some(at(20)));
 }
 
 #[test]

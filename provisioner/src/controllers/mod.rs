@@ -10,6 +10,7 @@ pub mod interruption;
 pub mod nodeclass;
 pub mod nodepool_deletion;
 pub mod orphans;
+pub mod pod_events;
 pub mod provisioning;
 pub mod registration;
 pub mod termination;

@@ -17,6 +17,7 @@ pub mod launch_group;
 pub mod new_claim;
 pub mod node;
 pub mod pod;
+pub mod pod_events;
 pub mod problem;
 pub mod queue_order;
 pub mod reservations;

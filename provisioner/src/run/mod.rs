@@ -25,6 +25,7 @@ use crate::controllers::interruption::{self, Interruption, InterruptionSettings}
 use crate::controllers::nodeclass;
 use crate::controllers::nodepool_deletion::{self, NodePoolDeletion};
 use crate::controllers::orphans::{self, OrphanSettings, Orphans};
+use crate::controllers::pod_events::{self, PodEvents};
 use crate::controllers::provisioning::{
     self, changed_verdicts, crowded_keys, pending_keys, ready_claim_keys, verdicts, Provisioning,
     ProvisioningSettings, Verdicts,
@@ -95,6 +96,12 @@ pub async fn controllers(w: Wiring) {
         events: events.clone(),
         clock: w.clock.clone(),
         settings: w.settings.emptiness.clone(),
+    }));
+    tokio::spawn(pod_events::run(PodEvents {
+        client: w.client.clone(),
+        state: w.state.clone(),
+        clock: w.clock.clone(),
+        sweep_interval: pod_events::SWEEP_INTERVAL,
     }));
     tokio::spawn(nodepool_deletion::run(NodePoolDeletion {
         client: w.client.clone(),

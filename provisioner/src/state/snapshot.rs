@@ -8,12 +8,15 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::InstanceType;
 
-use crate::model::claim::{instance_id, node_name, provider_id};
+use crate::model::claim::{instance_id, last_pod_event_time, node_name, provider_id};
 use crate::model::node::node_provider_id;
 use crate::model::pod::CachedPod;
+use crate::model::pod_events::{next_seen, workload_fingerprint, PodsSeenByNode};
 use crate::model::problem::{self, Objects, Problem};
 use crate::model::volumes::VolumeTopology;
 
@@ -150,6 +153,25 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// Each Node's workload pods, and since when they are what they are,
+    /// after `previous`, the last look; at a Node's first look, since the
+    /// time its claim recorded ([`next_seen`]).
+    pub fn pods_seen(&self, previous: &PodsSeenByNode, now: Timestamp) -> PodsSeenByNode {
+        let recorded: HashMap<&str, Timestamp> = self
+            .claims
+            .iter()
+            .filter_map(|c| Some((node_name(c)?, last_pod_event_time(c)?)))
+            .collect();
+        let look = |node: &Arc<Node>| {
+            let name = node.name_any();
+            let print = workload_fingerprint(&self.pods_on(&name));
+            let last = previous.get(&name).copied();
+            let seen = next_seen(last, recorded.get(name.as_str()).copied(), print, now);
+            (name, seen)
+        };
+        self.nodes.iter().map(look).collect()
+    }
+
     pub fn pool(&self, name: &str) -> Option<&Arc<NodePool>> {
         self.pool_by_name.get(name).map(|&i| &self.nodepools[i])
     }
@@ -270,5 +292,44 @@ mod tests {
             Some("n2".to_owned())
         );
         assert_eq!(snapshot.opted_in, BTreeSet::from(["a".to_owned()]));
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    /// n1's claim recorded its last pod event at 0; n2 has no claim.
+    fn nodes_with_pods(pods_on_n1: &[&str]) -> Snapshot {
+        let on_n1 = pods_on_n1.iter().map(|name| {
+            pod(
+                json!({"metadata": {"name": name, "namespace": "a", "uid": name},
+                       "spec": {"nodeName": "n1", "containers": []}}),
+            )
+        });
+        Snapshot::build(Lists {
+            claims: vec![object(json!({
+                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+                "metadata": {"name": "c1"},
+                "spec": {"nodeClassRef": {"name": "default"}},
+                "status": {"nodeName": "n1", "lastPodEventTime": at(0).to_string()}}))],
+            nodes: vec![
+                object(json!({"metadata": {"name": "n1"}})),
+                object(json!({"metadata": {"name": "n2"}})),
+            ],
+            pods: on_n1.collect(),
+            ..Lists::default()
+        })
+    }
+
+    #[test]
+    fn a_first_look_resumes_the_claim_s_recorded_pod_event_and_a_change_moves_it() {
+        let first = nodes_with_pods(&["p1", "p2"]).pods_seen(&PodsSeenByNode::new(), at(100));
+        assert_eq!(first["n1"].since, at(0), "resumed from the claim");
+        assert_eq!(first["n2"].since, at(100), "no claim: from now");
+        let same = nodes_with_pods(&["p2", "p1"]).pods_seen(&first, at(110));
+        assert_eq!(same, first);
+        let one_left = nodes_with_pods(&["p1"]).pods_seen(&first, at(120));
+        assert_eq!(one_left["n1"].since, at(120));
+        assert_eq!(one_left["n2"].since, at(100));
     }
 }

@@ -55,17 +55,10 @@ pub enum EmptinessDecision {
     Remove { empty_for: Duration },
 }
 
-/// When the node has been empty since, after observing `empty` now.
-pub fn next_empty_since(
-    empty: bool,
-    previous: Option<Timestamp>,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    empty.then(|| previous.unwrap_or(now))
-}
-
 /// Decides for one claim. `pods` are the pods bound to the claim's Node;
-/// `empty_since` is the result of [`next_empty_since`] for this look.
+/// `empty_since` is when its workload pods last changed
+/// ([`crate::model::pod_events`]), which for an empty node is since when
+/// it is empty (no time known: not empty for any time yet).
 pub fn decide(
     claim: &NodeClaim,
     node: Option<&Node>,

@@ -10,8 +10,10 @@
 //! not terminal. `spotwright.io/do-not-disrupt: "true"` on the Node or any of
 //! its pods keeps the node, and an Event on the Node says so.
 //!
-//! When a node became empty is kept in memory: after a restart the clock
-//! starts again, which only ever delays a removal.
+//! A node is empty since its workload pods last changed
+//! ([`crate::model::pod_events`]): kept in memory, and at a node's first
+//! look resumed from the claim's `status.lastPodEventTime`, so that a
+//! restart does not start the clock again.
 
 pub mod decide;
 
@@ -31,6 +33,7 @@ use crate::model::budgets;
 use crate::model::claim::{node_name, ConditionUpdate};
 use crate::model::clock::SharedClock;
 use crate::model::disruption::{is_promised, pool_counts};
+use crate::model::pod_events::PodsSeenByNode;
 use crate::state::{ClusterState, Snapshot};
 
 /// How the emptiness loop runs.
@@ -60,18 +63,19 @@ pub struct Emptiness {
     pub settings: EmptinessSettings,
 }
 
-/// What the loop remembers per claim.
-#[derive(Clone, Debug, Default)]
+/// What the loop remembers between sweeps.
+#[derive(Debug, Default)]
 struct Tracking {
-    empty_since: Option<Timestamp>,
-    /// The last block reason announced, so each is announced once.
-    blocked: Option<String>,
+    /// Per Node: its workload pods, and since when.
+    pods: PodsSeenByNode,
+    /// Per claim: the last block reason announced, so each is announced once.
+    blocked: HashMap<String, String>,
 }
 
 /// Runs the emptiness loop forever.
 pub async fn run(ctx: Emptiness) {
     ctx.state.ready().await;
-    let mut tracking: HashMap<String, Tracking> = HashMap::new();
+    let mut tracking = Tracking::default();
     let mut ticker = tokio::time::interval(ctx.settings.sweep_interval);
     loop {
         ticker.tick().await;
@@ -79,11 +83,12 @@ pub async fn run(ctx: Emptiness) {
     }
 }
 
-async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
+async fn sweep(ctx: &Emptiness, tracking: &mut Tracking) {
     let now = ctx.clock.now();
     let snapshot = ctx.state.snapshot();
     let names: HashSet<String> = snapshot.claims.iter().map(|c| c.name_any()).collect();
-    tracking.retain(|name, _| names.contains(name));
+    tracking.blocked.retain(|name, _| names.contains(name));
+    tracking.pods = snapshot.pods_seen(&tracking.pods, now);
     let mut allowed = budgets_left(&snapshot, now);
     for claim in &snapshot.claims {
         let Some(policy) = policy_for(&snapshot, claim, ctx.settings.nomination_window) else {
@@ -98,18 +103,18 @@ async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
         let pods = node_name(claim)
             .map(|n| snapshot.pods_on(n))
             .unwrap_or_default();
-        let state = tracking.entry(claim.name_any()).or_default();
-        let empty = node.is_some() && !pods.iter().any(|p| p.is_workload());
-        state.empty_since = next_empty_since(empty, state.empty_since, now);
-        match decide(claim, node, &pods, policy, state.empty_since, now) {
+        let seen = node.and_then(|n| tracking.pods.get(&n.name_any()));
+        let empty_since = seen.map(|seen| seen.since);
+        let blocked = &mut tracking.blocked;
+        match decide(claim, node, &pods, policy, empty_since, now) {
             EmptinessDecision::Blocked { reason } => {
-                if state.blocked.as_ref() != Some(&reason) {
+                if blocked.get(&claim.name_any()) != Some(&reason) {
                     if let Some(node) = node {
                         let note = format!("empty, but not removed: {reason}");
                         let notice = Notice::normal("DisruptionBlocked", "Remove", note);
                         ctx.events.about(node, notice).await;
                     }
-                    state.blocked = Some(reason);
+                    blocked.insert(claim.name_any(), reason);
                 }
             }
             EmptinessDecision::Remove { empty_for } => {
@@ -123,7 +128,9 @@ async fn sweep(ctx: &Emptiness, tracking: &mut HashMap<String, Tracking>) {
                 }
                 remove(ctx, claim, node, empty_for).await;
             }
-            _ => state.blocked = None,
+            _ => {
+                blocked.remove(&claim.name_any());
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
-//! What disrupting costs, and the guards against churn that are about time:
-//! how long a node's pods have been settled, and how often a NodePool may
-//! consolidate.
+//! What disrupting costs, and the guard against churn that is about time:
+//! how often a NodePool may consolidate. (How long a node's pods have been
+//! settled is [`crate::model::pod_events`].)
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::model::claim::elapsed;
-use crate::model::hashing::{fnv1a, FNV_OFFSET};
 
 /// The eviction cost of one pod, as Karpenter weighs it: 1, plus its
 /// `pod-deletion-cost` over 2^27, plus its priority over 2^25, kept within
@@ -17,27 +16,6 @@ use crate::model::hashing::{fnv1a, FNV_OFFSET};
 pub fn pod_cost(priority: i32, deletion_cost: i32) -> f64 {
     let cost = 1.0 + f64::from(deletion_cost) / 2f64.powi(27) + f64::from(priority) / 2f64.powi(25);
     cost.clamp(0.0, 10.0)
-}
-
-/// Since when a node's set of pods has been what it is now, given what was
-/// seen before (`previous`: the set's fingerprint and since when). The
-/// `consolidateAfter` timer restarts whenever a pod lands or leaves.
-pub fn settled_since(
-    previous: Option<(u64, Timestamp)>,
-    fingerprint: u64,
-    now: Timestamp,
-) -> (u64, Timestamp) {
-    match previous {
-        Some((seen, since)) if seen == fingerprint => (seen, since),
-        _ => (fingerprint, now),
-    }
-}
-
-/// A fingerprint of a set of pod uids, the same in any order.
-pub fn fingerprint<'a>(uids: impl IntoIterator<Item = &'a str>) -> u64 {
-    uids.into_iter()
-        .map(|uid| fnv1a(uid.as_bytes(), FNV_OFFSET))
-        .fold(0u64, |acc, h| acc ^ h)
 }
 
 /// A per-NodePool limit on consolidation actions: at most `max` begun in
@@ -91,18 +69,6 @@ mod tests {
             "system-critical is capped"
         );
         assert_eq!(pod_cost(0, i32::MIN), 0.0, "never below zero");
-    }
-
-    #[test]
-    fn the_timer_restarts_when_the_pods_change() {
-        let a = fingerprint(["u1", "u2"]);
-        assert_eq!(a, fingerprint(["u2", "u1"]), "order does not matter");
-        let b = fingerprint(["u1", "u2", "u3"]);
-        assert_ne!(a, b);
-        let first = settled_since(None, a, at(0));
-        assert_eq!(first, (a, at(0)));
-        assert_eq!(settled_since(Some(first), a, at(30)), (a, at(0)));
-        assert_eq!(settled_since(Some(first), b, at(30)), (b, at(30)));
     }
 
     #[test]

@@ -9,7 +9,6 @@ use spotwright_api::keys::{CapacityType, INSTANCE_TYPE_LABEL};
 use spotwright_api::{conditions, NodeClaim, NodePool};
 use spotwright_solver::model::InstanceType;
 
-use super::memory::Settled;
 use crate::model::claim::{
     elapsed, find_condition, is_condition_true, nodepool_of, offering_price,
 };
@@ -18,6 +17,7 @@ use crate::model::consolidation::{Candidate, SPOT_TO_SPOT_MIN_TYPES};
 use crate::model::disruption::is_disrupting;
 use crate::model::facts;
 use crate::model::pod::do_not_disrupt;
+use crate::model::pod_events::PodsSeenByNode;
 use crate::state::Snapshot;
 
 /// No pod waits for Spotwright, no claim is still coming up, and no
@@ -49,7 +49,7 @@ pub(super) fn min_types(pool: &NodePool) -> usize {
 /// The pool's nodes consolidation may act on now.
 pub(super) fn candidates(
     snapshot: &Snapshot,
-    settled: &Settled,
+    settled: &PodsSeenByNode,
     pool: &str,
     consolidate_after: Duration,
     nomination_window: Duration,
@@ -63,8 +63,8 @@ pub(super) fn candidates(
         .filter(|c| old_enough(c, nomination_window, now))
         .filter_map(|claim| {
             let node = snapshot.node_named_by(claim)?;
-            let (_, since) = settled.get(&node.name_any())?;
-            if elapsed(*since, now) < consolidate_after {
+            let since = settled.get(&node.name_any())?.since;
+            if elapsed(since, now) < consolidate_after {
                 return None;
             }
             candidate(snapshot, claim, node, instance_types)

@@ -10,21 +10,18 @@ use kube::ResourceExt;
 use spotwright_solver::model::PendingPod;
 
 use crate::model::claim::{node_name, nodepool_of};
-use crate::model::consolidation::cost::{fingerprint, settled_since};
 use crate::model::consolidation::peak::PoolHistory;
 use crate::model::consolidation::{underutilized_after, Pool};
 use crate::model::hashing::{fnv1a, FNV_OFFSET};
 use crate::model::pod::CachedPod;
+use crate::model::pod_events::PodsSeenByNode;
 use crate::state::Snapshot;
-
-/// Per Node: the fingerprint of its workload pods and since when it holds.
-pub type Settled = HashMap<String, (u64, Timestamp)>;
 
 /// What consolidation remembers between sweeps.
 #[derive(Default)]
 pub struct Memory {
-    /// Per Node: the fingerprint of its pods and since when it holds.
-    pub(super) settled: Settled,
+    /// Per Node: its workload pods and since when they are what they are.
+    pub(super) settled: PodsSeenByNode,
     /// Per NodePool: when its recent actions began, oldest first.
     pub(super) begun: HashMap<String, VecDeque<Timestamp>>,
     /// Per NodePool: the last block announced, so each is said once.
@@ -47,16 +44,7 @@ const MOST_PEAK_PODS: usize = 500;
 
 /// Updates each Node's settled time from its pods.
 pub(super) fn remember_pods(memory: &mut Memory, snapshot: &Snapshot, now: Timestamp) {
-    let mut seen = HashMap::new();
-    for node in &snapshot.nodes {
-        let name = node.name_any();
-        let pods = snapshot.pods_on(&name);
-        let uids = pods.iter().filter(|p| p.is_workload());
-        let print = fingerprint(uids.map(|p| p.uid.as_deref().unwrap_or(&p.name)));
-        let previous = memory.settled.get(&name).copied();
-        seen.insert(name, settled_since(previous, print, now));
-    }
-    memory.settled = seen;
+    memory.settled = snapshot.pods_seen(&memory.settled, now);
 }
 
 /// Samples each consolidating pool's workload pods per template, and
@@ -147,8 +135,8 @@ pub(super) fn question_print(
     now: Timestamp,
 ) -> u64 {
     let mut print = FNV_OFFSET;
-    for (node, (pods, _)) in &memory.settled {
-        print ^= fnv1a(node.as_bytes(), *pods);
+    for (node, seen) in &memory.settled {
+        print ^= fnv1a(node.as_bytes(), seen.fingerprint);
     }
     for candidate in question.candidates {
         print = fnv1a(candidate.claim.as_bytes(), print);

@@ -1,0 +1,83 @@
+//! Pod events. Watches (through the cluster state) NodeClaims, Nodes and
+//! Pods. Decides ([`crate::model::pod_events`]): since when each claim's
+//! Node has held the workload pods it holds. Does: records that time on
+//! the claim (`status.lastPodEventTime`), at most every 10 s per claim,
+//! so that emptiness and consolidation resume their `consolidateAfter`
+//! timers from it after a restart or a change of leader.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::act::claims;
+use crate::model::claim::{last_pod_event_time, node_name};
+use crate::model::clock::SharedClock;
+use crate::model::pod_events::{record_due, PodsSeenByNode};
+use crate::state::ClusterState;
+
+/// How often every claim is looked at.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the pod-events loop works with.
+pub struct PodEvents {
+    pub client: Client,
+    pub state: ClusterState,
+    pub clock: SharedClock,
+    pub sweep_interval: Duration,
+}
+
+/// What the loop remembers between sweeps.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Per Node: its workload pods, and since when.
+    pods: PodsSeenByNode,
+    /// Per claim: when this process last wrote its time.
+    written: HashMap<String, Timestamp>,
+}
+
+/// Runs the pod-events loop forever.
+pub async fn run(ctx: PodEvents) {
+    ctx.state.ready().await;
+    let mut memory = Memory::default();
+    let mut ticker = tokio::time::interval(ctx.sweep_interval);
+    loop {
+        ticker.tick().await;
+        sweep(&ctx, &mut memory).await;
+    }
+}
+
+async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
+    let now = ctx.clock.now();
+    let snapshot = ctx.state.snapshot();
+    memory.pods = snapshot.pods_seen(&memory.pods, now);
+    memory
+        .written
+        .retain(|name, _| snapshot.claim(name).is_some());
+    for claim in &snapshot.claims {
+        if claim.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(seen) = node_name(claim).and_then(|node| memory.pods.get(node)) else {
+            continue;
+        };
+        let name = claim.name_any();
+        let written = memory.written.get(&name).copied();
+        if !record_due(*seen, last_pod_event_time(claim), written, now) {
+            continue;
+        }
+        let status = json!({"status": {"lastPodEventTime": Time(seen.since)}});
+        match claims::merge_status(&ctx.client, &name, &status).await {
+            Ok(()) => {
+                memory.written.insert(name, now);
+            }
+            // The next sweep tries again: the time is in memory.
+            Err(err) => {
+                tracing::debug!(claim = %name, error = %err, "recording the last pod event failed")
+            }
+        }
+    }
+}
