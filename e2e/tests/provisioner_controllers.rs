@@ -24,7 +24,7 @@ use spotwright_provisioner::controllers::emptiness::{self, Emptiness, EmptinessS
 use spotwright_provisioner::controllers::pod_events::{self, PodEvents};
 use spotwright_provisioner::controllers::registration::{self, Registration, RegistrationSettings};
 use spotwright_provisioner::controllers::termination::{self, Termination, TerminationSettings};
-use spotwright_provisioner::model::claim::TERMINATION_FINALIZER;
+use spotwright_provisioner::model::claim::{elapsed, last_pod_event_time, TERMINATION_FINALIZER};
 use spotwright_provisioner::model::clock::{SharedClock, SystemClock};
 use spotwright_provisioner::run::leader::{run_as_leader, LeaderSettings};
 use spotwright_provisioner::state::{ClusterState, StateConfig};
@@ -873,10 +873,6 @@ fn removal_controllers(client: &Client, id: &str) -> [tokio::task::JoinHandle<()
     [recorder, emptiness]
 }
 
-fn recorded_pod_event(claim: &NodeClaim) -> Option<Timestamp> {
-    Some(claim.status.as_ref()?.last_pod_event_time.as_ref()?.0)
-}
-
 /// The claim records when its node's last pod left, and a provisioner that
 /// starts again (new controllers, nothing in memory) 15 s later removes the
 /// node `consolidateAfter` (30 s) after that, not 30 s after it started.
@@ -924,7 +920,7 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
             .ok()
             .flatten()
             .as_ref()
-            .and_then(recorded_pod_event)
+            .and_then(last_pod_event_time)
     };
     eventually("a recorded pod event", Duration::from_secs(10), || async {
         recorded().await.is_some()
@@ -949,7 +945,8 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
     );
 
     // The restart: every controller and its memory gone, then new ones.
-    tokio::time::sleep(Duration::from_secs(15).saturating_sub(elapsed_since(emptied))).await;
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(elapsed(emptied, Timestamp::now())))
+        .await;
     first.iter().for_each(|task| task.abort());
     assert!(
         matches!(claims.get_opt(&pool).await, Ok(Some(_))),
@@ -962,7 +959,7 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
         || async { matches!(claims.get_opt(&pool).await, Ok(None)) },
     )
     .await;
-    let removed_after = elapsed_since(emptied).as_secs_f64();
+    let removed_after = elapsed(emptied, Timestamp::now()).as_secs_f64();
     assert!(
         (28.0..42.0).contains(&removed_after),
         "removed {removed_after:.1} s after the pod left: consolidateAfter is 30 s, and a timer started again at the restart ends after 45 s"
@@ -970,10 +967,6 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
     second.iter().for_each(|task| task.abort());
     cleanup(&client, &pool, &pool).await;
     env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
-}
-
-fn elapsed_since(then: Timestamp) -> Duration {
-    Duration::try_from(Timestamp::now().duration_since(then)).unwrap_or(Duration::ZERO)
 }
 
 #[tokio::test]

@@ -67,13 +67,13 @@ pub fn has_finalizer(claim: &NodeClaim) -> bool {
         .any(|f| f == TERMINATION_FINALIZER)
 }
 
-/// How long ago `then` was (zero if in the future).
 /// When the claim's Node last gained or lost a workload pod, as recorded
 /// (`status.lastPodEventTime`).
 pub fn last_pod_event_time(claim: &NodeClaim) -> Option<Timestamp> {
     Some(claim.status.as_ref()?.last_pod_event_time.as_ref()?.0)
 }
 
+/// How long before `now` `then` was (zero if after it).
 pub fn elapsed(then: Timestamp, now: Timestamp) -> Duration {
     let span = now.duration_since(then);
     Duration::try_from(span).unwrap_or(Duration::ZERO)

@@ -1,22 +1,24 @@
 //! Pod events. Watches (through the cluster state) NodeClaims, Nodes and
-//! Pods. Decides ([`crate::model::pod_events`]): since when each claim's
-//! Node has held the workload pods it holds. Does: records that time on
-//! the claim (`status.lastPodEventTime`), at most every 10 s per claim,
-//! so that emptiness and consolidation resume their `consolidateAfter`
-//! timers from it after a restart or a change of leader.
+//! Pods. Decides ([`crate::model::pod_events`], [`decide`]): since when
+//! each initialized claim's Node has held the workload pods it holds.
+//! Does: records that time on the claim (`status.lastPodEventTime`), at
+//! most every 10 s per claim, so that emptiness and consolidation resume
+//! their `consolidateAfter` timers from it after a restart or a change of
+//! leader.
+
+mod decide;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Client, Resource, ResourceExt};
+use kube::Client;
 use serde_json::json;
 
 use crate::act::claims;
-use crate::model::claim::{last_pod_event_time, node_name};
 use crate::model::clock::SharedClock;
-use crate::model::pod_events::{record_due, PodsSeenByNode};
+use crate::model::pod_events::PodsSeenByNode;
 use crate::state::ClusterState;
 
 /// How often every claim is looked at.
@@ -57,19 +59,8 @@ async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
     memory
         .written
         .retain(|name, _| snapshot.claim(name).is_some());
-    for claim in &snapshot.claims {
-        if claim.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(seen) = node_name(claim).and_then(|node| memory.pods.get(node)) else {
-            continue;
-        };
-        let name = claim.name_any();
-        let written = memory.written.get(&name).copied();
-        if !record_due(*seen, last_pod_event_time(claim), written, now) {
-            continue;
-        }
-        let status = json!({"status": {"lastPodEventTime": Time(seen.since)}});
+    for (name, since) in decide::records_due(&snapshot.claims, &memory.pods, &memory.written, now) {
+        let status = json!({"status": {"lastPodEventTime": Time(since)}});
         match claims::merge_status(&ctx.client, &name, &status).await {
             Ok(()) => {
                 memory.written.insert(name, now);
