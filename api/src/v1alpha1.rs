@@ -510,9 +510,9 @@ pub struct NodeClaimStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When a workload pod last landed on or left the claim's Node, as the
-    /// provisioner saw it (written at most every 10 s). `consolidateAfter`
-    /// counts from it, so a provisioner that restarts or takes over the
-    /// lead does not start the node's timer again.
+    /// provisioner saw it (written once the claim is Initialized, at most
+    /// every 10 s). `consolidateAfter` counts from it, so a provisioner that
+    /// restarts or takes over the lead does not start the node's timer again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pod_event_time: Option<Time>,
 }
