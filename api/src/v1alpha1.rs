@@ -515,4 +515,11 @@ pub struct NodeClaimStatus {
     /// restarts or takes over the lead does not start the node's timer again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pod_event_time: Option<Time>,
+    /// Which workload pods the Node held at `lastPodEventTime`: a hash of
+    /// their UIDs, 16 hex digits. A provisioner resumes the recorded time
+    /// only while the Node holds the same pods; if they changed since (while
+    /// no provisioner ran, or before the record caught up), the time starts
+    /// again from its first look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pod_event_pods: Option<String>,
 }

@@ -16,7 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use spotwright_api::{keys, NodeClaim};
 use spotwright_e2e::harness::process::eventually;
-use spotwright_e2e::harness::{env, event_reasons, expect_events, unique_suffix};
+use spotwright_e2e::harness::{env, event_reasons, expect_events, unique_suffix, Env};
 use spotwright_e2e::node_agent::nodes::register;
 use spotwright_provisioner::act::events::Events;
 use spotwright_provisioner::act::instances::{InstanceInfo, Instances};
@@ -24,8 +24,10 @@ use spotwright_provisioner::controllers::emptiness::{self, Emptiness, EmptinessS
 use spotwright_provisioner::controllers::pod_events::{self, PodEvents};
 use spotwright_provisioner::controllers::registration::{self, Registration, RegistrationSettings};
 use spotwright_provisioner::controllers::termination::{self, Termination, TerminationSettings};
-use spotwright_provisioner::model::claim::{elapsed, last_pod_event_time, TERMINATION_FINALIZER};
+use spotwright_provisioner::model;
+use spotwright_provisioner::model::claim::{elapsed, TERMINATION_FINALIZER};
 use spotwright_provisioner::model::clock::{SharedClock, SystemClock};
+use spotwright_provisioner::model::pod_events::PodsSeen;
 use spotwright_provisioner::run::leader::{run_as_leader, LeaderSettings};
 use spotwright_provisioner::state::{ClusterState, StateConfig};
 use spotwright_provisioner::Error;
@@ -873,6 +875,66 @@ fn removal_controllers(client: &Client, id: &str) -> [tokio::task::JoinHandle<()
     [recorder, emptiness]
 }
 
+/// A WhenEmpty pool named `<prefix>-<id>` with `consolidate_after`, and one
+/// initialized claim of it whose KWOK node runs one pod, all three named
+/// after the pool. Returns that name.
+async fn one_pod_on_an_initialized_node(
+    env: &Env,
+    client: &Client,
+    id: &str,
+    prefix: &str,
+    consolidate_after: &str,
+) -> String {
+    let pool = format!("{prefix}-{id}");
+    env.apply(&json!({
+        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
+        "spec": {
+            "template": {"spec": {"nodeClassRef": {"name": "default"}}},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": consolidate_after}
+        }
+    }));
+    let long_ago = Timestamp::now() - Duration::from_secs(300);
+    let long_ago = Timestamp::from_second(long_ago.as_second())
+        .expect("a timestamp")
+        .to_string();
+    kwok_node(client, &pool, id, json!({})).await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": pool},
+        "spec": {"nodeName": pool, "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "c", "image": "fake"}]}
+    }))
+    .expect("pod manifest");
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("pod bound to the node");
+    launched_claim(client, &pool, &pool, id, json!({"nodeName": pool, "conditions": [
+        {"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": long_ago},
+        {"type": "Registered", "status": "True", "reason": "NodeRegistered", "message": "", "lastTransitionTime": long_ago},
+        {"type": "Initialized", "status": "True", "reason": "NodeInitialized", "message": "", "lastTransitionTime": long_ago}
+    ]}))
+    .await;
+    pool
+}
+
+/// What the claim records: its last pod event and the pods then.
+async fn recorded_on(claims: &Api<NodeClaim>, name: &str) -> Option<PodsSeen> {
+    claims
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .as_ref()
+        .and_then(model::pod_events::recorded)
+}
+
+async fn removed(claims: &Api<NodeClaim>, name: &str, within: Duration) {
+    eventually("the empty node's claim to be deleted", within, || async {
+        matches!(claims.get_opt(name).await, Ok(None))
+    })
+    .await;
+}
+
 /// The claim records when its node's last pod left, and a provisioner that
 /// starts again (new controllers, nothing in memory) 15 s later removes the
 /// node `consolidateAfter` (30 s) after that, not 30 s after it started.
@@ -882,48 +944,12 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
     let env = env();
     let client = env.client().await;
     let id = unique_suffix();
-    let pool = format!("e2e-resume-{id}");
-    env.apply(&json!({
-        "apiVersion": "spotwright.io/v1alpha1", "kind": "NodePool", "metadata": {"name": pool},
-        "spec": {
-            "template": {"spec": {"nodeClassRef": {"name": "default"}}},
-            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30s"}
-        }
-    }));
-    let long_ago = Timestamp::now() - Duration::from_secs(300);
-    let long_ago = Timestamp::from_second(long_ago.as_second())
-        .expect("a timestamp")
-        .to_string();
-    kwok_node(&client, &pool, &id, json!({})).await;
+    let pool = one_pod_on_an_initialized_node(env, &client, &id, "e2e-resume", "30s").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": pool},
-        "spec": {"nodeName": pool, "tolerations": [{"operator": "Exists"}],
-                 "containers": [{"name": "c", "image": "fake"}]}
-    }))
-    .expect("pod manifest");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .expect("pod bound to the node");
-    launched_claim(&client, &pool, &pool, &id, json!({"nodeName": pool, "conditions": [
-        {"type": "Launched", "status": "True", "reason": "Launched", "message": "", "lastTransitionTime": long_ago},
-        {"type": "Registered", "status": "True", "reason": "NodeRegistered", "message": "", "lastTransitionTime": long_ago},
-        {"type": "Initialized", "status": "True", "reason": "NodeInitialized", "message": "", "lastTransitionTime": long_ago}
-    ]}))
-    .await;
     let claims: Api<NodeClaim> = Api::all(client.clone());
     let first = removal_controllers(&client, &id);
-    let recorded = || async {
-        claims
-            .get_opt(&pool)
-            .await
-            .ok()
-            .flatten()
-            .as_ref()
-            .and_then(last_pod_event_time)
-    };
     eventually("a recorded pod event", Duration::from_secs(10), || async {
-        recorded().await.is_some()
+        recorded_on(&claims, &pool).await.is_some()
     })
     .await;
 
@@ -935,10 +961,14 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
     eventually(
         "the pod's leaving recorded",
         Duration::from_secs(15),
-        || async { recorded().await.is_some_and(|at| at >= emptied_second) },
+        || async {
+            recorded_on(&claims, &pool)
+                .await
+                .is_some_and(|at| at.since >= emptied_second)
+        },
     )
     .await;
-    let at = recorded().await.expect("recorded");
+    let at = recorded_on(&claims, &pool).await.expect("recorded").since;
     assert!(
         at.duration_since(emptied).as_secs_f64() < 3.0,
         "recorded {at}, the pod left at {emptied}"
@@ -953,16 +983,61 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
         "removed before consolidateAfter"
     );
     let second = removal_controllers(&client, &id);
-    eventually(
-        "the empty node's claim to be deleted",
-        Duration::from_secs(45),
-        || async { matches!(claims.get_opt(&pool).await, Ok(None)) },
-    )
-    .await;
+    removed(&claims, &pool, Duration::from_secs(45)).await;
     let removed_after = elapsed(emptied, Timestamp::now()).as_secs_f64();
     assert!(
         (28.0..42.0).contains(&removed_after),
         "removed {removed_after:.1} s after the pod left: consolidateAfter is 30 s, and a timer started again at the restart ends after 45 s"
+    );
+    second.iter().for_each(|task| task.abort());
+    cleanup(&client, &pool, &pool).await;
+    env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+}
+
+/// A pod that leaves while no provisioner runs: the claim's record names
+/// pods the node no longer holds, so a provisioner that starts again times
+/// the node from its first look, not from the record (by then older than
+/// `consolidateAfter`, which would remove the node at once).
+#[tokio::test]
+async fn a_pod_that_left_while_no_provisioner_ran_starts_the_timer_again() {
+    let _serial = SERIAL.lock().await;
+    let env = env();
+    let client = env.client().await;
+    let id = unique_suffix();
+    let pool = one_pod_on_an_initialized_node(env, &client, &id, "e2e-unseen", "15s").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let claims: Api<NodeClaim> = Api::all(client.clone());
+    let first = removal_controllers(&client, &id);
+    eventually("a recorded pod event", Duration::from_secs(10), || async {
+        recorded_on(&claims, &pool).await.is_some()
+    })
+    .await;
+    let record = recorded_on(&claims, &pool).await.expect("recorded");
+    first.iter().for_each(|task| task.abort());
+
+    // Nothing runs while the record grows older than consolidateAfter and
+    // the pod leaves.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    pods.delete(&pool, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("pod deleted");
+    eventually("the pod gone", Duration::from_secs(10), || async {
+        matches!(pods.get_opt(&pool).await, Ok(None))
+    })
+    .await;
+    assert_eq!(
+        recorded_on(&claims, &pool).await,
+        Some(record),
+        "nobody wrote"
+    );
+
+    let restarted = Timestamp::now();
+    let second = removal_controllers(&client, &id);
+    removed(&claims, &pool, Duration::from_secs(40)).await;
+    let removed_after = elapsed(restarted, Timestamp::now()).as_secs_f64();
+    assert!(
+        (13.0..27.0).contains(&removed_after),
+        "removed {removed_after:.1} s after the restart: consolidateAfter is 15 s, and a timer resumed from the record (taken while the pod ran) ends at once"
     );
     second.iter().for_each(|task| task.abort());
     cleanup(&client, &pool, &pool).await;

@@ -1,16 +1,18 @@
 //! When a node's workload pods last changed: the time `consolidateAfter`
 //! counts from, for emptiness and for consolidation. Each keeps it in
 //! memory per Node; the pod-events controller records it on the NodeClaim
-//! (`status.lastPodEventTime`), so that a provisioner that restarts, or a
+//! (`status.lastPodEventTime`, with the pods' fingerprint in
+//! `status.lastPodEventPods`), so that a provisioner that restarts, or a
 //! replica that takes over the lead, resumes a node's timer instead of
-//! starting it again.
+//! starting it again, but only while the node holds the pods recorded.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use spotwright_api::NodeClaim;
 
-use crate::model::claim::elapsed;
+use crate::model::claim::{elapsed, last_pod_event_time};
 use crate::model::hashing::{fnv1a, FNV_OFFSET};
 use crate::model::pod::CachedPod;
 
@@ -44,36 +46,59 @@ pub fn workload_fingerprint(pods: &[&CachedPod]) -> u64 {
     fingerprint(workload.map(|p| p.uid.as_deref().unwrap_or(&p.name)))
 }
 
+/// A fingerprint as `status.lastPodEventPods` holds it: 16 hex digits.
+pub fn fingerprint_text(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
+}
+
+/// What the claim records: both fields, or nothing (a record that lacks
+/// the pods, or holds anything but 16 hex digits, cannot be resumed).
+pub fn recorded(claim: &NodeClaim) -> Option<PodsSeen> {
+    let since = last_pod_event_time(claim)?;
+    let text = claim.status.as_ref()?.last_pod_event_pods.as_deref()?;
+    let digits = text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let fingerprint = u64::from_str_radix(text, 16).ok().filter(|_| digits)?;
+    Some(PodsSeen { fingerprint, since })
+}
+
 /// What a look at a node's pods makes of it. `previous` is this process's
-/// last look, `recorded` the claim's `lastPodEventTime`. The time moves to
-/// `now` whenever the pods differ from the last look. At a node's first
-/// look (a new node, or the first look of a process that just started)
-/// it is the recorded time, if any and not in the future: pods that came
-/// or went while no provisioner ran are not seen.
+/// last look, `recorded` the claim's record. The time moves to `now`
+/// whenever the pods differ from the last look. At a node's first look (a
+/// new node, or the first look of a process that just started) it is the
+/// recorded time if the node still holds the pods recorded and the time is
+/// not in the future; otherwise the pods changed while nobody looked, or
+/// after the record was written, and the time starts at `now`, so that a
+/// resumed timer never ends early.
 pub fn next_seen(
     previous: Option<PodsSeen>,
-    recorded: Option<Timestamp>,
+    recorded: Option<PodsSeen>,
     fingerprint: u64,
     now: Timestamp,
 ) -> PodsSeen {
     let since = match previous {
         Some(seen) if seen.fingerprint == fingerprint => seen.since,
         Some(_) => now,
-        None => recorded.filter(|at| *at <= now).unwrap_or(now),
+        None => recorded
+            .filter(|at| at.fingerprint == fingerprint && at.since <= now)
+            .map_or(now, |at| at.since),
     };
     PodsSeen { fingerprint, since }
 }
 
-/// Whether the claim's recorded time should be written now: it differs
-/// from what was seen (in whole seconds, as the API keeps it), and this
-/// process last wrote it at least [`RECORD_AT_MOST_EVERY`] ago (or never).
+/// Whether the claim's record should be written now: it differs from what
+/// was seen (the pods, or the time in whole seconds, as the API keeps it),
+/// and this process last wrote it at least [`RECORD_AT_MOST_EVERY`] ago (or
+/// never).
 pub fn record_due(
     seen: PodsSeen,
-    recorded: Option<Timestamp>,
+    recorded: Option<PodsSeen>,
     last_written: Option<Timestamp>,
     now: Timestamp,
 ) -> bool {
-    recorded.map(Timestamp::as_second) != Some(seen.since.as_second())
+    let same = |at: PodsSeen| {
+        at.fingerprint == seen.fingerprint && at.since.as_second() == seen.since.as_second()
+    };
+    !recorded.is_some_and(same)
         && last_written.is_none_or(|at| elapsed(at, now) >= RECORD_AT_MOST_EVERY)
 }
 
@@ -81,6 +106,7 @@ pub fn record_due(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + second).unwrap()
@@ -109,16 +135,21 @@ mod tests {
         assert_eq!(next_seen(Some(first), None, 8, at(30)), seen(8, 30));
         // What is recorded counts only at the first look.
         assert_eq!(
-            next_seen(Some(first), Some(at(-50)), 8, at(30)),
+            next_seen(Some(first), Some(seen(8, -50)), 8, at(30)),
             seen(8, 30)
         );
     }
 
     #[test]
-    fn a_first_look_resumes_the_recorded_time() {
-        assert_eq!(next_seen(None, Some(at(-40)), 7, at(0)), seen(7, -40));
+    fn a_first_look_resumes_the_record_only_for_the_same_pods() {
+        assert_eq!(next_seen(None, Some(seen(7, -40)), 7, at(0)), seen(7, -40));
         assert_eq!(
-            next_seen(None, Some(at(60)), 7, at(0)),
+            next_seen(None, Some(seen(6, -40)), 7, at(0)),
+            seen(7, 0),
+            "the pods changed since the record"
+        );
+        assert_eq!(
+            next_seen(None, Some(seen(7, 60)), 7, at(0)),
             seen(7, 0),
             "a time in the future is not believed"
         );
@@ -128,62 +159,102 @@ mod tests {
     fn a_record_is_written_when_it_differs_at_most_every_ten_seconds() {
         assert!(record_due(seen(1, 0), None, None, at(0)));
         assert!(
-            !record_due(seen(1, 0), Some(at(0)), None, at(100)),
+            !record_due(seen(1, 0), Some(seen(1, 0)), None, at(100)),
             "already recorded"
         );
         assert!(
-            record_due(seen(1, 5), Some(at(0)), None, at(5)),
+            record_due(seen(2, 0), Some(seen(1, 0)), None, at(100)),
+            "other pods in the same second"
+        );
+        assert!(
+            record_due(seen(1, 5), Some(seen(1, 0)), None, at(5)),
             "first write of this process"
         );
         assert!(
-            !record_due(seen(1, 5), Some(at(0)), Some(at(1)), at(10)),
+            !record_due(seen(1, 5), Some(seen(1, 0)), Some(at(1)), at(10)),
             "written 9 s ago"
         );
-        assert!(record_due(seen(1, 5), Some(at(0)), Some(at(1)), at(11)));
+        assert!(record_due(
+            seen(1, 5),
+            Some(seen(1, 0)),
+            Some(at(1)),
+            at(11)
+        ));
         let within_the_second = PodsSeen {
             fingerprint: 1,
             since: at(5) + Duration::from_millis(700),
         };
         assert!(
-            !record_due(within_the_second, Some(at(5)), None, at(20)),
+            !record_due(within_the_second, Some(seen(1, 5)), None, at(20)),
             "the API keeps whole seconds"
         );
     }
 
+    #[test]
+    fn a_record_is_read_only_whole() {
+        let claim = |status: serde_json::Value| -> NodeClaim {
+            serde_json::from_value(json!({
+                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+                "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
+                "status": status}))
+            .expect("a NodeClaim")
+        };
+        let time = at(0).to_string();
+        let both =
+            claim(json!({"lastPodEventTime": time, "lastPodEventPods": fingerprint_text(0xab)}));
+        assert_eq!(recorded(&both), Some(seen(0xab, 0)));
+        assert_eq!(recorded(&claim(json!({"lastPodEventTime": time}))), None);
+        for bad in [
+            "ab",
+            "+00000000000000ab",
+            "00000000000000zz",
+            "000000000000000000ab",
+        ] {
+            let claim = claim(json!({"lastPodEventTime": time, "lastPodEventPods": bad}));
+            assert_eq!(recorded(&claim), None, "{bad}");
+        }
+    }
+
     proptest! {
-        /// Over any sequence of looks and writes: the remembered time is
-        /// never in the future nor before the last change of pods seen;
-        /// writes are at least RECORD_AT_MOST_EVERY apart; and the record
-        /// catches up with the memory within that and one look.
+        /// Over any sequence of looks, writes and restarts (a restart
+        /// forgets everything but the record), with pods that change to sets
+        /// never seen before: the remembered time is never in the future
+        /// nor before the pods last changed, restarts included; a process
+        /// writes at least RECORD_AT_MOST_EVERY apart; and the record
+        /// catches up with its memory within that and one look.
         #[test]
-        fn looks_and_writes_keep_their_bounds(
-            recorded_at_start in prop::option::of(-100i64..100),
-            looks in prop::collection::vec((0u64..3, 1i64..8), 1..60),
+        fn looks_writes_and_restarts_keep_their_bounds(
+            recorded_at_start in prop::option::of(-100i64..=0),
+            looks in prop::collection::vec((any::<bool>(), 1i64..8, prop::bool::weighted(0.1)), 1..60),
         ) {
             let mut now = 0;
-            let mut previous: Option<PodsSeen> = None;
-            let mut recorded = recorded_at_start.map(at);
-            let mut last_written = None;
-            let mut changed_at = None;
+            let mut pods = 0u64;
+            let mut recorded = recorded_at_start.map(|second| seen(pods, second));
+            // When the pods became what they are, if known.
+            let mut changed_at = recorded.map(|r| r.since);
+            let (mut previous, mut last_written): (Option<PodsSeen>, _) = (None, None);
             let mut differs_from = None;
-            for (print, step) in looks {
+            for (change, step, restart) in looks {
                 now += step;
-                if previous.is_some_and(|p| p.fingerprint != print) {
+                if change {
+                    pods += 1;
                     changed_at = Some(at(now));
                 }
-                let next = next_seen(previous, recorded, print, at(now));
+                if restart {
+                    (previous, last_written, differs_from) = (None, None, None);
+                }
+                let next = next_seen(previous, recorded, pods, at(now));
                 prop_assert!(next.since <= at(now));
-                // Since the first look's time, or the last change after it.
                 let lower_bound = *changed_at.get_or_insert(next.since);
-                prop_assert!(next.since >= lower_bound);
+                prop_assert!(next.since >= lower_bound, "{next:?} before {lower_bound}");
                 if record_due(next, recorded, last_written, at(now)) {
                     if let Some(before) = last_written {
                         prop_assert!(elapsed(before, at(now)) >= RECORD_AT_MOST_EVERY);
                     }
-                    recorded = Some(next.since);
+                    recorded = Some(next);
                     last_written = Some(at(now));
                 }
-                if recorded == Some(next.since) {
+                if recorded == Some(next) {
                     differs_from = None;
                 } else {
                     let since = *differs_from.get_or_insert(now);

@@ -13,10 +13,10 @@ use kube::ResourceExt;
 use spotwright_api::{keys, NodeClaim, NodeClass, NodePool};
 use spotwright_solver::model::InstanceType;
 
-use crate::model::claim::{instance_id, last_pod_event_time, node_name, provider_id};
+use crate::model::claim::{instance_id, node_name, provider_id};
 use crate::model::node::node_provider_id;
 use crate::model::pod::CachedPod;
-use crate::model::pod_events::{next_seen, workload_fingerprint, PodsSeenByNode};
+use crate::model::pod_events::{self, next_seen, workload_fingerprint, PodsSeen, PodsSeenByNode};
 use crate::model::problem::{self, Objects, Problem};
 use crate::model::volumes::VolumeTopology;
 
@@ -157,10 +157,10 @@ impl Snapshot {
     /// after `previous`, the last look; at a Node's first look, since the
     /// time its claim recorded ([`next_seen`]).
     pub fn pods_seen(&self, previous: &PodsSeenByNode, now: Timestamp) -> PodsSeenByNode {
-        let recorded: HashMap<&str, Timestamp> = self
+        let recorded: HashMap<&str, PodsSeen> = self
             .claims
             .iter()
-            .filter_map(|c| Some((node_name(c)?, last_pod_event_time(c)?)))
+            .filter_map(|c| Some((node_name(c)?, pod_events::recorded(c)?)))
             .collect();
         let look = |node: &Arc<Node>| {
             let name = node.name_any();
@@ -218,6 +218,7 @@ pub fn refs<K>(objects: &[Arc<K>]) -> Vec<&K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::pod_events::{fingerprint, fingerprint_text};
     use serde_json::json;
 
     fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> Arc<K> {
@@ -298,20 +299,23 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + second).unwrap()
     }
 
-    /// n1's claim recorded its last pod event at 0; n2 has no claim.
-    fn nodes_with_pods(pods_on_n1: &[&str]) -> Snapshot {
+    /// n1's claim recorded at 0 that n1 held `recorded_on_n1`; n2 has no
+    /// claim.
+    fn nodes_with_pods(pods_on_n1: &[&str], recorded_on_n1: &[&str]) -> Snapshot {
         let on_n1 = pods_on_n1.iter().map(|name| {
             pod(
                 json!({"metadata": {"name": name, "namespace": "a", "uid": name},
                        "spec": {"nodeName": "n1", "containers": []}}),
             )
         });
+        let recorded_pods = fingerprint_text(fingerprint(recorded_on_n1.iter().copied()));
         Snapshot::build(Lists {
             claims: vec![object(json!({
                 "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
                 "metadata": {"name": "c1"},
                 "spec": {"nodeClassRef": {"name": "default"}},
-                "status": {"nodeName": "n1", "lastPodEventTime": at(0).to_string()}}))],
+                "status": {"nodeName": "n1", "lastPodEventTime": at(0).to_string(),
+                           "lastPodEventPods": recorded_pods}}))],
             nodes: vec![
                 object(json!({"metadata": {"name": "n1"}})),
                 object(json!({"metadata": {"name": "n2"}})),
@@ -323,13 +327,21 @@ mod tests {
 
     #[test]
     fn a_first_look_resumes_the_claim_s_recorded_pod_event_and_a_change_moves_it() {
-        let first = nodes_with_pods(&["p1", "p2"]).pods_seen(&PodsSeenByNode::new(), at(100));
+        let held = ["p1", "p2"];
+        let first = nodes_with_pods(&held, &held).pods_seen(&PodsSeenByNode::new(), at(100));
         assert_eq!(first["n1"].since, at(0), "resumed from the claim");
         assert_eq!(first["n2"].since, at(100), "no claim: from now");
-        let same = nodes_with_pods(&["p2", "p1"]).pods_seen(&first, at(110));
+        let same = nodes_with_pods(&["p2", "p1"], &held).pods_seen(&first, at(110));
         assert_eq!(same, first);
-        let one_left = nodes_with_pods(&["p1"]).pods_seen(&first, at(120));
+        let one_left = nodes_with_pods(&["p1"], &held).pods_seen(&first, at(120));
         assert_eq!(one_left["n1"].since, at(120));
         assert_eq!(one_left["n2"].since, at(100));
+    }
+
+    #[test]
+    fn a_first_look_at_other_pods_than_recorded_starts_from_now() {
+        let left_unseen = nodes_with_pods(&["p1"], &["p1", "p2"]);
+        let first = left_unseen.pods_seen(&PodsSeenByNode::new(), at(100));
+        assert_eq!(first["n1"].since, at(100));
     }
 }

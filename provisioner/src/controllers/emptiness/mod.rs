@@ -12,8 +12,9 @@
 //!
 //! A node is empty since its workload pods last changed
 //! ([`crate::model::pod_events`]): kept in memory, and at a node's first
-//! look resumed from the claim's `status.lastPodEventTime`, so that a
-//! restart does not start the clock again.
+//! look resumed from the claim's `status.lastPodEventTime` if the node
+//! still holds the pods recorded, so that a restart does not start the
+//! clock again.
 
 pub mod decide;
 

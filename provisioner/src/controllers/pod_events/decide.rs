@@ -8,10 +8,10 @@ use kube::ResourceExt;
 use spotwright_api::conditions;
 use spotwright_api::v1alpha1::NodeClaim;
 
-use crate::model::claim::{is_condition_true, last_pod_event_time, node_name};
-use crate::model::pod_events::{record_due, PodsSeenByNode};
+use crate::model::claim::{is_condition_true, node_name};
+use crate::model::pod_events::{record_due, recorded, PodsSeen, PodsSeenByNode};
 
-/// The claims whose record is due, with the time to record. Only
+/// The claims whose record is due, with what to record. Only
 /// initialized claims that are not being deleted: emptiness and
 /// consolidation time no other claim, and a node that is still
 /// registering has its pods bound in a burst, so a record written then
@@ -22,7 +22,7 @@ pub fn records_due(
     pods: &PodsSeenByNode,
     written: &HashMap<String, Timestamp>,
     now: Timestamp,
-) -> Vec<(String, Timestamp)> {
+) -> Vec<(String, PodsSeen)> {
     let timed = |claim: &&Arc<NodeClaim>| {
         claim.metadata.deletion_timestamp.is_none()
             && is_condition_true(claim, conditions::INITIALIZED)
@@ -31,8 +31,7 @@ pub fn records_due(
         let seen = *pods.get(node_name(claim)?)?;
         let name = claim.name_any();
         let last_written = written.get(&name).copied();
-        record_due(seen, last_pod_event_time(claim), last_written, now)
-            .then_some((name, seen.since))
+        record_due(seen, recorded(claim), last_written, now).then_some((name, seen))
     };
     claims.iter().filter(timed).filter_map(due).collect()
 }
@@ -76,7 +75,7 @@ mod tests {
         ];
         let pods = seen_on(&["ready", "registering", "leaving"], 5);
         let due = records_due(&claims, &pods, &HashMap::new(), at(20));
-        assert_eq!(due, vec![("ready".to_string(), at(5))]);
+        assert_eq!(due, vec![("ready".to_string(), pods["node-ready"])]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Pod events. Watches (through the cluster state) NodeClaims, Nodes and
 //! Pods. Decides ([`crate::model::pod_events`], [`decide`]): since when
 //! each initialized claim's Node has held the workload pods it holds.
-//! Does: records that time on the claim (`status.lastPodEventTime`), at
-//! most every 10 s per claim, so that emptiness and consolidation resume
+//! Does: records that time and the pods' fingerprint on the claim
+//! (`status.lastPodEventTime`, `status.lastPodEventPods`), at most every
+//! 10 s per claim, so that emptiness and consolidation resume
 //! their `consolidateAfter` timers from it after a restart or a change of
 //! leader.
 
@@ -18,7 +19,7 @@ use serde_json::json;
 
 use crate::act::claims;
 use crate::model::clock::SharedClock;
-use crate::model::pod_events::PodsSeenByNode;
+use crate::model::pod_events::{fingerprint_text, PodsSeenByNode};
 use crate::state::ClusterState;
 
 /// How often every claim is looked at.
@@ -59,8 +60,9 @@ async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
     memory
         .written
         .retain(|name, _| snapshot.claim(name).is_some());
-    for (name, since) in decide::records_due(&snapshot.claims, &memory.pods, &memory.written, now) {
-        let status = json!({"status": {"lastPodEventTime": Time(since)}});
+    for (name, seen) in decide::records_due(&snapshot.claims, &memory.pods, &memory.written, now) {
+        let status = json!({"status": {"lastPodEventTime": Time(seen.since),
+            "lastPodEventPods": fingerprint_text(seen.fingerprint)}});
         match claims::merge_status(&ctx.client, &name, &status).await {
             Ok(()) => {
                 memory.written.insert(name, now);
