@@ -1,20 +1,20 @@
-//! Pod events. Watches (through the cluster state) NodeClaims, Nodes and
-//! Pods. Decides ([`crate::model::pod_events`], [`decide`]): since when
-//! each initialized claim's Node has held the workload pods it holds.
-//! Does: records that time and the pods' fingerprint on the claim
-//! (`status.lastPodEventTime`, `status.lastPodEventPods`), at most every
-//! 10 s per claim, so that emptiness and consolidation resume
-//! their `consolidateAfter` timers from it after a restart or a change of
-//! leader.
+//! Pod events. Watches (through the cluster state) NodePools, NodeClaims,
+//! Nodes and Pods. Decides ([`crate::model::pod_events`], [`decide`]):
+//! since when each claim's Node has held the workload pods it holds, for
+//! the claims a restart could resume. Does: records that time and the
+//! pods' fingerprint on the claim (`status.lastPodEventTime`,
+//! `status.lastPodEventPods`), at most every 10 s per claim, so that
+//! emptiness and consolidation resume their `consolidateAfter` timers from
+//! it after a restart or a change of leader.
 
 mod decide;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::act::claims;
@@ -60,7 +60,20 @@ async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
     memory
         .written
         .retain(|name, _| snapshot.claim(name).is_some());
-    for (name, seen) in decide::records_due(&snapshot.claims, &memory.pods, &memory.written, now) {
+    let timed_pools: HashSet<String> = snapshot
+        .nodepools
+        .iter()
+        .filter(|pool| decide::resumes_timers(pool))
+        .map(|pool| pool.name_any())
+        .collect();
+    let due = decide::records_due(
+        &snapshot.claims,
+        &timed_pools,
+        &memory.pods,
+        &memory.written,
+        now,
+    );
+    for (name, seen) in due {
         let status = json!({"status": {"lastPodEventTime": Time(seen.since),
             "lastPodEventPods": fingerprint_text(seen.fingerprint)}});
         match claims::merge_status(&ctx.client, &name, &status).await {
