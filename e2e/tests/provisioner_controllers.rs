@@ -928,11 +928,66 @@ async fn recorded_on(claims: &Api<NodeClaim>, name: &str) -> Option<PodsSeen> {
         .and_then(model::pod_events::recorded)
 }
 
-async fn removed(claims: &Api<NodeClaim>, name: &str, within: Duration) {
-    eventually("the empty node's claim to be deleted", within, || async {
-        matches!(claims.get_opt(name).await, Ok(None))
-    })
-    .await;
+/// One pod on an initialized node of a WhenEmpty pool, with emptiness and
+/// the recorder running and the pod's landing recorded.
+struct RecordedNode {
+    pool: String,
+    pods: Api<Pod>,
+    claims: Api<NodeClaim>,
+    controllers: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl RecordedNode {
+    async fn start(env: &Env, client: &Client, id: &str, prefix: &str, after: &str) -> Self {
+        let pool = one_pod_on_an_initialized_node(env, client, id, prefix, after).await;
+        let claims: Api<NodeClaim> = Api::all(client.clone());
+        let controllers = removal_controllers(client, id);
+        eventually("a recorded pod event", Duration::from_secs(10), || async {
+            recorded_on(&claims, &pool).await.is_some()
+        })
+        .await;
+        let pods = Api::namespaced(client.clone(), "default");
+        RecordedNode {
+            pool,
+            pods,
+            claims,
+            controllers,
+        }
+    }
+
+    async fn recorded(&self) -> Option<PodsSeen> {
+        recorded_on(&self.claims, &self.pool).await
+    }
+
+    async fn delete_the_pod(&self) {
+        self.pods
+            .delete(&self.pool, &DeleteParams::default().grace_period(0))
+            .await
+            .expect("pod deleted");
+    }
+
+    /// The restart: every controller and its memory gone, then new ones.
+    fn restart(&mut self, client: &Client, id: &str) {
+        self.stop();
+        self.controllers = removal_controllers(client, id);
+    }
+
+    fn stop(&self) {
+        self.controllers.iter().for_each(|task| task.abort());
+    }
+
+    async fn removed_within(&self, within: Duration) {
+        eventually("the empty node's claim to be deleted", within, || async {
+            matches!(self.claims.get_opt(&self.pool).await, Ok(None))
+        })
+        .await;
+    }
+
+    async fn clean_up(self, env: &Env, client: &Client) {
+        self.stop();
+        cleanup(client, &self.pool, &self.pool).await;
+        env.kubectl(&["delete", "nodepool", &self.pool, "--ignore-not-found"]);
+    }
 }
 
 /// The claim records when its node's last pod left, and a provisioner that
@@ -944,54 +999,41 @@ async fn an_empty_node_s_timer_survives_a_restart_through_the_recorded_pod_event
     let env = env();
     let client = env.client().await;
     let id = unique_suffix();
-    let pool = one_pod_on_an_initialized_node(env, &client, &id, "e2e-resume", "30s").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let claims: Api<NodeClaim> = Api::all(client.clone());
-    let first = removal_controllers(&client, &id);
-    eventually("a recorded pod event", Duration::from_secs(10), || async {
-        recorded_on(&claims, &pool).await.is_some()
-    })
-    .await;
+    let mut node = RecordedNode::start(env, &client, &id, "e2e-resume", "30s").await;
 
-    pods.delete(&pool, &DeleteParams::default().grace_period(0))
-        .await
-        .expect("pod deleted");
+    node.delete_the_pod().await;
     let emptied = Timestamp::now();
     let emptied_second = Timestamp::from_second(emptied.as_second()).expect("a timestamp");
     eventually(
         "the pod's leaving recorded",
         Duration::from_secs(15),
         || async {
-            recorded_on(&claims, &pool)
+            node.recorded()
                 .await
                 .is_some_and(|at| at.since >= emptied_second)
         },
     )
     .await;
-    let at = recorded_on(&claims, &pool).await.expect("recorded").since;
+    let at = node.recorded().await.expect("recorded").since;
     assert!(
         at.duration_since(emptied).as_secs_f64() < 3.0,
         "recorded {at}, the pod left at {emptied}"
     );
 
-    // The restart: every controller and its memory gone, then new ones.
     tokio::time::sleep(Duration::from_secs(15).saturating_sub(elapsed(emptied, Timestamp::now())))
         .await;
-    first.iter().for_each(|task| task.abort());
     assert!(
-        matches!(claims.get_opt(&pool).await, Ok(Some(_))),
+        matches!(node.claims.get_opt(&node.pool).await, Ok(Some(_))),
         "removed before consolidateAfter"
     );
-    let second = removal_controllers(&client, &id);
-    removed(&claims, &pool, Duration::from_secs(45)).await;
+    node.restart(&client, &id);
+    node.removed_within(Duration::from_secs(45)).await;
     let removed_after = elapsed(emptied, Timestamp::now()).as_secs_f64();
     assert!(
         (28.0..42.0).contains(&removed_after),
         "removed {removed_after:.1} s after the pod left: consolidateAfter is 30 s, and a timer started again at the restart ends after 45 s"
     );
-    second.iter().for_each(|task| task.abort());
-    cleanup(&client, &pool, &pool).await;
-    env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+    node.clean_up(env, &client).await;
 }
 
 /// A pod that leaves while no provisioner runs: the claim's record names
@@ -1004,44 +1046,29 @@ async fn a_pod_that_left_while_no_provisioner_ran_starts_the_timer_again() {
     let env = env();
     let client = env.client().await;
     let id = unique_suffix();
-    let pool = one_pod_on_an_initialized_node(env, &client, &id, "e2e-unseen", "15s").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let claims: Api<NodeClaim> = Api::all(client.clone());
-    let first = removal_controllers(&client, &id);
-    eventually("a recorded pod event", Duration::from_secs(10), || async {
-        recorded_on(&claims, &pool).await.is_some()
-    })
-    .await;
-    let record = recorded_on(&claims, &pool).await.expect("recorded");
-    first.iter().for_each(|task| task.abort());
+    let mut node = RecordedNode::start(env, &client, &id, "e2e-unseen", "15s").await;
+    let record = node.recorded().await.expect("recorded");
+    node.stop();
 
     // Nothing runs while the record grows older than consolidateAfter and
     // the pod leaves.
     tokio::time::sleep(Duration::from_secs(17)).await;
-    pods.delete(&pool, &DeleteParams::default().grace_period(0))
-        .await
-        .expect("pod deleted");
+    node.delete_the_pod().await;
     eventually("the pod gone", Duration::from_secs(10), || async {
-        matches!(pods.get_opt(&pool).await, Ok(None))
+        matches!(node.pods.get_opt(&node.pool).await, Ok(None))
     })
     .await;
-    assert_eq!(
-        recorded_on(&claims, &pool).await,
-        Some(record),
-        "nobody wrote"
-    );
+    assert_eq!(node.recorded().await, Some(record), "nobody wrote");
 
     let restarted = Timestamp::now();
-    let second = removal_controllers(&client, &id);
-    removed(&claims, &pool, Duration::from_secs(40)).await;
+    node.restart(&client, &id);
+    node.removed_within(Duration::from_secs(40)).await;
     let removed_after = elapsed(restarted, Timestamp::now()).as_secs_f64();
     assert!(
         (13.0..27.0).contains(&removed_after),
         "removed {removed_after:.1} s after the restart: consolidateAfter is 15 s, and a timer resumed from the record (taken while the pod ran) ends at once"
     );
-    second.iter().for_each(|task| task.abort());
-    cleanup(&client, &pool, &pool).await;
-    env.kubectl(&["delete", "nodepool", &pool, "--ignore-not-found"]);
+    node.clean_up(env, &client).await;
 }
 
 #[tokio::test]
