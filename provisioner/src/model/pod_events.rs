@@ -67,8 +67,9 @@ pub fn recorded(claim: &NodeClaim) -> Option<PodsSeen> {
 /// new node, or the first look of a process that just started) it is the
 /// recorded time if the node still holds the pods recorded and the time is
 /// not in the future; otherwise the pods changed while nobody looked, or
-/// after the record was written, and the time starts at `now`, so that a
-/// resumed timer never ends early.
+/// after the record was written, and the time starts at `now`: a resumed
+/// timer may run long, not short (save for a pod that landed and left again
+/// before the record caught up, which leaves the pods recorded).
 pub fn next_seen(
     previous: Option<PodsSeen>,
     recorded: Option<PodsSeen>,

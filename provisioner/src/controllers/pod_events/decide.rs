@@ -1,4 +1,5 @@
-//! Which claims' `status.lastPodEventTime` to write at this sweep.
+//! Which claims' record (`status.lastPodEventTime`, `lastPodEventPods`)
+//! to write at this sweep.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
