@@ -395,7 +395,8 @@ async fn kill_9_during_launches_leaks_no_instance_and_duplicates_no_node() {
     const TRIALS: usize = 20;
     let mut kill_points = Vec::new();
     // Each trial kills the provisioner the previous one restarted: one
-    // start per trial (each reads moto's whole catalog, ~8 s).
+    // start per trial (each reads moto's whole catalog: about a second, from
+    // the answers e2e/plane/moto/server.py keeps).
     let mut provisioner = Provisioner::start(env, "crash-first", MOTO, &[]).await;
     for trial in 0..TRIALS {
         // One pod per node (hostname anti-affinity), so every trial launches.

@@ -7,6 +7,8 @@
 //! replaces its node before any interruption, and a Spot interruption
 //! warning drains and replaces within the two-minute notice.
 
+mod pools;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,9 +28,9 @@ use spotwright_e2e::harness::system::system_view;
 use spotwright_e2e::harness::webhook::{counter_in, opted_in_namespace, Webhook};
 use spotwright_e2e::harness::{env, event_reasons, unique_suffix, Env};
 
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use pools::{cleanup, pool_claims, MOTO};
 
-const MOTO: &str = "http://127.0.0.1:15000";
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Two of moto's x86_64 images: the "current" and the "new" node image.
 async fn two_images() -> (String, String) {
@@ -87,14 +89,6 @@ async fn setup(
     (name, namespace)
 }
 
-async fn claims_of(client: &Client, pool: &str) -> Vec<NodeClaim> {
-    Api::<NodeClaim>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("{}={pool}", keys::NODEPOOL_LABEL)))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-}
-
 fn is_true(claim: &NodeClaim, type_: &str) -> bool {
     claim.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -129,18 +123,6 @@ async fn running(client: &Client, namespace: &str) -> Vec<Pod> {
         .collect()
 }
 
-async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
-    env.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
-    eventually(
-        &format!("{pool}'s claims to go"),
-        Duration::from_secs(180),
-        || async { claims_of(client, pool).await.is_empty() },
-    )
-    .await;
-    env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
-    env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
-}
-
 /// What the sampler saw of the pool's claims during a rollout.
 #[derive(Default)]
 struct Watch {
@@ -159,7 +141,7 @@ fn sample(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while !watch.stop.load(Ordering::SeqCst) {
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             let disrupting = claims.iter().filter(|c| in_disruption(c)).count();
             watch.max_disrupting.fetch_max(disrupting, Ordering::SeqCst);
             if let Ok(mut seen) = replacements.lock() {
@@ -197,14 +179,14 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         "30 pods Running on initialized nodes",
         Duration::from_secs(180),
         || async {
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             running(&client, &namespace).await.len() == 30
                 && !claims.is_empty()
                 && claims.iter().all(|c| is_true(c, "Initialized"))
         },
     )
     .await;
-    let old: BTreeMap<String, Option<String>> = claims_of(&client, &pool)
+    let old: BTreeMap<String, Option<String>> = pool_claims(&client, &pool)
         .await
         .iter()
         .map(|c| (c.name_any(), image_of(c)))
@@ -234,7 +216,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     let mut first_launch = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     while first_launch.is_none() {
-        let claims = claims_of(&client, &pool).await;
+        let claims = pool_claims(&client, &pool).await;
         if claims
             .iter()
             .any(|c| !old.contains_key(&c.name_any()) && is_true(c, "Launched"))
@@ -256,7 +238,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
         "every old node replaced and 30 pods Running on new-image nodes",
         Duration::from_secs(420),
         || async {
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             let settled = claims.iter().all(|c| {
                 !old.contains_key(&c.name_any())
                     && is_true(c, "Initialized")
@@ -320,7 +302,7 @@ async fn a_new_ami_rolls_every_node_within_the_pdb_and_budget_even_across_a_cras
     eprintln!(
         "{} nodes before the rollout, {} after",
         old.len(),
-        claims_of(&client, &pool).await.len()
+        pool_claims(&client, &pool).await.len()
     );
     cleanup(env, &client, &pool, &namespace).await;
 }
@@ -360,7 +342,7 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         "3 pods Running on 3 initialized nodes",
         Duration::from_secs(180),
         || async {
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             running(&client, &namespace).await.len() == 3
                 && claims.len() == 3
                 && claims.iter().all(|c| is_true(c, "Initialized"))
@@ -373,7 +355,7 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         .ok()
         .and_then(|p| p.spec?.node_name)
         .expect("the held pod's node");
-    let before: Vec<NodeClaim> = claims_of(&client, &pool).await;
+    let before: Vec<NodeClaim> = pool_claims(&client, &pool).await;
     let held_claim = before
         .iter()
         .find(|c| {
@@ -395,7 +377,7 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         "the two movable nodes replaced",
         Duration::from_secs(300),
         || async {
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             let replaced = before
                 .iter()
                 .filter(|c| c.name_any() != held_claim)
@@ -409,7 +391,7 @@ async fn a_nodepool_change_rolls_its_nodes_except_one_a_do_not_disrupt_pod_holds
         },
     )
     .await;
-    let claims = claims_of(&client, &pool).await;
+    let claims = pool_claims(&client, &pool).await;
     let held = claims
         .iter()
         .find(|c| c.name_any() == held_claim)
@@ -456,7 +438,7 @@ async fn await_claim(client: &Client, pool: &str, not: Option<&str>, what: &str)
     let deadline = Instant::now() + Duration::from_secs(180);
     while found.is_none() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        found = claims_of(client, pool).await.into_iter().find(|c| {
+        found = pool_claims(client, pool).await.into_iter().find(|c| {
             Some(c.name_any().as_str()) != not
                 && c.metadata.deletion_timestamp.is_none()
                 && is_true(c, "Initialized")
@@ -532,7 +514,7 @@ async fn a_rebalance_replaces_first_and_a_spot_warning_drains_within_the_notice(
             "rebalance not carried out; see {}/e2e/rollout-interruption-provisioner.log",
             env.state.display()
         );
-        let claims = claims_of(&client, &pool).await;
+        let claims = pool_claims(&client, &pool).await;
         let old = claims.iter().find(|c| c.name_any() == first.name_any());
         if old_going.is_none() && old.is_none_or(|c| c.metadata.deletion_timestamp.is_some()) {
             old_going = Some(started.elapsed());
@@ -626,7 +608,7 @@ async fn an_expired_node_is_replaced_even_with_a_budget_of_zero() {
             // The replacement expires in turn 40 s on: any node but the first will do.
             let first_node = first.status.as_ref().and_then(|s| s.node_name.clone());
             let node = pod_node(&client, &namespace).await;
-            let claims = claims_of(&client, &pool).await;
+            let claims = pool_claims(&client, &pool).await;
             !claims.iter().any(|c| c.name_any() == first.name_any())
                 && node.is_some()
                 && node != first_node

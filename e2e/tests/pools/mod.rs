@@ -1,5 +1,5 @@
 //! NodePools, namespaces and what the provisioner's e2e binaries ask of
-//! them: shared by `provisioner.rs` and `provisioner_scheduling.rs`, so each
+//! them: shared by the e2e binaries that `mod pools;` it, so each
 //! binary uses only part of it.
 #![allow(dead_code)]
 
@@ -180,8 +180,13 @@ pub async fn running_pods(client: &Client, namespace: &str) -> Vec<Pod> {
         .collect()
 }
 
+/// Deletes the namespace and the NodePool, waits until the pool's claims and
+/// instances are gone, then deletes its NodeClass. NodePool deletion takes
+/// the nodes at once: waiting for emptiness would add the pool's
+/// `consolidateAfter` or the nomination window to every test.
 pub async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
     env.kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
     eventually(
         &format!("{pool}'s nodes and claims to go"),
         Duration::from_secs(120),
@@ -190,7 +195,6 @@ pub async fn cleanup(env: &Env, client: &Client, pool: &str, namespace: &str) {
         },
     )
     .await;
-    env.kubectl(&["delete", "nodepool", pool, "--wait=false"]);
     env.kubectl(&["delete", "nodeclass", pool, "--wait=false"]);
 }
 
