@@ -86,21 +86,48 @@ pub fn next_seen(
     PodsSeen { fingerprint, since }
 }
 
+/// What this process last wrote to a claim's record, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub at: Timestamp,
+    pub what: PodsSeen,
+}
+
+/// The same record as the API keeps it: the same pods, the time in whole
+/// seconds.
+fn same_record(a: PodsSeen, b: PodsSeen) -> bool {
+    a.fingerprint == b.fingerprint && a.since.as_second() == b.since.as_second()
+}
+
 /// Whether the claim's record should be written now: it differs from what
-/// was seen (the pods, or the time in whole seconds, as the API keeps it),
-/// and this process last wrote it at least [`RECORD_AT_MOST_EVERY`] ago (or
-/// never).
+/// was seen, this process has not already written what was seen, and it
+/// last wrote at least [`RECORD_AT_MOST_EVERY`] ago (or never). A record
+/// the API did not keep whole (a NodeClaim CRD without
+/// `lastPodEventPods`, [`record_pruned`]) is therefore written once per
+/// change of the pods, not again every ten seconds.
 pub fn record_due(
     seen: PodsSeen,
     recorded: Option<PodsSeen>,
-    last_written: Option<Timestamp>,
+    last_written: Option<Written>,
     now: Timestamp,
 ) -> bool {
-    let same = |at: PodsSeen| {
-        at.fingerprint == seen.fingerprint && at.since.as_second() == seen.since.as_second()
-    };
-    !recorded.is_some_and(same)
-        && last_written.is_none_or(|at| elapsed(at, now) >= RECORD_AT_MOST_EVERY)
+    !recorded.is_some_and(|at| same_record(at, seen))
+        && last_written.is_none_or(|written| {
+            !same_record(written.what, seen) && elapsed(written.at, now) >= RECORD_AT_MOST_EVERY
+        })
+}
+
+/// Whether the API server dropped the pods from the record this process
+/// wrote: the claim holds the time written but no `lastPodEventPods`, as
+/// under a NodeClaim CRD older than that field (pruned as unknown).
+pub fn record_pruned(claim: &NodeClaim, written: Written) -> bool {
+    let pods = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.last_pod_event_pods.as_ref());
+    pods.is_none()
+        && last_pod_event_time(claim)
+            .is_some_and(|time| time.as_second() == written.what.since.as_second())
 }
 
 #[cfg(test)]
@@ -171,16 +198,26 @@ mod tests {
             record_due(seen(1, 5), Some(seen(1, 0)), None, at(5)),
             "first write of this process"
         );
+        let written = |second, what| {
+            Some(Written {
+                at: at(second),
+                what,
+            })
+        };
         assert!(
-            !record_due(seen(1, 5), Some(seen(1, 0)), Some(at(1)), at(10)),
+            !record_due(seen(1, 5), Some(seen(1, 0)), written(1, seen(1, 1)), at(10)),
             "written 9 s ago"
         );
         assert!(record_due(
             seen(1, 5),
             Some(seen(1, 0)),
-            Some(at(1)),
+            written(1, seen(1, 1)),
             at(11)
         ));
+        assert!(
+            !record_due(seen(1, 5), None, written(6, seen(1, 5)), at(100)),
+            "written as it is, but not kept whole: not again"
+        );
         let within_the_second = PodsSeen {
             fingerprint: 1,
             since: at(5) + Duration::from_millis(700),
@@ -189,6 +226,32 @@ mod tests {
             !record_due(within_the_second, Some(seen(1, 5)), None, at(20)),
             "the API keeps whole seconds"
         );
+    }
+
+    #[test]
+    fn a_record_without_the_pods_written_is_pruned() {
+        let claim = |status: serde_json::Value| -> NodeClaim {
+            serde_json::from_value(json!({
+                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+                "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
+                "status": status}))
+            .expect("a NodeClaim")
+        };
+        let written = Written {
+            at: at(9),
+            what: seen(0xab, 5),
+        };
+        let time_only = claim(json!({"lastPodEventTime": at(5).to_string()}));
+        assert!(record_pruned(&time_only, written));
+        let whole = claim(json!({"lastPodEventTime": at(5).to_string(),
+            "lastPodEventPods": fingerprint_text(0xab)}));
+        assert!(!record_pruned(&whole, written));
+        let not_yet = claim(json!({"lastPodEventTime": at(1).to_string()}));
+        assert!(
+            !record_pruned(&not_yet, written),
+            "an older record: the write not seen yet"
+        );
+        assert!(!record_pruned(&claim(json!({})), written));
     }
 
     #[test]
@@ -250,10 +313,10 @@ mod tests {
                 prop_assert!(next.since >= lower_bound, "{next:?} before {lower_bound}");
                 if record_due(next, recorded, last_written, at(now)) {
                     if let Some(before) = last_written {
-                        prop_assert!(elapsed(before, at(now)) >= RECORD_AT_MOST_EVERY);
+                        prop_assert!(elapsed(before.at, at(now)) >= RECORD_AT_MOST_EVERY);
                     }
                     recorded = Some(next);
-                    last_written = Some(at(now));
+                    last_written = Some(Written { at: at(now), what: next });
                 }
                 if recorded == Some(next) {
                     differs_from = None;

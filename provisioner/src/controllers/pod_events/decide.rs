@@ -12,7 +12,7 @@ use spotwright_api::{conditions, NodePool};
 
 use crate::model::claim::{is_condition_true, node_name, nodepool_of};
 use crate::model::disruption::is_disrupting;
-use crate::model::pod_events::{record_due, recorded, PodsSeen, PodsSeenByNode};
+use crate::model::pod_events::{record_due, recorded, PodsSeen, PodsSeenByNode, Written};
 
 /// Whether a restart could resume a timer of this pool's nodes: its
 /// `consolidateAfter` is a time above zero. With `0s` a node is acted on at
@@ -35,7 +35,7 @@ pub fn records_due(
     claims: &[Arc<NodeClaim>],
     timed_pools: &HashSet<String>,
     pods: &PodsSeenByNode,
-    written: &HashMap<String, Timestamp>,
+    written: &HashMap<String, Written>,
     now: Timestamp,
 ) -> Vec<(String, PodsSeen)> {
     let timed = |claim: &&Arc<NodeClaim>| {
@@ -120,7 +120,14 @@ mod tests {
     fn a_claim_written_lately_waits() {
         let claims = [object(claim("ready", "timed", "True"))];
         let pods = seen_on(&["ready"], 15);
-        let written = HashMap::from([("ready".to_string(), at(12))]);
+        let earlier = Written {
+            at: at(12),
+            what: PodsSeen {
+                fingerprint: 0,
+                since: at(0),
+            },
+        };
+        let written = HashMap::from([("ready".to_string(), earlier)]);
         assert!(records_due(&claims, &timed(), &pods, &written, at(20)).is_empty());
         assert_eq!(
             records_due(&claims, &timed(), &pods, &written, at(22)).len(),

@@ -10,16 +10,17 @@
 mod decide;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use spotwright_api::NodeClaim;
 
 use crate::act::claims;
 use crate::model::clock::SharedClock;
-use crate::model::pod_events::{fingerprint_text, PodsSeenByNode};
+use crate::model::pod_events::{fingerprint_text, record_pruned, PodsSeenByNode, Written};
 use crate::state::ClusterState;
 
 /// How often every claim is looked at.
@@ -38,8 +39,10 @@ pub struct PodEvents {
 struct Memory {
     /// Per Node: its workload pods, and since when.
     pods: PodsSeenByNode,
-    /// Per claim: when this process last wrote its time.
-    written: HashMap<String, Timestamp>,
+    /// Per claim: what this process last wrote, and when.
+    written: HashMap<String, Written>,
+    /// Whether a record the API did not keep whole was reported.
+    pruning_reported: bool,
 }
 
 /// Runs the pod-events loop forever.
@@ -60,6 +63,7 @@ async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
     memory
         .written
         .retain(|name, _| snapshot.claim(name).is_some());
+    report_pruning(&snapshot.claims, memory);
     let timed_pools: HashSet<String> = snapshot
         .nodepools
         .iter()
@@ -78,12 +82,36 @@ async fn sweep(ctx: &PodEvents, memory: &mut Memory) {
             "lastPodEventPods": fingerprint_text(seen.fingerprint)}});
         match claims::merge_status(&ctx.client, &name, &status).await {
             Ok(()) => {
-                memory.written.insert(name, now);
+                let written = Written {
+                    at: now,
+                    what: seen,
+                };
+                memory.written.insert(name, written);
             }
             // The next sweep tries again: the time is in memory.
             Err(err) => {
                 tracing::debug!(claim = %name, error = %err, "recording the last pod event failed")
             }
         }
+    }
+}
+
+/// Warns once per process when the API server drops `lastPodEventPods`
+/// from what was written: the NodeClaim CRD predates the field, and a
+/// restart will start every `consolidateAfter` timer again.
+fn report_pruning(claims: &[Arc<NodeClaim>], memory: &mut Memory) {
+    if memory.pruning_reported {
+        return;
+    }
+    let pruned = claims.iter().find(|claim| {
+        let written = memory.written.get(&claim.name_any());
+        written.is_some_and(|&written| record_pruned(claim, written))
+    });
+    if let Some(claim) = pruned {
+        tracing::warn!(
+            claim = %claim.name_any(),
+            "status.lastPodEventPods was not kept: the NodeClaim CRD predates it; apply this release's CRDs, or a restart starts every consolidateAfter timer again"
+        );
+        memory.pruning_reported = true;
     }
 }
