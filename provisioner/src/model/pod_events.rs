@@ -228,15 +228,17 @@ mod tests {
         );
     }
 
+    /// A claim with this status.
+    fn claim(status: serde_json::Value) -> NodeClaim {
+        serde_json::from_value(json!({
+            "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
+            "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
+            "status": status}))
+        .expect("a NodeClaim")
+    }
+
     #[test]
     fn a_record_without_the_pods_written_is_pruned() {
-        let claim = |status: serde_json::Value| -> NodeClaim {
-            serde_json::from_value(json!({
-                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
-                "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
-                "status": status}))
-            .expect("a NodeClaim")
-        };
         let written = Written {
             at: at(9),
             what: seen(0xab, 5),
@@ -256,13 +258,6 @@ mod tests {
 
     #[test]
     fn a_record_is_read_only_whole() {
-        let claim = |status: serde_json::Value| -> NodeClaim {
-            serde_json::from_value(json!({
-                "apiVersion": "spotwright.io/v1alpha1", "kind": "NodeClaim",
-                "metadata": {"name": "c"}, "spec": {"nodeClassRef": {"name": "default"}},
-                "status": status}))
-            .expect("a NodeClaim")
-        };
         let time = at(0).to_string();
         let both =
             claim(json!({"lastPodEventTime": time, "lastPodEventPods": fingerprint_text(0xab)}));
@@ -274,8 +269,8 @@ mod tests {
             "00000000000000zz",
             "000000000000000000ab",
         ] {
-            let claim = claim(json!({"lastPodEventTime": time, "lastPodEventPods": bad}));
-            assert_eq!(recorded(&claim), None, "{bad}");
+            let unreadable = claim(json!({"lastPodEventTime": time, "lastPodEventPods": bad}));
+            assert_eq!(recorded(&unreadable), None, "{bad}");
         }
     }
 
